@@ -1,0 +1,99 @@
+"""The `digest` command line: parses arguments, calls services, turns DigestError into one line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from digest import __version__
+from digest.cli.context import App, pass_app
+from digest.config import declared, effective
+from digest.errors import DigestError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class DigestGroup(click.Group):
+    """Translates DigestError (and bad input in general) into one line on stderr, exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DigestError as e:
+            raise click.ClickException(str(e)) from e
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="digest")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    envvar="DIGEST_CONFIG",
+    help="TOML config file (default: $DIGEST_CONFIG, else ./digest.toml if present).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    help="How much to log on stderr.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log line format.",
+)
+@click.pass_context
+def cli(ctx: click.Context, config_file: str | None, log_level: str, log_format: str) -> None:
+    """digest: poll the blogs of an OPML file and mail a weekly reading issue.
+
+    Settings come from a TOML file and DIGEST_<SECTION>_<KEY> environment variables;
+    `digest config` shows them.
+    """
+    ctx.obj = App(config_file=config_file, log_level=log_level, log_format=log_format)
+    ctx.call_on_close(ctx.obj.close)
+
+
+@cli.command("config")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--keys", is_flag=True, help="List every setting with its env variable and help.")
+@pass_app
+def config_cmd(app: App, as_json: bool, keys: bool) -> None:
+    """Print the effective settings (secrets masked)."""
+    if keys:
+        for info in declared():
+            click.echo(f"{info.dotted:28} {info.env:34} {info.doc}")
+        return
+    values = effective(app.settings)
+    if as_json:
+        click.echo(json.dumps(values, indent=2))
+        return
+    for section, items in values.items():
+        click.echo(f"[{section}]")
+        for key, value in items.items():
+            click.echo(f"{key} = {json.dumps(value)}")
+        click.echo()
+
+
+def main() -> None:
+    logging.captureWarnings(True)
+    cli(prog_name="digest")
+
+
+def _register() -> None:
+    # Each command family lives in its own module; importing it adds its commands to `cli`.
+    from digest.cli import daemon, delivery, feeds, issue, opml  # noqa: F401
+
+
+_register()

@@ -1,0 +1,86 @@
+"""What every command shares: settings, the database and logging, made on first use."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import click
+
+from digest.config import Settings, load_settings
+from digest.storage import Database
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="seconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        data.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # httpx logs every request at INFO; that's noise next to our per-round lines.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+
+
+class App:
+    """Lazily loaded settings and database for one CLI invocation."""
+
+    def __init__(self, config_file: str | None, log_level: str, log_format: str) -> None:
+        self.config_file = config_file
+        self.log_level = log_level
+        self.log_format = log_format
+        self._settings: Settings | None = None
+        self._db: Database | None = None
+        setup_logging(log_level, log_format)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_file)
+        return self._settings
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = Database(self.settings.database.url)
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.dispose()
+            self._db = None
+
+
+def pass_app(f: Callable[Concatenate[App, P], R]) -> Callable[P, R]:
+    """Like click.pass_obj, typed for App."""
+
+    @functools.wraps(f)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return f(click.get_current_context().find_object(App), *args, **kwargs)  # type: ignore[arg-type]
+
+    return wrapper

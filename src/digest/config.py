@@ -1,0 +1,421 @@
+"""Settings: each declared once with its default, parser and help; loaded from TOML and env.
+
+Precedence: defaults < config file (``--config``, ``$DIGEST_CONFIG``, ``./digest.toml``) <
+environment (``DIGEST_<SECTION>_<KEY>``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from digest import HOME_PAGE, __version__
+from digest.errors import ConfigError
+
+Parser = Callable[[Any], Any]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``10s``, ``30m``, ``1h30m``, ``2d`` or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 10s, 30m, 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        if not text or _DURATION.sub("", text):
+            raise ValueError("expected a duration such as 10s, 30m, 1h")
+        seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text))
+    if seconds <= 0:
+        raise ValueError("must be more than zero")
+    return timedelta(seconds=seconds)
+
+
+def parse_int(low: int, high: int | None = None) -> Parser:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError("expected a whole number")
+        try:
+            number = int(str(value).strip().replace("_", ""))
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+        if number < low or (high is not None and number > high):
+            limit = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise ValueError(f"must be {limit}")
+        return number
+
+    return parse
+
+
+def parse_size(value: Any) -> int:
+    """``5MB``, ``512KB``, ``1048576``."""
+    text = str(value).strip().upper().replace(" ", "")
+    match = re.fullmatch(r"(\d+)(B|KB|KIB|MB|MIB|GB|GIB)?", text)
+    if not match:
+        raise ValueError("expected a size such as 10MB, 512KB or a number of bytes")
+    unit = match.group(2) or "B"
+    factor = {"B": 1, "KB": 1000, "KIB": 1024, "MB": 10**6, "MIB": 2**20, "GB": 10**9}
+    factor["GIB"] = 2**30
+    size = int(match.group(1)) * factor[unit]
+    if size < 1024:
+        raise ValueError("must be at least 1KB")
+    return size
+
+
+def parse_float_or_none(value: Any) -> float | None:
+    if value in (None, "", 0, "0"):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected a number") from None
+    if number <= 0:
+        raise ValueError("must be more than zero")
+    return number
+
+
+def parse_str(value: Any) -> str:
+    if isinstance(value, dict | list):
+        raise ValueError("expected a string")
+    text = str(value)
+    if "\r" in text or "\n" in text:
+        raise ValueError("must be a single line")
+    return text
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def parse_choice(*choices: str) -> Parser:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError("must be one of " + ", ".join(choices))
+        return text
+
+    return parse
+
+
+def parse_timezone(value: Any) -> str:
+    name = str(value).strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("expected an IANA time zone such as Europe/Berlin or UTC") from None
+    return name
+
+
+def parse_url(value: Any) -> str:
+    text = parse_str(value).strip().rstrip("/")
+    if not re.match(r"https?://[^/\s]+", text):
+        raise ValueError("expected an http:// or https:// URL")
+    return text
+
+
+def parse_database_url(value: Any) -> str:
+    text = parse_str(value).strip()
+    if not re.match(r"(sqlite|postgresql)(\+\w+)?://", text):
+        raise ValueError("expected sqlite:///PATH or postgresql://USER@HOST/DB")
+    if text.startswith("postgresql://"):
+        text = "postgresql+psycopg://" + text[len("postgresql://") :]
+    return text
+
+
+def parse_send_at(value: Any) -> str:
+    """``saturday 08:00`` or ``cron: 0 8 * * sat``; checked again by the scheduler."""
+    text = parse_str(value).strip().lower()
+    if text.startswith("cron:"):
+        if len(text[5:].split()) != 5:
+            raise ValueError("a cron expression has five fields: cron: MIN HOUR DAY MONTH WEEKDAY")
+        return "cron: " + " ".join(text[5:].split())
+    days = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+    match = re.fullmatch(r"([a-z]+)\s+(\d{1,2}):(\d{2})", text)
+    if not match or not any(d.startswith(match.group(1)[:3]) for d in days):
+        raise ValueError("expected a weekday and time such as 'saturday 08:00', or 'cron: ...'")
+    if int(match.group(2)) > 23 or int(match.group(3)) > 59:
+        raise ValueError("the time must be between 00:00 and 23:59")
+    day = next(d for d in days if d.startswith(match.group(1)[:3]))
+    return f"{day} {int(match.group(2)):02d}:{match.group(3)}"
+
+
+def parse_optional_path(value: Any) -> Path | None:
+    text = parse_str(value).strip()
+    return Path(text).expanduser() if text else None
+
+
+def parse_path(value: Any) -> Path:
+    text = parse_str(value).strip()
+    if not text:
+        raise ValueError("expected a path")
+    return Path(text).expanduser()
+
+
+def setting(default: Any, parse: Parser, doc: str, *, secret: bool = False, key: str = "") -> Any:
+    """Declare one setting: its default, how to parse it and what it means."""
+    meta = {"parse": parse, "doc": doc, "secret": secret, "key": key}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = setting(
+        "sqlite:///digest.db", parse_database_url, "SQLAlchemy URL (SQLite or PostgreSQL)"
+    )
+
+
+@dataclass(frozen=True)
+class FeedsSettings:
+    opml: Path = setting(Path("feeds.opml"), parse_path, "the OPML file that lists the feeds")
+    poll_interval: timedelta = setting(
+        timedelta(hours=1), parse_duration, "how often each feed is polled"
+    )
+    concurrency: int = setting(32, parse_int(1, 1000), "requests in flight at once")
+    per_host: int = setting(2, parse_int(1, 100), "requests in flight at once per host")
+    timeout: timedelta = setting(
+        timedelta(seconds=20), parse_duration, "timeout of one request, end to end"
+    )
+    max_bytes: int = setting(
+        15 * 2**20, parse_size, "largest feed body read; bigger ones are an error"
+    )
+    user_agent: str = setting(
+        f"digest/{__version__} (+{HOME_PAGE})", parse_str, "User-Agent sent with every request"
+    )
+    workers: int = setting(0, parse_int(0, 64), "parser processes (0: one per core)")
+
+
+@dataclass(frozen=True)
+class NewsletterSettings:
+    title: str = setting("Weekend Reading", parse_str, "the newsletter's name")
+    timezone: str = setting("UTC", parse_timezone, "IANA zone of send_at and of dates shown")
+    send_at: str = setting(
+        "saturday 08:00", parse_send_at, "weekday and time, or 'cron: MIN HOUR DAY MONTH WDAY'"
+    )
+    send_grace: timedelta = setting(
+        timedelta(days=1), parse_duration, "a send missed by more than this is skipped"
+    )
+    base_url: str = setting(
+        "http://127.0.0.1:8080", parse_url, "public URL of the web endpoint (links in mails)"
+    )
+    from_addr: str = setting(
+        "Weekend Reading <digest@localhost>", parse_str, "From: address", key="from"
+    )
+    reply_to: str = setting("", parse_str, "Reply-To: address (optional)")
+    secret_key: str = setting(
+        "", parse_str, "signs unsubscribe tokens; generated and stored when unset", secret=True
+    )
+    templates: Path = setting(Path("templates"), parse_path, "folder of Jinja2 templates")
+    max_kb: int = setting(90, parse_int(20, 1000), "size budget of the HTML part, in KB")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = setting("", parse_str, "SMTP server; empty turns sending off")
+    port: int = setting(25, parse_int(1, 65535), "SMTP port")
+    security: str = setting("none", parse_choice("none", "starttls", "tls"), "none|starttls|tls")
+    username: str = setting("", parse_str, "SMTP user (optional)")
+    password: str = setting("", parse_str, "SMTP password", secret=True)
+    password_file: Path | None = setting(None, parse_optional_path, "file holding the password")
+    rate: float | None = setting(None, parse_float_or_none, "messages per second (optional)")
+    timeout: timedelta = setting(timedelta(seconds=30), parse_duration, "SMTP socket timeout")
+    dkim_selector: str = setting("", parse_str, "DKIM selector (signing is off when unset)")
+    dkim_domain: str = setting("", parse_str, "DKIM d= domain")
+    dkim_key_file: Path | None = setting(None, parse_optional_path, "DKIM private key (PEM)")
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    enabled: bool = setting(True, parse_bool, "serve the web endpoint inside `digest run`")
+    host: str = setting("127.0.0.1", parse_str, "address the web endpoint listens on")
+    port: int = setting(8080, parse_int(0, 65535), "port of the web endpoint")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    feeds: FeedsSettings = field(default_factory=FeedsSettings)
+    newsletter: NewsletterSettings = field(default_factory=NewsletterSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+
+    @property
+    def sending_enabled(self) -> bool:
+        return bool(self.smtp.host)
+
+    def smtp_password(self) -> str:
+        path = self.smtp.password_file
+        if path is None:
+            return self.smtp.password
+        try:
+            return path.read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"smtp.password_file: cannot read {path}: {e.strerror}") from e
+
+    def replace(self, **sections: Mapping[str, Any]) -> Settings:
+        """A copy with some values changed, e.g. ``replace(feeds={"timeout": ...})``."""
+        changed = {
+            name: dataclasses.replace(getattr(self, name), **values)
+            for name, values in sections.items()
+        }
+        return dataclasses.replace(self, **changed)
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    """One declared setting, for `digest config` and docs."""
+
+    section: str
+    name: str
+    key: str
+    doc: str
+    secret: bool
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.section}.{self.key}"
+
+    @property
+    def env(self) -> str:
+        return f"DIGEST_{self.section}_{self.key}".upper()
+
+
+SECTIONS: dict[str, type] = {
+    "database": DatabaseSettings,
+    "feeds": FeedsSettings,
+    "newsletter": NewsletterSettings,
+    "smtp": SmtpSettings,
+    "web": WebSettings,
+}
+
+
+def _key(f: dataclasses.Field[Any]) -> str:
+    return str(f.metadata.get("key") or f.name)
+
+
+def declared() -> list[SettingInfo]:
+    """Every setting, in declaration order."""
+    return [
+        SettingInfo(section, f.name, _key(f), f.metadata["doc"], f.metadata["secret"])
+        for section, cls in SECTIONS.items()
+        for f in dataclasses.fields(cls)
+    ]
+
+
+def find_config_file(explicit: str | Path | None, env: Mapping[str, str]) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if env.get("DIGEST_CONFIG"):
+        return Path(env["DIGEST_CONFIG"])
+    default = Path("digest.toml")
+    return default if default.exists() else None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
+
+
+def load_settings(
+    config_file: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Build Settings from defaults, the config file and the environment."""
+    env = os.environ if env is None else env
+    path = find_config_file(config_file, env)
+    data = read_toml(path) if path else {}
+    unknown_sections = set(data) - set(SECTIONS)
+    if unknown_sections:
+        raise ConfigError(
+            f"unknown section [{sorted(unknown_sections)[0]}] in {path}; "
+            f"known: {', '.join(SECTIONS)}"
+        )
+    sections: dict[str, Any] = {}
+    for section, cls in SECTIONS.items():
+        given = data.get(section, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"[{section}] in {path} must be a table")
+        sections[section] = cls(**_parse_section(section, cls, given, env, path))
+    return Settings(**sections)
+
+
+def _parse_section(
+    section: str, cls: type, given: dict[str, Any], env: Mapping[str, str], path: Path | None
+) -> dict[str, Any]:
+    fields = {(f.metadata.get("key") or f.name): f for f in dataclasses.fields(cls)}
+    unknown = set(given) - set(fields)
+    if unknown:
+        name = sorted(unknown)[0]
+        raise ConfigError(
+            f"unknown setting {section}.{name} in {path}; known: "
+            + ", ".join(f"{section}.{k}" for k in fields)
+        )
+    values: dict[str, Any] = {}
+    for key, f in fields.items():
+        env_name = f"DIGEST_{section}_{key}".upper()
+        if env_name in env:
+            raw, origin = env[env_name], f"environment variable {env_name}"
+        elif key in given:
+            raw, origin = given[key], f"{section}.{key} in {path}"
+        else:
+            continue
+        try:
+            values[f.name] = f.metadata["parse"](raw)
+        except ValueError as e:
+            raise ConfigError(f"{section}.{key}: bad value {raw!r} ({origin}): {e}") from None
+    return values
+
+
+def effective(settings: Settings, *, show_secrets: bool = False) -> dict[str, dict[str, Any]]:
+    """Settings as plain data, secrets masked, for `digest config`."""
+    out: dict[str, dict[str, Any]] = {}
+    for section, cls in SECTIONS.items():
+        values = getattr(settings, section)
+        out[section] = {}
+        for f in dataclasses.fields(cls):
+            value = getattr(values, f.name)
+            if f.metadata["secret"] and value and not show_secrets:
+                value = "********"
+            out[section][f.metadata.get("key") or f.name] = _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

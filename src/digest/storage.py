@@ -1,0 +1,141 @@
+"""The database: engine set-up, automatic migrations, sessions and small key/value state."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.errors import StorageError
+from digest.models import Meta
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@contextlib.contextmanager
+def wrap_db_errors(doing: str) -> Iterator[None]:
+    """Turn SQLAlchemy's exceptions into one-line StorageErrors."""
+    try:
+        yield
+    except SQLAlchemyError as e:
+        detail = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        raise StorageError(f"database error while {doing}: {detail}") from e
+
+
+class Database:
+    """One database: an engine, a session factory and the schema brought up to date."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = _make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if migrate:
+            self.migrate()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def migrate(self) -> None:
+        """Apply every Alembic migration not yet applied (a no-op when up to date)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with wrap_db_errors("migrating the schema"), self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in a transaction: committed on success, rolled back on error."""
+        with wrap_db_errors("talking to the database"), self.sessions.begin() as session:
+            yield session
+
+    def get_meta(self, key: str) -> str | None:
+        with self.session() as s:
+            row = s.get(Meta, key)
+            return row.value if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.session() as s:
+            row = s.get(Meta, key)
+            if row is None:
+                s.add(Meta(key=key, value=value, updated_at=utcnow()))
+            else:
+                row.value, row.updated_at = value, utcnow()
+
+    def secret_key(self, configured: str = "") -> str:
+        """The configured key, else one generated on first use and stored."""
+        if configured:
+            return configured
+        key = self.get_meta("secret_key")
+        if key is None:
+            # Another process may store one first; then we read theirs.
+            with contextlib.suppress(StorageError), self.session() as s:
+                s.add(Meta(key="secret_key", value=secrets.token_hex(32), updated_at=utcnow()))
+            key = self.get_meta("secret_key")
+        assert key is not None
+        return key
+
+    def table_names(self) -> list[str]:
+        return inspect(self.engine).get_table_names()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except Exception as e:  # noqa: BLE001 - any parse failure is a bad setting
+        raise StorageError(f"database.url is not a valid URL: {url}") from e
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            folder = Path(parsed.database).expanduser().resolve().parent
+            if not folder.is_dir():
+                raise StorageError(f"database.url: folder {folder} does not exist")
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(url, **kwargs)
+    except Exception as e:  # noqa: BLE001 - missing driver, bad URL parts
+        raise StorageError(f"cannot open database {url}: {e}") from e
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets a reader run beside the poller; NORMAL sync is crash-safe in WAL mode.
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _sqlite_begin)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # BEGIN IMMEDIATE takes the write lock up front, so two writers wait on busy_timeout
+    # instead of failing with "database is locked" when a read transaction upgrades.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,166 @@
+"""Real servers on 127.0.0.1 for tests: a scriptable HTTP server and an aiosmtpd sink."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import Envelope, Session
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+Handler = Callable[[Request], Response]
+
+
+class FeedServer:
+    """Routes paths to canned or computed responses and records every request."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Handler] = {}
+        self.requests: list[Request] = []
+        self.lock = threading.Lock()
+        server = self
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                server._serve(self)
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                server._serve(self)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def route(self, path: str, response: Response | Handler) -> None:
+        self.routes[path] = response if callable(response) else (lambda _r, resp=response: resp)
+
+    def hits(self, path: str) -> list[Request]:
+        with self.lock:
+            return [r for r in self.requests if r.path == path]
+
+    def _serve(self, h: BaseHTTPRequestHandler) -> None:
+        req = Request(h.command, h.path, {k.lower(): v for k, v in h.headers.items()})
+        with self.lock:
+            self.requests.append(req)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            handler = self.routes.get(h.path) or self.routes.get(h.path.split("?")[0])
+            resp = handler(req) if handler else Response(404, b"not found")
+            if resp.delay:
+                time.sleep(resp.delay)
+            body = resp.body
+            headers = dict(resp.headers)
+            if headers.pop("X-Gzip", None) and "gzip" in req.headers.get("accept-encoding", ""):
+                body = gzip.compress(body)
+                headers["Content-Encoding"] = "gzip"
+            h.send_response(resp.status)
+            for k, v in headers.items():
+                h.send_header(k, v)
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            if h.command != "HEAD":
+                h.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _Sink:
+    """aiosmtpd handler: stores messages; a script of replies can fail some of them."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[Envelope, bytes]] = []
+        self.replies: list[str] = []  # consumed one per DATA: e.g. "451 try later"
+        self.reject: dict[str, str] = {}  # recipient -> reply at RCPT
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: SMTPServer, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if address.lower() in self.reject:
+            return self.reject[address.lower()]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(  # noqa: N802
+        self, server: SMTPServer, session: Session, envelope: Envelope
+    ) -> str:
+        with self.lock:
+            if self.replies:
+                return self.replies.pop(0)
+            self.messages.append((envelope, bytes(envelope.original_content or b"")))
+        return "250 Message accepted"
+
+
+class SMTPSink:
+    """A real SMTP server on 127.0.0.1 that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.handler = _Sink()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=0)
+        self.controller.start()
+        self.port = self.controller.server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    @property
+    def messages(self) -> list[Message]:
+        with self.handler.lock:
+            return [message_from_bytes(raw) for _env, raw in self.handler.messages]
+
+    @property
+    def raw(self) -> list[bytes]:
+        with self.handler.lock:
+            return [raw for _env, raw in self.handler.messages]
+
+    def recipients(self) -> list[str]:
+        with self.handler.lock:
+            return [r for env, _raw in self.handler.messages for r in env.rcpt_tos]
+
+    def close(self) -> None:
+        self.controller.stop()

@@ -1,0 +1,94 @@
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from digest.config import declared, effective, load_settings, parse_duration, parse_send_at
+from digest.errors import ConfigError
+from tests.conftest import run_cli
+
+
+def test_defaults(workdir: Path) -> None:
+    s = load_settings(env={})
+    assert s.database.url == "sqlite:///digest.db"
+    assert s.feeds.opml == Path("feeds.opml")
+    assert s.feeds.poll_interval == timedelta(hours=1)
+    assert s.newsletter.title == "Weekend Reading"
+    assert s.newsletter.send_at == "saturday 08:00"
+
+
+def test_file_then_env_override(workdir: Path) -> None:
+    (workdir / "digest.toml").write_text('[feeds]\ntimeout = "5s"\nper_host = 4\n')
+    s = load_settings(env={"DIGEST_FEEDS_PER_HOST": "7"})
+    assert s.feeds.timeout == timedelta(seconds=5)
+    assert s.feeds.per_host == 7
+
+
+def test_every_setting_has_an_env_name() -> None:
+    names = {info.env for info in declared()}
+    for name in (
+        "DIGEST_DATABASE_URL",
+        "DIGEST_FEEDS_OPML",
+        "DIGEST_FEEDS_TIMEOUT",
+        "DIGEST_NEWSLETTER_FROM",
+        "DIGEST_SMTP_PASSWORD_FILE",
+        "DIGEST_WEB_ENABLED",
+    ):
+        assert name in names
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DIGEST_FEEDS_TIMEOUT": "soon"}, "feeds.timeout"),
+        ({"DIGEST_FEEDS_CONCURRENCY": "0"}, "feeds.concurrency"),
+        ({"DIGEST_NEWSLETTER_TIMEZONE": "Mars/Base"}, "newsletter.timezone"),
+        ({"DIGEST_NEWSLETTER_SEND_AT": "someday"}, "newsletter.send_at"),
+        ({"DIGEST_SMTP_SECURITY": "ssl3"}, "smtp.security"),
+        ({"DIGEST_DATABASE_URL": "mysql://x"}, "database.url"),
+    ],
+)
+def test_bad_values_name_the_key(workdir: Path, env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env=env)
+
+
+def test_unknown_key_and_bad_toml(workdir: Path) -> None:
+    (workdir / "a.toml").write_text("[feeds]\ntimeut = 3\n")
+    with pytest.raises(ConfigError, match="unknown setting feeds.timeut"):
+        load_settings("a.toml", env={})
+    (workdir / "b.toml").write_text("[feeds\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings("b.toml", env={})
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings("missing.toml", env={})
+
+
+def test_parsers() -> None:
+    assert parse_duration("1h30m") == timedelta(minutes=90)
+    assert parse_duration("10s") == timedelta(seconds=10)
+    assert parse_send_at("Sat 8:00") == "saturday 08:00"
+    assert parse_send_at("cron: 0 8 * * sat") == "cron: 0 8 * * sat"
+
+
+def test_secrets_masked(workdir: Path) -> None:
+    s = load_settings(env={"DIGEST_SMTP_PASSWORD": "hunter2"})
+    assert effective(s)["smtp"]["password"] == "********"
+
+
+def test_config_command(workdir: Path) -> None:
+    result = run_cli(["config", "--json"], env={"DIGEST_SMTP_PASSWORD": "hunter2"})
+    assert result.exit_code == 0
+    assert "hunter2" not in result.output
+    assert '"per_host"' in result.output
+
+
+def test_config_command_bad_value_is_one_line(workdir: Path) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import cli
+
+    result = CliRunner().invoke(cli, ["config"], env={"DIGEST_FEEDS_TIMEOUT": "x"})
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1
+    assert "feeds.timeout" in result.output
