@@ -1,0 +1,150 @@
+"""Feed discovery: from a blog's home page to its feed URL (alternate links, then common paths)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from html.parser import HTMLParser
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+FEED_TYPES = (
+    "application/rss+xml",
+    "application/atom+xml",
+    "application/feed+json",
+    "application/rdf+xml",
+    "application/xml",
+    "text/xml",
+)
+COMMON_PATHS = ("feed", "rss.xml", "atom.xml", "index.xml", "feed.xml", "feed/", "rss/")
+FEED_ROOTS = {"rss", "feed", "rdf"}
+
+HOME_MAX_BYTES = 2_000_000  # the <head> is what matters; a huge home page is cut here
+FEED_SNIFF_BYTES = 64_000  # enough to see the root element of a feed
+
+
+def discover_feed(client: httpx.Client, home_url: str) -> str | None:
+    """The feed of the blog at home_url, or None when none of the candidates is a feed."""
+    page = _get(client, home_url, HOME_MAX_BYTES)
+    candidates: list[str] = []
+    if page is not None:
+        final_url, body = page
+        if looks_like_feed(body):
+            return final_url  # the "home page" was the feed itself
+        candidates += alternate_links(body.decode("utf-8", "replace"), final_url)
+    candidates += common_feed_urls(home_url)
+    tried: set[str] = set()
+    for url in candidates:
+        if url in tried:
+            continue
+        tried.add(url)
+        got = _get(client, url, FEED_SNIFF_BYTES)
+        if got is not None and looks_like_feed(got[1]):
+            return got[0]  # after redirects, so polls don't pay for them every time
+    return None
+
+
+def alternate_links(html: str, base_url: str) -> list[str]:
+    """Absolute URLs of the page's <link rel="alternate"> feeds, comment feeds last."""
+    finder = _LinkFinder()
+    try:
+        finder.feed(html)
+        finder.close()
+    except (AssertionError, ValueError):  # html.parser gives up on some broken markup
+        pass
+    base = (_join(base_url, finder.base) if finder.base else None) or base_url
+    links = [(title, _join(base, href)) for title, href in finder.links]
+    links.sort(key=lambda link: "comment" in link[0].lower())
+    return [url for _title, url in links if url]
+
+
+def common_feed_urls(home_url: str) -> list[str]:
+    """Where blogs usually keep their feed: next to the home page, then at the site root."""
+    try:
+        parts = urlsplit(home_url)
+    except ValueError:
+        return []
+    root = f"{parts.scheme}://{parts.netloc}/"
+    path = parts.path or "/"
+    if not path.endswith("/") and "." not in path.rsplit("/", 1)[-1]:
+        path += "/"  # https://x/blog means the folder /blog/, not /
+    folder = urljoin(root, path.rsplit("/", 1)[0] + "/")
+    bases = [folder] if folder == root else [folder, root]
+    return [urljoin(base, path) for base in bases for path in COMMON_PATHS]
+
+
+def looks_like_feed(body: bytes) -> bool:
+    """True for RSS, Atom, RDF and JSON Feed documents, judged by content (never by URL)."""
+    head = body[:FEED_SNIFF_BYTES].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"{"):
+        return _is_json_feed(body)
+    text = head.decode("utf-8", "replace")
+    text = _PROLOG.sub("", text)
+    match = re.match(r"\s*<([A-Za-z_][\w.:-]*)", text)
+    return match is not None and match.group(1).rsplit(":", 1)[-1].lower() in FEED_ROOTS
+
+
+_PROLOG = re.compile(r"^(\s*(<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>))*", re.S | re.I)
+
+
+def _join(base: str, href: str) -> str | None:
+    """href made absolute, if it is a valid http(s) URL."""
+    try:
+        url = urljoin(base, href.strip())
+        return url if urlsplit(url).scheme in ("http", "https") else None
+    except ValueError:  # e.g. an unbalanced IPv6 bracket in a hostile href
+        return None
+
+
+def _is_json_feed(body: bytes) -> bool:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and str(data.get("version", "")).startswith(
+        "https://jsonfeed.org/version/"
+    )
+
+
+def _get(client: httpx.Client, url: str, max_bytes: int) -> tuple[str, bytes] | None:
+    """(final URL, the first max_bytes of the body) of a 2xx answer, else None."""
+    try:
+        with client.stream("GET", url, follow_redirects=True) as response:
+            if not response.is_success:
+                log.debug("discover: %s answered %s", url, response.status_code)
+                return None
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) >= max_bytes:
+                    break
+            return str(response.url), bytes(body[:max_bytes])
+    except (httpx.HTTPError, httpx.InvalidURL) as e:
+        log.debug("discover: %s failed: %s", url, e)
+        return None
+
+
+class _LinkFinder(HTMLParser):
+    """Collects <link rel=alternate> feed links and <base href>."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[tuple[str, str]] = []
+        self.base: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name.lower(): value or "" for name, value in attrs}
+        if tag == "base" and self.base is None and values.get("href"):
+            self.base = values["href"].strip()
+        if tag != "link" or not values.get("href"):
+            return
+        rels = values.get("rel", "").lower().split()
+        kind = values.get("type", "").lower().split(";")[0].strip()
+        if "alternate" in rels and kind in FEED_TYPES:
+            self.links.append((values.get("title", ""), values["href"]))
+
+    handle_startendtag = handle_starttag
