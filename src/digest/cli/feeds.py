@@ -1,0 +1,70 @@
+"""Commands: `digest poll` (fetch every feed once) and `digest feeds` (their health)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import click
+
+from digest.cli import cli
+from digest.cli.context import App, pass_app
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_app
+def poll(app: App, as_json: bool) -> None:
+    """Fetch every active feed once, concurrently, store new posts and exit.
+
+    The feed list is synced with the OPML file (feeds.opml) first. Feeds that fail are
+    recorded (see `digest feeds --errors`) and retried later with backoff; the exit status
+    is 0 as long as the poll ran.
+    """
+    from digest.poll import poll_feeds
+
+    summary = poll_feeds(app.db, app.settings)
+    if as_json:
+        click.echo(json.dumps(summary.as_json()))
+        return
+    click.echo(summary.line())
+    if summary.errors:
+        click.echo("see `digest feeds --errors` for what failed")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--errors", "errors_only", is_flag=True, help="Only feeds that are failing.")
+@pass_app
+def feeds(app: App, as_json: bool, errors_only: bool) -> None:
+    """List every feed: section, health, last success, post count.
+
+    Health is ok, not modified, error (with the message), gone, or backing off until a
+    time; feeds failing for 7 days or more are flagged.
+    """
+    from digest.poll import list_feeds
+
+    rows = list_feeds(app.db)
+    if errors_only:
+        rows = [r for r in rows if r.failing or r.failing_since is not None]
+    if as_json:
+        click.echo(json.dumps([r.as_json() for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no failing feeds" if errors_only else "no feeds yet: run `digest poll`")
+        return
+    width = min(60, max(len(r.health) for r in rows))
+    click.echo(f"{'SECTION':8} {'POSTS':>6}  {'LAST SUCCESS (UTC)':18}  {'HEALTH':{width}}  FEED")
+    for r in rows:
+        name = f"{r.title} <{r.url}>" if r.title else r.url
+        line = (
+            f"{r.section:8} {r.posts:>6}  {_date(r.last_success_at):18}  {r.health:{width}}  {name}"
+        )
+        click.echo(line.rstrip())
+    failing = sum(r.long_failing for r in rows)
+    if failing:
+        click.echo(f"{failing} feed(s) failing for 7 days or more", err=True)
+
+
+def _date(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "never"

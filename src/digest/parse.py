@@ -1,0 +1,163 @@
+"""Feed bytes → FeedData: feedparser for the forgiving parse, then our own normalisation.
+
+feedparser's HTML sanitiser and URI resolver are turned off: they are most of its run time,
+and we never store HTML — only plain text made by ``text.html_to_text``, which drops scripts.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import feedparser
+
+from digest.errors import ParseError
+from digest.text import cut_at_word, html_to_text, one_line, word_count
+from digest.types import FeedData, PostData
+from digest.urls import normalize_link
+
+TEXT_LIMIT = 3000  # characters of plain text kept per post; excerpts need far fewer
+OLDEST_TRUSTED = datetime(1990, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)  # clock skew and time zone mistakes are not "the future"
+_XML_START = re.compile(rb"^(?:\xef\xbb\xbf)?\s+(?=<)")
+_HTML_START = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>])", re.I | re.S)
+_CLOSED_ROOT = re.compile(rb"</(?:[\w-]+:)?(?:rss|feed|rdf|RDF)\s*>\s*$")
+_YEAR = re.compile(r"\b(\d{4})\b")
+_EMAIL_NAME = re.compile(r"^\s*\S+@\S+\s*\((.+)\)\s*$")
+_EMAIL = re.compile(r"^\s*\S+@\S+\.\S+\s*$")
+_DROPPED_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
+
+
+def parse_feed(
+    body: bytes, url: str, headers: Mapping[str, str] | None = None, *, now: datetime
+) -> FeedData:
+    """Parse one feed document; ParseError (one readable line) when it is not a usable feed."""
+    if not body or not body.strip():
+        raise ParseError(url, "empty body: not a feed")
+    body = _XML_START.sub(b"", body, count=1)
+    if _HTML_START.match(body[:2048]):
+        raise ParseError(url, "not a feed: got an HTML page")
+    # httpx has already decoded the body: a Content-Encoding header would mislead feedparser.
+    clean_headers = {
+        k.lower(): v for k, v in (headers or {}).items() if k.lower() not in _DROPPED_HEADERS
+    }
+    parsed = feedparser.parse(
+        body, response_headers=clean_headers, sanitize_html=False, resolve_relative_uris=False
+    )
+    warning = _check(parsed, body, url)
+    feed = parsed.feed
+    site = normalize_link(feed.get("link"), url)
+    base = site or url
+    posts = tuple(_post(entry, base, url, now) for entry in parsed.entries)
+    title = one_line(html_to_text(feed.get("title", ""))) or None
+    return FeedData(title=title, site_url=site, posts=posts, warning=warning)
+
+
+def _check(parsed: Any, body: bytes, url: str) -> str | None:
+    """Refuse what is not a feed; return feedparser's complaint when it still read entries."""
+    problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    message = one_line(str(problem)) if problem else ""
+    if not parsed.get("version") and not parsed.entries:
+        if problem:
+            raise ParseError(url, f"not a feed: malformed XML ({message})")
+        raise ParseError(url, "not a feed: no RSS, Atom or RDF document found")
+    if problem is not None and isinstance(problem, _not_well_formed()):
+        if not _CLOSED_ROOT.search(body[-512:]):
+            raise ParseError(url, f"malformed XML: the document is cut short ({message})")
+        if not parsed.entries:
+            raise ParseError(url, f"malformed XML: {message}")
+    return message or None
+
+
+def _not_well_formed() -> tuple[type[BaseException], ...]:
+    import xml.sax
+
+    return (xml.sax.SAXException,)
+
+
+def _post(entry: Any, base: str, feed_url: str, now: datetime) -> PostData:
+    link = _entry_link(entry, base)
+    full_text = html_to_text(_entry_html(entry))
+    text = cut_at_word(full_text, TEXT_LIMIT)
+    title = one_line(html_to_text(entry.get("title", "")))
+    if not title:
+        title = cut_at_word(one_line(text), 80) or "(untitled)"
+    published = _trusted_date(entry, "published", now)
+    updated = _trusted_date(entry, "updated", now)
+    digest = hashlib.sha256(f"{title}\0{link}\0{text}".encode()).hexdigest()
+    key = one_line(entry.get("id", "") or "") or link or f"sha256:{digest}"
+    return PostData(
+        key=key[:2000],
+        title=title[:1000],
+        link=link,
+        author=_author(entry),
+        published=published,
+        updated=updated,
+        text=text,
+        content_hash=digest,
+        words=word_count(full_text),
+    )
+
+
+def _entry_link(entry: Any, base: str) -> str | None:
+    entry_base = base
+    for detail in (entry.get("content") or []) + [entry.get("summary_detail") or {}]:
+        if detail.get("base"):
+            entry_base = detail["base"]
+            break
+    candidates = [
+        link.get("href")
+        for link in entry.get("links", [])
+        if link.get("rel", "alternate") == "alternate" and "html" in link.get("type", "text/html")
+    ]
+    for candidate in [*candidates, entry.get("link")]:
+        link = normalize_link(candidate, entry_base)
+        if link:
+            return link
+    # RSS guids with isPermaLink are links too.
+    if entry.get("guidislink"):
+        return normalize_link(entry.get("id"), entry_base)
+    return None
+
+
+def _entry_html(entry: Any) -> str:
+    contents = [c.get("value", "") for c in entry.get("content") or []]
+    best = max(contents, key=len, default="")
+    summary = entry.get("summary", "") or ""
+    return best if len(best) >= len(summary) else summary
+
+
+def _trusted_date(entry: Any, name: str, now: datetime) -> datetime | None:
+    # dict.get, not entry.get: feedparser's own get() swaps updated and published when one
+    # is missing (with a DeprecationWarning); we want what the feed actually said.
+    struct = dict.get(entry, f"{name}_parsed")
+    if not struct:
+        return None
+    raw = dict.get(entry, name) or ""
+    year = _YEAR.search(raw)
+    # Some parsers read year 0001 as 2001; the raw text says what the feed meant.
+    if year and int(year.group(1)) < OLDEST_TRUSTED.year:
+        return None
+    try:
+        value = datetime.fromtimestamp(calendar.timegm(struct), UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+    if value < OLDEST_TRUSTED or value > now + FUTURE_SLACK:
+        return None
+    return value
+
+
+def _author(entry: Any) -> str | None:
+    detail = entry.get("author_detail") or {}
+    name = detail.get("name") or entry.get("author") or ""
+    name = one_line(html_to_text(name))
+    match = _EMAIL_NAME.match(name)
+    if match:
+        name = match.group(1).strip()
+    if not name or _EMAIL.match(name) or name.lower() in ("unknown", "noreply"):
+        return None
+    return name[:200]

@@ -1,0 +1,759 @@
+"""Polling: sync the feeds with the OPML file, fetch the fetchable ones concurrently, store changes.
+
+Each feed's result is stored in its own short transaction as soon as it is ready, so a poll
+that dies half-way leaves a consistent database and the next poll finishes the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import hashlib
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import httpx
+from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from digest import policy
+from digest.config import Settings
+from digest.errors import FetchError, ParseError, StorageError
+from digest.fetch import HostLimiter, fetch_feed, make_client
+from digest.models import Feed, Fetch, Post
+from digest.opml import read_opml
+from digest.parse import parse_feed
+from digest.storage import Database, utcnow
+from digest.types import FeedData, FeedSource, FetchedFeed, PostData, section_for
+from digest.urls import canonical_url
+
+log = logging.getLogger(__name__)
+
+# Below this many feeds a process pool costs more than it saves.
+MIN_POOL_BATCH = 8
+# Feeds stored together in one transaction at most (group commit under load).
+MAX_BATCH = 100
+FETCH_HISTORY = timedelta(days=14)
+POSTS = cast(Table, Post.__table__)
+PRUNE_EVERY = timedelta(days=1)
+
+
+@dataclass
+class SyncResult:
+    """What syncing the feeds table with the OPML file changed."""
+
+    added: int = 0
+    reactivated: int = 0
+    deactivated: int = 0
+    changed: int = 0
+
+
+@dataclass
+class PollSummary:
+    """What one poll did, for the CLI and the daemon's log."""
+
+    feeds: int = 0
+    new_posts: int = 0
+    updated_posts: int = 0
+    not_modified: int = 0
+    errors: int = 0
+    skipped: int = 0  # active feeds not fetched: gone, held back, not due, or stopped
+    elapsed_s: float = 0.0
+    sync: SyncResult = field(default_factory=SyncResult)
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "feeds": self.feeds,
+            "new_posts": self.new_posts,
+            "updated_posts": self.updated_posts,
+            "not_modified": self.not_modified,
+            "errors": self.errors,
+        }
+
+    def line(self) -> str:
+        return (
+            f"polled {self.feeds:,} feeds: {self.new_posts:,} new posts, "
+            f"{self.updated_posts:,} updated, {self.not_modified:,} not modified, "
+            f"{self.errors:,} errors in {self.elapsed_s:.1f} s"
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    """A snapshot of what fetching one feed needs, taken before the poll starts."""
+
+    feed_id: int
+    url: str
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+
+
+@dataclass(frozen=True)
+class FeedResult:
+    """One feed's fetch, classified and (when its body changed) parsed, ready to store."""
+
+    job: Job
+    outcome: policy.Outcome
+    fetch_outcome: str  # new | not_modified | unchanged | error (Fetch.outcome)
+    fetched: FetchedFeed | None = None
+    data: FeedData | None = None
+    body_hash: str | None = None
+
+
+# --- syncing with the OPML file ----------------------------------------------------------
+
+
+def sync_feeds(db: Database, sources: Iterable[FeedSource], now: datetime) -> SyncResult:
+    """Make the feeds table follow the OPML file (matched on the URL the file names).
+
+    New URLs are added; feeds missing from the file become inactive, their posts kept; a feed
+    back in the file is active again; title, site, category and section follow the file.
+    """
+    result = SyncResult()
+    with db.session() as s:
+        feeds = {f.source_url: f for f in s.scalars(select(Feed))}
+        seen: set[str] = set()
+        for src in sources:
+            url = src.url.strip()
+            if url in seen or len(url) > 2048:
+                continue
+            seen.add(url)
+            feed = feeds.get(url)
+            if feed is None:
+                s.add(_new_feed(src, url, now))
+                result.added += 1
+                continue
+            if not feed.active:
+                feed.active = True
+                result.reactivated += 1
+            if _follow_source(feed, src):
+                result.changed += 1
+        for url, feed in feeds.items():
+            if url not in seen and feed.active:
+                feed.active = False
+                result.deactivated += 1
+    return result
+
+
+def _new_feed(src: FeedSource, url: str, now: datetime) -> Feed:
+    return Feed(
+        source_url=url,
+        url=url,
+        title=_fit(src.title, 512),
+        site_url=_fit(src.site_url, 2048, cut=False),
+        category=_fit(src.category, 512),
+        section=section_for(src.category),
+        active=True,
+        added_at=now,
+        status=policy.NEW,
+        error_count=0,
+        polled_once=False,
+    )
+
+
+def _follow_source(feed: Feed, src: FeedSource) -> bool:
+    wanted: dict[str, Any] = {
+        "category": _fit(src.category, 512),
+        "section": section_for(src.category),
+    }
+    # A file without a title or site keeps what the feed itself told us.
+    if src.title:
+        wanted["title"] = _fit(src.title, 512)
+    if src.site_url:
+        wanted["site_url"] = _fit(src.site_url, 2048, cut=False)
+    changed = False
+    for name, value in wanted.items():
+        if getattr(feed, name) != value:
+            setattr(feed, name, value)
+            changed = True
+    return changed
+
+
+# --- selecting and fetching --------------------------------------------------------------
+
+
+def select_jobs(db: Database, now: datetime, due_only: bool) -> tuple[list[Job], int]:
+    """The active feeds that may be fetched now, longest waiting first; and how many may not."""
+    with db.session() as s:
+        feeds = list(s.scalars(select(Feed).where(Feed.active.is_(True))))
+        fetchable = sorted(
+            (f for f in feeds if policy.is_fetchable(f, now, due_only)), key=policy.fetch_order
+        )
+        jobs = [Job(f.id, f.url, f.etag, f.last_modified, f.body_hash) for f in fetchable]
+    return jobs, len(feeds) - len(jobs)
+
+
+def poll_feeds(
+    db: Database,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    due_only: bool = False,
+    stop: threading.Event | None = None,
+    client: httpx.AsyncClient | None = None,
+    sources: list[FeedSource] | None = None,
+) -> PollSummary:
+    """Sync with the OPML file, then fetch every fetchable feed once and store the results.
+
+    ``due_only`` (the daemon) fetches only feeds whose regular time has come. When ``stop``
+    is set, no new fetch starts; fetches in flight are dropped unsaved, stores in flight finish.
+    Raises ConfigError for an unreadable OPML file and StorageError when the database fails.
+    """
+    started = time.monotonic()
+    now = now or utcnow()
+    if sources is None:
+        sources = read_opml(settings.feeds.opml)
+    summary = PollSummary(sync=sync_feeds(db, sources, now))
+    jobs, summary.skipped = select_jobs(db, now, due_only)
+    if jobs and not (stop and stop.is_set()):
+        poller = _Poller(db, settings, now, stop, summary)
+        asyncio.run(poller.run(jobs, client))
+    elif jobs:
+        summary.skipped += len(jobs)
+    prune_fetches(db, now)
+    summary.elapsed_s = time.monotonic() - started
+    return summary
+
+
+class _Poller:
+    """One poll's machinery: the HTTP client, the parser pool and the single store thread."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        now: datetime,
+        stop: threading.Event | None,
+        summary: PollSummary,
+    ) -> None:
+        self.db = db
+        self.feeds = settings.feeds
+        self.now = now
+        self.stop = stop
+        self.summary = summary
+        self.storing: set[int] = set()
+
+    async def run(self, jobs: list[Job], client: httpx.AsyncClient | None) -> None:
+        own_client = client is None
+        self.client = client or make_client(self.feeds)
+        self.limiter = HostLimiter(self.feeds.per_host, self.feeds.concurrency)
+        self.writer = _Writer(self.db, self.now, self.feeds.poll_interval)
+        self.parsers = _Parsers(self.feeds.workers, len(jobs))
+        tasks = {job.feed_id: asyncio.create_task(self._one(job)) for job in jobs}
+        watcher = asyncio.create_task(self._watch_stop(tasks))
+        try:
+            results = await asyncio.gather(*tasks.values(), return_exceptions=True)
+        finally:
+            watcher.cancel()
+            if own_client:
+                await self.client.aclose()
+            self.writer.close()
+            self.parsers.close()
+        self.summary.skipped += sum(isinstance(r, asyncio.CancelledError) for r in results)
+        failures = [r for r in results if isinstance(r, Exception)]
+        if failures:
+            raise failures[0]
+
+    async def _watch_stop(self, tasks: Mapping[int, asyncio.Task[None]]) -> None:
+        if self.stop is None:
+            return
+        while not self.stop.is_set():
+            await asyncio.sleep(0.1)
+        log.info("stop requested: dropping fetches in flight, finishing stores")
+        for feed_id, task in tasks.items():
+            if feed_id not in self.storing:
+                task.cancel()
+
+    async def _one(self, job: Job) -> None:
+        result = await self._fetch_and_parse(job)
+        # From here on the result is stored whatever happens: a stop no longer cancels it.
+        self.storing.add(job.feed_id)
+        new, updated = await asyncio.shield(self.writer.store(result))
+        self._count(result, new, updated)
+
+    async def _fetch_and_parse(self, job: Job) -> FeedResult:
+        try:
+            fetched = await fetch_feed(
+                self.client,
+                job.url,
+                etag=job.etag,
+                last_modified=job.last_modified,
+                timeout=self.feeds.timeout.total_seconds(),
+                max_bytes=self.feeds.max_bytes,
+                user_agent=self.feeds.user_agent,
+                limiter=self.limiter,
+                now=self.now,
+            )
+        except FetchError as e:
+            outcome = policy.Outcome(policy.ERROR, e.status_code, e.message)
+            return FeedResult(job, outcome, "error")
+        return await self._classify(job, fetched)
+
+    async def _classify(self, job: Job, fetched: FetchedFeed) -> FeedResult:
+        code = fetched.status_code
+        if fetched.body is None:
+            outcome = policy.outcome_for_status(code, fetched.retry_after)
+            kind = "not_modified" if outcome.status == policy.NOT_MODIFIED else "error"
+            return FeedResult(job, outcome, kind, fetched)
+        body_hash = hashlib.sha256(fetched.body).hexdigest()
+        if body_hash == job.body_hash:
+            return FeedResult(job, policy.Outcome(policy.NOT_MODIFIED, code), "unchanged", fetched)
+        try:
+            data = await self.parsers.parse(
+                fetched.body, fetched.final_url, fetched.headers, self.now
+            )
+        except ParseError as e:
+            return FeedResult(job, policy.Outcome(policy.ERROR, code, e.message), "error", fetched)
+        return FeedResult(job, policy.Outcome(policy.OK, code), "new", fetched, data, body_hash)
+
+    def _count(self, result: FeedResult, new: int, updated: int) -> None:
+        s = self.summary
+        s.feeds += 1
+        s.new_posts += new
+        s.updated_posts += updated
+        if result.outcome.status == policy.NOT_MODIFIED:
+            s.not_modified += 1
+        elif result.outcome.status in (policy.ERROR, policy.GONE):
+            s.errors += 1
+
+
+class _Writer:
+    """Stores results from one thread, committing what has queued up together (group commit).
+
+    Each feed's result is whole inside one transaction, so a crash loses whole feeds only, and
+    the event loop never waits on the database. SQLite takes one writer at a time anyway.
+    """
+
+    def __init__(self, db: Database, now: datetime, poll_interval: timedelta) -> None:
+        self.db, self.now, self.poll_interval = db, now, poll_interval
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="digest-store")
+        self._lock = threading.Lock()
+        self._pending: list[tuple[FeedResult, asyncio.Future[tuple[int, int]]]] = []
+        self._scheduled = False
+
+    def store(self, result: FeedResult) -> asyncio.Future[tuple[int, int]]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, int]] = loop.create_future()
+        with self._lock:
+            self._pending.append((result, future))
+            if not self._scheduled:
+                self._scheduled = True
+                self._executor.submit(self._flush, loop)
+        return future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            if self._pending:
+                self._executor.submit(self._flush, loop)
+            else:
+                self._scheduled = False
+        results = [r for r, _f in batch]
+        outcomes: list[tuple[int, int] | BaseException]
+        try:
+            outcomes = list(store_results(self.db, results, self.now, self.poll_interval))
+        except StorageError:
+            # One feed's values broke the batch: store each on its own so it costs that feed only.
+            outcomes = []
+            for result in results:
+                try:
+                    outcomes.append(store_result(self.db, result, self.now, self.poll_interval))
+                except StorageError as e:
+                    outcomes.append(e)
+        for (_r, future), outcome in zip(batch, outcomes, strict=True):
+            loop.call_soon_threadsafe(_settle, future, outcome)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+def _settle(
+    future: asyncio.Future[tuple[int, int]], outcome: tuple[int, int] | BaseException
+) -> None:
+    if future.cancelled():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+class _Parsers:
+    """Parses bodies in a process pool (feedparser is CPU-bound), or in a thread for few feeds."""
+
+    def __init__(self, workers: int, batch: int) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self.in_process = self.workers <= 1 or batch < MIN_POOL_BATCH
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    async def parse(
+        self, body: bytes, url: str, headers: Mapping[str, str], now: datetime
+    ) -> FeedData:
+        """The parsed feed; raises ParseError for a body that is not a feed we can read."""
+        call = functools.partial(parse_or_failure, body, url, dict(headers), now)
+        if self.in_process:
+            result = await asyncio.to_thread(call)
+        else:
+            try:
+                result = await asyncio.get_running_loop().run_in_executor(self._get_pool(), call)
+            except concurrent.futures.process.BrokenProcessPool:
+                # A worker died (out of memory on a hostile body?): parse the rest here.
+                if not self.in_process:
+                    log.warning("a parser process died; parsing in this process from now on")
+                    self.in_process = True
+                result = await asyncio.to_thread(call)
+        if isinstance(result, str):
+            raise ParseError(url, result)
+        return result
+
+    def _get_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._pool is None:
+            # forkserver: never fork this (threaded) process; workers start from a clean one.
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["digest.poll"])
+            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=ctx)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def parse_or_failure(
+    body: bytes, url: str, headers: Mapping[str, str], now: datetime
+) -> FeedData | str:
+    """parse_feed, with any failure turned into its one-line message.
+
+    Runs in a worker process: what it returns must pickle, and a bug in the parser must cost
+    one feed, never the poll.
+    """
+    try:
+        return parse_feed(body, url, headers, now=now)
+    except ParseError as e:
+        return e.message
+    except Exception as e:  # noqa: BLE001 - hostile input must not end the poll
+        return f"the parser failed: {type(e).__name__}: {e}"
+
+
+# --- storing -----------------------------------------------------------------------------
+
+
+def store_results(
+    db: Database, results: list[FeedResult], now: datetime, poll_interval: timedelta
+) -> list[tuple[int, int]]:
+    """Store several feeds' fetches in one transaction: (new, updated) posts for each."""
+    with db.session() as s:
+        ids = [r.job.feed_id for r in results]
+        feeds = {f.id: f for f in s.scalars(select(Feed).where(Feed.id.in_(ids)))}
+        return [_store(s, feeds.get(r.job.feed_id), r, now, poll_interval) for r in results]
+
+
+def store_result(
+    db: Database, result: FeedResult, now: datetime, poll_interval: timedelta
+) -> tuple[int, int]:
+    """Store one feed's fetch in one transaction: health, validators, posts, a Fetch row.
+
+    Returns (new posts, updated posts). A failure to store the posts is recorded as the
+    feed's error; a database that fails even for that raises StorageError.
+    """
+    try:
+        with db.session() as s:
+            return _store(s, s.get(Feed, result.job.feed_id), result, now, poll_interval)
+    except StorageError as e:
+        log.warning("feed %s: %s", result.job.url, e)
+        failed = FeedResult(
+            result.job, policy.Outcome(policy.ERROR, None, f"cannot store: {e}"), "error"
+        )
+        with db.session() as s:
+            _store(s, s.get(Feed, result.job.feed_id), failed, now, poll_interval)
+        return 0, 0
+
+
+def _store(
+    s: Session, feed: Feed | None, result: FeedResult, now: datetime, poll_interval: timedelta
+) -> tuple[int, int]:
+    if feed is None:  # deleted while we fetched
+        return 0, 0
+    fetched, outcome = result.fetched, result.outcome
+    health = policy.next_health(feed, outcome, now, poll_interval)
+    for name, value in vars(health).items():
+        setattr(feed, name, value)
+    feed.last_fetched_at = now
+    moved = fetched.permanent_redirect if fetched is not None else None
+    if moved and moved != feed.url and len(moved) <= 2048:
+        log.warning("feed moved permanently: %s -> %s", feed.url, moved)
+        feed.url = moved
+    if outcome.status in (policy.OK, policy.NOT_MODIFIED):
+        feed.last_success_at = now
+        if fetched is not None:
+            _save_validators(feed, fetched)
+    new = updated = 0
+    if result.data is not None:
+        new, updated = merge_posts(s, feed.id, result.data.posts, now, not feed.polled_once)
+        feed.body_hash = result.body_hash
+        feed.polled_once = True
+        feed.title = feed.title or _fit(result.data.title, 512)
+        feed.site_url = feed.site_url or _fit(result.data.site_url, 2048, cut=False)
+    if outcome.status != policy.OK and outcome.status != policy.NOT_MODIFIED:
+        log.info("feed %s: %s", feed.url, outcome.error)
+    s.add(
+        Fetch(
+            feed_id=feed.id,
+            at=now,
+            url=(fetched.final_url if fetched else feed.url)[:2048],
+            status_code=outcome.status_code,
+            outcome=result.fetch_outcome,
+            new_posts=new,
+            updated_posts=updated,
+            bytes=len(fetched.body) if fetched and fetched.body else 0,
+            elapsed_ms=fetched.elapsed_ms if fetched else 0,
+            error=outcome.error,
+        )
+    )
+    return new, updated
+
+
+def _save_validators(feed: Feed, fetched: FetchedFeed) -> None:
+    etag, modified = (
+        _fit(fetched.etag, 1024, cut=False),
+        _fit(fetched.last_modified, 128, cut=False),
+    )
+    if fetched.not_modified:
+        # A 304 may repeat or renew the validators; it never takes them away.
+        feed.etag = etag or feed.etag
+        feed.last_modified = modified or feed.last_modified
+    else:
+        # A 200's validators describe the body we just got, absent ones included.
+        feed.etag, feed.last_modified = etag, modified
+
+
+def merge_posts(
+    s: Session, feed_id: int, posts: Iterable[PostData], now: datetime, first_poll: bool
+) -> tuple[int, int]:
+    """Insert new posts, update changed ones, re-key ones whose GUID changed: (new, updated)."""
+    posts = [_fit_post(p) for p in posts]
+    rows = s.execute(
+        select(Post.id, Post.key, Post.link, Post.content_hash).where(Post.feed_id == feed_id)
+    )
+    stored = {r.key: policy.Existing(r.id, r.key, r.link, r.content_hash) for r in rows}
+    steps = policy.plan_merge(((p.key, p.link, p.content_hash) for p in posts), stored)
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for post, step in zip(posts, steps, strict=True):
+        if step.action is policy.Merge.NEW:
+            inserts.append(
+                {
+                    **_post_values(post),
+                    "feed_id": feed_id,
+                    "first_seen": now,
+                    "from_first_poll": first_poll,
+                }
+            )
+        elif step.existing is not None and step.changed:
+            updates.append({**_post_values(post), "id": step.existing.id})
+        elif step.action is policy.Merge.REKEY and step.existing is not None:
+            updates.append({"id": step.existing.id, "key": post.key})
+    if inserts:
+        # Core executemany: the ORM's bulk path costs twice as much per row here.
+        s.connection().execute(insert(POSTS), inserts)
+    if updates:
+        s.execute(update(Post), updates)
+    return len(inserts), sum(1 for u in updates if "content_hash" in u)
+
+
+def _post_values(post: PostData) -> dict[str, Any]:
+    return {
+        "key": post.key,
+        "title": post.title,
+        "link": post.link,
+        "canonical_url": _canonical(post.link),
+        "author": post.author,
+        "published": post.published,
+        "updated": post.updated,
+        "date": post.published or post.updated,
+        "text": post.text,
+        "words": post.words,
+        "content_hash": post.content_hash,
+    }
+
+
+def _fit_post(post: PostData) -> PostData:
+    """A post whose values fit the columns (hostile feeds send anything)."""
+    key = post.key if len(post.key) <= 2048 else "sha256:" + _sha(post.key)
+    return PostData(
+        key=_clean(key),
+        title=_clean(post.title),
+        link=_fit(post.link, 2048, cut=False),
+        author=_fit(post.author, 512),
+        published=post.published,
+        updated=post.updated,
+        text=_clean(post.text),
+        content_hash=post.content_hash[:64],
+        words=post.words,
+    )
+
+
+def _canonical(link: str | None) -> str | None:
+    if not link:
+        return None
+    try:
+        value = canonical_url(link)
+    except ValueError:
+        return link
+    return value if len(value) <= 2048 else link
+
+
+def _fit(value: str | None, size: int, *, cut: bool = True) -> str | None:
+    """``value`` without NUL characters, cut to ``size`` (or None if too long and not cut)."""
+    if value is None:
+        return None
+    value = _clean(value)
+    if len(value) <= size:
+        return value
+    return value[:size] if cut else None
+
+
+def _clean(value: str) -> str:
+    # PostgreSQL refuses NUL in text.
+    return value.replace("\x00", "") if "\x00" in value else value
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def prune_fetches(db: Database, now: datetime) -> None:
+    """Drop Fetch rows older than two weeks, at most once a day."""
+    last = db.get_meta("fetches_pruned_at")
+    if last is not None and now - datetime.fromisoformat(last) < PRUNE_EVERY:
+        return
+    with db.session() as s:
+        s.execute(delete(Fetch).where(Fetch.at < now - FETCH_HISTORY))
+    db.set_meta("fetches_pruned_at", now.isoformat())
+
+
+def post_counts(s: Session) -> dict[int, int]:
+    """Posts stored per feed id."""
+    rows = s.execute(select(Post.feed_id, func.count()).group_by(Post.feed_id))
+    return {feed_id: count for feed_id, count in rows}
+
+
+# --- reporting ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeedHealth:
+    """One feed as `digest feeds` shows it."""
+
+    id: int
+    url: str
+    source_url: str
+    title: str | None
+    section: str
+    active: bool
+    status: str
+    health: str  # the status in words, e.g. "backing off until 2026-11-22 15:00 UTC"
+    last_status_code: int | None
+    error: str | None
+    posts: int
+    last_success_at: datetime | None
+    last_fetched_at: datetime | None
+    next_fetch_at: datetime | None
+    failing_since: datetime | None
+    long_failing: bool
+
+    @property
+    def failing(self) -> bool:
+        return self.status in (policy.ERROR, policy.BACKOFF, policy.GONE)
+
+    def as_json(self) -> dict[str, Any]:
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "url": self.url,
+            "source_url": self.source_url,
+            "title": self.title,
+            "section": self.section,
+            "active": self.active,
+            "status": self.status,
+            "health": self.health,
+            "last_status_code": self.last_status_code,
+            "error": self.error,
+            "posts": self.posts,
+            "last_success": iso(self.last_success_at),
+            "last_fetched": iso(self.last_fetched_at),
+            "next_fetch_at": iso(self.next_fetch_at),
+            "failing_since": iso(self.failing_since),
+            "failing_7_days": self.long_failing,
+        }
+
+
+def list_feeds(db: Database, now: datetime | None = None) -> list[FeedHealth]:
+    """Every feed with its health and post count, active ones first, by section and title."""
+    now = now or utcnow()
+    with db.session() as s:
+        counts = post_counts(s)
+        feeds = list(s.scalars(select(Feed)))
+        rows = [_health_row(f, counts.get(f.id, 0), now) for f in feeds]
+    return sorted(rows, key=lambda r: (not r.active, r.section, (r.title or r.url).lower(), r.id))
+
+
+def _health_row(feed: Feed, posts: int, now: datetime) -> FeedHealth:
+    failing = feed.status in (policy.ERROR, policy.BACKOFF, policy.GONE)
+    return FeedHealth(
+        id=feed.id,
+        url=feed.url,
+        source_url=feed.source_url,
+        title=feed.title,
+        section=feed.section,
+        active=feed.active,
+        status=feed.status,
+        health=describe_health(feed, now),
+        last_status_code=feed.last_status_code,
+        error=feed.last_error if failing else None,
+        posts=posts,
+        last_success_at=feed.last_success_at,
+        last_fetched_at=feed.last_fetched_at,
+        next_fetch_at=feed.next_fetch_at,
+        failing_since=feed.failing_since,
+        long_failing=policy.is_long_failing(feed, now),
+    )
+
+
+def describe_health(feed: Feed, now: datetime) -> str:
+    """The feed's health in a few words."""
+    held = feed.next_fetch_at if feed.next_fetch_at and feed.next_fetch_at > now else None
+    if feed.status == policy.GONE:
+        text = f"gone ({feed.last_status_code or 410})"
+    elif feed.status == policy.BACKOFF:
+        text = f"backing off until {_when(held or now)}: {feed.last_error}"
+    elif feed.status == policy.ERROR:
+        text = f"error: {feed.last_error}"
+        if held:
+            text += f" (retry after {_when(held)})"
+    elif feed.status == policy.NOT_MODIFIED:
+        text = "not modified"
+    elif feed.status == policy.OK:
+        text = "ok"
+    else:
+        text = "not polled yet"
+    if not feed.active:
+        text = "inactive (not in the OPML file); " + text
+    since = policy.failing_for(feed, now)
+    if since is not None and since >= policy.LONG_FAILING:
+        text += f" [failing for {since.days} days]"
+    return text
+
+
+def _when(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC")

@@ -1,0 +1,90 @@
+"""Plain text from feed HTML: markup, scripts and entities out; excerpts cut at a word."""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+
+import lxml.etree
+import lxml.html
+
+# Elements whose content is never reading matter.
+_DROP = ("script", "style", "noscript", "template", "iframe", "object", "embed", "svg", "math",
+         "head", "form", "button", "select", "textarea")
+_BLOCK = frozenset(
+    {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote",
+     "tr", "table", "section", "article", "figure", "figcaption", "hr", "dd", "dt", "header",
+     "footer", "aside", "details", "summary"}
+)
+_SPACE = re.compile(r"[ \t\r\f\v\u00a0\u200b]+")
+_LINES = re.compile(r"\s*\n\s*")
+_TAGLIKE = re.compile(r"<[^>]{0,200}>")
+WORDS_PER_MINUTE = 230
+
+
+def html_to_text(markup: str, *, limit: int | None = None, _unescaped: bool = False) -> str:
+    """Readable text of an HTML fragment; never leaves markup or entities behind."""
+    if not markup or not markup.strip():
+        return ""
+    if "<" not in markup and "&" not in markup:
+        return _tidy(markup, limit)
+    try:
+        root = lxml.html.fragment_fromstring(markup, create_parent="div")
+    except (lxml.etree.ParserError, ValueError):
+        return _tidy(html.unescape(_TAGLIKE.sub(" ", markup)), limit)
+    for bad in root.iter(*_DROP):
+        bad.drop_tree() if bad.getparent() is not None else bad.clear()
+    for comment in root.iter(lxml.etree.Comment, lxml.etree.ProcessingInstruction):
+        if comment.getparent() is not None:
+            comment.drop_tree()
+    for el in root.iter():
+        if isinstance(el.tag, str) and el.tag.lower() in _BLOCK:
+            el.tail = "\n" + (el.tail or "")
+    text = root.text_content()
+    # Escaped markup inside the text (Atom type="text/html" quirks) must not leak through.
+    if not _unescaped and "<" in text and _TAGLIKE.search(text):
+        return html_to_text(text, limit=limit, _unescaped=True)
+    return _tidy(text, limit)
+
+
+def _tidy(text: str, limit: int | None) -> str:
+    text = html.unescape(text) if "&" in text else text
+    text = _SPACE.sub(" ", text)
+    text = _LINES.sub("\n", text).strip()
+    if limit is not None and len(text) > limit:
+        text = cut_at_word(text, limit)
+    return text
+
+
+def one_line(text: str) -> str:
+    """Text with every run of whitespace made one space (titles, authors)."""
+    return " ".join(text.split())
+
+
+def cut_at_word(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:-–—") + "…"
+
+
+def excerpt(text: str, min_words: int = 40, max_words: int = 60) -> str:
+    """About min..max words of plain text, cut at a sentence end if one falls in range."""
+    words = one_line(text).split(" ")
+    if len(words) <= max_words:
+        return " ".join(words)
+    for end in range(max_words, min_words - 1, -1):
+        if words[end - 1].endswith((".", "!", "?", ".”", '."')):
+            return " ".join(words[:end])
+    return " ".join(words[:max_words]).rstrip(" ,;:-–—") + "…"
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+def reading_minutes(words: int) -> int:
+    """Whole minutes to read this many words; at least one."""
+    return max(1, math.ceil(words / WORDS_PER_MINUTE))

@@ -1,0 +1,142 @@
+"""`digest poll` and `digest feeds` end to end: a real process, a real OPML file, real HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli, run_digest
+from tests.poll_helpers import rss, write_opml
+from tests.servers import FeedServer, Request, Response
+
+
+def serve(http: FeedServer) -> None:
+    def conditional(req: Request) -> Response:
+        if req.headers.get("if-none-match") == '"1"':
+            return Response(304, headers={"ETag": '"1"'})
+        return Response(200, rss(20, site="https://ml.example"), {"ETag": '"1"', "X-Gzip": "1"})
+
+    http.route("/ml.xml", conditional)
+    http.route("/sys.xml", Response(301, headers={"Location": "/sys-new.xml"}))
+    http.route("/sys-new.xml", Response(200, rss(5, site="https://sys.example")))
+    http.route("/gone.xml", Response(410))
+    http.route("/busy.xml", Response(429, headers={"Retry-After": "120"}))
+    http.route(
+        "/page.xml",
+        Response(200, b"<!doctype html><title>x</title>", {"Content-Type": "text/html"}),
+    )
+
+
+def env_for(workdir: Path, db_url: str, http: FeedServer) -> dict[str, str]:
+    write_opml(
+        workdir / "feeds.opml",
+        [
+            ("ML", "ML blog", http.url("/ml.xml")),
+            ("Systems", "Sys blog", http.url("/sys.xml")),
+            ("Systems", "Gone blog", http.url("/gone.xml")),
+            ("ML", "Busy blog", http.url("/busy.xml")),
+            ("ML", "Page", http.url("/page.xml")),
+        ],
+    )
+    return {
+        "DIGEST_DATABASE_URL": db_url,
+        "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml"),
+        "DIGEST_FEEDS_TIMEOUT": "5s",
+    }
+
+
+@pytest.mark.slow
+def test_poll_twice_then_list_feeds(workdir: Path, db_url: str, http: FeedServer) -> None:
+    serve(http)
+    env = env_for(workdir, db_url, http)
+
+    first = run_digest(["poll", "--json"], env, workdir)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == {
+        "feeds": 5,
+        "new_posts": 25,
+        "updated_posts": 0,
+        "not_modified": 0,
+        "errors": 3,
+    }
+
+    second = run_digest(["poll", "--json"], env, workdir)
+    assert second.returncode == 0, second.stderr
+    # The 410 and the 429 (Retry-After 120 s) are not asked again; the HTML page is (5 min hold).
+    assert json.loads(second.stdout) == {
+        "feeds": 2,
+        "new_posts": 0,
+        "updated_posts": 0,
+        "not_modified": 2,
+        "errors": 0,
+    }
+    assert len(http.hits("/gone.xml")) == 1 and len(http.hits("/busy.xml")) == 1
+    assert len(http.hits("/sys.xml")) == 1 and len(http.hits("/sys-new.xml")) == 2
+    assert http.hits("/ml.xml")[1].headers["if-none-match"] == '"1"'
+
+    listing = run_digest(["feeds", "--json"], env, workdir)
+    assert listing.returncode == 0, listing.stderr
+    feeds = {f["title"]: f for f in json.loads(listing.stdout)}
+    ml = feeds["ML blog"]
+    assert (ml["section"], ml["status"], ml["last_status_code"], ml["error"], ml["posts"]) == (
+        "ml",
+        "not_modified",
+        304,
+        None,
+        20,
+    )
+    assert feeds["Sys blog"]["url"] == http.url("/sys-new.xml") and feeds["Sys blog"]["posts"] == 5
+    assert (feeds["Gone blog"]["status"], feeds["Gone blog"]["last_status_code"]) == ("gone", 410)
+    assert feeds["Busy blog"]["status"] == "backoff" and "429" in feeds["Busy blog"]["error"]
+    assert feeds["Page"]["status"] == "error" and feeds["Page"]["error"]
+
+    table = run_digest(["feeds", "--errors"], env, workdir)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["SECTION", "POSTS", "LAST"]
+    assert len(lines) == 4  # header + gone, busy, page
+    assert any("gone (410)" in line for line in lines)
+    assert any("backing off until" in line and "Busy blog" in line for line in lines)
+
+
+def test_poll_text_summary_and_feeds_table(
+    workdir: Path, sqlite_url: str, http: FeedServer
+) -> None:
+    serve(http)
+    env = env_for(workdir, sqlite_url, http)
+    result = run_cli(["poll"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(
+        "polled 5 feeds: 25 new posts, 0 updated, 0 not modified, 3 errors in "
+    )
+    assert "digest feeds --errors" in result.stdout
+    assert "moved permanently" in result.stderr
+    table = run_cli(["feeds"], env=env)
+    assert table.exit_code == 0
+    rows = table.stdout.splitlines()[1:]
+    assert len(rows) == 5
+    ml = next(r for r in rows if "ML blog" in r)
+    assert ml.split()[:2] == ["ml", "20"] and " ok " in ml
+
+
+def test_unreadable_opml_is_one_line_and_exit_1(workdir: Path, sqlite_url: str) -> None:
+    env = {"DIGEST_DATABASE_URL": sqlite_url, "DIGEST_FEEDS_OPML": str(workdir / "missing.opml")}
+    result = run_digest(["poll"], env, workdir)
+    assert result.returncode == 1
+    assert "missing.opml" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_feeds_on_an_empty_database(workdir: Path, sqlite_url: str) -> None:
+    result = run_cli(["feeds"], env={"DIGEST_DATABASE_URL": sqlite_url})
+    assert result.exit_code == 0 and "no feeds yet" in result.output
+    result = run_cli(["feeds", "--json"], env={"DIGEST_DATABASE_URL": sqlite_url})
+    assert json.loads(result.output) == []
+
+
+def test_help(workdir: Path) -> None:
+    for command in ("poll", "feeds"):
+        result = run_cli([command, "--help"])
+        assert result.exit_code == 0 and "--json" in result.output
