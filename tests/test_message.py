@@ -11,7 +11,13 @@ import pytest
 
 from digest.config import Settings
 from digest.errors import InputError
-from digest.message import address_header, as_bytes, build_message, unsubscribe_url
+from digest.message import (
+    PreparedEmail,
+    address_header,
+    as_bytes,
+    build_message,
+    unsubscribe_url,
+)
 from digest.types import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
 
 SETTINGS = Settings().replace(
@@ -115,3 +121,74 @@ def test_address_header_quotes_names() -> None:
     assert address_header("a@b.example", "Doe, Jane") == '"Doe, Jane" <a@b.example>'
     with pytest.raises(InputError):
         address_header("a@b.example", "x\nBcc: y@z.example")
+
+
+def _decoded(raw: bytes) -> tuple[str, str]:
+    msg = message_from_bytes(raw, policy=default)
+    text, html = (p.get_content() for p in msg.iter_parts())  # type: ignore[attr-defined]
+    return text.replace("\r\n", "\n"), html.replace("\r\n", "\n")
+
+
+def _expected(body: str, url: str) -> str:
+    return "".join(line + "\n" for line in body.replace(UNSUBSCRIBE_PLACEHOLDER, url).splitlines())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f"{UNSUBSCRIBE_PLACEHOLDER}",
+        f"start {UNSUBSCRIBE_PLACEHOLDER}",
+        f"{UNSUBSCRIBE_PLACEHOLDER} end\n\nnext",
+        f"a{UNSUBSCRIBE_PLACEHOLDER}{UNSUBSCRIBE_PLACEHOLDER}b  \n",
+        "x" * 300 + UNSUBSCRIBE_PLACEHOLDER + "é" * 200 + " \t",
+        "no placeholder at all\r\nwith CRLF and = signs == and trailing space \n\n\n",
+        "",
+    ],
+)
+def test_prepared_body_decodes_to_the_personal_text(body: str) -> None:
+    url = "https://digest.example.org/unsubscribe/42.a-b_c"
+    rendered = RenderedEmail("s", "<p>" + body + "</p>", body)
+    raw = build_message(rendered, SETTINGS, to="a@b.example", unsubscribe_url=url).as_bytes()
+    text, html = _decoded(raw)
+    assert text == _expected(body, url)
+    assert html == _expected("<p>" + body + "</p>", url)
+
+
+def test_quoted_printable_lines_stay_within_76() -> None:
+    url = "https://digest.example.org/unsubscribe/" + "x" * 150
+    body = ("é" * 500 + UNSUBSCRIBE_PLACEHOLDER) * 3
+    raw = PreparedEmail(RenderedEmail("s", body, body), SETTINGS).render(
+        to="a@b.example", unsubscribe_url=url
+    )
+    body_lines = raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
+    assert max(len(line) for line in body_lines) <= 76
+    assert b"Content-Transfer-Encoding: quoted-printable" in raw
+    assert b"base64" not in raw  # SpamAssassin frowns on base64 text that is mostly ASCII
+
+
+def test_prepared_copies_differ_only_in_personal_parts() -> None:
+    prepared = PreparedEmail(RENDERED, SETTINGS)
+    one = prepared.render(
+        to="one@example.com", unsubscribe_url="https://u/1.aa", message_id="<1@x>"
+    )
+    two = prepared.render(
+        to="two@example.com", unsubscribe_url="https://u/2.bb", message_id="<2@x>"
+    )
+    assert _decoded(one)[0].endswith("Unsubscribe: https://u/1.aa\n")
+    assert _decoded(two)[0].endswith("Unsubscribe: https://u/2.bb\n")
+    assert one.count(b"https://u/1.aa") == 3 and b"https://u/2.bb" not in one
+
+
+def test_non_ascii_display_name_is_encoded() -> None:
+    to = address_header("jo@example.com", "Jöhn Dœ")
+    raw = PreparedEmail(RENDERED, SETTINGS).render(to=to, unsubscribe_url="https://u/1")
+    assert raw.isascii()
+    assert message_from_bytes(raw, policy=default)["To"] == "Jöhn Dœ <jo@example.com>"
+
+
+def test_long_subject_is_folded_and_encoded() -> None:
+    rendered = RenderedEmail("Weekend Reading #12 — " + "many words " * 20, "<p>h</p>", "t")
+    raw = PreparedEmail(rendered, SETTINGS).render(to="a@b.example", unsubscribe_url="https://u/1")
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    assert message_from_bytes(raw, policy=default)["Subject"] == rendered.subject.strip()

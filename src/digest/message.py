@@ -1,20 +1,34 @@
-"""One subscriber's MIME message: multipart/alternative with the list and unsubscribe headers."""
+"""One subscriber's MIME message: multipart/alternative with the list and unsubscribe headers.
+
+An issue goes to thousands of subscribers whose copies differ only in a few headers and the
+unsubscribe link, and the email package takes ~10 ms to encode a 90 KB HTML part. So
+PreparedEmail encodes the parts once (quoted-printable, with a soft line break on each side of
+every unsubscribe placeholder) and each copy only encodes its own URL and header lines.
+"""
 
 from __future__ import annotations
 
 import re
+import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from email import message_from_bytes
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, default
 from email.utils import format_datetime, make_msgid, parseaddr
 
 from digest.config import Settings
 from digest.errors import InputError
-from digest.types import RenderedEmail
+from digest.types import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
 
 # CR, LF and other controls would end a header early and start one of the reader's choosing.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+_PLACEHOLDER = UNSUBSCRIBE_PLACEHOLDER.encode("ascii")
+_CRLF = b"\r\n"
+# Quoted-printable (RFC 2045 6.7): printable ASCII but "=" stays as is, the rest is =XX.
+_QP = [chr(b) if (33 <= b <= 126 and b != 61) or b in (9, 32) else f"={b:02X}" for b in range(256)]
+_QP_LINE = 76
 
 
 def unsubscribe_url(settings: Settings, token: str) -> str:
@@ -48,30 +62,19 @@ def build_message(
 ) -> EmailMessage:
     """The complete message one subscriber gets; their unsubscribe link replaces the placeholder.
 
-    Raises InputError when a header value holds a line break (header injection).
+    The same bytes `digest send` puts on the wire, parsed back. Raises InputError when a header
+    value holds a line break (header injection).
     """
-    for name, value in (("To", to), ("unsubscribe URL", unsubscribe_url)):
-        _refuse_unsafe(name, value)
-    personal = rendered.personal(unsubscribe_url)
-    msg = EmailMessage()
-    msg["From"] = settings.newsletter.from_addr
-    msg["To"] = to
-    if settings.newsletter.reply_to:
-        msg["Reply-To"] = settings.newsletter.reply_to
-    msg["Subject"] = _one_line(personal.subject)
-    msg["Date"] = format_datetime((date or datetime.now(UTC)).astimezone(UTC))
-    msg["Message-ID"] = message_id or make_msgid(domain=sender_domain(settings))
-    msg["List-Id"] = list_id or default_list_id(settings)
-    msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    # RFC 2046: the last alternative is the preferred one, so text first, then HTML.
-    msg.set_content(personal.text, subtype="plain", charset="utf-8")
-    msg.add_alternative(personal.html, subtype="html", charset="utf-8")
+    raw = PreparedEmail(rendered, settings, list_id=list_id).render(
+        to=to, unsubscribe_url=unsubscribe_url, message_id=message_id, date=date
+    )
+    msg = message_from_bytes(raw, policy=default)
+    assert isinstance(msg, EmailMessage)
     return msg
 
 
 def as_bytes(msg: EmailMessage) -> bytes:
-    """The message as it goes over SMTP: CRLF line ends, long lines folded."""
+    """A message as it goes over SMTP: CRLF line ends, long lines folded."""
     return msg.as_bytes(policy=SMTP)
 
 
@@ -83,6 +86,136 @@ def address_header(email: str, name: str | None = None) -> str:
     _refuse_unsafe("name", name)
     local, _, domain = email.rpartition("@")
     return str(Address(display_name=name, username=local, domain=domain))
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where a subscriber's encoded unsubscribe URL goes; last: it ends a line."""
+
+    last: bool
+
+
+class PreparedEmail:
+    """A rendered issue encoded once; render() makes one subscriber's message bytes cheaply."""
+
+    def __init__(
+        self, rendered: RenderedEmail, settings: Settings, *, list_id: str | None = None
+    ) -> None:
+        self.domain = sender_domain(settings)
+        boundary = "=_" + secrets.token_hex(16)  # "=_" never occurs in quoted-printable
+        head = [("From", settings.newsletter.from_addr)]
+        if settings.newsletter.reply_to:
+            head.append(("Reply-To", settings.newsletter.reply_to))
+        head.append(("Subject", _one_line(rendered.subject)))
+        self._head = b"".join(_fold(name, value) for name, value in head)
+        tail = [
+            ("List-Id", list_id or default_list_id(settings)),
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            ("MIME-Version", "1.0"),
+            ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
+        ]
+        self._list_id = _fold(*tail[0])
+        self._tail = b"".join(_fold(name, value) for name, value in tail[1:]) + _CRLF
+        # RFC 2046: the last alternative is the preferred one, so text first, then HTML.
+        self._body: list[bytes | _Slot] = []
+        for subtype, content in (("plain", rendered.text), ("html", rendered.html)):
+            opening = "\r\n" if self._body else ""  # the CRLF before a boundary belongs to it
+            opening += f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
+            opening += "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+            self._body.append(opening.encode("ascii"))
+            self._body.extend(_encode_body(content.encode("utf-8")))
+        self._body.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
+        self._body = _merge(self._body)
+
+    def render(
+        self,
+        *,
+        to: str,
+        unsubscribe_url: str,
+        message_id: str | None = None,
+        date: datetime | None = None,
+    ) -> bytes:
+        """One subscriber's message, CRLF line ends, ready for SMTP."""
+        _refuse_unsafe("To", to)
+        _refuse_unsafe("unsubscribe URL", unsubscribe_url)
+        message_id = message_id or make_msgid(domain=self.domain)
+        _refuse_unsafe("Message-ID", message_id)
+        when = format_datetime((date or datetime.now(UTC)).astimezone(UTC))
+        url = unsubscribe_url.encode("utf-8")
+        encoded = {last: _qp(url, last=last) for last in (False, True)}
+        out = [
+            self._head[: self._head.index(b"\r\n") + 2],  # From
+            _fold("To", to),
+            self._head[self._head.index(b"\r\n") + 2 :],  # Reply-To, Subject
+            b"Date: " + when.encode("ascii") + _CRLF,
+            _fold("Message-ID", message_id),
+            self._list_id,
+            _fold("List-Unsubscribe", f"<{unsubscribe_url}>"),
+            self._tail,
+        ]
+        out.extend(encoded[part.last] if isinstance(part, _Slot) else part for part in self._body)
+        return b"".join(out)
+
+
+def _encode_body(body: bytes) -> list[bytes | _Slot]:
+    """A text part's quoted-printable lines, with a slot wherever the placeholder was."""
+    out: list[bytes | _Slot] = []
+    for line in body.splitlines():
+        pieces = line.split(_PLACEHOLDER)
+        for i, piece in enumerate(pieces[:-1]):
+            if piece:
+                out.append(_qp(piece, last=False))
+            out.append(_Slot(last=i == len(pieces) - 2 and not pieces[-1]))
+        if pieces[-1] or len(pieces) == 1:
+            out.append(_qp(pieces[-1], last=True))
+    return out
+
+
+def _merge(parts: list[bytes | _Slot]) -> list[bytes | _Slot]:
+    """Runs of constant bytes joined, so a copy joins a handful of pieces, not thousands."""
+    out: list[bytes | _Slot] = []
+    run: list[bytes] = []
+    for part in parts:
+        if isinstance(part, bytes):
+            run.append(part)
+            continue
+        out.extend([b"".join(run), part])
+        run = []
+    out.append(b"".join(run))
+    return out
+
+
+def _qp(data: bytes, *, last: bool) -> bytes:
+    """Quoted-printable lines of data: a hard line end when last, else a soft break after it."""
+    if last and len(data) == 0:
+        return _CRLF
+    tokens = [_QP[b] for b in data]
+    if last and data[-1] in (9, 32):
+        tokens[-1] = f"={data[-1]:02X}"  # trailing white space is dropped in transit
+    lines: list[str] = []
+    line: list[str] = []
+    width = 0
+    for token in tokens:
+        if width + len(token) > _QP_LINE - 1:  # room for the soft break "="
+            lines.append("".join(line) + "=")
+            line, width = [], 0
+        line.append(token)
+        width += len(token)
+    lines.append("".join(line) + ("" if last else "="))
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+def _fold(name: str, value: str) -> bytes:
+    """One header line; plain ASCII the fast way, anything else through the email package."""
+    if value.isascii() and len(name) + len(value) < 76:
+        _refuse_unsafe(name, value)
+        return f"{name}: {value}\r\n".encode("ascii")
+    msg = EmailMessage(policy=SMTP)
+    try:
+        msg[name] = value
+    except ValueError as e:
+        raise InputError(f"{name} header {value!r}: {e}") from None
+    return SMTP.fold_binary(name, msg[name])
 
 
 def _refuse_unsafe(what: str, value: str) -> None:
