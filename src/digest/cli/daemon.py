@@ -1,5 +1,68 @@
-"""Commands: (filled in by the issue that owns them)."""
+"""Commands: `digest run` (the daemon) and `digest status` (what it is doing)."""
 
 from __future__ import annotations
 
-from digest.cli import cli  # noqa: F401
+import json
+import logging
+import os
+import sys
+
+import click
+
+from digest.cli import cli
+from digest.cli.context import App, pass_app, setup_logging
+
+
+@cli.command()
+@pass_app
+def run(app: App) -> None:
+    """Run the daemon: poll the feeds, send each issue at newsletter.send_at, serve the web.
+
+    Polls every feed every feeds.poll_interval (spread out, due feeds first) and sends the
+    weekly issue at newsletter.send_at in newsletter.timezone (a weekday and time, or
+    'cron: MIN HOUR DAY MONTH WEEKDAY'). A send missed while it was down runs once at start-up
+    unless older than newsletter.send_grace. With no smtp.host it still polls and records each
+    issue. With web.enabled it serves the web endpoint too. One daemon per database: a second
+    one exits with status 1 naming the first. SIGTERM or SIGINT stops it within 10 s.
+    Logs at info level unless --log-level says otherwise.
+    """
+    from digest.daemon import Daemon
+    from digest.opml import read_opml
+
+    ctx = click.get_current_context()
+    root = ctx.find_root()
+    if root.get_parameter_source("log_level") == click.core.ParameterSource.DEFAULT:
+        setup_logging("info", app.log_format)  # a service's log is its progress report
+    settings = app.settings
+    read_opml(settings.feeds.opml)  # a missing or broken feed list is fatal at start-up only
+    daemon = Daemon(app.db, settings)
+    code = daemon.run()
+    app.close()
+    if daemon.abandoned:
+        # Work still runs in threads that Python would wait for: exit now (the next start
+        # completes it), as promised within 10 s of SIGTERM.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    if code:
+        sys.exit(code)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def status(app: App, as_json: bool) -> None:
+    """Show the daemon, the next poll and send, the last issue, failing feeds, subscribers.
+
+    Times are shown in newsletter.timezone (in UTC with --json).
+    """
+    from digest.status import collect_status, format_status
+    from digest.storage import utcnow
+
+    report = collect_status(app.db, app.settings, utcnow())
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for line in format_status(report, app.settings.newsletter.timezone):
+        click.echo(line)

@@ -1,0 +1,232 @@
+"""One daemon per database: a lock row in `meta` with a heartbeat, taken over when stale."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from digest.errors import LockedError, StorageError
+from digest.models import Meta
+from digest.storage import Database, utcnow
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = "daemon_lock"
+HEARTBEAT_EVERY = timedelta(seconds=10)
+# A holder whose heartbeat is this old is presumed dead (another host, a frozen VM); on our
+# own host a dead pid is noticed at once.
+STALE_AFTER = timedelta(seconds=60)
+
+# Tokens of the locks held by this process: a holder with our pid but a token not in here is a
+# previous life of this pid (a container restarted after kill -9), not a live daemon.
+_HELD_HERE: set[str] = set()
+_HELD_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds the daemon lock, as stored in the lock row."""
+
+    pid: int
+    host: str
+    started: datetime
+    heartbeat: datetime
+    token: str
+
+    def describe(self) -> str:
+        return (
+            f"pid {self.pid} on {self.host}, running since {self.started:%Y-%m-%d %H:%M:%S} UTC, "
+            f"last heartbeat {self.heartbeat:%H:%M:%S} UTC"
+        )
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["started"] = self.started.isoformat()
+        data["heartbeat"] = self.heartbeat.isoformat()
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> LockHolder | None:
+        """None when the row is unreadable (then it counts as stale)."""
+        try:
+            data = json.loads(text)
+            return cls(
+                pid=int(data["pid"]),
+                host=str(data["host"]),
+                started=datetime.fromisoformat(data["started"]),
+                heartbeat=datetime.fromisoformat(data["heartbeat"]),
+                token=str(data.get("token", "")),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def is_stale(
+    holder: LockHolder | None,
+    now: datetime,
+    *,
+    host: str,
+    pid: int,
+    pid_alive: bool,
+    held_here: bool,
+    stale_after: timedelta = STALE_AFTER,
+) -> bool:
+    """May the lock be taken over? Unreadable, heartbeat too old, or its process is gone.
+
+    ``pid_alive`` tells whether ``holder.pid`` runs on this host; ``held_here`` whether this
+    process holds ``holder.token``. Our own pid without our token is a previous life.
+    """
+    if holder is None or now - holder.heartbeat > stale_after:
+        return True
+    if holder.host != host:
+        return False
+    if holder.pid == pid:
+        return not held_here
+    return not pid_alive
+
+
+def pid_alive(pid: int) -> bool:
+    """Does a process with this pid exist on this host?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    except OSError:
+        return False
+    return True
+
+
+class DaemonLock:
+    """The lock row of one database, as held (or wanted) by this process."""
+
+    def __init__(self, db: Database, *, stale_after: timedelta = STALE_AFTER) -> None:
+        self.db = db
+        self.stale_after = stale_after
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.token = secrets.token_hex(8)
+        self.held = False
+
+    def acquire(self) -> LockHolder:
+        """Take the lock, or raise LockedError naming the process that holds it."""
+        now = utcnow()
+        me = LockHolder(self.pid, self.host, now, now, self.token)
+        # Registered before the row is written, so that a lock taken by another thread of
+        # this process is never mistaken for a previous life of our pid.
+        with _HELD_LOCK:
+            _HELD_HERE.add(self.token)
+        try:
+            with self.db.session() as s:
+                row = _lock_row(s)
+                if row is None:
+                    s.add(Meta(key=LOCK_KEY, value=me.to_json(), updated_at=now))
+                else:
+                    self._take_over(row, me, now)
+        except LockedError:
+            self._forget()
+            raise
+        except StorageError:
+            self._forget()
+            # Another daemon inserted the row between our read and our insert (a unique key
+            # violation); anything else is a real database error.
+            holder = read_holder(self.db)
+            if holder is None or holder.token == self.token:
+                raise
+            raise self._locked(holder) from None
+        self.held = True
+        return me
+
+    def _take_over(self, row: Meta, me: LockHolder, now: datetime) -> None:
+        holder = LockHolder.from_json(row.value)
+        alive = holder is not None and pid_alive(holder.pid)
+        with _HELD_LOCK:
+            here = holder is not None and holder.token in _HELD_HERE
+        stale = is_stale(
+            holder,
+            now,
+            host=self.host,
+            pid=self.pid,
+            pid_alive=alive,
+            held_here=here,
+            stale_after=self.stale_after,
+        )
+        if not stale:
+            assert holder is not None
+            raise self._locked(holder)
+        if holder is not None:
+            log.warning("taking over the daemon lock of a dead daemon (%s)", holder.describe())
+        row.value, row.updated_at = me.to_json(), now
+
+    def _locked(self, holder: LockHolder) -> LockedError:
+        return LockedError(
+            f"another digest daemon holds database {safe_url(self.db.url)}: {holder.describe()}"
+        )
+
+    def heartbeat(self) -> bool:
+        """Refresh our heartbeat; False when the lock is no longer ours (taken over)."""
+        now = utcnow()
+        with self.db.session() as s:
+            row = _lock_row(s)
+            holder = LockHolder.from_json(row.value) if row else None
+            if row is None or holder is None or holder.token != self.token:
+                self._forget()
+                return False
+            fresh = LockHolder(holder.pid, holder.host, holder.started, now, holder.token)
+            row.value, row.updated_at = fresh.to_json(), now
+        return True
+
+    def release(self) -> None:
+        """Delete the lock row if it is still ours."""
+        if not self.held:
+            return
+        with self.db.session() as s:
+            row = _lock_row(s)
+            holder = LockHolder.from_json(row.value) if row else None
+            if row is not None and holder is not None and holder.token == self.token:
+                s.delete(row)
+        self._forget()
+
+    def _forget(self) -> None:
+        self.held = False
+        with _HELD_LOCK:
+            _HELD_HERE.discard(self.token)
+
+
+def _lock_row(s: Session) -> Meta | None:
+    # FOR UPDATE serialises takeovers on PostgreSQL; SQLite's BEGIN IMMEDIATE already does.
+    return s.execute(
+        select(Meta).where(Meta.key == LOCK_KEY).with_for_update()
+    ).scalar_one_or_none()
+
+
+def read_holder(db: Database) -> LockHolder | None:
+    """The lock holder as stored (possibly stale), or None."""
+    value = db.get_meta(LOCK_KEY)
+    return LockHolder.from_json(value) if value else None
+
+
+def holder_alive(holder: LockHolder, now: datetime, stale_after: timedelta = STALE_AFTER) -> bool:
+    """Whether the holder looks alive from here: a fresh heartbeat, and its pid if on our host."""
+    if now - holder.heartbeat > stale_after:
+        return False
+    return holder.host != socket.gethostname() or pid_alive(holder.pid)
+
+
+def safe_url(url: str) -> str:
+    """The database URL without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a message must never fail
+        return "(database)"
