@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -26,3 +28,19 @@ def test_sqlite_uses_wal(sqlite_url: str) -> None:
     db = Database(sqlite_url)
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_revision_ids_are_the_file_prefixes() -> None:
+    # Database.migrate skips Alembic when the stored revision is head_revision().
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from digest.storage import MIGRATIONS, head_revision
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    scripts = ScriptDirectory.from_config(cfg)
+    for script in scripts.walk_revisions():
+        assert script.path is not None
+        assert Path(script.path).name.startswith(script.revision + "_")
+    assert scripts.get_current_head() == head_revision()

@@ -98,6 +98,7 @@ class StoredPost:
     first_seen: datetime
     from_first_poll: bool
     text: str
+    words: int = 0  # length of the whole post, for reading time
 
 
 # Rendered once per section choice; each subscriber's copy replaces this with their own link.

@@ -1,5 +1,154 @@
-"""Commands: (filled in by the issue that owns them)."""
+"""Command: `digest preview` (render this week's issue, or any week's, without sending)."""
 
 from __future__ import annotations
 
-from digest.cli import cli  # noqa: F401
+import http.server
+import json
+import webbrowser
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from digest.cli import cli
+from digest.cli.context import App, pass_app
+from digest.config import Settings
+from digest.storage import Database
+from digest.types import RenderedEmail
+
+FORMATS = {"html": "html", "text": "txt", "eml": "eml"}
+
+
+@cli.command()
+@click.option("--as-of", "as_of", metavar="DATETIME",
+              help="Build the issue whose window ends then (ISO 8601; a date alone means the "
+                   "end of that day in newsletter.timezone). Default: the next send time.")
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="html",
+              show_default=True, help="html, text, or eml (the whole MIME message).")
+@click.option("-o", "--output", metavar="FILE",
+              help="Write here ('-' for stdout). Default: preview-N.html in this folder.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the file in a browser.")
+@click.option("--serve", is_flag=True,
+              help="Serve the preview on localhost, rendered again on every reload.")
+@click.option("--port", type=int, default=8089, show_default=True, help="Port for --serve.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was built as JSON.")
+@pass_app
+def preview(
+    app: App, as_of: str | None, fmt: str, output: str | None, open_browser: bool,
+    serve: bool, port: int, as_json: bool,
+) -> None:
+    """Render an issue without sending or recording anything.
+
+    Shows the feed health note (feeds failing for a week) that subscribers never see.
+    """
+    from digest.issues import parse_as_of
+
+    end = parse_as_of(as_of, app.settings) if as_of else None
+    if serve:
+        _serve(app.db, app.settings, end, port)
+        return
+    built = _build(app.db, app.settings, end, fmt)
+    if built is None:
+        _say_empty(app.db, app.settings, end, as_json)
+        return
+    summary, body = built
+    if output == "-":
+        click.echo(body, nl=False)
+        return
+    path = Path(output or f"preview-{summary['number']}.{FORMATS[fmt]}")
+    try:
+        path.write_text(body, encoding="utf-8")
+    except OSError as e:
+        raise click.ClickException(f"cannot write {path}: {e.strerror}") from None
+    summary.update(path=str(path.resolve()), bytes=len(body.encode()))
+    click.echo(json.dumps(summary) if as_json else str(path.resolve()))
+    if open_browser:
+        webbrowser.open(path.resolve().as_uri())
+
+
+def _build(
+    db: Database, settings: Settings, end: datetime | None, fmt: str
+) -> tuple[dict[str, object], str] | None:
+    from digest.issues import plan_issue, render_plan
+
+    plan = plan_issue(db, settings, end)
+    if plan.empty:
+        return None
+    layout, rendered = render_plan(db, settings, plan, preview=True)
+    if fmt != "eml":
+        rendered = rendered.personal(_preview_unsubscribe(settings))
+    summary: dict[str, object] = {
+        "number": plan.number,
+        "window_start": plan.window_start.isoformat(),
+        "window_end": plan.window_end.isoformat(),
+        "subject": rendered.subject,
+        "posts": layout.post_count,
+        "blogs": layout.blog_count,
+        "items_shown": len(layout.items),
+        "html_bytes": len(rendered.html.encode()),
+    }
+    if fmt == "text":
+        return summary, rendered.text
+    if fmt == "eml":
+        return summary, _eml(settings, rendered)
+    return summary, rendered.html
+
+
+def _preview_unsubscribe(settings: Settings) -> str:
+    from digest.message import unsubscribe_url
+
+    return unsubscribe_url(settings, "preview")
+
+
+def _eml(settings: Settings, rendered: RenderedEmail) -> str:
+    from digest.message import as_bytes, build_message
+
+    msg = build_message(rendered, settings, to="preview@example.invalid",
+                        unsubscribe_url=_preview_unsubscribe(settings))
+    return as_bytes(msg).decode("utf-8", "replace")
+
+
+def _say_empty(db: Database, settings: Settings, end: datetime | None, as_json: bool) -> None:
+    from digest.issues import plan_issue
+
+    plan = plan_issue(db, settings, end)
+    span = f"{plan.window_start:%Y-%m-%d %H:%M} – {plan.window_end:%Y-%m-%d %H:%M} UTC"
+    if as_json:
+        click.echo(json.dumps({"number": plan.number, "posts": 0,
+                               "window_start": plan.window_start.isoformat(),
+                               "window_end": plan.window_end.isoformat()}))
+    else:
+        click.echo(f"no new posts between {span}: issue #{plan.number} would not be sent")
+
+
+def _serve(db: Database, settings: Settings, end: datetime | None, port: int) -> None:
+    def page() -> bytes:
+        built = _build(db, settings, end, "html")
+        if built is None:
+            return b"<p>No new posts in this window: nothing would be sent.</p>"
+        return built[1].encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            try:
+                body, status = page(), 200
+            except Exception as e:  # noqa: BLE001 - show template errors in the browser
+                body, status = f"<pre>{type(e).__name__}: {e}</pre>".encode(), 500
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    click.echo(f"serving the preview on http://127.0.0.1:{server.server_port}/ "
+               "(rendered again on every reload; Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

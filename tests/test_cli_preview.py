@@ -1,0 +1,107 @@
+"""`digest preview` end to end: real feeds over HTTP, a real poll, a real database."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from tests.conftest import run_digest
+from tests.poll_helpers import Item, rss, write_opml
+from tests.servers import FeedServer, Response
+
+WEEK_END = datetime(2026, 1, 10, 8, 0, tzinfo=UTC)
+
+
+def weekly_posts(site: str, name: str) -> list[Item]:
+    """One post a week for six weeks, the newest first, plus this week's extra one."""
+    posts = [
+        Item(f"{site}/w{k}", f"{name} week -{k}", f"{site}/w{k}.html",
+             f"<p>Text of {name} {k} with <script>evil()</script> markup.</p>",
+             WEEK_END - timedelta(days=7 * k + 2))
+        for k in range(6)
+    ]
+    return posts
+
+
+def serve(http: FeedServer) -> dict[str, str]:
+    ml = weekly_posts("https://ml.example", "ML")
+    systems = weekly_posts("https://sys.example", "Sys")
+    other = [Item("o1", "Other news", "https://other.example/1", "Misc.",
+                  WEEK_END - timedelta(days=1))]
+    http.route("/ml.xml", Response(200, rss(ml, "ML blog", "https://ml.example")))
+    http.route("/sys.xml", Response(200, rss(systems, "Sys blog", "https://sys.example")))
+    http.route("/other.xml", Response(200, rss(other, "Misc blog", "https://other.example")))
+    return {"ml": http.url("/ml.xml"), "sys": http.url("/sys.xml"),
+            "other": http.url("/other.xml")}
+
+
+def setup(workdir: Path, db_url: str, http: FeedServer) -> dict[str, str]:
+    urls = serve(http)
+    write_opml(workdir / "feeds.opml", [("ML", "ML blog", urls["ml"]),
+                                        ("Systems", "Sys blog", urls["sys"]),
+                                        ("Elsewhere", "Misc blog", urls["other"])])
+    env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_NEWSLETTER_BASE_URL": "https://news.example"}
+    polled = run_digest(["poll", "--json"], env, workdir)
+    assert polled.returncode == 0, polled.stderr
+    assert json.loads(polled.stdout)["new_posts"] == 13
+    return env
+
+
+def test_preview_of_one_week_in_three_forms(workdir: Path, db_url: str, http: FeedServer) -> None:
+    env = setup(workdir, db_url, http)
+    args = ["preview", "--as-of", "2026-01-10"]
+    html = run_digest([*args, "--format", "html", "-o", "week.html", "--json"], env, workdir)
+    assert html.returncode == 0, html.stderr
+    built = json.loads(html.stdout)
+    assert built["posts"] == 3 and built["number"] == 1
+    page = (workdir / "week.html").read_text()
+    # This week's post of each blog, in its section, and nothing from other weeks.
+    assert re.search(r"Machine Learning.*ML week -0.*Systems.*Sys week -0.*Other.*Other news",
+                     page, re.S)
+    assert "week -1" not in page
+    assert "<script>" not in page.split("</head>")[1] and "evil()" not in page
+    assert "https://news.example/issues/1" in page and "Unsubscribe" in page
+
+    text = run_digest([*args, "--format", "text", "-o", "-"], env, workdir)
+    assert text.returncode == 0, text.stderr
+    eml = run_digest([*args, "--format", "eml", "-o", "week.eml"], env, workdir)
+    assert eml.returncode == 0, eml.stderr
+    msg = email.message_from_bytes((workdir / "week.eml").read_bytes(), policy=email.policy.default)
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = [p.get_content_type() for p in msg.iter_parts()]  # type: ignore[attr-defined]
+    assert parts == ["text/plain", "text/html"]
+    assert msg["Subject"] == "Weekend Reading #1 — 3 new posts from 3 blogs"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    plain = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    for title in ("ML week -0", "Sys week -0", "Other news"):
+        assert title in text.stdout and title in plain and title in page
+
+
+def test_an_earlier_week_and_the_default_path(workdir: Path, db_url: str,
+                                              http: FeedServer) -> None:
+    env = setup(workdir, db_url, http)
+    out = run_digest(["preview", "--as-of", "2026-01-03"], env, workdir)
+    assert out.returncode == 0, out.stderr
+    path = Path(out.stdout.strip())
+    assert path.name == "preview-1.html" and path.exists()
+    page = path.read_text()
+    assert "ML week -1" in page and "Sys week -1" in page and "week -0" not in page
+
+
+def test_an_empty_week_says_so(workdir: Path, db_url: str, http: FeedServer) -> None:
+    env = setup(workdir, db_url, http)
+    out = run_digest(["preview", "--as-of", "2027-06-01"], env, workdir)
+    assert out.returncode == 0, out.stderr
+    assert "no new posts" in out.stdout and "would not be sent" in out.stdout
+    assert not list(workdir.glob("preview-*"))
+
+
+def test_a_bad_date_is_one_line(workdir: Path, sqlite_url: str) -> None:
+    out = run_digest(["preview", "--as-of", "someday"], {"DIGEST_DATABASE_URL": sqlite_url},
+                     workdir)
+    assert out.returncode != 0
+    assert out.stderr.strip().count("\n") == 0 and "ISO 8601" in out.stderr
