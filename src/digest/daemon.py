@@ -296,9 +296,13 @@ class Daemon:
                 if self.stop.is_set():
                     return
                 self._running += 1
+            began = self.clock()
             try:
                 fn()
-                self._last_errors.pop(name, None)
+                # A clean run: the next failure is news again, logged at once.
+                last = self._last_errors.get(name)
+                if last is not None and last[1] < began:
+                    del self._last_errors[name]
             except DigestError as e:
                 self._log_error(name, str(e))
             except Exception as e:  # noqa: BLE001 - a failing job must not end the daemon

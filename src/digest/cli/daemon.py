@@ -33,6 +33,7 @@ def run(app: App) -> None:
     root = ctx.find_root()
     if root.get_parameter_source("log_level") == click.core.ParameterSource.DEFAULT:
         setup_logging("info", app.log_format)  # a service's log is its progress report
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # "running upgrade" chatter
     settings = app.settings
     read_opml(settings.feeds.opml)  # a missing or broken feed list is fatal at start-up only
     daemon = Daemon(app.db, settings)
