@@ -1,0 +1,422 @@
+"""Poll benchmark: digest against reader and rss2email on the feed farm, cold and warm.
+
+    .venv/bin/python bench/poll.py                 # 500 feeds: digest, reader, rss2email
+    .venv/bin/python bench/poll.py --feeds 5000    # scale: digest only, time and memory
+
+Starts ../shared/bench/feedfarm.py itself (``--farm`` or $FEEDFARM), primes it (so no tool
+pays for the farm building its bodies), then runs each tool as its own process: a cold poll
+on a fresh database, then a warm poll (nothing changed: every feed should answer 304).
+The peers run from bench/.peers-venv (see bench/README.md). Wall time is measured around the
+process; memory is the peak of the summed PSS of the process and all its children (parser
+workers included), sampled from /proc every 20 ms, and the peak RSS of the largest single
+process (os.wait4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PEERS = REPO / "bench" / ".peers-venv" / "bin"
+DIGEST = REPO / ".venv" / "bin" / "digest"
+SAMPLE_S = 0.02
+
+READER_SCRIPT = """
+import sys, xml.etree.ElementTree as ET
+from reader import make_reader
+reader = make_reader(sys.argv[1])
+if sys.argv[2] == "add":
+    for o in ET.parse(sys.argv[3]).iter("outline"):
+        if o.get("xmlUrl"):
+            reader.add_feed(o.get("xmlUrl"), exist_ok=True)
+else:
+    reader.update_feeds(workers=16, scheduled=False)
+    print(reader.get_entry_counts().total)
+"""
+
+
+@dataclass
+class Run:
+    """One timed process: what it was, how long it took, how much memory it held."""
+
+    tool: str
+    phase: str
+    seconds: float
+    tree_mb: float  # peak of the summed PSS of the process tree
+    max_rss_mb: float  # peak RSS of the largest single process (wait4)
+    returncode: int
+    stats: dict[str, int] = field(default_factory=dict)  # the farm's counters for this run
+    note: str = ""
+
+
+# --- the farm ------------------------------------------------------------------------------
+
+
+class Farm:
+    """The feed farm as a child process on a free port."""
+
+    def __init__(self, script: Path, feeds: int, latency_ms: int, hosts: int) -> None:
+        self.script, self.feeds, self.latency_ms, self.hosts = script, feeds, latency_ms, hosts
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        for _attempt in range(5):
+            self.port = free_port()
+            cmd = [
+                sys.executable,
+                str(self.script),
+                "--feeds",
+                str(self.feeds),
+                "--latency-ms",
+                str(self.latency_ms),
+                "--hosts",
+                str(self.hosts),
+                "--port",
+                str(self.port),
+            ]
+            self.proc = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            assert self.proc.stdout is not None
+            line = self.proc.stdout.readline()
+            if line.startswith("feedfarm:"):
+                return
+            self.proc.wait()
+        raise SystemExit("the feed farm did not start (ports busy?)")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.2:{self.port}{path}"
+
+    def get(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.url(path), timeout=30) as resp:
+            data: bytes = resp.read()
+            return data
+
+    def post(self, path: str) -> None:
+        req = urllib.request.Request(self.url(path), method="POST", data=b"")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            resp.read()
+
+    def stats(self) -> dict[str, int]:
+        data: dict[str, int] = json.loads(self.get("/_stats"))
+        return data
+
+    def prime(self, urls: list[str]) -> None:
+        """Fetch every feed once, plain and gzipped, so the farm has built and cached them."""
+
+        def fetch(url: str) -> None:
+            for encoding in ("identity", "gzip"):
+                req = urllib.request.Request(url, headers={"Accept-Encoding": encoding})
+                with urllib.request.urlopen(req, timeout=60) as resp:
+                    resp.read()
+
+        with ThreadPoolExecutor(64) as pool:
+            list(pool.map(fetch, urls))
+        self.post("/_reset-stats")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.2", 0))
+        port: int = s.getsockname()[1]
+    return port if port < 60000 else random.randrange(20000, 30000)
+
+
+def opml_urls(opml: bytes) -> list[str]:
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(opml)
+    return [o.attrib["xmlUrl"] for o in root.iter("outline") if "xmlUrl" in o.attrib]
+
+
+# --- measuring one process -----------------------------------------------------------------
+
+
+def tree_pss_kb(pid: int) -> int:
+    """Summed PSS of ``pid`` and all its descendants, in KB (0 once it is gone).
+
+    PSS, not RSS: forked workers share the interpreter's pages, and summing RSS would count
+    them once per process.
+    """
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
+def measure(tool: str, phase: str, cmd: list[str], env: dict[str, str], cwd: Path) -> Run:
+    """Run ``cmd`` to the end; wall time, peak tree RSS, wait4's max RSS, output kept."""
+    out_path = cwd / f"{tool}-{phase}.out"
+    with open(out_path, "w") as out:
+        started = time.monotonic()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        peak = 0
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, tree_pss_kb(proc.pid))
+                done.wait(SAMPLE_S)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.monotonic() - started
+        done.set()
+        sampler.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return Run(
+        tool=tool,
+        phase=phase,
+        seconds=seconds,
+        tree_mb=peak / 1024,
+        max_rss_mb=usage.ru_maxrss / 1024,
+        returncode=proc.returncode,
+    )
+
+
+def last_line(path: Path) -> str:
+    lines = path.read_text(errors="replace").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+# --- the tools -----------------------------------------------------------------------------
+
+
+@dataclass
+class Tool:
+    name: str
+    setup: Callable[[Path], None]
+    command: Callable[[Path], list[str]]
+    env: dict[str, str]
+    check: Callable[[Path, str], str]  # (workdir, phase) -> note for the table
+
+
+def digest_tool(opml: Path, digest_cmd: list[str], extra_env: dict[str, str]) -> Tool:
+    env = {"DIGEST_FEEDS_OPML": str(opml), **extra_env}
+
+    def setup(work: Path) -> None:
+        env["DIGEST_DATABASE_URL"] = f"sqlite:///{work / 'digest.db'}"
+
+    def check(work: Path, phase: str) -> str:
+        try:
+            summary = json.loads(last_line(work / f"digest-{phase}.out"))
+        except ValueError:
+            return "no JSON summary"
+        return f"{summary['new_posts']} new, {summary['not_modified']} not modified"
+
+    return Tool("digest", setup, lambda _w: [*digest_cmd, "poll", "--json"], env, check)
+
+
+def reader_tool(opml: Path) -> Tool:
+    python = str(PEERS / "python")
+
+    def setup(work: Path) -> None:
+        db = str(work / "reader.db")
+        subprocess.run([python, "-c", READER_SCRIPT, db, "add", str(opml)], check=True)
+
+    def check(work: Path, phase: str) -> str:
+        return f"{last_line(work / f'reader-{phase}.out')} entries stored"
+
+    return Tool(
+        "reader",
+        setup,
+        lambda w: [python, "-c", READER_SCRIPT, str(w / "reader.db"), "update"],
+        {},
+        check,
+    )
+
+
+def rss2email_tool(opml: Path) -> Tool:
+    r2e = str(PEERS / "r2e")
+
+    def base(work: Path) -> list[str]:
+        return [r2e, "-c", str(work / "r2e.cfg"), "-d", str(work / "r2e.json")]
+
+    def setup(work: Path) -> None:
+        for step in (["new", "bench@example.org"], ["opmlimport", str(opml)]):
+            subprocess.run([*base(work), *step], check=True, capture_output=True)
+
+    def check(work: Path, phase: str) -> str:
+        return ""
+
+    return Tool("rss2email", setup, lambda w: [*base(w), "run", "--no-send"], {}, check)
+
+
+def run_tool(tool: Tool, farm: Farm, root: Path, phases: list[str]) -> list[Run]:
+    work = root / tool.name
+    work.mkdir()
+    tool.setup(work)
+    env = {**os.environ, **tool.env}
+    runs = []
+    for phase in phases:
+        farm.post("/_reset-stats")
+        run = measure(tool.name, phase, tool.command(work), env, work)
+        run.stats = farm.stats()
+        run.note = (
+            tool.check(work, phase)
+            if run.returncode == 0
+            else last_line(work / f"{tool.name}-{phase}.out")
+        )
+        print(f"  {describe(run)}", flush=True)
+        runs.append(run)
+    return runs
+
+
+# --- reporting -----------------------------------------------------------------------------
+
+
+def describe(run: Run) -> str:
+    s = run.stats
+    # The farm counts the /_reset-stats request that opened the run as one 200.
+    codes = f"{s.get('status_200', 1) - 1}x200 {s.get('status_304', 0)}x304"
+    return (
+        f"{run.tool:10} {run.phase:5} {run.seconds:7.2f} s  {run.tree_mb:6.1f} MB "
+        f"(largest process {run.max_rss_mb:5.1f} MB)  {codes}  {run.note}"
+    ).rstrip()
+
+
+def table(runs: list[Run], feeds: int) -> str:
+    by = {(r.tool, r.phase): r for r in runs}
+    lines = [
+        f"| {feeds} feeds | cold s | warm s | peak MB cold (all processes PSS / largest RSS) "
+        "| peak MB warm | cold vs reader | warm vs reader |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    ref_cold, ref_warm = by.get(("reader", "cold")), by.get(("reader", "warm"))
+    for tool in dict.fromkeys(r.tool for r in runs):
+        cold, warm = by.get((tool, "cold")), by.get((tool, "warm"))
+        cells = [tool]
+        cells.append(f"{cold.seconds:.2f}" if cold else "-")
+        cells.append(f"{warm.seconds:.2f}" if warm else "-")
+        cells.append(f"{cold.tree_mb:.0f} / {cold.max_rss_mb:.0f}" if cold else "-")
+        cells.append(f"{warm.tree_mb:.0f} / {warm.max_rss_mb:.0f}" if warm else "-")
+        cells.append(ratio(cold, ref_cold))
+        cells.append(ratio(warm, ref_warm))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ratio(run: Run | None, ref: Run | None) -> str:
+    if run is None or ref is None or ref.seconds <= 0:
+        return "-"
+    return f"{run.seconds / ref.seconds:.2f}x"
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    default_farm = os.environ.get("FEEDFARM") or str(REPO.parent / "shared/bench/feedfarm.py")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--farm", default=default_farm, help="feedfarm.py (default: %(default)s)")
+    p.add_argument("--feeds", type=int, default=500)
+    p.add_argument("--latency-ms", type=int, default=50)
+    p.add_argument("--hosts", type=int, default=8)
+    p.add_argument(
+        "--tools",
+        default=None,
+        help="comma-separated: digest,reader,rss2email (default: all three up to 1,000 feeds, "
+        "digest alone above)",
+    )
+    p.add_argument(
+        "--digest",
+        default=str(DIGEST),
+        help="the digest command (default: %(default)s)",
+    )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for digest, e.g. DIGEST_FEEDS_PER_HOST=4",
+    )
+    p.add_argument("--json", dest="json_out", help="also write the runs to this JSON file")
+    p.add_argument("--keep", action="store_true", help="keep the work folder (databases, output)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    tools = (args.tools or ("digest,reader,rss2email" if args.feeds <= 1000 else "digest")).split(
+        ","
+    )
+    if any(t != "digest" for t in tools) and not (PEERS / "python").exists():
+        raise SystemExit(f"no peers venv at {PEERS.parent}: see bench/README.md")
+    extra_env = dict(e.split("=", 1) for e in args.env)
+    farm = Farm(Path(args.farm), args.feeds, args.latency_ms, args.hosts)
+    root = Path(tempfile.mkdtemp(prefix="digest-bench-"))
+    runs: list[Run] = []
+    try:
+        farm.start()
+        opml_bytes = farm.get("/feeds.opml")
+        opml = root / "feeds.opml"
+        opml.write_bytes(opml_bytes)
+        urls = opml_urls(opml_bytes)
+        print(
+            f"farm: {len(urls)} feeds, {args.hosts} hosts, {args.latency_ms} ms latency, "
+            f"port {farm.port}; priming ...",
+            flush=True,
+        )
+        farm.prime(urls)
+        print(f"load average before: {load()}  (2 cores; other work on the machine skews)")
+        makers: dict[str, Callable[[], Tool]] = {
+            "digest": lambda: digest_tool(opml, shlex.split(args.digest), extra_env),
+            "reader": lambda: reader_tool(opml),
+            "rss2email": lambda: rss2email_tool(opml),
+        }
+        for name in tools:
+            runs += run_tool(makers[name](), farm, root, ["cold", "warm"])
+    finally:
+        farm.stop()
+        if not args.keep:
+            subprocess.run(["rm", "-rf", str(root)], check=False)
+        else:
+            print(f"work folder kept: {root}")
+    print(f"load average after: {load()}")
+    print()
+    print(table(runs, args.feeds))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps([vars(r) for r in runs], indent=2) + "\n")
+    return 1 if any(r.returncode for r in runs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
