@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,6 +12,7 @@ from digest.types import OTHER, SECTION_ORDER, SECTION_TITLES, StoredPost
 
 FIRST_WINDOW = timedelta(days=7)  # the first issue looks back a week
 LATE_GRACE = timedelta(days=7)  # a post first seen late still goes out if no older than this
+MAX_PER_BLOG = 6  # even a blog alone in its section shows no more than this
 
 
 @dataclass(frozen=True)
@@ -167,8 +169,10 @@ def _section(key: str, posts: list[StoredPost], level: Level) -> Section:
     shown: list[Blog] = []
     left: list[Blog] = []
     budget = level.per_section
+    # A quiet week with few blogs shows more of each, up to MAX_PER_BLOG.
+    per_blog = max(level.per_blog, min(MAX_PER_BLOG, level.per_section // len(groups)))
     for group in groups:
-        take = min(level.per_blog, budget, len(group))
+        take = min(per_blog, budget, len(group))
         budget -= take
         # Items are built only for what is shown: a busy week has thousands of posts.
         items = tuple(_item(p, level.excerpt_words) for p in group[:take])
@@ -205,5 +209,11 @@ def _distinct_author(author: str | None, blog: str) -> str | None:
     return None if not a or a in b or b in a else author.strip()
 
 
+# TeX blocks (MathJax/KaTeX macros at the top of a post) read as noise in an excerpt.
+_MATH = re.compile(r"\$\$.*?\$\$|\\\[.*?\\\]|\\begin\{(\w+\*?)\}.*?\\end\{\1\}", re.S)
+
+
 def _cut(text: str, words: int) -> str:
-    return excerpt(text, min_words=max(1, words - 15), max_words=words) if words else ""
+    if not words:
+        return ""
+    return excerpt(_MATH.sub(" ", text), min_words=max(1, words - 15), max_words=words)
