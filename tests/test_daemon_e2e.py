@@ -31,26 +31,35 @@ class Farm:
     def __init__(self, http: FeedServer, posts: int = 3) -> None:
         self.http = http
         self.times: dict[str, list[float]] = {}
+        self.items: dict[str, list[Item]] = {}
         self.lock = threading.Lock()
-        now = datetime.now(UTC)
         for _folder, name in FEEDS:
-            site = f"https://{name}.example"
-            items = [
-                Item(
-                    guid=f"{site}/posts/{k}",
-                    title=f"{name} post {k}",
-                    link=f"{site}/posts/{k}.html",
-                    text=f"Words about {name}, part {k}. " * 20,
-                    date=now - timedelta(hours=6 + 12 * k),
-                )
-                for k in range(posts)
-            ]
-            http.route(f"/{name}.xml", self._handler(name, rss(items, f"{name} blog", site)))
+            self.items[name] = []
+            for k in range(posts):
+                self.add_post(name, age=timedelta(hours=6 + 12 * k))
+            http.route(f"/{name}.xml", self._handler(name))
 
-    def _handler(self, name: str, body: bytes) -> Callable[[Request], Response]:
+    def add_post(self, name: str, age: timedelta = timedelta(minutes=1)) -> str:
+        """A new post on top of the feed: its link."""
+        site = f"https://{name}.example"
+        with self.lock:
+            k = len(self.items[name])
+            link = f"{site}/posts/{k}.html"
+            item = Item(
+                guid=f"{site}/posts/{k}",
+                title=f"{name} post {k}",
+                link=link,
+                text=f"Words about {name}, part {k}. " * 20,
+                date=datetime.now(UTC) - age,
+            )
+            self.items[name].insert(0, item)
+        return link
+
+    def _handler(self, name: str) -> Callable[[Request], Response]:
         def handle(_req: Request) -> Response:
             with self.lock:
                 self.times.setdefault(name, []).append(time.monotonic())
+                body = rss(self.items[name], f"{name} blog", f"https://{name}.example")
             return Response(200, body, {"Content-Type": "application/rss+xml"})
 
         return handle
