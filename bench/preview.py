@@ -1,0 +1,118 @@
+"""Time `digest preview` of a busy week: 300 blogs x 20 posts, and premailer's share.
+
+    .venv/bin/python bench/preview.py [--blogs 300] [--posts 20] [--runs 5]
+
+Builds a SQLite database in a temporary folder (posts written directly: this measures the
+preview, not polling), then times the real command end to end, and in one process the
+steps: planning (the database query), layout + templates, and premailer's inlining.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from digest import render  # noqa: E402
+from digest.config import Settings  # noqa: E402
+from digest.issues import plan_issue, render_plan  # noqa: E402
+from digest.models import Feed, Post  # noqa: E402
+from digest.storage import Database  # noqa: E402
+
+END = datetime(2026, 1, 10, 8, 0, tzinfo=UTC)
+WORDS = ("kernel memory cache flamegraph query snapshot embedding training consensus sampling "
+         "attention log pipeline inference batch throughput tensor storage").split()
+
+
+def fill(db: Database, blogs: int, posts: int) -> None:
+    with db.session() as s:
+        for b in range(blogs):
+            feed = Feed(source_url=f"https://b{b}.example/feed", url=f"https://b{b}.example/feed",
+                        title=f"Blog {b}", site_url=f"https://b{b}.example/",
+                        section="ml" if b % 2 else "systems", active=True,
+                        added_at=END - timedelta(days=60), status="ok", error_count=0,
+                        polled_once=True)
+            s.add(feed)
+            s.flush()
+            s.add_all(
+                Post(feed_id=feed.id, key=f"{b}-{k}", title=f"Post {k} of blog {b}",
+                     link=f"https://b{b}.example/p/{k}", canonical_url=f"https://b{b}.example/p/{k}",
+                     author=f"Author {b}", date=END - timedelta(hours=k * 7 + b % 5),
+                     first_seen=END - timedelta(days=1), from_first_poll=False,
+                     text=" ".join(WORDS[(b + k + i) % len(WORDS)] for i in range(120)),
+                     words=900, content_hash=f"{b}-{k}")
+                for k in range(posts)
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blogs", type=int, default=300)
+    parser.add_argument("--posts", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/digest.db"
+        db = Database(url)
+        fill(db, args.blogs, args.posts)
+        digest = [sys.executable, "-m", "digest"]
+        env = {"DIGEST_DATABASE_URL": url, "PATH": "/usr/bin:/bin",
+               "PYTHONPATH": str(ROOT / "src")}
+        cmd = [*digest, "preview", "--as-of", "2026-01-10T08:00Z", "-o", f"{tmp}/week.html"]
+        walls = []
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True, capture_output=True)
+            walls.append(time.perf_counter() - t0)
+        size = Path(f"{tmp}/week.html").stat().st_size
+        startup = []
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            subprocess.run([*digest, "--help"], env=env, check=True, capture_output=True)
+            startup.append(time.perf_counter() - t0)
+
+        inline_s = 0.0
+        original = render.inline_css
+
+        def timed_inline(html: str) -> str:
+            nonlocal inline_s
+            t = time.perf_counter()
+            try:
+                return original(html)
+            finally:
+                inline_s += time.perf_counter() - t
+
+        render.inline_css = timed_inline  # type: ignore[assignment]
+        settings = Settings()
+        plans, renders = [], []
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            plan = plan_issue(db, settings, END)
+            t1 = time.perf_counter()
+            render_plan(db, settings, plan, preview=True)
+            t2 = time.perf_counter()
+            plans.append(t1 - t0)
+            renders.append(t2 - t1)
+        inline_per_run = inline_s / args.runs
+        med = statistics.median
+        print(f"preview of {args.blogs} blogs x {args.posts} posts "
+              f"({args.blogs * args.posts} posts), median of {args.runs} runs")
+        print(f"  command, end to end     {med(walls):6.2f} s   (target < 1.5 s)")
+        print(f"    of which start-up     {med(startup):6.2f} s   (`digest --help`)")
+        print(f"  in process: plan        {med(plans):6.2f} s")
+        print(f"  in process: render      {med(renders):6.2f} s")
+        print(f"    of which premailer    {inline_per_run:6.2f} s   "
+              f"({100 * inline_per_run / max(1e-9, med(plans) + med(renders)):.0f}% of plan+render)")
+        print(f"  HTML size               {size / 1000:6.1f} KB  (budget 90 KB)")
+
+
+if __name__ == "__main__":
+    main()
