@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -235,21 +235,22 @@ def _claimed_posts(s: Session, issue_id: int) -> list[StoredPost]:
 
 
 def _post_query() -> Select[*tuple[Any, ...]]:
+    # Columns in StoredPost's field order, then the feed's URL: rows unpack straight into it.
     return select(
-        Post.id, Post.feed_id, Feed.title.label("feed_title"), Feed.url, Feed.site_url,
-        Feed.section, Post.title, Post.link, Post.canonical_url, Post.author, Post.date,
-        Post.first_seen, Post.from_first_poll, Post.text, Post.words,
+        Post.id, Post.feed_id, Feed.title, Feed.site_url, Feed.section, Post.title, Post.link,
+        Post.canonical_url, Post.author, Post.date, Post.first_seen, Post.from_first_poll,
+        Post.text, Post.words, Feed.url,
     ).join(Feed, Feed.id == Post.feed_id)
 
 
 def _stored(row: Row[Any]) -> StoredPost:
-    return StoredPost(
-        id=row.id, feed_id=row.feed_id, feed_title=row.feed_title or _host(row.url),
-        feed_site_url=row.site_url, section=row.section, title=row.title, link=row.link,
-        canonical_url=row.canonical_url, author=row.author, date=row.date,
-        first_seen=row.first_seen, from_first_poll=row.from_first_poll, text=row.text or "",
-        words=row.words or 0,
-    )
+    values: list[Any] = list(row)
+    feed_url = values.pop()
+    post = StoredPost(*values)
+    if not post.feed_title or post.text is None or post.words is None:
+        post = replace(post, feed_title=post.feed_title or _host(feed_url),
+                       text=post.text or "", words=post.words or 0)
+    return post
 
 
 def _host(url: str) -> str:
