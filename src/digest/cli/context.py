@@ -8,12 +8,14 @@ import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import click
 
 from digest.config import Settings, load_settings
-from digest.storage import Database
+
+if TYPE_CHECKING:  # SQLAlchemy costs a third of a second to import: only commands that need it
+    from digest.storage import Database
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -67,6 +69,8 @@ class App:
     @property
     def db(self) -> Database:
         if self._db is None:
+            from digest.storage import Database
+
             self._db = Database(self.settings.database.url)
         return self._db
 

@@ -7,14 +7,17 @@ import json
 import webbrowser
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from digest.cli import cli
 from digest.cli.context import App, pass_app
 from digest.config import Settings
-from digest.storage import Database
-from digest.types import RenderedEmail
+
+if TYPE_CHECKING:
+    from digest.storage import Database
+    from digest.types import RenderedEmail
 
 FORMATS = {"html": "html", "text": "txt", "eml": "eml"}
 
