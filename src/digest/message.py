@@ -207,7 +207,10 @@ def _qp(data: bytes, *, last: bool) -> bytes:
 
 def _fold(name: str, value: str) -> bytes:
     """One header line; plain ASCII the fast way, anything else through the email package."""
-    if value.isascii() and len(name) + len(value) < 76:
+    # A value with no space can't be folded anyway: one line (up to 998 is legal) rather than
+    # the email package's break right after the colon, which some parsers keep as a space.
+    short = len(name) + len(value) < 76 or (" " not in value and len(value) < 900)
+    if value.isascii() and short:
         _refuse_unsafe(name, value)
         return f"{name}: {value}\r\n".encode("ascii")
     msg = EmailMessage(policy=SMTP)

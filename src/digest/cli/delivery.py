@@ -1,5 +1,165 @@
-"""Commands: (filled in by the issue that owns them)."""
+"""Commands: `digest subscribers ...`, `digest send` and `digest serve`."""
 
 from __future__ import annotations
 
-from digest.cli import cli  # noqa: F401
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from digest.cli import cli
+from digest.cli.context import App, pass_app
+from digest.errors import InputError
+
+
+@cli.group()
+def subscribers() -> None:
+    """Add, remove, list and import subscribers.
+
+    Addresses are validated and normalised (lower case); anything that could inject a mail
+    header (a line break, several addresses) is refused. Sections: ml, systems, other, or all.
+    """
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", help="Display name (in the To: header).")
+@click.option("--sections", help="Comma-separated sections to receive: ml,systems (default all).")
+@pass_app
+def subscribers_add(app: App, email: str, name: str | None, sections: str | None) -> None:
+    """Subscribe EMAIL (again, if they had left: you typed it)."""
+    from digest.subscribers import add_subscriber
+
+    info, outcome = add_subscriber(app.db, email, name=name, sections=sections)
+    chosen = ",".join(info.sections) if info.sections else "all sections"
+    click.echo(f"{outcome}: {info.email} ({chosen})")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@pass_app
+def subscribers_remove(app: App, email: str) -> None:
+    """Delete EMAIL and its delivery history (to stop mail but keep the record, let them
+    unsubscribe instead)."""
+    from digest.subscribers import remove_subscriber
+
+    info = remove_subscriber(app.db, email)
+    click.echo(f"removed: {info.email}")
+
+
+@subscribers.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option(
+    "--status",
+    type=click.Choice(["active", "unsubscribed", "bounced"]),
+    help="Only subscribers in this status.",
+)
+@pass_app
+def subscribers_list(app: App, as_json: bool, status: str | None) -> None:
+    """List subscribers: email, name, status (with when they left), sections."""
+    from digest.subscribers import list_subscribers
+
+    rows = list_subscribers(app.db, status)
+    if as_json:
+        click.echo(json.dumps([r.as_json() for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no subscribers yet: `digest subscribers add EMAIL`")
+        return
+    width = max(len(r.email) for r in rows)
+    for r in rows:
+        state = r.status
+        if r.unsubscribed_at is not None:
+            state += f" {r.unsubscribed_at:%Y-%m-%d %H:%M} UTC"
+        sections = ",".join(r.sections) if r.sections else "all"
+        click.echo(f"{r.email:{width}}  {state:28}  {sections:16}  {r.name or ''}".rstrip())
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.option("--sections", help="Sections for rows that don't name their own (default all).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_app
+def subscribers_import(app: App, file: Path, sections: str | None, as_json: bool) -> None:
+    """Import a CSV with a header row (an email column; name and sections optional), or a
+    file of one address per line (`-` reads stdin). Existing subscribers are skipped whatever
+    their status, so an old list never re-subscribes people who left."""
+    from digest.subscribers import import_subscribers
+
+    data = sys.stdin.buffer.read() if str(file) == "-" else _read(file)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{file}: not UTF-8 text") from None
+    summary = import_subscribers(app.db, text, sections=sections)
+    if as_json:
+        click.echo(json.dumps(summary.as_json(), indent=2))
+        return
+    for number, _raw, why in summary.invalid:
+        click.echo(f"line {number}: {why}", err=True)
+    click.echo(summary.line())
+
+
+@cli.command()
+@click.option("--as-of", "as_of", metavar="DATETIME", help="Send the issue whose week ends then.")
+@click.option("--dry-run", is_flag=True, help="Print who would get what; send nothing.")
+@click.option("--to", "to", metavar="EMAIL", help="Send a test copy to EMAIL; record nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_app
+def send(app: App, as_of: str | None, dry_run: bool, to: str | None, as_json: bool) -> None:
+    """Build this week's issue, record it and deliver it to every active subscriber.
+
+    Safe to run again: each issue reaches each subscriber once (a delivery log per issue and
+    subscriber); after a crash it sends only what was not sent (the one message in flight at
+    the crash may arrive twice). With no smtp.host it records the issue and sends nothing.
+    Exit status 1 when deliveries are left for a later run.
+    """
+    from digest.issues import parse_as_of
+    from digest.send import send_issue
+
+    when = parse_as_of(as_of, app.settings) if as_of else None
+    summary = send_issue(app.db, app.settings, as_of=when, dry_run=dry_run, to=to)
+    if as_json:
+        click.echo(json.dumps(summary.as_json(), indent=2))
+    else:
+        for r in summary.recipients:
+            sections = ",".join(r["sections"]) if isinstance(r["sections"], list) else "all"
+            what = r["subject"] if r["gets"] else f"nothing ({r['why_not']})"
+            click.echo(f"{r['email']}  [{sections}]  {what}")
+        click.echo(summary.line())
+    if summary.pending:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.option("--host", help="Listen address (default: web.host).")
+@click.option("--port", type=int, help="Port (default: web.port).")
+@pass_app
+def serve(app: App, host: str | None, port: int | None) -> None:
+    """Serve the web endpoint: one-click unsubscribe and the issue archive.
+
+    POST /unsubscribe/TOKEN unsubscribes at once (RFC 8058); GET shows a page with a button,
+    since link scanners follow GETs. /issues/N is the web version of issue N, / the archive.
+    """
+    from digest.web import serve as run_server
+
+    settings = app.settings
+    if host is not None or port is not None:
+        settings = settings.replace(
+            web={
+                "host": host or settings.web.host,
+                "port": settings.web.port if port is None else port,
+            }
+        )
+    click.echo(
+        f"serving on http://{settings.web.host}:{settings.web.port} (Ctrl-C stops)", err=True
+    )
+    run_server(app.db, settings)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}") from None
