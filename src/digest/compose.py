@@ -145,41 +145,57 @@ class Layout:
         return tuple(i for s in self.sections for i in s.items)
 
 
-def arrange(
-    posts: Sequence[StoredPost], level: Level, sections: frozenset[str] | None = None
-) -> Layout:
-    """Posts in sections (ML, Systems, then Other), blogs newest first, within the caps."""
+@dataclass(frozen=True)
+class Grouped:
+    """Posts sorted once into sections and blogs; every layout level is cut from this."""
+
+    sections: tuple[tuple[str, tuple[tuple[StoredPost, ...], ...]], ...]
+    post_count: int
+    blog_count: int
+
+
+def group(posts: Sequence[StoredPost], sections: frozenset[str] | None = None) -> Grouped:
+    """Sections in order (ML, Systems, Other); blogs newest first; posts newest first."""
     chosen = [p for p in posts if sections is None or p.section in sections]
+    by_section: dict[str, dict[int, list[StoredPost]]] = {}
+    for post in chosen:
+        by_section.setdefault(post.section, {}).setdefault(post.feed_id, []).append(post)
     built = []
     for key in SECTION_ORDER:
-        in_section = [p for p in chosen if p.section == key]
-        if in_section:
-            built.append(_section(key, in_section, level))
-    blogs = {p.feed_id for p in chosen}
-    return Layout(tuple(built), len(chosen), len(blogs), level)
+        if key not in by_section:
+            continue
+        blogs = [tuple(sorted(g, key=lambda p: (post_date(p), p.id), reverse=True))
+                 for g in by_section[key].values()]
+        blogs.sort(key=lambda g: (-post_date(g[0]).timestamp(), g[0].feed_title.lower()))
+        built.append((key, tuple(blogs)))
+    return Grouped(tuple(built), len(chosen), len({p.feed_id for p in chosen}))
 
 
-def _section(key: str, posts: list[StoredPost], level: Level) -> Section:
-    by_feed: dict[int, list[StoredPost]] = {}
-    for post in posts:
-        by_feed.setdefault(post.feed_id, []).append(post)
-    groups = [sorted(g, key=lambda p: (post_date(p), p.id), reverse=True)
-              for g in by_feed.values()]
-    groups.sort(key=lambda g: (-post_date(g[0]).timestamp(), g[0].feed_title.lower()))
+def arrange(
+    posts: Sequence[StoredPost] | Grouped, level: Level, sections: frozenset[str] | None = None
+) -> Layout:
+    """The layout of one level: full items within the caps, the rest named per blog."""
+    grouped = posts if isinstance(posts, Grouped) else group(posts, sections)
+    built = tuple(_section(key, blogs, level) for key, blogs in grouped.sections)
+    return Layout(built, grouped.post_count, grouped.blog_count, level)
+
+
+def _section(key: str, blogs: tuple[tuple[StoredPost, ...], ...], level: Level) -> Section:
     shown: list[Blog] = []
     left: list[Blog] = []
     budget = level.per_section
     # A quiet week with few blogs shows more of each, up to MAX_PER_BLOG.
-    per_blog = max(level.per_blog, min(MAX_PER_BLOG, level.per_section // len(groups)))
-    for group in groups:
-        take = min(per_blog, budget, len(group))
+    per_blog = max(level.per_blog, min(MAX_PER_BLOG, level.per_section // len(blogs)))
+    for posts in blogs:
+        take = min(per_blog, budget, len(posts))
         budget -= take
         # Items are built only for what is shown: a busy week has thousands of posts.
-        items = tuple(_item(p, level.excerpt_words) for p in group[:take])
-        blog = Blog(group[0].feed_title, web_link(group[0].feed_site_url), items, len(group) - take,
-                    post_date(group[0]))
+        items = tuple(_item(p, level.excerpt_words) for p in posts[:take])
+        blog = Blog(posts[0].feed_title, web_link(posts[0].feed_site_url), items,
+                    len(posts) - take, post_date(posts[0]))
         (shown if items else left).append(blog)
-    return Section(key, SECTION_TITLES[key], tuple(shown), tuple(left), len(posts))
+    count = sum(len(p) for p in blogs)
+    return Section(key, SECTION_TITLES[key], tuple(shown), tuple(left), count)
 
 
 def _item(post: StoredPost, excerpt_words: int) -> Item:

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from premailer import Premailer
 
-from digest.compose import LEVELS, Layout, Level, Window, arrange
+from digest.compose import LEVELS, Grouped, Layout, Window, arrange, group
 from digest.errors import RenderError
 from digest.text import cut_at_word
 from digest.types import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail, StoredPost
@@ -22,6 +22,7 @@ from digest.types import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail, StoredPost
 PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
 TEXT_WIDTH = 78
 PREHEADER_CHARS = 140
+INLINE_GROWTH = 1.55  # inlined HTML / template output, measured on the packaged templates
 
 
 @dataclass(frozen=True)
@@ -105,28 +106,28 @@ class Renderer:
         sections: frozenset[str] | None = None,
     ) -> tuple[Layout, RenderedEmail]:
         """The richest layout whose inlined HTML stays under ``budget`` bytes."""
-        layout, rendered = self._try(posts, meta, LEVELS[0], sections)
-        if _size(rendered) <= budget:
-            return layout, rendered
-        # Inlining grows HTML by a steady factor: guess the level from raw sizes, then check.
-        ratio = _size(rendered) / max(1, self._raw_size(layout, meta))
-        start = next(
-            (i for i, level in enumerate(LEVELS[1:], 1)
-             if self._raw_size(arrange(posts, level, sections), meta) * ratio <= budget * 0.97),
-            len(LEVELS) - 1,
-        )
-        for level in LEVELS[start:]:
-            layout, rendered = self._try(posts, meta, level, sections)
-            if _size(rendered) <= budget:
+        grouped = group(posts, sections)
+        # Inlining is the slow step: pick the level from raw template sizes (inlining grows
+        # them by a steady factor), inline once, and step down only if the guess was short.
+        ratio = INLINE_GROWTH
+        start = 0
+        while True:
+            start = self._first_fitting(grouped, meta, budget / ratio, start)
+            layout = arrange(grouped, LEVELS[start])
+            rendered = self.render(layout, meta)
+            size = _size(rendered)
+            if size <= budget or start == len(LEVELS) - 1:
                 return layout, rendered
-        return layout, rendered  # the barest layout: only "N more from X" lines are left
+            ratio = size / self._raw_size(layout, meta)
+            start += 1
 
-    def _try(
-        self, posts: Sequence[StoredPost], meta: IssueMeta, level: Level,
-        sections: frozenset[str] | None,
-    ) -> tuple[Layout, RenderedEmail]:
-        layout = arrange(posts, level, sections)
-        return layout, self.render(layout, meta)
+    def _first_fitting(
+        self, grouped: Grouped, meta: IssueMeta, raw_budget: float, start: int
+    ) -> int:
+        for i in range(start, len(LEVELS) - 1):
+            if self._raw_size(arrange(grouped, LEVELS[i]), meta) <= raw_budget:
+                return i
+        return len(LEVELS) - 1
 
     def _raw_size(self, layout: Layout, meta: IssueMeta) -> int:
         context = self._context(layout, meta)
