@@ -7,6 +7,7 @@ and we never store HTML — only plain text made by ``text.html_to_text``, which
 from __future__ import annotations
 
 import calendar
+import codecs
 import hashlib
 import re
 from collections.abc import Mapping
@@ -16,16 +17,19 @@ from typing import Any
 import feedparser
 
 from digest.errors import ParseError
-from digest.text import cut_at_word, html_to_text, one_line, word_count
+from digest.text import cut_at_word, feed_text, one_line, word_count
 from digest.types import FeedData, PostData
 from digest.urls import normalize_link
 
 TEXT_LIMIT = 3000  # characters of plain text kept per post; excerpts need far fewer
+TITLE_FROM_TEXT = 80  # characters of an untitled entry's text that make its title
 OLDEST_TRUSTED = datetime(1990, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)  # clock skew and time zone mistakes are not "the future"
 _XML_START = re.compile(rb"^(?:\xef\xbb\xbf)?\s+(?=<)")
 _HTML_START = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>])", re.I | re.S)
 _CLOSED_ROOT = re.compile(rb"</(?:[\w-]+:)?(?:rss|feed|rdf|RDF)\s*>\s*$")
+_DECLARED_ENCODING = re.compile(rb"""^(<\?xml[^>]*?encoding\s*=\s*["'])[^"']*""", re.I)
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _YEAR = re.compile(r"\b(\d{4})\b")
 _EMAIL_NAME = re.compile(r"^\s*\S+@\S+\s*\((.+)\)\s*$")
 _EMAIL = re.compile(r"^\s*\S+@\S+\.\S+\s*$")
@@ -38,7 +42,7 @@ def parse_feed(
     """Parse one feed document; ParseError (one readable line) when it is not a usable feed."""
     if not body or not body.strip():
         raise ParseError(url, "empty body: not a feed")
-    body = _XML_START.sub(b"", body, count=1)
+    body = _XML_START.sub(b"", _utf16_to_utf8(body), count=1)
     if _HTML_START.match(body[:2048]):
         raise ParseError(url, "not a feed: got an HTML page")
     # httpx has already decoded the body: a Content-Encoding header would mislead feedparser.
@@ -52,9 +56,24 @@ def parse_feed(
     feed = parsed.feed
     site = normalize_link(feed.get("link"), url)
     base = site or url
-    posts = tuple(_post(entry, base, url, now) for entry in parsed.entries)
-    title = one_line(html_to_text(feed.get("title", ""))) or None
+    feed_author = _author(feed)
+    posts = tuple(
+        post for entry in parsed.entries if (post := _post(entry, base, now, feed_author))
+    )
+    title = _title(feed) or None
     return FeedData(title=title, site_url=site, posts=posts, warning=warning)
+
+
+def _utf16_to_utf8(body: bytes) -> bytes:
+    """UTF-16 with a byte order mark as UTF-8: the mark decides (XML 1.0 F.1), yet feedparser
+    trusts a missing or wrong declaration over it."""
+    if not body.startswith(_UTF16_BOMS):
+        return body
+    try:
+        text = body.decode("utf-16")
+    except UnicodeDecodeError:
+        return body
+    return _DECLARED_ENCODING.sub(rb"\1utf-8", text.encode("utf-8").lstrip(), count=1)
 
 
 def _check(parsed: Any, body: bytes, url: str) -> str | None:
@@ -79,22 +98,29 @@ def _not_well_formed() -> tuple[type[BaseException], ...]:
     return (xml.sax.SAXException,)
 
 
-def _post(entry: Any, base: str, feed_url: str, now: datetime) -> PostData:
+def _post(entry: Any, base: str, now: datetime, feed_author: str | None) -> PostData | None:
+    """The entry normalised; None for an empty one (what a broken document leaves behind)."""
     link = _entry_link(entry, base)
-    full_text = html_to_text(_entry_html(entry))
+    full_text = _entry_text(entry)
     text = cut_at_word(full_text, TEXT_LIMIT)
-    title = one_line(html_to_text(entry.get("title", "")))
+    title = _title(entry)
+    guid = one_line(entry.get("id", "") or "")
+    if not (title or link or text or guid):
+        return None
     if not title:
-        title = cut_at_word(one_line(text), 80) or "(untitled)"
+        # An untitled note (microblogs, Blogger) is known by its opening line.
+        first_line = text.split("\n", 1)[0]
+        title = cut_at_word(one_line(first_line), TITLE_FROM_TEXT) or "(untitled)"
     published = _trusted_date(entry, "published", now)
     updated = _trusted_date(entry, "updated", now)
     digest = hashlib.sha256(f"{title}\0{link}\0{text}".encode()).hexdigest()
-    key = one_line(entry.get("id", "") or "") or link or f"sha256:{digest}"
+    key = guid or link or f"sha256:{digest}"
     return PostData(
         key=key[:2000],
         title=title[:1000],
         link=link,
-        author=_author(entry),
+        # An Atom entry without an author has its feed's (RFC 4287 4.2.1); RSS readers agree.
+        author=_author(entry) or feed_author,
         published=published,
         updated=updated,
         text=text,
@@ -124,11 +150,18 @@ def _entry_link(entry: Any, base: str) -> str | None:
     return None
 
 
-def _entry_html(entry: Any) -> str:
-    contents = [c.get("value", "") for c in entry.get("content") or []]
-    best = max(contents, key=len, default="")
-    summary = entry.get("summary", "") or ""
-    return best if len(best) >= len(summary) else summary
+def _title(element: Any) -> str:
+    detail = element.get("title_detail") or {}
+    return one_line(feed_text(element.get("title", "") or "", detail.get("type")))
+
+
+def _entry_text(entry: Any) -> str:
+    """Plain text of the fullest body the entry has: its longest content, else its summary."""
+    bodies = [(c.get("value", "") or "", c.get("type")) for c in entry.get("content") or []]
+    summary = entry.get("summary_detail") or {}
+    bodies.append((entry.get("summary", "") or "", summary.get("type")))
+    value, content_type = max(bodies, key=lambda body: len(body[0]))
+    return feed_text(value, content_type)
 
 
 def _trusted_date(entry: Any, name: str, now: datetime) -> datetime | None:
@@ -154,7 +187,7 @@ def _trusted_date(entry: Any, name: str, now: datetime) -> datetime | None:
 def _author(entry: Any) -> str | None:
     detail = entry.get("author_detail") or {}
     name = detail.get("name") or entry.get("author") or ""
-    name = one_line(html_to_text(name))
+    name = one_line(feed_text(name, "text/html" if "<" in name else "text/plain"))
     match = _EMAIL_NAME.match(name)
     if match:
         name = match.group(1).strip()

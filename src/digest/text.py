@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import html.entities
 import math
 import re
 
@@ -20,6 +21,15 @@ _BLOCK = frozenset(
 _SPACE = re.compile(r"[ \t\r\f\v\u00a0\u200b]+")
 _LINES = re.compile(r"\s*\n\s*")
 _TAGLIKE = re.compile(r"<[^>]{0,200}>")
+# Text that, once parsed, still opens with one of these tags was escaped twice (Atom
+# type="text/html", double-escaped RSS). Anything else with "<" is the author's text: Vec<T>.
+_ESCAPED_MARKUP = re.compile(
+    r"^\s*<(?:p|div|span|a|img|br|hr|h[1-6]|ul|ol|li|em|strong|b|i|figure|section|article|"
+    r"blockquote|pre|code|table|script|style|iframe)\b[^>]{0,200}>",
+    re.IGNORECASE,
+)
+# feedparser's forgiving parser turns a bare "R&D" into "R&D;": an entity nobody defined.
+_UNKNOWN_ENTITY = re.compile(r"&([A-Za-z][A-Za-z0-9]{0,31});")
 WORDS_PER_MINUTE = 230
 
 
@@ -42,19 +52,39 @@ def html_to_text(markup: str, *, limit: int | None = None, _unescaped: bool = Fa
         if isinstance(el.tag, str) and el.tag.lower() in _BLOCK:
             el.tail = "\n" + (el.tail or "")
     text = root.text_content()
-    # Escaped markup inside the text (Atom type="text/html" quirks) must not leak through.
-    if not _unescaped and "<" in text and _TAGLIKE.search(text):
+    # Markup escaped twice must not leak through as tags in the text.
+    if not _unescaped and _ESCAPED_MARKUP.match(text):
         return html_to_text(text, limit=limit, _unescaped=True)
     return _tidy(text, limit)
 
 
+def plain_to_text(text: str, *, limit: int | None = None) -> str:
+    """Tidy text a feed marked as plain: entities decoded (feeds escape twice), nothing parsed."""
+    if not text or not text.strip():
+        return ""
+    return _tidy(text, limit)
+
+
+def feed_text(value: str, content_type: str | None, *, limit: int | None = None) -> str:
+    """Readable text of a feed text construct, by its declared type (html, xhtml or plain)."""
+    if content_type and "html" not in content_type.lower():
+        return plain_to_text(value, limit=limit)
+    return html_to_text(value, limit=limit)
+
+
 def _tidy(text: str, limit: int | None) -> str:
-    text = html.unescape(text) if "&" in text else text
+    if "&" in text:
+        text = _UNKNOWN_ENTITY.sub(_bare_ampersand, html.unescape(text))
     text = _SPACE.sub(" ", text)
     text = _LINES.sub("\n", text).strip()
     if limit is not None and len(text) > limit:
         text = cut_at_word(text, limit)
     return text
+
+
+def _bare_ampersand(match: re.Match[str]) -> str:
+    name = match.group(1)
+    return match.group(0) if name + ";" in html.entities.html5 else "&" + name
 
 
 def one_line(text: str) -> str:

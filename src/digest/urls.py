@@ -12,6 +12,10 @@ TRACKING_PARAMS = frozenset(
 )
 _BROKEN_SCHEME = re.compile(r"^(https?)(?:%3A|%3a)(//)?", re.IGNORECASE)
 _SAFE_PATH = "/%:@!$&'()*+,;=-._~"
+_SAFE_QUERY = _SAFE_PATH + "?"
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def repair(url: str) -> str:
@@ -48,14 +52,40 @@ def normalize_link(url: str | None, base: str | None = None) -> str | None:
         host = f"[{host}]"
     if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
         host = f"{host}:{port}"
-    path = re.sub(r"/{2,}", "/", parts.path) or "/"
-    path = quote(unquote(path), safe=_SAFE_PATH)
-    query = parts.query
-    if query and "=" in query:
-        kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if not _is_tracking(k)]
-        query = urlencode(kept, doseq=True)
-    # A bare query such as cks's "?atom" is kept exactly: it is the resource, not a parameter.
-    return urlunsplit((scheme, host, path, query, ""))
+    path = _normalize_escapes(re.sub(r"/{2,}", "/", parts.path) or "/")
+    query = quote(_without_tracking(parts.query), safe=_SAFE_QUERY)
+    return urlunsplit((scheme, host, path, query, _routing_fragment(parts.fragment)))
+
+
+def _routing_fragment(fragment: str) -> str:
+    # A fragment only points inside the page, except on sites that route by it ("#/post/1").
+    return fragment if fragment.startswith(("/", "!/")) else ""
+
+
+def _normalize_escapes(path: str) -> str:
+    """One spelling per path (RFC 3986 6.2.2): escapes upper-cased, unreserved ones decoded.
+
+    Escaped reserved characters (``%2F``, ``%25``) keep their meaning: never unquote them.
+    """
+    path = quote(_LONE_PERCENT.sub("%25", path), safe=_SAFE_PATH)
+
+    def fix(match: re.Match[str]) -> str:
+        char = chr(int(match.group(1), 16))
+        return char if char in _UNRESERVED else "%" + match.group(1).upper()
+
+    return _ESCAPE.sub(fix, path)
+
+
+def _without_tracking(query: str) -> str:
+    """The query with click-tracking parameters taken out; everything else kept byte for byte.
+
+    A bare query such as cks's "?atom" is kept: it is the resource, not a parameter.
+    """
+    if not query:
+        return ""
+    pairs = query.split("&")
+    kept = [pair for pair in pairs if pair and not _is_tracking(unquote(pair.split("=", 1)[0]))]
+    return query if len(kept) == len(pairs) else "&".join(kept)
 
 
 def canonical_url(url: str) -> str:
@@ -69,4 +99,4 @@ def canonical_url(url: str) -> str:
     query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)))
     if parts.query and not query:
         query = parts.query
-    return urlunsplit(("https", host, path, query, ""))
+    return urlunsplit(("https", host, path, query, _routing_fragment(parts.fragment)))

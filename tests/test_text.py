@@ -1,0 +1,97 @@
+"""Plain text from feed HTML: text.html_to_text, plain_to_text, feed_text and excerpts."""
+
+from __future__ import annotations
+
+import pytest
+
+from digest.text import (
+    cut_at_word,
+    excerpt,
+    feed_text,
+    html_to_text,
+    one_line,
+    plain_to_text,
+    reading_minutes,
+    word_count,
+)
+
+
+@pytest.mark.parametrize(
+    ("markup", "text"),
+    [
+        ("<p>Hello <b>world</b></p>", "Hello world"),
+        ("<p>One</p><p>Two</p>", "One\nTwo"),
+        ("Line<br>break", "Line\nbreak"),
+        ("<p>Hi <script>alert(1)</script>there</p>", "Hi there"),
+        ("<style>p { color: red }</style><p>Styled</p>", "Styled"),
+        ("<p>a<noscript>no</noscript><iframe src=x></iframe><svg><text>s</text></svg>b</p>", "ab"),
+        ("<p>x<!-- a comment -->y</p>", "xy"),
+        ("Tom &amp; Jerry &mdash; &#x2F;&#47; &nbsp;ok", "Tom & Jerry — // ok"),
+        ("Tom &amp;amp; Jerry", "Tom & Jerry"),  # escaped twice
+        ("R&D; and AT&T;", "R&D and AT&T"),  # feedparser's repair of a bare "&"
+        ("&lt;p&gt;Escaped &lt;em&gt;twice&lt;/em&gt;&lt;/p&gt;", "Escaped twice"),
+        (
+            "&lt;p&gt;Twice, with &lt;script&gt;x()&lt;/script&gt;a script&lt;/p&gt;",
+            "Twice, with a script",
+        ),
+        ("<p>A <code>Vec&lt;T&gt;</code> of <code>#include &lt;map&gt;</code></p>",
+         "A Vec<T> of #include <map>"),
+        ("<pre>if a &lt; b &amp;&amp; c &gt; d</pre>", "if a < b && c > d"),
+        ("<p>  lots \t of\u00a0 space  </p>\n\n\n<p>next</p>", "lots of space\nnext"),
+        ("plain text only", "plain text only"),
+        ("", ""),
+        ("   ", ""),
+        ("<div><p></p></div>", ""),
+    ],
+)
+def test_html_to_text(markup: str, text: str) -> None:
+    assert html_to_text(markup) == text
+
+
+def test_html_to_text_survives_broken_markup() -> None:
+    assert html_to_text("<p>unclosed <b>bold <i>and <a href='x'>link") == "unclosed bold and link"
+    assert html_to_text("</p></div>stray closers") == "stray closers"
+    assert isinstance(html_to_text("<<<>>>"), str)  # no crash is the point
+
+
+def test_html_to_text_limit_cuts_at_a_word() -> None:
+    assert html_to_text("<p>" + "word " * 100 + "</p>", limit=23) == "word word word word…"
+
+
+def test_plain_text_is_not_parsed_as_html() -> None:
+    assert plain_to_text("Vec<T> in Rust & a < b") == "Vec<T> in Rust & a < b"
+    assert plain_to_text("AT&amp;T") == "AT&T"
+    assert feed_text("Vec<T>", "text/plain") == "Vec<T>"
+    assert feed_text("Vec<T> <b>bold</b>", "text/html") == "Vec bold"
+    assert feed_text("<p>xhtml</p>", "application/xhtml+xml") == "xhtml"
+    assert feed_text("<p>no type</p>", None) == "no type"
+
+
+def test_one_line_and_word_count() -> None:
+    assert one_line(" a\n b\t\tc ") == "a b c"
+    assert word_count("one two\nthree") == 3
+    assert reading_minutes(0) == 1
+    assert reading_minutes(231) == 2
+
+
+def test_cut_at_word() -> None:
+    assert cut_at_word("short", 10) == "short"
+    assert cut_at_word("alpha beta gamma delta", 12) == "alpha beta…"
+    assert cut_at_word("alpha, beta gamma", 7) == "alpha…"  # trailing punctuation goes
+    assert cut_at_word("x" * 20, 10) == "x" * 10 + "…"  # no space: a hard cut
+
+
+def test_excerpt_ends_at_a_sentence_in_range() -> None:
+    first = " ".join(["word"] * 44) + " end."
+    text = first + " " + " ".join(["more"] * 40)
+    assert excerpt(text, 40, 60) == first
+
+
+def test_excerpt_without_a_sentence_end_is_cut_with_an_ellipsis() -> None:
+    text = " ".join(f"w{i}" for i in range(100))
+    out = excerpt(text, 40, 60)
+    assert out.endswith("w59…") and len(out.split()) == 60
+
+
+def test_short_text_is_its_own_excerpt() -> None:
+    assert excerpt("  Just a\nfew words. ", 40, 60) == "Just a few words."
