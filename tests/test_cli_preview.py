@@ -105,3 +105,36 @@ def test_a_bad_date_is_one_line(workdir: Path, sqlite_url: str) -> None:
                      workdir)
     assert out.returncode != 0
     assert out.stderr.strip().count("\n") == 0 and "ISO 8601" in out.stderr
+
+
+def test_serve_renders_again_on_every_reload(workdir: Path, sqlite_url: str) -> None:
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    from digest.storage import Database
+    from tests.issue_helpers import SAT, add_feed, add_post
+
+    db = Database(sqlite_url)
+    feed = add_feed(db, "Served blog")
+    add_post(db, feed, "First post", date=SAT - timedelta(days=1))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")},
+           "DIGEST_DATABASE_URL": sqlite_url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digest", "preview", "--serve", "--port", "0",
+         "--as-of", SAT.isoformat()],
+        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = re.search(r"http://\S+/", proc.stdout.readline())
+        assert url, proc.stderr.read() if proc.stderr else ""
+        first = urllib.request.urlopen(url.group(0), timeout=10).read().decode()
+        assert "First post" in first and "Second post" not in first
+        add_post(db, feed, "Second post", date=SAT - timedelta(hours=2))
+        second = urllib.request.urlopen(url.group(0), timeout=10).read().decode()
+        assert "Second post" in second
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
