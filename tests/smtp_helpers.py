@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import subprocess
 from pathlib import Path
@@ -24,12 +25,14 @@ class PortZeroController(Controller):
 
 
 class FlakySink(_Sink):
-    """The sink, plus: drop the connection at the next DATA ``drop`` times; count EHLOs."""
+    """The sink, plus: drop the connection at the next DATA ``drop`` times; count EHLOs;
+    take ``delay`` seconds over each DATA (a slow server)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.drop = 0
         self.ehlos = 0
+        self.delay = 0.0
 
     async def handle_EHLO(  # noqa: N802
         self,
@@ -46,6 +49,8 @@ class FlakySink(_Sink):
     async def handle_DATA(  # noqa: N802
         self, server: SMTPServer, session: Session, envelope: Envelope
     ) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.drop:
             self.drop -= 1
             assert server.transport is not None

@@ -1,0 +1,330 @@
+"""Delivery end to end: `digest` as a real process, a real aiosmtpd, `digest serve` over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from digest.models import Delivery
+from digest.storage import Database
+from tests.conftest import run_cli, run_digest
+from tests.issue_helpers import SAT, add_feed, add_post
+from tests.smtp_helpers import FlakySMTP
+
+pytestmark = pytest.mark.slow
+WEEK = timedelta(days=7)
+INJECTION = "a@b.example\r\nBcc: x@y.example"
+
+
+@pytest.fixture
+def sink() -> Iterator[FlakySMTP]:
+    server = FlakySMTP()
+    yield server
+    server.close()
+
+
+def env_for(db_url: str, sink: FlakySMTP, web_port: int = 8080) -> dict[str, str]:
+    return {
+        "DIGEST_DATABASE_URL": db_url,
+        "DIGEST_SMTP_HOST": "127.0.0.1",
+        "DIGEST_SMTP_PORT": str(sink.port),
+        "DIGEST_NEWSLETTER_FROM": "Weekend Reading <news@example.org>",
+        "DIGEST_NEWSLETTER_REPLY_TO": "editor@example.org",
+        "DIGEST_NEWSLETTER_BASE_URL": f"http://127.0.0.1:{web_port}",
+        "DIGEST_WEB_PORT": str(web_port),
+    }
+
+
+def week_of_posts(db_url: str, saturday: object = SAT, tag: str = "") -> None:
+    db = Database(db_url)
+    ml = add_feed(db, f"Deep Blog{tag}", "ml")
+    systems = add_feed(db, f"Kernel Blog{tag}", "systems")
+    assert isinstance(saturday, type(SAT))
+    add_post(db, ml, f"Attention again{tag}", date=saturday - timedelta(days=2))
+    add_post(db, systems, f"Faster fsync{tag}", date=saturday - timedelta(days=3))
+    db.dispose()
+
+
+def digest(args: list[str], env: dict[str, str], cwd: Path, ok: bool = True) -> str:
+    result = run_digest(args, env, cwd)
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result.stdout + result.stderr
+
+
+def parsed(raw: bytes) -> EmailMessage:
+    msg = message_from_bytes(raw, policy=default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def delivery_counts(db_url: str) -> dict[str, int]:
+    db = Database(db_url)
+    with db.session() as s:
+        rows = s.execute(select(Delivery.status, func.count()).group_by(Delivery.status))
+        counts = {status: n for status, n in rows}
+    db.dispose()
+    return counts
+
+
+def test_three_subscribers_every_header_then_none(
+    workdir: Path, db_url: str, sink: FlakySMTP
+) -> None:
+    env = env_for(db_url, sink)
+    for email in ("ann@example.com", "bob@example.com", "cy@example.com"):
+        assert "added" in digest(["subscribers", "add", email, "--name", "Reader"], env, workdir)
+    week_of_posts(db_url)
+    out = digest(["send", "--as-of", "2026-01-10T08:00Z"], env, workdir)
+    assert "issue #1: 3 sent, 0 failed" in out
+    assert sorted(sink.recipients()) == ["ann@example.com", "bob@example.com", "cy@example.com"]
+    tokens = set()
+    for raw in sink.raw:
+        msg = parsed(raw)
+        for header in ("From", "To", "Subject", "Date", "Message-ID", "List-Id"):
+            assert msg[header], header
+        assert msg["From"] == "Weekend Reading <news@example.org>"
+        assert msg["Reply-To"] == "editor@example.org"
+        assert str(msg["To"]).startswith("Reader <")
+        assert str(msg["Subject"]).startswith("Weekend Reading #1")
+        assert re.fullmatch(r"<[^@\s]+@example\.org>", str(msg["Message-ID"]))
+        assert msg["List-Id"] == "Weekend Reading <weekend-reading.example.org>"
+        unsub = re.fullmatch(r"<(http://127\.0\.0\.1:8080/unsubscribe/([\w.-]+))>",
+                             str(msg["List-Unsubscribe"]))  # fmt: skip
+        assert unsub, msg["List-Unsubscribe"]
+        tokens.add(unsub.group(2))
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert msg.get_content_type() == "multipart/alternative"
+        parts = list(msg.iter_parts())
+        assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+        for part in parts:  # the subscriber's own link in the footer of both parts
+            assert unsub.group(1) in part.get_content()  # type: ignore[attr-defined]
+        assert "Attention again" in parts[0].get_content()  # type: ignore[attr-defined]
+    assert len(tokens) == 3
+    assert delivery_counts(db_url) == {"sent": 3}
+
+    again = run_digest(["send", "--as-of", "2026-01-10T08:00Z", "--json"], env, workdir)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert (summary["sent"], summary["already"], summary["pending"]) == (0, 3, 0)
+    assert len(sink.recipients()) == 3
+
+
+def test_451_once_still_delivers(workdir: Path, sqlite_url: str, sink: FlakySMTP) -> None:
+    env = env_for(sqlite_url, sink)
+    for email in ("ann@example.com", "bob@example.com"):
+        digest(["subscribers", "add", email], env, workdir)
+    week_of_posts(sqlite_url)
+    sink.handler.replies = ["451 4.7.1 Greylisted, try again"]
+    out = digest(["send", "--as-of", "2026-01-10T08:00Z"], env, workdir)
+    assert "2 sent" in out
+    assert sorted(sink.recipients()) == ["ann@example.com", "bob@example.com"]
+
+
+def test_550_for_one_recipient_the_others_go_on(
+    workdir: Path, sqlite_url: str, sink: FlakySMTP
+) -> None:
+    env = env_for(sqlite_url, sink)
+    emails = ("ann@example.com", "gone@example.com", "cy@example.com")
+    for email in emails:
+        digest(["subscribers", "add", email], env, workdir)
+    sink.handler.reject = {"gone@example.com": "550 5.1.1 No such user"}
+    for n, saturday in enumerate((SAT, SAT + WEEK, SAT + 2 * WEEK), 1):
+        week_of_posts(sqlite_url, saturday, tag=f" {n}")
+        out = digest(["send", "--as-of", saturday.isoformat()], env, workdir)
+        assert f"issue #{n}: 2 sent, 1 failed" in out
+    assert "now bounced: gone@example.com" in out  # after three hard failures in a row
+    assert Counter(sink.recipients()) == {"ann@example.com": 3, "cy@example.com": 3}
+    listed = json.loads(digest(["subscribers", "list", "--json"], env, workdir))
+    gone = next(s for s in listed if s["email"] == "gone@example.com")
+    assert (gone["status"], gone["hard_bounces"]) == ("bounced", 3)
+    assert delivery_counts(sqlite_url) == {"sent": 6, "failed": 3}
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def test_kill_9_mid_send_then_send_again(workdir: Path, db_url: str, sink: FlakySMTP) -> None:
+    env = env_for(db_url, sink)
+    everyone = [f"reader{i:04d}@example.com" for i in range(1000)]
+    (workdir / "list.txt").write_text("\n".join(everyone) + "\n")
+    assert "1000 added" in digest(["subscribers", "import", "list.txt"], env, workdir)
+    week_of_posts(db_url)
+    sink.handler.delay = 0.002  # ~3 s for the lot: time to kill it part-way
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | env
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digest", "send", "--as-of", "2026-01-10T08:00Z"],
+        env=full_env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _wait("300 messages", lambda: len(sink.recipients()) >= 300)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    before = len(sink.recipients())
+    assert before < 1000
+    in_flight = delivery_counts(db_url).get("sending", 0)
+    assert in_flight <= 1
+
+    sink.handler.delay = 0
+    out = digest(["send", "--as-of", "2026-01-10T08:00Z"], env, workdir)
+    assert "0 failed" in out
+    got = Counter(sink.recipients())
+    assert set(got) == set(everyone)  # all 1000 reached
+    duplicates = sum(got.values()) - len(got)
+    assert duplicates <= in_flight  # at most the message in flight at the kill
+    assert delivery_counts(db_url) == {"sent": 1000}
+
+
+def test_header_injection_refused_by_add_and_import(
+    workdir: Path, sqlite_url: str, sink: FlakySMTP
+) -> None:
+    env = env_for(sqlite_url, sink)
+    added = run_digest(["subscribers", "add", INJECTION], env, workdir)
+    assert added.returncode != 0
+    assert "line break" in added.stderr and "Traceback" not in added.stderr
+    assert len(added.stderr.strip().splitlines()) == 1
+    (workdir / "list.csv").write_text(
+        f'email,name\nok@example.com,Ok\n"{INJECTION}",Eve\n"c@example.com, d@example.com",Two\n',
+        newline="",
+    )
+    imported = run_digest(["subscribers", "import", "list.csv", "--json"], env, workdir)
+    assert imported.returncode == 0, imported.stderr
+    summary = json.loads(imported.stdout)
+    assert summary["added"] == 1
+    assert [(i["line"], "line break" in i["error"]) for i in summary["invalid"]] == [
+        (3, True),
+        (5, False),
+    ]
+    assert "several addresses" in summary["invalid"][1]["error"]
+    listed = json.loads(digest(["subscribers", "list", "--json"], env, workdir))
+    assert [s["email"] for s in listed] == ["ok@example.com"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_one_click_unsubscribe_over_http(workdir: Path, db_url: str, sink: FlakySMTP) -> None:
+    port = _free_port()
+    env = env_for(db_url, sink, web_port=port)
+    for email in ("ann@example.com", "bob@example.com", "cy@example.com"):
+        digest(["subscribers", "add", email], env, workdir)
+    week_of_posts(db_url)
+    digest(["send", "--as-of", "2026-01-10T08:00Z"], env, workdir)
+    by_to = {str(parsed(raw)["To"]): parsed(raw) for raw in sink.raw}
+    url = str(by_to["bob@example.com"]["List-Unsubscribe"]).strip("<>")
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | env
+    server = subprocess.Popen(
+        [sys.executable, "-m", "digest", "serve"], env=full_env, cwd=workdir,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _wait("the web endpoint", lambda: _answers(f"http://127.0.0.1:{port}/"), 20)
+        token = url.rsplit("/", 1)[1]
+        forged = f"http://127.0.0.1:{port}/unsubscribe/{token[:-2]}{token[-1]}{token[-2]}"
+        if forged.endswith(token):
+            forged = f"http://127.0.0.1:{port}/unsubscribe/{token.split('.')[0]}.{'A' * 22}"
+        assert httpx.post(forged, data={"List-Unsubscribe": "One-Click"}).status_code == 400
+        page = httpx.get(url)
+        assert page.status_code == 200 and "<button" in page.text
+        done = httpx.post(url, data={"List-Unsubscribe": "One-Click"}, follow_redirects=False)
+        assert done.status_code == 200
+        assert "set-cookie" not in done.headers and "location" not in done.headers
+        assert httpx.get(f"http://127.0.0.1:{port}/issues/1").status_code == 200
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)
+    listed = json.loads(digest(["subscribers", "list", "--json"], env, workdir))
+    assert {s["email"]: s["status"] for s in listed} == {
+        "ann@example.com": "active",
+        "bob@example.com": "unsubscribed",
+        "cy@example.com": "active",
+    }
+    week_of_posts(db_url, SAT + WEEK, tag=" 2")
+    digest(["send", "--as-of", (SAT + WEEK).isoformat()], env, workdir)
+    second = [r for r in sink.recipients()[3:]]
+    assert sorted(second) == ["ann@example.com", "cy@example.com"]
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_dry_run_test_copy_and_list(workdir: Path, sqlite_url: str, sink: FlakySMTP) -> None:
+    env = env_for(sqlite_url, sink)
+    assert run_cli(["subscribers", "add", "ann@example.com"], env).exit_code == 0
+    added = run_cli(["subscribers", "add", "Bob <BOB@example.com>", "--sections", "systems"], env)
+    assert added.output == "added: bob@example.com (systems)\n"
+    week_of_posts(sqlite_url)
+    dry = run_cli(["send", "--as-of", "2026-01-10T08:00Z", "--dry-run"], env)
+    assert dry.exit_code == 0, dry.output
+    assert "ann@example.com  [all]  Weekend Reading #1" in dry.output
+    assert "bob@example.com  [systems]  Weekend Reading #1" in dry.output
+    assert "would go to 2 of 2" in dry.output
+    test = run_cli(["send", "--as-of", "2026-01-10T08:00Z", "--to", "me@example.org"], env)
+    assert test.exit_code == 0, test.output
+    assert sink.recipients() == ["me@example.org"]
+    assert delivery_counts(sqlite_url) == {}
+    listing = run_cli(["subscribers", "list"], env).output
+    assert re.search(r"bob@example\.com\s+active\s+systems\s+Bob", listing)
+    assert run_cli(["subscribers", "remove", "bob@example.com"], env).exit_code == 0
+    gone = run_cli(["subscribers", "remove", "bob@example.com"], env)
+    assert gone.exit_code == 1 and "no subscriber bob@example.com" in gone.output
+
+
+def test_sending_off_records_only(workdir: Path, sqlite_url: str) -> None:
+    env = {"DIGEST_DATABASE_URL": sqlite_url}
+    assert run_cli(["subscribers", "add", "ann@example.com"], env).exit_code == 0
+    week_of_posts(sqlite_url)
+    out = run_cli(["send", "--as-of", "2026-01-10T08:00Z"], env)
+    assert out.exit_code == 0
+    assert "sending is off (smtp.host is not set): issue #1 recorded" in out.output
+
+
+@pytest.mark.skipif(shutil.which("spamassassin") is None, reason="spamassassin not installed")
+def test_spamassassin_scores_a_sent_message_below_2(
+    workdir: Path, sqlite_url: str, sink: FlakySMTP
+) -> None:
+    env = env_for(sqlite_url, sink)
+    env["DIGEST_NEWSLETTER_BASE_URL"] = "https://digest.example.org"
+    digest(["subscribers", "add", "ann@example.com", "--name", "Ann Reader"], env, workdir)
+    week_of_posts(sqlite_url)
+    digest(["send", "--as-of", "2026-01-10T08:00Z"], env, workdir)
+    (raw,) = sink.raw
+    # What the receiving server adds in front; spamassassin expects a delivered message.
+    received = b"Return-Path: <news@example.org>\r\n"
+    result = subprocess.run(
+        ["spamassassin", "-L", "-t"], input=received + raw, capture_output=True, timeout=120
+    )
+    report = result.stdout.decode("utf-8", "replace")
+    match = re.search(r"X-Spam-Status: \w+, score=(-?[\d.]+)", report)
+    assert match, report[-2000:]
+    assert float(match.group(1)) < 2.0, report[report.find("Content analysis details") :]
