@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import httpx
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from digest import policy
@@ -32,7 +32,7 @@ from digest.models import Feed, Fetch, Post
 from digest.opml import read_opml
 from digest.parse import parse_feed
 from digest.storage import Database, utcnow
-from digest.types import FeedData, FeedSource, FetchedFeed, PostData, section_for
+from digest.types import FeedSource, FetchedFeed, PostData, section_for
 from digest.urls import canonical_url
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class FeedResult:
     outcome: policy.Outcome
     fetch_outcome: str  # new | not_modified | unchanged | error (Fetch.outcome)
     fetched: FetchedFeed | None = None
-    data: FeedData | None = None
+    data: ParsedFeed | None = None
     body_hash: str | None = None
 
 
@@ -397,7 +397,7 @@ class _Parsers:
 
     async def parse(
         self, body: bytes, url: str, headers: Mapping[str, str], now: datetime
-    ) -> FeedData:
+    ) -> ParsedFeed:
         """The parsed feed; raises ParseError for a body that is not a feed we can read."""
         call = functools.partial(parse_or_failure, body, url, dict(headers), now)
         if self.in_process:
@@ -430,14 +430,21 @@ class _Parsers:
 
 def parse_or_failure(
     body: bytes, url: str, headers: Mapping[str, str], now: datetime
-) -> FeedData | str:
-    """parse_feed, with any failure turned into its one-line message.
+) -> ParsedFeed | str:
+    """parse_feed, then the rows to store; any failure turned into its one-line message.
 
-    Runs in a worker process: what it returns must pickle, and a bug in the parser must cost
-    one feed, never the poll.
+    Runs in a worker process: what it returns must pickle (plain tuples pickle fastest), and a
+    bug in the parser must cost one feed, never the poll. The per-post work that needs no
+    database (fitting values to columns, canonical URLs) is done here, on the workers' cores,
+    rather than in the store thread, which shares one core with the event loop.
     """
     try:
-        return parse_feed(body, url, headers, now=now)
+        data = parse_feed(body, url, headers, now=now)
+        return ParsedFeed(
+            title=_fit(data.title, 512),
+            site_url=_fit(data.site_url, 2048, cut=False),
+            rows=tuple(post_row(p) for p in data.posts),
+        )
     except ParseError as e:
         return e.message
     except Exception as e:  # noqa: BLE001 - hostile input must not end the poll
@@ -446,15 +453,115 @@ def parse_or_failure(
 
 # --- storing -----------------------------------------------------------------------------
 
+# A post's stored values, in this order (rows cross the process boundary as plain tuples).
+POST_COLUMNS = (
+    "key",
+    "title",
+    "link",
+    "canonical_url",
+    "author",
+    "published",
+    "updated",
+    "date",
+    "text",
+    "words",
+    "content_hash",
+)
+_KEY, _LINK, _HASH = (POST_COLUMNS.index(c) for c in ("key", "link", "content_hash"))
+# What storing a fetch may change in a feed: all of them are written for every feed, so
+# that one executemany updates a whole batch.
+FEED_WRITES = (
+    "status",
+    "last_status_code",
+    "last_error",
+    "error_count",
+    "failing_since",
+    "next_fetch_at",
+    "due_at",
+    "last_fetched_at",
+    "last_success_at",
+    "url",
+    "etag",
+    "last_modified",
+    "body_hash",
+    "polled_once",
+    "title",
+    "site_url",
+)
+FEEDS = cast(Table, Feed.__table__)
+# What storing reads of a feed: the policy's FeedState and everything it may write.
+FEED_STATE = (FEEDS.c.id, *(FEEDS.c[name] for name in FEED_WRITES))
+FETCHES = cast(Table, Fetch.__table__)
+_UPDATE_FEED = (
+    update(FEEDS)
+    .where(FEEDS.c.id == bindparam("feed_id_"))
+    .values({name: bindparam(name) for name in FEED_WRITES})
+)
+_UPDATE_POST = (
+    update(POSTS)
+    .where(POSTS.c.id == bindparam("post_id_"))
+    .values({name: bindparam(name) for name in POST_COLUMNS})
+)
+_REKEY_POST = update(POSTS).where(POSTS.c.id == bindparam("post_id_")).values(key=bindparam("key"))
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    """A parsed feed as the store needs it: names fitted to the columns, one row per post."""
+
+    title: str | None
+    site_url: str | None
+    rows: tuple[tuple[Any, ...], ...]  # POST_COLUMNS values, fitted to the columns
+
+
+def post_row(post: PostData) -> tuple[Any, ...]:
+    """A post's POST_COLUMNS values, fitted to the columns (hostile feeds send anything)."""
+    key = post.key if len(post.key) <= 2048 else "sha256:" + _sha(post.key)
+    link = _fit(post.link, 2048, cut=False)
+    return (
+        _clean(key),
+        _clean(post.title),
+        link,
+        _canonical(link),
+        _fit(post.author, 512),
+        post.published,
+        post.updated,
+        post.published or post.updated,
+        _clean(post.text),
+        post.words,
+        post.content_hash[:64],
+    )
+
 
 def store_results(
     db: Database, results: list[FeedResult], now: datetime, poll_interval: timedelta
 ) -> list[tuple[int, int]]:
-    """Store several feeds' fetches in one transaction: (new, updated) posts for each."""
+    """Store several feeds' fetches in one transaction: (new, updated) posts for each.
+
+    Core statements, not the ORM: one SELECT of the feeds' state, one executemany for their
+    updates and one for the Fetch rows, whatever the batch size.
+    """
     with db.session() as s:
+        conn = s.connection()
         ids = [r.job.feed_id for r in results]
-        feeds = {f.id: f for f in s.scalars(select(Feed).where(Feed.id.in_(ids)))}
-        return [_store(s, feeds.get(r.job.feed_id), r, now, poll_interval) for r in results]
+        state = select(*FEED_STATE).where(FEEDS.c.id.in_(ids))
+        feeds = {f.id: f for f in conn.execute(state)}
+        feed_rows: list[dict[str, Any]] = []
+        fetch_rows: list[dict[str, Any]] = []
+        counts: list[tuple[int, int]] = []
+        for result in results:
+            feed = feeds.get(result.job.feed_id)
+            if feed is None:  # deleted while we fetched
+                counts.append((0, 0))
+                continue
+            values, new, updated = _store(conn, feed, result, now, poll_interval)
+            feed_rows.append(values)
+            fetch_rows.append(_fetch_row(feed.id, feed.url, result, now, new, updated))
+            counts.append((new, updated))
+        if feed_rows:
+            conn.execute(_UPDATE_FEED, feed_rows)
+            conn.execute(insert(FETCHES), fetch_rows)
+        return counts
 
 
 def store_result(
@@ -466,140 +573,113 @@ def store_result(
     feed's error; a database that fails even for that raises StorageError.
     """
     try:
-        with db.session() as s:
-            return _store(s, s.get(Feed, result.job.feed_id), result, now, poll_interval)
+        return store_results(db, [result], now, poll_interval)[0]
     except StorageError as e:
         log.warning("feed %s: %s", result.job.url, e)
         failed = FeedResult(
             result.job, policy.Outcome(policy.ERROR, None, f"cannot store: {e}"), "error"
         )
-        with db.session() as s:
-            _store(s, s.get(Feed, result.job.feed_id), failed, now, poll_interval)
-        return 0, 0
+        return store_results(db, [failed], now, poll_interval)[0]
 
 
 def _store(
-    s: Session, feed: Feed | None, result: FeedResult, now: datetime, poll_interval: timedelta
-) -> tuple[int, int]:
-    if feed is None:  # deleted while we fetched
-        return 0, 0
+    conn: Connection, feed: Row[Any], result: FeedResult, now: datetime, poll_interval: timedelta
+) -> tuple[dict[str, Any], int, int]:
+    """The feed's new values after ``result`` (its posts merged on ``conn``), new, updated."""
     fetched, outcome = result.fetched, result.outcome
     health = policy.next_health(feed, outcome, now, poll_interval)
-    for name, value in vars(health).items():
-        setattr(feed, name, value)
-    feed.last_fetched_at = now
+    values: dict[str, Any] = {name: getattr(feed, name) for name in FEED_WRITES}
+    values.update(vars(health), feed_id_=feed.id, last_fetched_at=now)
     moved = fetched.permanent_redirect if fetched is not None else None
     if moved and moved != feed.url and len(moved) <= 2048:
         log.warning("feed moved permanently: %s -> %s", feed.url, moved)
-        feed.url = moved
+        values["url"] = moved
     if outcome.status in (policy.OK, policy.NOT_MODIFIED):
-        feed.last_success_at = now
+        values["last_success_at"] = now
         if fetched is not None:
-            _save_validators(feed, fetched)
+            values.update(_validators(feed, fetched))
     new = updated = 0
-    if result.data is not None:
-        new, updated = merge_posts(s, feed.id, result.data.posts, now, not feed.polled_once)
-        feed.body_hash = result.body_hash
-        feed.polled_once = True
-        feed.title = feed.title or _fit(result.data.title, 512)
-        feed.site_url = feed.site_url or _fit(result.data.site_url, 2048, cut=False)
+    data = result.data
+    if data is not None:
+        new, updated = merge_posts(conn, feed.id, data.rows, now, not feed.polled_once)
+        values["body_hash"] = result.body_hash
+        values["polled_once"] = True
+        values["title"] = feed.title or data.title
+        values["site_url"] = feed.site_url or data.site_url
     if outcome.status != policy.OK and outcome.status != policy.NOT_MODIFIED:
         log.info("feed %s: %s", feed.url, outcome.error)
-    s.add(
-        Fetch(
-            feed_id=feed.id,
-            at=now,
-            url=(fetched.final_url if fetched else feed.url)[:2048],
-            status_code=outcome.status_code,
-            outcome=result.fetch_outcome,
-            new_posts=new,
-            updated_posts=updated,
-            bytes=len(fetched.body) if fetched and fetched.body else 0,
-            elapsed_ms=fetched.elapsed_ms if fetched else 0,
-            error=outcome.error,
-        )
-    )
-    return new, updated
+    return values, new, updated
 
 
-def _save_validators(feed: Feed, fetched: FetchedFeed) -> None:
+def _validators(feed: Row[Any], fetched: FetchedFeed) -> dict[str, str | None]:
     etag, modified = (
         _fit(fetched.etag, 1024, cut=False),
         _fit(fetched.last_modified, 128, cut=False),
     )
     if fetched.not_modified:
         # A 304 may repeat or renew the validators; it never takes them away.
-        feed.etag = etag or feed.etag
-        feed.last_modified = modified or feed.last_modified
-    else:
-        # A 200's validators describe the body we just got, absent ones included.
-        feed.etag, feed.last_modified = etag, modified
+        return {"etag": etag or feed.etag, "last_modified": modified or feed.last_modified}
+    # A 200's validators describe the body we just got, absent ones included.
+    return {"etag": etag, "last_modified": modified}
 
 
-def merge_posts(
-    s: Session, feed_id: int, posts: Iterable[PostData], now: datetime, first_poll: bool
-) -> tuple[int, int]:
-    """Insert new posts, update changed ones, re-key ones whose GUID changed: (new, updated)."""
-    posts = [_fit_post(p) for p in posts]
-    rows = s.execute(
-        select(Post.id, Post.key, Post.link, Post.content_hash).where(Post.feed_id == feed_id)
-    )
-    stored = {r.key: policy.Existing(r.id, r.key, r.link, r.content_hash) for r in rows}
-    steps = policy.plan_merge(((p.key, p.link, p.content_hash) for p in posts), stored)
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    for post, step in zip(posts, steps, strict=True):
-        if step.action is policy.Merge.NEW:
-            inserts.append(
-                {
-                    **_post_values(post),
-                    "feed_id": feed_id,
-                    "first_seen": now,
-                    "from_first_poll": first_poll,
-                }
-            )
-        elif step.existing is not None and step.changed:
-            updates.append({**_post_values(post), "id": step.existing.id})
-        elif step.action is policy.Merge.REKEY and step.existing is not None:
-            updates.append({"id": step.existing.id, "key": post.key})
-    if inserts:
-        # Core executemany: the ORM's bulk path costs twice as much per row here.
-        s.connection().execute(insert(POSTS), inserts)
-    if updates:
-        s.execute(update(Post), updates)
-    return len(inserts), sum(1 for u in updates if "content_hash" in u)
-
-
-def _post_values(post: PostData) -> dict[str, Any]:
+def _fetch_row(
+    feed_id: int, feed_url: str, result: FeedResult, now: datetime, new: int, updated: int
+) -> dict[str, Any]:
+    fetched, outcome = result.fetched, result.outcome
     return {
-        "key": post.key,
-        "title": post.title,
-        "link": post.link,
-        "canonical_url": _canonical(post.link),
-        "author": post.author,
-        "published": post.published,
-        "updated": post.updated,
-        "date": post.published or post.updated,
-        "text": post.text,
-        "words": post.words,
-        "content_hash": post.content_hash,
+        "feed_id": feed_id,
+        "at": now,
+        "url": (fetched.final_url if fetched else feed_url)[:2048],
+        "status_code": outcome.status_code,
+        "outcome": result.fetch_outcome,
+        "new_posts": new,
+        "updated_posts": updated,
+        "bytes": len(fetched.body) if fetched and fetched.body else 0,
+        "elapsed_ms": fetched.elapsed_ms if fetched else 0,
+        "error": outcome.error,
     }
 
 
-def _fit_post(post: PostData) -> PostData:
-    """A post whose values fit the columns (hostile feeds send anything)."""
-    key = post.key if len(post.key) <= 2048 else "sha256:" + _sha(post.key)
-    return PostData(
-        key=_clean(key),
-        title=_clean(post.title),
-        link=_fit(post.link, 2048, cut=False),
-        author=_fit(post.author, 512),
-        published=post.published,
-        updated=post.updated,
-        text=_clean(post.text),
-        content_hash=post.content_hash[:64],
-        words=post.words,
+def merge_posts(
+    conn: Connection,
+    feed_id: int,
+    rows: Iterable[tuple[Any, ...]],
+    now: datetime,
+    first_poll: bool,
+) -> tuple[int, int]:
+    """Insert new posts, update changed ones, re-key ones whose GUID changed: (new, updated).
+
+    ``rows`` are POST_COLUMNS values (see post_row).
+    """
+    rows = list(rows)
+    stored_rows = conn.execute(
+        select(POSTS.c.id, POSTS.c.key, POSTS.c.link, POSTS.c.content_hash).where(
+            POSTS.c.feed_id == feed_id
+        )
     )
+    stored = {r.key: policy.Existing(r.id, r.key, r.link, r.content_hash) for r in stored_rows}
+    steps = policy.plan_merge(((r[_KEY], r[_LINK], r[_HASH]) for r in rows), stored)
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    rekeys: list[dict[str, Any]] = []
+    for row, step in zip(rows, steps, strict=True):
+        if step.action is policy.Merge.NEW:
+            values = dict(zip(POST_COLUMNS, row, strict=True))
+            values.update(feed_id=feed_id, first_seen=now, from_first_poll=first_poll)
+            inserts.append(values)
+        elif step.existing is not None and step.changed:
+            values = dict(zip(POST_COLUMNS, row, strict=True))
+            updates.append({**values, "post_id_": step.existing.id})
+        elif step.action is policy.Merge.REKEY and step.existing is not None:
+            rekeys.append({"post_id_": step.existing.id, "key": row[_KEY]})
+    if inserts:
+        conn.execute(insert(POSTS), inserts)
+    if updates:
+        conn.execute(_UPDATE_POST, updates)
+    if rekeys:
+        conn.execute(_REKEY_POST, rekeys)
+    return len(inserts), len(updates)
 
 
 def _canonical(link: str | None) -> str | None:
