@@ -449,7 +449,10 @@ class Daemon:
         fields = {"event": "send", "due": due.isoformat(), **_as_fields(summary)}
         line = summary.line() if callable(getattr(summary, "line", None)) else str(summary)
         zone = self.settings.newsletter.timezone
-        log.info("send due %s: %s", _show(due, zone), line, extra={"fields": fields})
+        # A delivery logs its own summary line (digest.send); the other outcomes (recorded
+        # only, an empty week) are logged here: one line per send either way.
+        level = logging.DEBUG if fields.get("mode") == "send" else logging.INFO
+        log.log(level, "send due %s: %s", _show(due, zone), line, extra={"fields": fields})
 
     def _load_state(self, now: datetime) -> SendState:
         state = SendState.from_json(self.db.get_meta(SEND_STATE_KEY))
@@ -478,9 +481,9 @@ class Daemon:
             except BaseException as e:  # noqa: BLE001 - uvicorn exits with SystemExit
                 self._web_error = e
 
+        # serve() logs where it listens; a port it cannot take ends the thread (see _wait).
         self._web = threading.Thread(target=target, name="digest-web", daemon=True)
         self._web.start()
-        log.info("web endpoint on http://%s:%s", self.settings.web.host, self.settings.web.port)
 
 
 def spread_overdue_polls(
@@ -507,7 +510,7 @@ def spread_overdue_polls(
 def _complete(summary: Any) -> bool:
     """Did the send finish every delivery? (A stop or transient failures leave some for later.)"""
     data = _as_fields(summary)
-    if data.get("interrupted") or data.get("stopped"):
+    if data.get("interrupted") or data.get("stopped") or data.get("aborted"):
         return False
     return not data.get("pending")
 

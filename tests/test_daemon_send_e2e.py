@@ -1,0 +1,192 @@
+"""`digest run` sending end to end: real process, feed farm, aiosmtpd, restarts and kill -9."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from email import message_from_bytes
+from pathlib import Path
+
+import httpx
+import pytest
+
+from digest.daemon import SEND_STATE_KEY
+from digest.schedule import SendState
+from digest.storage import Database, utcnow
+from digest.subscribers import add_subscriber
+from tests.conftest import run_digest
+from tests.servers import FeedServer, SMTPSink
+from tests.smtp_helpers import FlakySMTP
+from tests.test_daemon_e2e import Farm, Running, base_env, wait_until
+
+pytest.importorskip("digest.send")
+pytestmark = pytest.mark.slow
+
+LINK = re.compile(r"https://(?:ml|sys|deep)\.example/posts/\d+\.html")
+
+
+@pytest.fixture
+def sink() -> Iterator[FlakySMTP]:
+    # aiosmtpd on a free port (conftest's SMTPSink cannot listen on port 0).
+    server = FlakySMTP()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def farm(http: FeedServer) -> Farm:
+    return Farm(http)
+
+
+@pytest.fixture
+def runs() -> Iterator[list[Running]]:
+    started: list[Running] = []
+    yield started
+    for run in started:
+        run.kill()
+
+
+def links_by_recipient(sink: SMTPSink) -> dict[str, list[tuple[str, ...]]]:
+    """For each recipient, the post links of each message they got, in order."""
+    with sink.handler.lock:
+        received = list(sink.handler.messages)
+    out: dict[str, list[tuple[str, ...]]] = {}
+    for envelope, raw in received:
+        text = ""
+        for part in message_from_bytes(raw).walk():
+            if part.get_content_type() == "text/plain":
+                payload = part.get_payload(decode=True)
+                assert isinstance(payload, bytes)
+                text += payload.decode(part.get_content_charset() or "utf-8")
+        links = tuple(sorted(set(LINK.findall(text))))
+        for rcpt in envelope.rcpt_tos:
+            out.setdefault(rcpt, []).append(links)
+    return out
+
+
+def prepare(
+    workdir: Path, db_url: str, farm: Farm, sink: SMTPSink, subscribers: int
+) -> dict[str, str]:
+    """Feeds polled once, subscribers added, and a send owed from a minute ago."""
+    env = base_env(workdir, db_url, farm) | {
+        "DIGEST_SMTP_HOST": "127.0.0.1",
+        "DIGEST_SMTP_PORT": str(sink.port),
+    }
+    polled = run_digest(["poll"], env, workdir, timeout=60)
+    assert polled.returncode == 0, polled.stderr
+    db = Database(db_url)
+    for k in range(subscribers):
+        add_subscriber(db, f"reader{k}@example.com")
+    # The daemon was last running two minutes ago: the send of the last minute is owed, and
+    # goes out at start-up (within newsletter.send_grace).
+    db.set_meta(SEND_STATE_KEY, SendState(last_due=utcnow() - timedelta(minutes=2)).to_json())
+    db.dispose()
+    return env
+
+
+def test_send_restart_and_no_post_twice(
+    workdir: Path,
+    db_url: str,
+    farm: Farm,
+    sink: FlakySMTP,
+    runs: list[Running],
+    free_tcp_port: int,
+) -> None:
+    env = prepare(workdir, db_url, farm, sink, subscribers=3)
+    # The web endpoint too, in the same process.
+    env |= {"DIGEST_WEB_ENABLED": "true", "DIGEST_WEB_PORT": str(free_tcp_port)}
+    first = Running(env, workdir, workdir / "run1.log")
+    runs.append(first)
+    first.wait_log(lambda r: r.get("event") == "send", 30)
+    wait_until(lambda: len(sink.raw) >= 3, 10, "three messages")
+    got = links_by_recipient(sink)
+    assert sorted(got) == [f"reader{k}@example.com" for k in range(3)]
+    assert all(len(issues) == 1 and len(issues[0]) == 9 for issues in got.values()), got
+    sends = [r for r in first.records() if r.get("event") == "send"]
+    assert len(sends) == 1 and sends[0]["sent"] == 3  # one log line per send
+
+    page = httpx.get(f"http://127.0.0.1:{free_tcp_port}/issues/1", timeout=10)
+    assert page.status_code == 200
+    assert "https://ml.example/posts/0.html" in page.text
+
+    # One daemon per database.
+    refused = run_digest(["run"], env, workdir, timeout=30)
+    assert refused.returncode == 1 and "another digest daemon" in refused.stderr
+
+    code, took = first.terminate()
+    assert code == 0 and took < 10, first.log.read_text()
+
+    # A new post; a restart; past the next send time: only the new post goes out.
+    new_link = farm.add_post("ml")
+    second = Running(env, workdir, workdir / "run2.log")
+    runs.append(second)
+    second.wait_log(lambda r: r.get("event") == "poll" and r.get("new_posts", 0) >= 1, 20)
+    wait_until(lambda: len(sink.raw) >= 6, 75, "the next issue")
+    time.sleep(1)
+    got = links_by_recipient(sink)
+    for issues in got.values():
+        assert len(issues) == 2, got
+        assert issues[1] == (new_link,)
+        seen = Counter(link for links in issues for link in links)
+        assert max(seen.values()) == 1  # no post went out twice
+    code, took = second.terminate()
+    assert code == 0 and took < 10
+    assert len(sink.raw) == 6
+
+    status = run_digest(["status", "--json"], env, workdir, timeout=30)
+    report = json.loads(status.stdout)
+    assert report["last_issue"]["number"] == 2
+    assert report["last_issue"]["delivered"] == 3
+
+
+def test_kill_9_during_a_send_then_restart(
+    workdir: Path, db_url: str, farm: Farm, sink: FlakySMTP, runs: list[Running]
+) -> None:
+    sink.handler.delay = 0.05  # a slow server: the send takes a few seconds
+    count = 60
+    env = prepare(workdir, db_url, farm, sink, subscribers=count)
+    first = Running(env, workdir, workdir / "run1.log")
+    runs.append(first)
+    wait_until(lambda: len(sink.raw) >= 10, 40, "the send to start")
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(10)
+    first.kill()
+    assert len(sink.raw) < count, "the send finished before the kill: make it slower"
+
+    second = Running(env, workdir, workdir / "run2.log")
+    runs.append(second)
+    second.wait_log(lambda r: r.get("event") == "send", 60)
+    got = links_by_recipient(sink)
+    assert sorted(got) == sorted(f"reader{k}@example.com" for k in range(count))
+    copies = sum(len(issues) for issues in got.values())
+    # One SMTP connection, one message in flight at the kill: at most one duplicate.
+    assert copies - count <= 1, Counter({k: len(v) for k, v in got.items()}).most_common(3)
+    assert "resuming the interrupted send" in second.log.read_text()
+    code, _took = second.terminate()
+    assert code == 0
+
+
+def test_without_smtp_issues_are_recorded_and_logged_once(
+    workdir: Path, db_url: str, farm: Farm, sink: FlakySMTP, runs: list[Running]
+) -> None:
+    env = prepare(workdir, db_url, farm, sink, subscribers=2)
+    env = {k: v for k, v in env.items() if not k.startswith("DIGEST_SMTP_")}
+    run = Running(env, workdir, workdir / "run.log")
+    runs.append(run)
+    line = run.wait_log(lambda r: r.get("event") == "send", 30)
+    assert line["mode"] == "off" and line["issue"] == 1
+    assert "issue #1 recorded, nothing sent" in line["message"]
+    run.wait_log(lambda r: r.get("event") == "poll", 10)
+    code, _took = run.terminate()
+    assert code == 0
+    off = [r for r in run.records() if "sending is off (smtp.host is empty)" in r["message"]]
+    assert len(off) == 1
+    assert sink.raw == []
+    report = json.loads(run_digest(["status", "--json"], env, workdir, timeout=30).stdout)
+    assert report["last_issue"]["number"] == 1 and report["last_issue"]["posts"] == 9
+    assert report["sending"] is False
