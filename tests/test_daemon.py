@@ -366,3 +366,18 @@ def test_web_disabled_or_missing_is_not_served(
     thread.join(15)
     assert codes == [0]
     assert "no web endpoint in this build" in caplog.text
+
+
+def test_taken_web_port_stops_the_daemon_with_status_1(db: Database) -> None:
+    import socket
+
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    try:
+        settings = make_settings(web_enabled="true", web_port=str(port))
+        d = Daemon(db, settings, poll=FakePoll())  # the real digest.web.serve
+        began = time.monotonic()
+        assert d.run() == 1
+        assert time.monotonic() - began < 5
+    finally:
+        taken.close()

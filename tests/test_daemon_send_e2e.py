@@ -190,3 +190,28 @@ def test_without_smtp_issues_are_recorded_and_logged_once(
     report = json.loads(run_digest(["status", "--json"], env, workdir, timeout=30).stdout)
     assert report["last_issue"]["number"] == 1 and report["last_issue"]["posts"] == 9
     assert report["sending"] is False
+
+
+def test_sigterm_during_a_send_then_restart(
+    workdir: Path, db_url: str, farm: Farm, sink: FlakySMTP, runs: list[Running]
+) -> None:
+    sink.handler.delay = 0.05
+    count = 60
+    env = prepare(workdir, db_url, farm, sink, subscribers=count)
+    first = Running(env, workdir, workdir / "run1.log")
+    runs.append(first)
+    wait_until(lambda: len(sink.raw) >= 10, 40, "the send to start")
+    code, took = first.terminate()
+    assert code == 0 and took < 10
+    assert len(sink.raw) < count
+    assert "stopped part-way; the next start completes it" in first.log.read_text()
+
+    second = Running(env, workdir, workdir / "run2.log")
+    runs.append(second)
+    second.wait_log(lambda r: r.get("event") == "send", 60)
+    got = links_by_recipient(sink)
+    # The message in flight at SIGTERM was finished, not abandoned: no duplicates at all.
+    assert sorted(got) == sorted(f"reader{k}@example.com" for k in range(count))
+    assert all(len(issues) == 1 for issues in got.values())
+    code, _took = second.terminate()
+    assert code == 0
