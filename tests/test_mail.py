@@ -51,6 +51,13 @@ def test_sends_and_reuses_one_connection(server: FlakySMTP) -> None:
     assert envelope.mail_from == "news@example.org"
 
 
+def test_lines_starting_with_a_dot_arrive_intact(server: FlakySMTP) -> None:
+    raw = b"Subject: dots\r\n\r\n.starts with a dot\r\n..two\r\n.\r\nend"
+    with SmtpTransport(_settings(server.port)) as t:
+        t.send(raw, "a@example.com")
+    assert server.raw == [raw + b"\r\n"]
+
+
 def test_451_once_is_retried(server: FlakySMTP) -> None:
     server.handler.replies = ["451 4.3.0 try again later"]
     with SmtpTransport(_settings(server.port)) as t:

@@ -7,6 +7,7 @@ for what no retry fixes (login refused, our sender address refused, TLS misconfi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import smtplib
 import ssl
@@ -121,7 +122,7 @@ class SmtpTransport:
             raw = self.dkim.sign(raw)
         smtp = self._connection()
         try:
-            smtp.sendmail(self.sender, [recipient], raw)
+            _transaction(smtp, self.sender, recipient, raw)
         except smtplib.SMTPRecipientsRefused as e:
             code, reply = next(iter(e.recipients.values()), (0, b""))
             raise _by_code(code, f"{recipient} refused: {code} {_text(reply)}") from e
@@ -227,6 +228,44 @@ class SmtpTransport:
             self.sleep(self._next_at - now)
             now = self._next_at
         self._next_at = now + self.interval
+
+
+def _transaction(smtp: smtplib.SMTP, sender: str, recipient: str, raw: bytes) -> None:
+    """MAIL, RCPT, DATA for one recipient, raising smtplib's exceptions as sendmail() does.
+
+    sendmail() dot-stuffs with a regular expression over the whole message (~1 ms for an
+    issue); bytes.replace does the same in C, as every line of ours ends in CRLF.
+    """
+    smtp.ehlo_or_helo_if_needed()
+    options = [f"SIZE={len(raw)}"] if smtp.has_extn("size") else []
+    code, reply = smtp.mail(sender, options)
+    if code != 250:
+        _reset(smtp)
+        raise smtplib.SMTPSenderRefused(code, reply, sender)
+    code, reply = smtp.rcpt(recipient)
+    if code not in (250, 251):
+        _reset(smtp)
+        raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+    smtp.putcmd("data")
+    code, reply = smtp.getreply()
+    if code != 354:
+        _reset(smtp)
+        raise smtplib.SMTPDataError(code, reply)
+    stuffed = raw.replace(b"\n.", b"\n..")
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    smtp.send(stuffed + b".\r\n")
+    code, reply = smtp.getreply()
+    if code != 250:
+        _reset(smtp)
+        raise smtplib.SMTPDataError(code, reply)
+
+
+def _reset(smtp: smtplib.SMTP) -> None:
+    with contextlib.suppress(smtplib.SMTPServerDisconnected):
+        smtp.rset()
 
 
 def _by_code(code: int, message: str) -> SendError:

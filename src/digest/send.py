@@ -17,14 +17,14 @@ from datetime import datetime
 from email.utils import make_msgid
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from digest.config import Settings
 from digest.errors import InputError, PermanentSendError, SendError, TransientSendError
 from digest.mail import SmtpTransport
 from digest.message import PreparedEmail, address_header, sender_domain, unsubscribe_url
 from digest.models import Delivery, Issue, Subscriber
-from digest.storage import Database, utcnow
+from digest.storage import Database, utcnow, wrap_db_errors
 from digest.subscribers import ACTIVE, BOUNCE_AFTER, BOUNCED, parse_address, secret, sections_of
 from digest.tokens import make_token
 from digest.types import RenderedEmail
@@ -225,56 +225,153 @@ def _deliver_rows(
     domain = sender_domain(settings)
     prepared: dict[frozenset[str] | None, PreparedEmail | None] = {}
     failing = 0
-    for row in rows:
-        if stop is not None and stop.is_set():
-            summary.stopped = True
-            return
-        if row.status != ACTIVE:
-            _finish(db, row, SKIPPED, f"subscriber is {row.status}")
-            summary.skipped += 1
-            continue
-        if row.sections not in prepared:
-            rendered = render_for(row.sections)
-            prepared[row.sections] = PreparedEmail(rendered, settings) if rendered else None
-            summary.renders += 1
-        email = prepared[row.sections]
-        if email is None:
-            _finish(db, row, SKIPPED, "nothing in the chosen sections this week")
-            summary.skipped += 1
-            continue
-        message_id = make_msgid(domain=domain)
-        try:
-            raw = email.render(
-                to=address_header(row.email, row.name),
-                unsubscribe_url=unsubscribe_url(
-                    settings, make_token(key, row.subscriber_id, row.email)
-                ),
-                message_id=message_id,
-            )
-        except InputError as e:  # a stored address or name we can't put in a header
-            _fail(db, row, str(e), summary)
-            continue
-        if not _claim(db, row, message_id):
-            continue  # another run took it
-        try:
-            transport.send_with_retry(raw, row.email, attempts=attempts, backoff=backoff, stop=stop)
-        except PermanentSendError as e:
-            _fail(db, row, str(e), summary)
-            failing = 0
-            continue
-        except TransientSendError as e:
-            _finish(db, row, PENDING, str(e))
-            failing += 1
-            if failing >= GIVE_UP_AFTER:
-                summary.aborted = f"the SMTP server keeps failing ({e})"
+    with DeliveryLog(db) as dlog:
+        for row in rows:
+            if stop is not None and stop.is_set():
+                summary.stopped = True
                 return
-            continue
-        except SendError:
-            _finish(db, row, PENDING, "the run stopped on an SMTP error")
-            raise
-        _finish(db, row, SENT, None)
-        summary.sent += 1
-        failing = 0
+            if row.status != ACTIVE:
+                dlog.finish(row, SKIPPED, f"subscriber is {row.status}")
+                summary.skipped += 1
+                continue
+            if row.sections not in prepared:
+                rendered = render_for(row.sections)
+                prepared[row.sections] = PreparedEmail(rendered, settings) if rendered else None
+                summary.renders += 1
+            email = prepared[row.sections]
+            if email is None:
+                dlog.finish(row, SKIPPED, "nothing in the chosen sections this week")
+                summary.skipped += 1
+                continue
+            message_id = make_msgid(domain=domain)
+            token = make_token(key, row.subscriber_id, row.email)
+            try:
+                raw = email.render(
+                    to=address_header(row.email, row.name),
+                    unsubscribe_url=unsubscribe_url(settings, token),
+                    message_id=message_id,
+                )
+            except InputError as e:  # a stored address or name we can't put in a header
+                dlog.finish(row, FAILED, str(e))
+                summary.failed += 1
+                continue
+            if not dlog.claim(row, message_id):
+                continue  # another run took it
+            try:
+                transport.send_with_retry(
+                    raw, row.email, attempts=attempts, backoff=backoff, stop=stop
+                )
+            except PermanentSendError as e:
+                log.warning("send: %s", e)
+                dlog.finish(row, FAILED, str(e))
+                summary.failed += 1
+                failing = 0
+                continue
+            except TransientSendError as e:
+                dlog.finish(row, PENDING, str(e))
+                failing += 1
+                if failing >= GIVE_UP_AFTER:
+                    summary.aborted = f"the SMTP server keeps failing ({e})"
+                    return
+                continue
+            except SendError:
+                dlog.finish(row, PENDING, "the run stopped on an SMTP error")
+                raise
+            dlog.finish(row, SENT, None)
+            summary.sent += 1
+            failing = 0
+        summary.bounced.extend(dlog.bounced)
+
+
+class DeliveryLog:
+    """Writes one run's delivery outcomes on one held connection, one transaction per message.
+
+    An outcome waits and is written in the transaction that claims the next row, so a message
+    costs one commit, and at any moment at most one row is 'sending': the one whose message is
+    being handed to SMTP. The last outcomes are written on close.
+    """
+
+    _claim = (
+        update(Delivery)
+        .where(Delivery.id == bindparam("row_id"), Delivery.status == PENDING)
+        .values(
+            status=SENDING,
+            attempts=Delivery.attempts + 1,
+            message_id=bindparam("message_id"),
+            updated_at=bindparam("now"),
+        )
+    )
+    _outcome = (
+        update(Delivery)
+        .where(Delivery.id == bindparam("row_id"))
+        .values(
+            status=bindparam("status"),
+            last_error=bindparam("error"),
+            updated_at=bindparam("now"),
+            sent_at=bindparam("sent_at"),
+        )
+    )
+    _good = update(Subscriber).where(Subscriber.id == bindparam("sub_id")).values(hard_bounces=0)
+    _hard = (
+        update(Subscriber)
+        .where(Subscriber.id == bindparam("sub_id"))
+        .values(hard_bounces=func.coalesce(Subscriber.hard_bounces, 0) + 1)
+    )
+    _bounce = (
+        update(Subscriber)
+        .where(
+            Subscriber.id == bindparam("sub_id"),
+            Subscriber.status == ACTIVE,
+            Subscriber.hard_bounces >= BOUNCE_AFTER,
+        )
+        .values(status=BOUNCED)
+    )
+
+    def __init__(self, db: Database) -> None:
+        self.conn = db.engine.connect()
+        self.waiting: list[tuple[_Row, str, str | None]] = []
+        self.bounced: list[str] = []
+
+    def __enter__(self) -> DeliveryLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._write()
+        finally:
+            self.conn.close()
+
+    def finish(self, row: _Row, status: str, error: str | None) -> None:
+        """Note an outcome; it is written with the next claim (or on close)."""
+        self.waiting.append((row, status, error))
+
+    def claim(self, row: _Row, message_id: str) -> bool:
+        """Mark row 'sending' and commit, before SMTP sees its message; False if taken."""
+        return self._write((row, message_id))
+
+    def _write(self, claim: tuple[_Row, str] | None = None) -> bool:
+        now = utcnow()
+        claimed = True
+        with wrap_db_errors("writing the delivery log"), self.conn.begin():
+            for row, status, error in self.waiting:
+                sent_at = now if status == SENT else None
+                self.conn.execute(
+                    self._outcome,
+                    {"row_id": row.delivery_id, "status": status, "error": error, "now": now,
+                     "sent_at": sent_at},
+                )  # fmt: skip
+                if status == SENT and row.hard_bounces:
+                    self.conn.execute(self._good, {"sub_id": row.subscriber_id})
+                elif status == FAILED:
+                    self.conn.execute(self._hard, {"sub_id": row.subscriber_id})
+                    if self.conn.execute(self._bounce, {"sub_id": row.subscriber_id}).rowcount:
+                        self.bounced.append(row.email)
+            if claim is not None:
+                row, message_id = claim
+                params = {"row_id": row.delivery_id, "message_id": message_id, "now": now}
+                claimed = bool(self.conn.execute(self._claim, params).rowcount)
+        self.waiting = []
+        return claimed
 
 
 def _snapshot(db: Database, issue_id: int) -> None:
@@ -343,55 +440,6 @@ def _count(db: Database, issue_id: int, status: str) -> int:
     with db.session() as s:
         query = select(func.count()).where(Delivery.issue_id == issue_id, Delivery.status == status)
         return int(s.scalar(query) or 0)
-
-
-def _claim(db: Database, row: _Row, message_id: str) -> bool:
-    """Mark the row 'sending' and commit, before SMTP sees the message."""
-    with db.session() as s:
-        result = s.execute(
-            update(Delivery)
-            .where(Delivery.id == row.delivery_id, Delivery.status == PENDING)
-            .values(
-                status=SENDING,
-                attempts=Delivery.attempts + 1,
-                message_id=message_id,
-                updated_at=utcnow(),
-            )
-        )
-        return bool(getattr(result, "rowcount", 0))
-
-
-def _finish(db: Database, row: _Row, status: str, error: str | None) -> None:
-    now = utcnow()
-    values: dict[str, Any] = {"status": status, "last_error": error, "updated_at": now}
-    if status == SENT:
-        values["sent_at"] = now
-    with db.session() as s:
-        s.execute(update(Delivery).where(Delivery.id == row.delivery_id).values(**values))
-        if status == SENT and row.hard_bounces:
-            s.execute(
-                update(Subscriber).where(Subscriber.id == row.subscriber_id).values(hard_bounces=0)
-            )
-
-
-def _fail(db: Database, row: _Row, error: str, summary: SendSummary) -> None:
-    """A hard failure: the delivery failed; after BOUNCE_AFTER in a row, the address bounced."""
-    log.warning("send: %s", error)
-    summary.failed += 1
-    now = utcnow()
-    with db.session() as s:
-        s.execute(
-            update(Delivery)
-            .where(Delivery.id == row.delivery_id)
-            .values(status=FAILED, last_error=error, updated_at=now)
-        )
-        subscriber = s.get(Subscriber, row.subscriber_id)
-        if subscriber is None:
-            return
-        subscriber.hard_bounces = (subscriber.hard_bounces or 0) + 1
-        if subscriber.hard_bounces >= BOUNCE_AFTER and subscriber.status == ACTIVE:
-            subscriber.status = BOUNCED
-            summary.bounced.append(subscriber.email)
 
 
 def send_test(
