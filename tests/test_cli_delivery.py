@@ -63,6 +63,13 @@ def week_of_posts(db_url: str, saturday: object = SAT, tag: str = "") -> None:
     db.dispose()
 
 
+def cli(args: list[str], env: dict[str, str]) -> str:
+    """Set-up steps, in this process (fast); what is under test runs as a real process."""
+    result = run_cli(args, env)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def digest(args: list[str], env: dict[str, str], cwd: Path, ok: bool = True) -> str:
     result = run_digest(args, env, cwd)
     if ok:
@@ -130,7 +137,7 @@ def test_three_subscribers_every_header_then_none(
 def test_451_once_still_delivers(workdir: Path, sqlite_url: str, sink: FlakySMTP) -> None:
     env = env_for(sqlite_url, sink)
     for email in ("ann@example.com", "bob@example.com"):
-        digest(["subscribers", "add", email], env, workdir)
+        cli(["subscribers", "add", email], env)
     week_of_posts(sqlite_url)
     sink.handler.replies = ["451 4.7.1 Greylisted, try again"]
     out = digest(["send", "--as-of", "2026-01-10T08:00Z"], env, workdir)
@@ -144,7 +151,7 @@ def test_550_for_one_recipient_the_others_go_on(
     env = env_for(sqlite_url, sink)
     emails = ("ann@example.com", "gone@example.com", "cy@example.com")
     for email in emails:
-        digest(["subscribers", "add", email], env, workdir)
+        cli(["subscribers", "add", email], env)
     sink.handler.reject = {"gone@example.com": "550 5.1.1 No such user"}
     for n, saturday in enumerate((SAT, SAT + WEEK, SAT + 2 * WEEK), 1):
         week_of_posts(sqlite_url, saturday, tag=f" {n}")
@@ -152,7 +159,7 @@ def test_550_for_one_recipient_the_others_go_on(
         assert f"issue #{n}: 2 sent, 1 failed" in out
     assert "now bounced: gone@example.com" in out  # after three hard failures in a row
     assert Counter(sink.recipients()) == {"ann@example.com": 3, "cy@example.com": 3}
-    listed = json.loads(digest(["subscribers", "list", "--json"], env, workdir))
+    listed = json.loads(cli(["subscribers", "list", "--json"], env))
     gone = next(s for s in listed if s["email"] == "gone@example.com")
     assert (gone["status"], gone["hard_bounces"]) == ("bounced", 3)
     assert delivery_counts(sqlite_url) == {"sent": 6, "failed": 3}
@@ -169,16 +176,16 @@ def test_kill_9_mid_send_then_send_again(workdir: Path, db_url: str, sink: Flaky
     env = env_for(db_url, sink)
     everyone = [f"reader{i:04d}@example.com" for i in range(1000)]
     (workdir / "list.txt").write_text("\n".join(everyone) + "\n")
-    assert "1000 added" in digest(["subscribers", "import", "list.txt"], env, workdir)
+    assert "1000 added" in cli(["subscribers", "import", "list.txt"], env)
     week_of_posts(db_url)
-    sink.handler.delay = 0.002  # ~3 s for the lot: time to kill it part-way
+    sink.handler.delay = 0.001  # a slower server: time to kill the send part-way
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | env
     proc = subprocess.Popen(
         [sys.executable, "-m", "digest", "send", "--as-of", "2026-01-10T08:00Z"],
         env=full_env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        _wait("300 messages", lambda: len(sink.recipients()) >= 300)
+        _wait("200 messages", lambda: len(sink.recipients()) >= 200)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(10)
@@ -233,7 +240,7 @@ def test_one_click_unsubscribe_over_http(workdir: Path, db_url: str, sink: Flaky
     port = _free_port()
     env = env_for(db_url, sink, web_port=port)
     for email in ("ann@example.com", "bob@example.com", "cy@example.com"):
-        digest(["subscribers", "add", email], env, workdir)
+        cli(["subscribers", "add", email], env)
     week_of_posts(db_url)
     digest(["send", "--as-of", "2026-01-10T08:00Z"], env, workdir)
     by_to = {str(parsed(raw)["To"]): parsed(raw) for raw in sink.raw}
@@ -259,7 +266,7 @@ def test_one_click_unsubscribe_over_http(workdir: Path, db_url: str, sink: Flaky
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(10)
-    listed = json.loads(digest(["subscribers", "list", "--json"], env, workdir))
+    listed = json.loads(cli(["subscribers", "list", "--json"], env))
     assert {s["email"]: s["status"] for s in listed} == {
         "ann@example.com": "active",
         "bob@example.com": "unsubscribed",
@@ -315,8 +322,19 @@ def test_spamassassin_scores_a_sent_message_below_2(
 ) -> None:
     env = env_for(sqlite_url, sink)
     env["DIGEST_NEWSLETTER_BASE_URL"] = "https://digest.example.org"
-    digest(["subscribers", "add", "ann@example.com", "--name", "Ann Reader"], env, workdir)
-    week_of_posts(sqlite_url)
+    cli(["subscribers", "add", "ann@example.com", "--name", "Ann Reader"], env)
+    db = Database(sqlite_url)
+    prose = (
+        "We moved the write path off the hot lock and measured again. The tail latency fell "
+        "by half, but only after we stopped batching small writes behind large ones. Here is "
+        "what we tried first, why it did not help, and the numbers from a week in production."
+    )
+    for b in range(8):
+        feed = add_feed(db, f"Blog {b}", "ml" if b % 2 else "systems")
+        for k in range(3):
+            add_post(db, feed, f"Notes on queueing, part {k + 1}", text=prose,
+                     date=SAT - timedelta(days=1 + k, hours=b), author=f"Writer {b}")  # fmt: skip
+    db.dispose()
     digest(["send", "--as-of", "2026-01-10T08:00Z"], env, workdir)
     (raw,) = sink.raw
     # What the receiving server adds in front; spamassassin expects a delivered message.
@@ -327,4 +345,5 @@ def test_spamassassin_scores_a_sent_message_below_2(
     report = result.stdout.decode("utf-8", "replace")
     match = re.search(r"X-Spam-Status: \w+, score=(-?[\d.]+)", report)
     assert match, report[-2000:]
+    print(f"spamassassin score {match.group(1)} for a {len(raw)} byte message")  # pytest -s
     assert float(match.group(1)) < 2.0, report[report.find("Content analysis details") :]
