@@ -58,6 +58,7 @@ class Run:
     phase: str
     seconds: float
     tree_mb: float  # peak of the summed PSS of the process tree
+    cpu_s: float  # user + system CPU of every process in the tree (sampled from /proc)
     max_rss_mb: float  # peak RSS of the largest single process (wait4)
     returncode: int
     stats: dict[str, int] = field(default_factory=dict)  # the farm's counters for this run
@@ -153,8 +154,12 @@ def opml_urls(opml: bytes) -> list[str]:
 # --- measuring one process -----------------------------------------------------------------
 
 
-def tree_pss_kb(pid: int) -> int:
-    """Summed PSS of ``pid`` and all its descendants, in KB (0 once it is gone).
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def sample_tree(pid: int, cpu: dict[int, float]) -> int:
+    """Summed PSS of ``pid`` and all its descendants, in KB (0 once it is gone); records
+    each process's CPU seconds so far in ``cpu``.
 
     PSS, not RSS: forked workers share the interpreter's pages, and summing RSS would count
     them once per process.
@@ -168,6 +173,9 @@ def tree_pss_kb(pid: int) -> int:
                     if line.startswith("Pss:"):
                         total += int(line.split()[1])
                         break
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpu[p] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/children") as f:
                     todo.extend(int(c) for c in f.read().split())
@@ -183,12 +191,13 @@ def measure(tool: str, phase: str, cmd: list[str], env: dict[str, str], cwd: Pat
         started = time.monotonic()
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
         peak = 0
+        cpu: dict[int, float] = {}
         done = threading.Event()
 
         def sample() -> None:
             nonlocal peak
             while not done.is_set():
-                peak = max(peak, tree_pss_kb(proc.pid))
+                peak = max(peak, sample_tree(proc.pid, cpu))
                 done.wait(SAMPLE_S)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -198,11 +207,15 @@ def measure(tool: str, phase: str, cmd: list[str], env: dict[str, str], cwd: Pat
         done.set()
         sampler.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
+    # The main process's own figure is exact (wait4 counts no orphaned descendants here);
+    # the others' is their last sample.
+    cpu[proc.pid] = usage.ru_utime + usage.ru_stime
     return Run(
         tool=tool,
         phase=phase,
         seconds=seconds,
         tree_mb=peak / 1024,
+        cpu_s=sum(cpu.values()),
         max_rss_mb=usage.ru_maxrss / 1024,
         returncode=proc.returncode,
     )
@@ -304,7 +317,8 @@ def describe(run: Run) -> str:
     # The farm counts the /_reset-stats request that opened the run as one 200.
     codes = f"{s.get('status_200', 1) - 1}x200 {s.get('status_304', 0)}x304"
     return (
-        f"{run.tool:10} {run.phase:5} {run.seconds:7.2f} s  {run.tree_mb:6.1f} MB "
+        f"{run.tool:10} {run.phase:5} {run.seconds:7.2f} s  cpu {run.cpu_s:6.2f} s  "
+        f"{run.tree_mb:6.1f} MB "
         f"(largest process {run.max_rss_mb:5.1f} MB)  {codes}  {run.note}"
     ).rstrip()
 
@@ -312,9 +326,9 @@ def describe(run: Run) -> str:
 def table(runs: list[Run], feeds: int) -> str:
     by = {(r.tool, r.phase): r for r in runs}
     lines = [
-        f"| {feeds} feeds | cold s | warm s | peak MB cold (all processes PSS / largest RSS) "
-        "| peak MB warm | cold vs reader | warm vs reader |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| {feeds} feeds | cold s | warm s | cold CPU s | warm CPU s "
+        "| peak MB cold (all PSS / largest RSS) | peak MB warm | cold vs reader | warm vs reader |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     ref_cold, ref_warm = by.get(("reader", "cold")), by.get(("reader", "warm"))
     for tool in dict.fromkeys(r.tool for r in runs):
@@ -322,6 +336,8 @@ def table(runs: list[Run], feeds: int) -> str:
         cells = [tool]
         cells.append(f"{cold.seconds:.2f}" if cold else "-")
         cells.append(f"{warm.seconds:.2f}" if warm else "-")
+        cells.append(f"{cold.cpu_s:.1f}" if cold else "-")
+        cells.append(f"{warm.cpu_s:.1f}" if warm else "-")
         cells.append(f"{cold.tree_mb:.0f} / {cold.max_rss_mb:.0f}" if cold else "-")
         cells.append(f"{warm.tree_mb:.0f} / {warm.max_rss_mb:.0f}" if warm else "-")
         cells.append(ratio(cold, ref_cold))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -107,6 +108,7 @@ class FeedResult:
     fetched: FetchedFeed | None = None
     data: ParsedFeed | None = None
     body_hash: str | None = None
+    nbytes: int = 0  # size of the body; the body itself is dropped once hashed or parsed
 
 
 # --- syncing with the OPML file ----------------------------------------------------------
@@ -248,6 +250,8 @@ class _Poller:
         self.limiter = HostLimiter(self.feeds.per_host, self.feeds.concurrency)
         self.writer = _Writer(self.db, self.now, self.feeds.poll_interval)
         self.parsers = _Parsers(self.feeds.workers, len(jobs))
+        # Bodies waiting for a parser or being parsed: enough to keep every worker fed.
+        self.parse_slots = asyncio.Semaphore(2 * self.parsers.workers + 2)
         tasks = {job.feed_id: asyncio.create_task(self._one(job)) for job in jobs}
         watcher = asyncio.create_task(self._watch_stop(tasks))
         try:
@@ -281,39 +285,59 @@ class _Poller:
         self._count(result, new, updated)
 
     async def _fetch_and_parse(self, job: Job) -> FeedResult:
+        # The request's host slot is held until its body has a parser slot: while the parsers
+        # are behind, fetching pauses instead of piling bodies up in memory.
+        async with self.limiter.slot(job.url):
+            try:
+                fetched = await fetch_feed(
+                    self.client,
+                    job.url,
+                    etag=job.etag,
+                    last_modified=job.last_modified,
+                    timeout=self.feeds.timeout.total_seconds(),
+                    max_bytes=self.feeds.max_bytes,
+                    user_agent=self.feeds.user_agent,
+                    now=self.now,
+                )
+            except FetchError as e:
+                outcome = policy.Outcome(policy.ERROR, e.status_code, e.message)
+                return FeedResult(job, outcome, "error")
+            body_hash = _body_hash(fetched.body) if fetched.body is not None else None
+            done = self._classify(job, fetched, body_hash)
+            if done is not None:
+                return done
+            await self.parse_slots.acquire()
         try:
-            fetched = await fetch_feed(
-                self.client,
-                job.url,
-                etag=job.etag,
-                last_modified=job.last_modified,
-                timeout=self.feeds.timeout.total_seconds(),
-                max_bytes=self.feeds.max_bytes,
-                user_agent=self.feeds.user_agent,
-                limiter=self.limiter,
-                now=self.now,
-            )
-        except FetchError as e:
-            outcome = policy.Outcome(policy.ERROR, e.status_code, e.message)
-            return FeedResult(job, outcome, "error")
-        return await self._classify(job, fetched)
+            return await self._parse(job, fetched, body_hash)
+        finally:
+            self.parse_slots.release()
 
-    async def _classify(self, job: Job, fetched: FetchedFeed) -> FeedResult:
+    def _classify(self, job: Job, fetched: FetchedFeed, body_hash: str | None) -> FeedResult | None:
+        """The result of a fetch that needs no parse (no body, or the same body); else None."""
         code = fetched.status_code
         if fetched.body is None:
             outcome = policy.outcome_for_status(code, fetched.retry_after)
             kind = "not_modified" if outcome.status == policy.NOT_MODIFIED else "error"
             return FeedResult(job, outcome, kind, fetched)
-        body_hash = hashlib.sha256(fetched.body).hexdigest()
         if body_hash == job.body_hash:
-            return FeedResult(job, policy.Outcome(policy.NOT_MODIFIED, code), "unchanged", fetched)
+            outcome = policy.Outcome(policy.NOT_MODIFIED, code)
+            slim = _without_body(fetched)
+            return FeedResult(job, outcome, "unchanged", slim, nbytes=len(fetched.body))
+        return None
+
+    async def _parse(self, job: Job, fetched: FetchedFeed, body_hash: str | None) -> FeedResult:
+        assert fetched.body is not None
+        code, nbytes = fetched.status_code, len(fetched.body)
+        slim = _without_body(fetched)
         try:
             data = await self.parsers.parse(
                 fetched.body, fetched.final_url, fetched.headers, self.now
             )
         except ParseError as e:
-            return FeedResult(job, policy.Outcome(policy.ERROR, code, e.message), "error", fetched)
-        return FeedResult(job, policy.Outcome(policy.OK, code), "new", fetched, data, body_hash)
+            outcome = policy.Outcome(policy.ERROR, code, e.message)
+            return FeedResult(job, outcome, "error", slim, nbytes=nbytes)
+        outcome = policy.Outcome(policy.OK, code)
+        return FeedResult(job, outcome, "new", slim, data, body_hash, nbytes)
 
     def _count(self, result: FeedResult, new: int, updated: int) -> None:
         s = self.summary
@@ -324,6 +348,14 @@ class _Poller:
             s.not_modified += 1
         elif result.outcome.status in (policy.ERROR, policy.GONE):
             s.errors += 1
+
+
+def _body_hash(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _without_body(fetched: FetchedFeed) -> FetchedFeed:
+    return dataclasses.replace(fetched, body=None)
 
 
 class _Writer:
@@ -635,7 +667,7 @@ def _fetch_row(
         "outcome": result.fetch_outcome,
         "new_posts": new,
         "updated_posts": updated,
-        "bytes": len(fetched.body) if fetched and fetched.body else 0,
+        "bytes": result.nbytes,
         "elapsed_ms": fetched.elapsed_ms if fetched else 0,
         "error": outcome.error,
     }
