@@ -108,7 +108,8 @@ def test_send_restart_and_no_post_twice(
     assert sorted(got) == [f"reader{k}@example.com" for k in range(3)]
     assert all(len(issues) == 1 and len(issues[0]) == 9 for issues in got.values()), got
     sends = [r for r in first.records() if r.get("event") == "send"]
-    assert len(sends) == 1 and sends[0]["sent"] == 3  # one log line per send
+    assert len(sends) == 1 and sends[0]["sent"] == 3  # one send event per send
+    assert sends[0]["logger"] == "digest.daemon" and "issue #1: 3 sent" in sends[0]["message"]
 
     page = httpx.get(f"http://127.0.0.1:{free_tcp_port}/issues/1", timeout=10)
     assert page.status_code == 200

@@ -449,10 +449,7 @@ class Daemon:
         fields = {"event": "send", "due": due.isoformat(), **_as_fields(summary)}
         line = summary.line() if callable(getattr(summary, "line", None)) else str(summary)
         zone = self.settings.newsletter.timezone
-        # A delivery logs its own summary line (digest.send); the other outcomes (recorded
-        # only, an empty week) are logged here: one line per send either way.
-        level = logging.DEBUG if fields.get("mode") == "send" else logging.INFO
-        log.log(level, "send due %s: %s", _show(due, zone), line, extra={"fields": fields})
+        log.info("send due %s: %s", _show(due, zone), line, extra={"fields": fields})
 
     def _load_state(self, now: datetime) -> SendState:
         state = SendState.from_json(self.db.get_meta(SEND_STATE_KEY))
