@@ -471,3 +471,19 @@ def test_long_failing_feeds_are_flagged(env: Setup) -> None:
     [row] = list_feeds(env.db, T0 + timedelta(days=8))
     assert row.long_failing and "failing for 8 days" in row.health
     assert row.as_json()["error"] == "HTTP 500 Internal Server Error"
+
+
+def test_dispatcher_gives_hosts_turns_within_both_caps() -> None:
+    jobs = [
+        poll_module.Job(i, f"https://{h}.example/{i}", None, None, None)
+        for i, h in enumerate("aaaabbc")
+    ]
+    d = poll_module._Dispatcher(jobs, per_host=2, total=4)
+    assert [j.feed_id for j in d.take()] == [0, 4, 6, 1]  # a, b, c, a: then the total is full
+    d.release(jobs[0].url)
+    assert [j.feed_id for j in d.take()] == [5]  # b's turn comes before a's
+    d.release(jobs[4].url)
+    assert [j.feed_id for j in d.take()] == [2]
+    d.close()
+    d.release(jobs[1].url)
+    assert list(d.take()) == [] and d.waiting == 1  # a stop: job 3 never starts

@@ -7,6 +7,7 @@ that dies half-way leaves a consistent database and the next poll finishes the j
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import dataclasses
 import functools
@@ -16,10 +17,11 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import Connection, Row, Table, bindparam, delete, func, insert, select, update
@@ -28,7 +30,7 @@ from sqlalchemy.orm import Session
 from digest import policy
 from digest.config import Settings
 from digest.errors import FetchError, ParseError, StorageError
-from digest.fetch import HostLimiter, fetch_feed, make_client
+from digest.fetch import fetch_feed, make_client
 from digest.models import Feed, Fetch, Post
 from digest.opml import read_opml
 from digest.parse import parse_feed
@@ -243,38 +245,66 @@ class _Poller:
         self.stop = stop
         self.summary = summary
         self.storing: set[int] = set()
+        self.released: set[int] = set()
 
     async def run(self, jobs: list[Job], client: httpx.AsyncClient | None) -> None:
         own_client = client is None
         self.client = client or make_client(self.feeds)
-        self.limiter = HostLimiter(self.feeds.per_host, self.feeds.concurrency)
         self.writer = _Writer(self.db, self.now, self.feeds.poll_interval)
         self.parsers = _Parsers(self.feeds.workers, len(jobs))
         # Bodies waiting for a parser or being parsed: enough to keep every worker fed.
         self.parse_slots = asyncio.Semaphore(2 * self.parsers.workers + 2)
-        tasks = {job.feed_id: asyncio.create_task(self._one(job)) for job in jobs}
-        watcher = asyncio.create_task(self._watch_stop(tasks))
+        self.dispatcher = _Dispatcher(jobs, self.feeds.per_host, self.feeds.concurrency)
+        self.results: list[BaseException | None] = []
+        self.live: dict[asyncio.Task[None], Job] = {}
+        self.idle = asyncio.Event()
+        watcher = asyncio.create_task(self._watch_stop())
         try:
-            results = await asyncio.gather(*tasks.values(), return_exceptions=True)
+            self._start_more()
+            await self.idle.wait()
         finally:
             watcher.cancel()
             if own_client:
                 await self.client.aclose()
             self.writer.close()
             self.parsers.close()
-        self.summary.skipped += sum(isinstance(r, asyncio.CancelledError) for r in results)
-        failures = [r for r in results if isinstance(r, Exception)]
+        cancelled = sum(isinstance(r, asyncio.CancelledError) for r in self.results)
+        self.summary.skipped += cancelled + self.dispatcher.waiting
+        failures = [r for r in self.results if isinstance(r, Exception)]
         if failures:
             raise failures[0]
 
-    async def _watch_stop(self, tasks: Mapping[int, asyncio.Task[None]]) -> None:
+    def _start_more(self) -> None:
+        """Start the jobs that have room now; note when nothing is left to run."""
+        for job in self.dispatcher.take():
+            task = asyncio.create_task(self._one(job))
+            self.live[task] = job
+            task.add_done_callback(self._finished)
+        if not self.live:
+            self.idle.set()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        job = self.live.pop(task)
+        if job.feed_id not in self.released:  # cancelled before it let its slot go
+            self._release(job)
+        self.results.append(task.exception() if not task.cancelled() else asyncio.CancelledError())
+        self._start_more()
+
+    def _release(self, job: Job) -> None:
+        """The job's fetch is over: its host slot goes to the next job waiting."""
+        self.released.add(job.feed_id)
+        self.dispatcher.release(job.url)
+        self._start_more()
+
+    async def _watch_stop(self) -> None:
         if self.stop is None:
             return
         while not self.stop.is_set():
             await asyncio.sleep(0.1)
         log.info("stop requested: dropping fetches in flight, finishing stores")
-        for feed_id, task in tasks.items():
-            if feed_id not in self.storing:
+        self.dispatcher.close()
+        for task, job in list(self.live.items()):
+            if job.feed_id not in self.storing:
                 task.cancel()
 
     async def _one(self, job: Job) -> None:
@@ -285,28 +315,30 @@ class _Poller:
         self._count(result, new, updated)
 
     async def _fetch_and_parse(self, job: Job) -> FeedResult:
-        # The request's host slot is held until its body has a parser slot: while the parsers
-        # are behind, fetching pauses instead of piling bodies up in memory.
-        async with self.limiter.slot(job.url):
-            try:
-                fetched = await fetch_feed(
-                    self.client,
-                    job.url,
-                    etag=job.etag,
-                    last_modified=job.last_modified,
-                    timeout=self.feeds.timeout.total_seconds(),
-                    max_bytes=self.feeds.max_bytes,
-                    user_agent=self.feeds.user_agent,
-                    now=self.now,
-                )
-            except FetchError as e:
-                outcome = policy.Outcome(policy.ERROR, e.status_code, e.message)
-                return FeedResult(job, outcome, "error")
-            body_hash = _body_hash(fetched.body) if fetched.body is not None else None
-            done = self._classify(job, fetched, body_hash)
-            if done is not None:
-                return done
-            await self.parse_slots.acquire()
+        # The job keeps its fetch slot (its host's and the poll's) until its body has a parser
+        # slot: while the parsers are behind, fetching pauses instead of piling bodies up.
+        try:
+            fetched = await fetch_feed(
+                self.client,
+                job.url,
+                etag=job.etag,
+                last_modified=job.last_modified,
+                timeout=self.feeds.timeout.total_seconds(),
+                max_bytes=self.feeds.max_bytes,
+                user_agent=self.feeds.user_agent,
+                now=self.now,
+            )
+        except FetchError as e:
+            self._release(job)
+            outcome = policy.Outcome(policy.ERROR, e.status_code, e.message)
+            return FeedResult(job, outcome, "error")
+        body_hash = _body_hash(fetched.body) if fetched.body is not None else None
+        done = self._classify(job, fetched, body_hash)
+        if done is not None:
+            self._release(job)
+            return done
+        await self.parse_slots.acquire()
+        self._release(job)
         try:
             return await self._parse(job, fetched, body_hash)
         finally:
@@ -348,6 +380,60 @@ class _Poller:
             s.not_modified += 1
         elif result.outcome.status in (policy.ERROR, policy.GONE):
             s.errors += 1
+
+
+class _Dispatcher:
+    """Hands out jobs as their hosts have room: ``per_host`` per host, ``total`` in all.
+
+    Jobs start only when they can run, so a poll of 5,000 feeds holds a few dozen tasks
+    rather than 5,000 waiting on semaphores. Hosts take turns (round robin); each host's
+    jobs keep their order (longest waiting first).
+    """
+
+    def __init__(self, jobs: Iterable[Job], per_host: int, total: int) -> None:
+        self.per_host, self.total = per_host, total
+        self.queues: dict[str, collections.deque[Job]] = {}
+        for job in jobs:
+            self.queues.setdefault(host_of(job.url), collections.deque()).append(job)
+        # Hosts with jobs waiting and a free slot, in turn order.
+        self.ready: dict[str, None] = dict.fromkeys(self.queues)
+        self.busy: collections.Counter[str] = collections.Counter()
+        self.running = 0
+        self.closed = False
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(q) for q in self.queues.values())
+
+    def take(self) -> Iterator[Job]:
+        """The jobs that may start now (each one counts as running from here on)."""
+        while self.ready and self.running < self.total and not self.closed:
+            host = next(iter(self.ready))
+            queue = self.queues[host]
+            job = queue.popleft()
+            self.busy[host] += 1
+            self.running += 1
+            del self.ready[host]
+            if not queue:
+                del self.queues[host]
+            elif self.busy[host] < self.per_host:
+                self.ready[host] = None  # to the back: the other hosts' turn first
+            yield job
+
+    def release(self, url: str) -> None:
+        host = host_of(url)
+        self.busy[host] -= 1
+        self.running -= 1
+        if host in self.queues and host not in self.ready:
+            self.ready[host] = None
+
+    def close(self) -> None:
+        """Start nothing more (a stop)."""
+        self.closed = True
+
+
+def host_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
 
 
 def _body_hash(body: bytes) -> str:
