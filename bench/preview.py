@@ -28,8 +28,9 @@ from digest.models import Feed, Post  # noqa: E402
 from digest.storage import Database  # noqa: E402
 
 END = datetime(2026, 1, 10, 8, 0, tzinfo=UTC)
-WORDS = ("kernel memory cache flamegraph query snapshot embedding training consensus sampling "
-         "attention log pipeline inference batch throughput tensor storage").split()
+WORDS = ["kernel", "memory", "cache", "flamegraph", "query", "snapshot", "embedding", "training",
+         "consensus", "sampling", "attention", "log", "pipeline", "inference", "batch",
+         "throughput", "tensor", "storage"]
 
 
 def fill(db: Database, blogs: int, posts: int) -> None:
@@ -109,8 +110,8 @@ def main() -> None:
         print(f"    of which start-up     {med(startup):6.2f} s   (`digest --help`)")
         print(f"  in process: plan        {med(plans):6.2f} s")
         print(f"  in process: render      {med(renders):6.2f} s")
-        print(f"    of which premailer    {inline_per_run:6.2f} s   "
-              f"({100 * inline_per_run / max(1e-9, med(plans) + med(renders)):.0f}% of plan+render)")
+        share = 100 * inline_per_run / max(1e-9, med(plans) + med(renders))
+        print(f"    of which premailer    {inline_per_run:6.2f} s   ({share:.0f}% of plan+render)")
         print(f"  HTML size               {size / 1000:6.1f} KB  (budget 90 KB)")
 
 

@@ -33,6 +33,7 @@ class FlakySink(_Sink):
         self.drop = 0
         self.ehlos = 0
         self.delay = 0.0
+        self.eight_bit = True  # advertise 8BITMIME
 
     async def handle_EHLO(  # noqa: N802
         self,
@@ -44,6 +45,8 @@ class FlakySink(_Sink):
     ) -> Any:
         self.ehlos += 1
         session.host_name = hostname
+        if not self.eight_bit:
+            return [r for r in responses if "8BITMIME" not in r]
         return responses
 
     async def handle_DATA(  # noqa: N802

@@ -51,6 +51,23 @@ def test_sends_and_reuses_one_connection(server: FlakySMTP) -> None:
     assert envelope.mail_from == "news@example.org"
 
 
+def test_8bit_bodies_and_a_server_without_8bitmime(server: FlakySMTP) -> None:
+    rendered = RenderedEmail("Grüße", "<p>Grüße — déjà vu</p>", "Grüße — déjà vu")
+    raw = PreparedEmail(rendered, Settings()).render(to="a@example.com",
+                                                     unsubscribe_url="https://x/u/1.a")
+    with SmtpTransport(_settings(server.port)) as t:
+        t.send(raw, "a@example.com")
+    envelope = server.handler.messages[0][0]
+    assert "BODY=8BITMIME" in envelope.mail_options
+    server.handler.eight_bit = False
+    with SmtpTransport(_settings(server.port)) as t:
+        t.send(raw, "b@example.com")
+    seven = server.raw[1]
+    assert seven.isascii() and b"quoted-printable" in seven
+    text = message_from_bytes(seven).get_payload()[0].get_payload(decode=True)  # type: ignore[index]
+    assert text.decode().rstrip() == "Grüße — déjà vu"
+
+
 def test_lines_starting_with_a_dot_arrive_intact(server: FlakySMTP) -> None:
     raw = b"Subject: dots\r\n\r\n.starts with a dot\r\n..two\r\n.\r\nend"
     with SmtpTransport(_settings(server.port)) as t:

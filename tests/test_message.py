@@ -16,6 +16,7 @@ from digest.message import (
     address_header,
     as_bytes,
     build_message,
+    seven_bit,
     unsubscribe_url,
 )
 from digest.types import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
@@ -154,16 +155,42 @@ def test_prepared_body_decodes_to_the_personal_text(body: str) -> None:
     assert html == _expected("<p>" + body + "</p>", url)
 
 
-def test_quoted_printable_lines_stay_within_76() -> None:
+def test_body_lines_are_8bit_and_short() -> None:
     url = "https://digest.example.org/unsubscribe/" + "x" * 150
-    body = ("é" * 500 + UNSUBSCRIBE_PLACEHOLDER) * 3
+    body = ("é" * 300 + " word" * 300 + UNSUBSCRIBE_PLACEHOLDER) * 3
     raw = PreparedEmail(RenderedEmail("s", body, body), SETTINGS).render(
         to="a@b.example", unsubscribe_url=url
     )
     body_lines = raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
-    assert max(len(line) for line in body_lines) <= 76
-    assert b"Content-Transfer-Encoding: quoted-printable" in raw
+    assert max(len(line) for line in body_lines) <= 998
+    assert b"Content-Transfer-Encoding: 8bit" in raw
     assert b"base64" not in raw  # SpamAssassin frowns on base64 text that is mostly ASCII
+    text, html = _decoded(raw)
+    assert " ".join(html.split()) == " ".join(_expected(body, url).split())
+
+
+def test_a_line_that_cannot_be_folded_goes_quoted_printable() -> None:
+    url = "https://digest.example.org/unsubscribe/1.ab"
+    html = f'<a href="https://x.example/{"a" * 1500}">{UNSUBSCRIBE_PLACEHOLDER}</a>'
+    raw = PreparedEmail(RenderedEmail("s", html, "short text"), SETTINGS).render(
+        to="a@b.example", unsubscribe_url=url
+    )
+    assert raw.count(b"Content-Transfer-Encoding: 8bit") == 1  # the text part
+    assert raw.count(b"Content-Transfer-Encoding: quoted-printable") == 1
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    assert _decoded(raw)[1] == _expected(html, url)
+
+
+def test_seven_bit_for_a_server_without_8bitmime() -> None:
+    url = "https://digest.example.org/unsubscribe/1.ab"
+    body = "Grüße — " + "word " * 400 + UNSUBSCRIBE_PLACEHOLDER
+    raw = PreparedEmail(RenderedEmail("s", body, body), SETTINGS).render(
+        to="a@b.example", unsubscribe_url=url
+    )
+    seven = seven_bit(raw)
+    assert seven.isascii() and b"quoted-printable" in seven
+    assert max(len(line) for line in seven.split(b"\r\n")) <= 78
+    assert _decoded(seven) == _decoded(raw)
 
 
 def test_prepared_copies_differ_only_in_personal_parts() -> None:
@@ -182,7 +209,7 @@ def test_prepared_copies_differ_only_in_personal_parts() -> None:
 def test_non_ascii_display_name_is_encoded() -> None:
     to = address_header("jo@example.com", "Jöhn Dœ")
     raw = PreparedEmail(RENDERED, SETTINGS).render(to=to, unsubscribe_url="https://u/1")
-    assert raw.isascii()
+    assert raw.split(b"\r\n\r\n", 1)[0].isascii()  # headers; bodies are 8bit
     assert message_from_bytes(raw, policy=default)["To"] == "Jöhn Dœ <jo@example.com>"
 
 

@@ -20,6 +20,7 @@ from types import TracebackType
 
 from digest.config import Settings
 from digest.errors import ConfigError, PermanentSendError, SendError, TransientSendError
+from digest.message import seven_bit
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +119,12 @@ class SmtpTransport:
     def send(self, raw: bytes, recipient: str) -> None:
         """Hand one message for one recipient to the server, or raise a SendError."""
         self._pace()
+        smtp = self._connection()
+        smtp.ehlo_or_helo_if_needed()
+        if not smtp.has_extn("8bitmime"):
+            raw = seven_bit(raw)
         if self.dkim is not None:
             raw = self.dkim.sign(raw)
-        smtp = self._connection()
         try:
             _transaction(smtp, self.sender, recipient, raw)
         except smtplib.SMTPRecipientsRefused as e:
@@ -238,6 +242,8 @@ def _transaction(smtp: smtplib.SMTP, sender: str, recipient: str, raw: bytes) ->
     """
     smtp.ehlo_or_helo_if_needed()
     options = [f"SIZE={len(raw)}"] if smtp.has_extn("size") else []
+    if smtp.has_extn("8bitmime"):
+        options.append("BODY=8BITMIME")
     code, reply = smtp.mail(sender, options)
     if code != 250:
         _reset(smtp)
