@@ -48,7 +48,7 @@ def test_a_huge_week_fits_the_budget_and_names_every_blog() -> None:
         assert item.link in email.text
     for section in layout.sections:
         for blog in section.more_blogs:
-            assert f"from {blog.title}\n" in email.text
+            assert f"from {blog.title}: {blog.site_url}\n" in email.text
 
 
 def test_a_small_week_gets_the_richest_layout() -> None:

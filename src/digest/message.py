@@ -29,8 +29,9 @@ from digest.types import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 _PLACEHOLDER = UNSUBSCRIBE_PLACEHOLDER.encode("ascii")
 _CRLF = b"\r\n"
-# SMTP allows 998 bytes a line; a subscriber's unsubscribe URL may still be added to one.
-LINE_BYTES = 700
+# SMTP allows 998 bytes a line (aiosmtpd refuses more); the subscriber's unsubscribe URL,
+# up to 190 bytes, may still replace the 44-byte placeholder in one.
+LINE_BYTES = 850
 # Quoted-printable (RFC 2045 6.7), for a part with a line that can't be folded (a huge URL):
 # printable ASCII but "=" stays as is, the rest is =XX.
 _QP = [chr(b) if (33 <= b <= 126 and b != 61) or b in (9, 32) else f"={b:02X}" for b in range(256)]
