@@ -139,14 +139,23 @@ class _Sink:
         return "250 Message accepted"
 
 
+class PortZeroController(Controller):
+    """aiosmtpd's Controller, able to listen on port 0 (its readiness probe dials self.port)."""
+
+    def _trigger_server(self) -> None:
+        assert self.server is not None
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
 class SMTPSink:
     """A real SMTP server on 127.0.0.1 that keeps what it receives."""
 
     def __init__(self) -> None:
         self.handler = _Sink()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=0)
+        self.controller = PortZeroController(self.handler, hostname="127.0.0.1", port=0)
         self.controller.start()
-        self.port = self.controller.server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = self.controller.port
 
     @property
     def messages(self) -> list[Message]:

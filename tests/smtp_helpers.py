@@ -8,20 +8,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
-from tests.servers import SMTPSink, _Sink
-
-
-class PortZeroController(Controller):
-    """aiosmtpd's Controller, able to listen on port 0 (its readiness probe dials self.port)."""
-
-    def _trigger_server(self) -> None:
-        assert self.server is not None
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
+from tests.servers import PortZeroController, SMTPSink, _Sink
 
 
 class FlakySink(_Sink):
