@@ -46,6 +46,31 @@ MIN_POOL_BATCH = 8
 MAX_BATCH = 100
 FETCH_HISTORY = timedelta(days=14)
 POSTS = cast(Table, Post.__table__)
+FEEDS = cast(Table, Feed.__table__)
+# What the OPML file decides about a feed; what syncing reads.
+SYNCED_FROM_FILE = ("title", "site_url", "category", "section")
+SYNCED = (FEEDS.c.id, FEEDS.c.source_url, FEEDS.c.active, *(FEEDS.c[n] for n in SYNCED_FROM_FILE))
+_UPDATE_SYNCED = (
+    update(FEEDS)
+    .where(FEEDS.c.id == bindparam("feed_id_"))
+    .values({n: bindparam(n) for n in ("active", *SYNCED_FROM_FILE)})
+)
+# What choosing the feeds to fetch reads (the policy's FeedState, and a Job's fields).
+JOB_STATE = tuple(
+    FEEDS.c[n]
+    for n in (
+        "id",
+        "url",
+        "etag",
+        "last_modified",
+        "body_hash",
+        "status",
+        "error_count",
+        "failing_since",
+        "due_at",
+        "next_fetch_at",
+    )
+)
 PRUNE_EVERY = timedelta(days=1)
 
 
@@ -121,11 +146,16 @@ def sync_feeds(db: Database, sources: Iterable[FeedSource], now: datetime) -> Sy
 
     New URLs are added; feeds missing from the file become inactive, their posts kept; a feed
     back in the file is active again; title, site, category and section follow the file.
+    Core statements (one SELECT, one executemany each for inserts and updates): thousands of
+    ORM objects cost seconds and megabytes on every poll.
     """
     result = SyncResult()
     with db.session() as s:
-        feeds = {f.source_url: f for f in s.scalars(select(Feed))}
+        conn = s.connection()
+        feeds = {f.source_url: f for f in conn.execute(select(*SYNCED))}
         seen: set[str] = set()
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
         for src in sources:
             url = src.url.strip()
             if url in seen or len(url) > 2048:
@@ -133,53 +163,54 @@ def sync_feeds(db: Database, sources: Iterable[FeedSource], now: datetime) -> Sy
             seen.add(url)
             feed = feeds.get(url)
             if feed is None:
-                s.add(_new_feed(src, url, now))
+                inserts.append(_new_feed(src, url, now))
                 result.added += 1
                 continue
-            if not feed.active:
-                feed.active = True
-                result.reactivated += 1
-            if _follow_source(feed, src):
-                result.changed += 1
+            wanted = _follow_source(feed, src)
+            changed = wanted != _synced_values(feed)
+            result.reactivated += not feed.active
+            result.changed += changed
+            if changed or not feed.active:
+                updates.append({**wanted, "active": True, "feed_id_": feed.id})
         for url, feed in feeds.items():
             if url not in seen and feed.active:
-                feed.active = False
+                updates.append({**_synced_values(feed), "active": False, "feed_id_": feed.id})
                 result.deactivated += 1
+        if inserts:
+            conn.execute(insert(FEEDS), inserts)
+        if updates:
+            conn.execute(_UPDATE_SYNCED, updates)
     return result
 
 
-def _new_feed(src: FeedSource, url: str, now: datetime) -> Feed:
-    return Feed(
-        source_url=url,
-        url=url,
-        title=_fit(src.title, 512),
-        site_url=_fit(src.site_url, 2048, cut=False),
-        category=_fit(src.category, 512),
-        section=section_for(src.category),
-        active=True,
-        added_at=now,
-        status=policy.NEW,
-        error_count=0,
-        polled_once=False,
-    )
+def _new_feed(src: FeedSource, url: str, now: datetime) -> dict[str, Any]:
+    return {
+        "source_url": url,
+        "url": url,
+        "title": _fit(src.title, 512),
+        "site_url": _fit(src.site_url, 2048, cut=False),
+        "category": _fit(src.category, 512),
+        "section": section_for(src.category),
+        "active": True,
+        "added_at": now,
+        "status": policy.NEW,
+        "error_count": 0,
+        "polled_once": False,
+    }
 
 
-def _follow_source(feed: Feed, src: FeedSource) -> bool:
-    wanted: dict[str, Any] = {
+def _synced_values(feed: Row[Any]) -> dict[str, Any]:
+    return {name: getattr(feed, name) for name in SYNCED_FROM_FILE}
+
+
+def _follow_source(feed: Row[Any], src: FeedSource) -> dict[str, Any]:
+    """The values the file gives the feed (a file without a title or site keeps the feed's)."""
+    return {
+        "title": _fit(src.title, 512) if src.title else feed.title,
+        "site_url": _fit(src.site_url, 2048, cut=False) if src.site_url else feed.site_url,
         "category": _fit(src.category, 512),
         "section": section_for(src.category),
     }
-    # A file without a title or site keeps what the feed itself told us.
-    if src.title:
-        wanted["title"] = _fit(src.title, 512)
-    if src.site_url:
-        wanted["site_url"] = _fit(src.site_url, 2048, cut=False)
-    changed = False
-    for name, value in wanted.items():
-        if getattr(feed, name) != value:
-            setattr(feed, name, value)
-            changed = True
-    return changed
 
 
 # --- selecting and fetching --------------------------------------------------------------
@@ -188,11 +219,12 @@ def _follow_source(feed: Feed, src: FeedSource) -> bool:
 def select_jobs(db: Database, now: datetime, due_only: bool) -> tuple[list[Job], int]:
     """The active feeds that may be fetched now, longest waiting first; and how many may not."""
     with db.session() as s:
-        feeds = list(s.scalars(select(Feed).where(Feed.active.is_(True))))
-        fetchable = sorted(
-            (f for f in feeds if policy.is_fetchable(f, now, due_only)), key=policy.fetch_order
-        )
-        jobs = [Job(f.id, f.url, f.etag, f.last_modified, f.body_hash) for f in fetchable]
+        rows = s.connection().execute(select(*JOB_STATE).where(FEEDS.c.active.is_(True)))
+        feeds = list(rows)
+    fetchable = sorted(
+        (f for f in feeds if policy.is_fetchable(f, now, due_only)), key=policy.fetch_order
+    )
+    jobs = [Job(f.id, f.url, f.etag, f.last_modified, f.body_hash) for f in fetchable]
     return jobs, len(feeds) - len(jobs)
 
 
@@ -606,7 +638,6 @@ FEED_WRITES = (
     "title",
     "site_url",
 )
-FEEDS = cast(Table, Feed.__table__)
 # What storing reads of a feed: the policy's FeedState and everything it may write.
 FEED_STATE = (FEEDS.c.id, *(FEEDS.c[name] for name in FEED_WRITES))
 FETCHES = cast(Table, Fetch.__table__)
