@@ -237,6 +237,9 @@ class SmtpSettings:
     password: str = setting("", parse_str, "SMTP password", secret=True)
     password_file: Path | None = setting(None, parse_optional_path, "file holding the password")
     rate: float | None = setting(None, parse_float_or_none, "messages per second (optional)")
+    connections: int = setting(
+        2, parse_int(1, 16), "SMTP connections at once; also the most duplicates a crash can cause"
+    )
     timeout: timedelta = setting(timedelta(seconds=30), parse_duration, "SMTP socket timeout")
     dkim_selector: str = setting("", parse_str, "DKIM selector (signing is off when unset)")
     dkim_domain: str = setting("", parse_str, "DKIM d= domain")

@@ -1,17 +1,20 @@
 """Sending an issue: a delivery log per (issue, subscriber), one rendering per section choice.
 
 Each delivery row goes pending -> sending (committed before the message is handed to SMTP)
--> sent | failed | skipped. A run that dies leaves at most the message in flight as
-``sending``; the next run sends those again (they may have arrived: at most one duplicate per
-crash, as there is one SMTP connection) and everything still ``pending``.
+-> sent | failed | skipped. A run that dies leaves at most the messages in flight as
+``sending``, one per SMTP connection (smtp.connections); the next run sends those again (they
+may have arrived: at most that many duplicates per crash) and everything still ``pending``.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import make_msgid
@@ -35,8 +38,6 @@ RenderFor = Callable[[frozenset[str] | None], RenderedEmail | None]
 PENDING, SENDING, SENT, FAILED, SKIPPED = "pending", "sending", "sent", "failed", "skipped"
 # Messages that each failed every retry, in a row, after which the server is taken to be down.
 GIVE_UP_AFTER = 3
-# One connection, one message at a time: what a crash can leave unknown (README figure).
-IN_FLIGHT = 1
 
 
 @dataclass
@@ -181,15 +182,15 @@ def deliver(
     rows = _pending(db, issue_id)
     summary.already = _count(db, issue_id, SENT)
     if rows:
-        own = transport is None
-        transport = transport or SmtpTransport(settings)
+        transports = [transport] if transport else _transports(settings, len(rows))
         try:
             _deliver_rows(
-                db, settings, rows, render_for, transport, summary, stop, attempts, backoff
+                db, settings, rows, render_for, transports, summary, stop, attempts, backoff
             )
         finally:
-            if own:
-                transport.close()
+            if transport is None:
+                for t in transports:
+                    t.close()
     summary.pending = _count(db, issue_id, PENDING) + _count(db, issue_id, SENDING)
     if summary.pending == 0:
         with db.session() as s:
@@ -197,6 +198,14 @@ def deliver(
     summary.seconds = time.monotonic() - started
     log.info("deliveries of %s", summary.line())  # the caller logs the send event itself
     return summary
+
+
+def _transports(settings: Settings, rows: int) -> list[SmtpTransport]:
+    """smtp.connections transports (no more than there are messages), sharing smtp.rate."""
+    n = max(1, min(settings.smtp.connections, rows))
+    if settings.smtp.rate:
+        settings = settings.replace(smtp={"rate": settings.smtp.rate / n})
+    return [SmtpTransport(settings) for _ in range(n)]
 
 
 @dataclass(frozen=True)
@@ -215,72 +224,132 @@ def _deliver_rows(
     settings: Settings,
     rows: list[_Row],
     render_for: RenderFor,
-    transport: SmtpTransport,
+    transports: list[SmtpTransport],
     summary: SendSummary,
     stop: threading.Event | None,
     attempts: int,
     backoff: float,
 ) -> None:
-    key = secret(db, settings)
-    domain = sender_domain(settings)
-    prepared: dict[frozenset[str] | None, PreparedEmail | None] = {}
-    failing = 0
-    with DeliveryLog(db) as dlog:
-        for row in rows:
-            if stop is not None and stop.is_set():
-                summary.stopped = True
-                return
-            if row.status != ACTIVE:
-                dlog.finish(row, SKIPPED, f"subscriber is {row.status}")
-                summary.skipped += 1
-                continue
-            if row.sections not in prepared:
-                rendered = render_for(row.sections)
-                prepared[row.sections] = PreparedEmail(rendered, settings) if rendered else None
-                summary.renders += 1
-            email = prepared[row.sections]
-            if email is None:
-                dlog.finish(row, SKIPPED, "nothing in the chosen sections this week")
-                summary.skipped += 1
-                continue
-            message_id = make_msgid(domain=domain)
-            token = make_token(key, row.subscriber_id, row.email)
-            try:
-                raw = email.render(
-                    to=address_header(row.email, row.name),
-                    unsubscribe_url=unsubscribe_url(settings, token),
-                    message_id=message_id,
-                )
-            except InputError as e:  # a stored address or name we can't put in a header
-                dlog.finish(row, FAILED, str(e))
-                summary.failed += 1
-                continue
-            if not dlog.claim(row, message_id):
-                continue  # another run took it
-            try:
-                transport.send_with_retry(
-                    raw, row.email, attempts=attempts, backoff=backoff, stop=stop
-                )
-            except PermanentSendError as e:
-                log.warning("send: %s", e)
-                dlog.finish(row, FAILED, str(e))
-                summary.failed += 1
-                failing = 0
-                continue
-            except TransientSendError as e:
-                dlog.finish(row, PENDING, str(e))
-                failing += 1
-                if failing >= GIVE_UP_AFTER:
-                    summary.aborted = f"the SMTP server keeps failing ({e})"
-                    return
-                continue
-            except SendError:
-                dlog.finish(row, PENDING, "the run stopped on an SMTP error")
-                raise
-            dlog.finish(row, SENT, None)
-            summary.sent += 1
-            failing = 0
-        summary.bounced.extend(dlog.bounced)
+    """Claim, hand over and settle rows in order, with one message in flight per connection.
+
+    This thread does every database write and rendering; the connections' threads only talk
+    SMTP, so the server works on one message while the next is prepared and claimed.
+    """
+    prepare = _Preparer(db, settings, render_for)
+    idle: queue.SimpleQueue[SmtpTransport] = queue.SimpleQueue()
+    for transport in transports:
+        idle.put(transport)
+
+    def hand_over(raw: bytes, recipient: str) -> None:
+        transport = idle.get()
+        try:
+            transport.send_with_retry(raw, recipient, attempts=attempts, backoff=backoff,
+                                      stop=stop)
+        finally:
+            idle.put(transport)
+
+    in_flight: deque[tuple[_Row, Future[None]]] = deque()
+    streak = _FailingStreak()
+    error: SendError | None = None
+    with DeliveryLog(db) as dlog, ThreadPoolExecutor(len(transports)) as pool:
+        try:
+            for row in rows:
+                if stop is not None and stop.is_set():
+                    summary.stopped = True
+                    break
+                message = prepare(row, dlog, summary)
+                if message is None or not dlog.claim(row, message[1]):
+                    continue
+                in_flight.append((row, pool.submit(hand_over, message[0], row.email)))
+                if len(in_flight) >= len(transports):
+                    _settle(*in_flight.popleft(), dlog, summary, streak)
+                if summary.aborted:
+                    break
+        finally:
+            # Whatever happens, the messages handed over are waited for and logged.
+            while in_flight:
+                try:
+                    _settle(*in_flight.popleft(), dlog, summary, streak)
+                except SendError as e:
+                    error = error or e
+    summary.bounced.extend(dlog.bounced)  # complete once the log is closed
+    if error is not None:
+        raise error
+
+
+class _Preparer:
+    """A subscriber's message bytes and Message-ID; each section choice rendered once."""
+
+    def __init__(self, db: Database, settings: Settings, render_for: RenderFor) -> None:
+        self.settings = settings
+        self.render_for = render_for
+        self.key = secret(db, settings)
+        self.domain = sender_domain(settings)
+        self.prepared: dict[frozenset[str] | None, PreparedEmail | None] = {}
+
+    def __call__(
+        self, row: _Row, dlog: DeliveryLog, summary: SendSummary
+    ) -> tuple[bytes, str] | None:
+        if row.status != ACTIVE:
+            dlog.finish(row, SKIPPED, f"subscriber is {row.status}")
+            summary.skipped += 1
+            return None
+        if row.sections not in self.prepared:
+            rendered = self.render_for(row.sections)
+            self.prepared[row.sections] = (
+                PreparedEmail(rendered, self.settings) if rendered else None
+            )
+            summary.renders += 1
+        email = self.prepared[row.sections]
+        if email is None:
+            dlog.finish(row, SKIPPED, "nothing in the chosen sections this week")
+            summary.skipped += 1
+            return None
+        message_id = make_msgid(domain=self.domain)
+        token = make_token(self.key, row.subscriber_id, row.email)
+        try:
+            raw = email.render(
+                to=address_header(row.email, row.name),
+                unsubscribe_url=unsubscribe_url(self.settings, token),
+                message_id=message_id,
+            )
+        except InputError as e:  # a stored address or name we can't put in a header
+            dlog.finish(row, FAILED, str(e))
+            summary.failed += 1
+            return None
+        return raw, message_id
+
+
+@dataclass
+class _FailingStreak:
+    """Messages that failed every retry in a row: after GIVE_UP_AFTER the server is down."""
+
+    count: int = 0
+
+
+def _settle(
+    row: _Row, done: Future[None], dlog: DeliveryLog, summary: SendSummary,
+    streak: _FailingStreak,
+) -> None:
+    try:
+        done.result()
+    except PermanentSendError as e:
+        log.warning("send: %s", e)
+        dlog.finish(row, FAILED, str(e))
+        summary.failed += 1
+        streak.count = 0
+    except TransientSendError as e:
+        dlog.finish(row, PENDING, str(e))
+        streak.count += 1
+        if streak.count >= GIVE_UP_AFTER:
+            summary.aborted = f"the SMTP server keeps failing ({e})"
+    except SendError:
+        dlog.finish(row, PENDING, "the run stopped on an SMTP error")
+        raise
+    else:
+        dlog.finish(row, SENT, None)
+        summary.sent += 1
+        streak.count = 0
 
 
 class DeliveryLog:
