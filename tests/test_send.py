@@ -335,3 +335,14 @@ def test_send_issue_empty_week(db: Database, sink: FlakySMTP) -> None:
     assert summary.mode == "empty"
     assert summary.line().startswith("nothing to send")
     assert sink.recipients() == []
+
+
+def test_several_connections_share_the_work(db: Database, sink: FlakySMTP) -> None:
+    emails = [f"r{i}@example.com" for i in range(12)]
+    add(db, *emails)
+    sink.handler.delay = 0.02  # a server that takes a moment over each message
+    settings = settings_for(sink).replace(smtp={"connections": 3})
+    summary = deliver(db, settings, new_issue(db), Renders())
+    assert summary.sent == 12
+    assert sorted(sink.recipients()) == sorted(emails)
+    assert sink.handler.ehlos == 3  # three connections, each reused
