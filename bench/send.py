@@ -10,9 +10,11 @@ them. Then times send_issue end to end: recording the issue, rendering, and one 
 subscriber with the delivery log written before and after each. Prints messages/s, the total,
 and the CPU each side used.
 
-aiosmtpd reads DATA line by line in Python (~5 us a line) and a full issue is ~2,500
-quoted-printable lines, so the stock server spends ~10 ms of CPU per message: more than the
-sender. `--sink bulk` swaps in aiosmtpd with a DATA reader that takes the message in large
+aiosmtpd reads DATA line by line in Python (a few microseconds a line, and each line read
+moves the rest of its buffer), so the server's CPU grows with the line count: digest sends
+8bit bodies folded at 850 bytes (the text part keeps its 78-column lines) and uses
+smtp.connections (2) connections so the server works on one message while the next is
+prepared. `--sink bulk` swaps in aiosmtpd with a DATA reader that takes the message in large
 reads (everything else stock), to show what the sender does against a server that keeps up.
 """
 
