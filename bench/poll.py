@@ -238,7 +238,9 @@ class Tool:
     check: Callable[[Path, str], str]  # (workdir, phase) -> note for the table
 
 
-def digest_tool(opml: Path, digest_cmd: list[str], extra_env: dict[str, str]) -> Tool:
+def digest_tool(
+    opml: Path, digest_cmd: list[str], extra_env: dict[str, str], name: str = "digest"
+) -> Tool:
     env = {"DIGEST_FEEDS_OPML": str(opml), **extra_env}
 
     def setup(work: Path) -> None:
@@ -246,12 +248,12 @@ def digest_tool(opml: Path, digest_cmd: list[str], extra_env: dict[str, str]) ->
 
     def check(work: Path, phase: str) -> str:
         try:
-            summary = json.loads(last_line(work / f"digest-{phase}.out"))
+            summary = json.loads(last_line(work / f"{name}-{phase}.out"))
         except ValueError:
             return "no JSON summary"
         return f"{summary['new_posts']} new, {summary['not_modified']} not modified"
 
-    return Tool("digest", setup, lambda _w: [*digest_cmd, "poll", "--json"], env, check)
+    return Tool(name, setup, lambda _w: [*digest_cmd, "poll", "--json"], env, check)
 
 
 def reader_tool(opml: Path) -> Tool:
@@ -378,6 +380,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the digest command (default: %(default)s)",
     )
     p.add_argument(
+        "--digest-before",
+        metavar="CMD",
+        help="also run this digest command first, as 'digest-before' (e.g. an older checkout: "
+        "'env PYTHONPATH=/tmp/old/src .venv/bin/python -m digest')",
+    )
+    p.add_argument(
         "--env",
         action="append",
         default=[],
@@ -418,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
             "reader": lambda: reader_tool(opml),
             "rss2email": lambda: rss2email_tool(opml),
         }
+        if args.digest_before:
+            before = digest_tool(opml, shlex.split(args.digest_before), extra_env, "digest-before")
+            runs += run_tool(before, farm, root, ["cold", "warm"])
         for name in tools:
             runs += run_tool(makers[name](), farm, root, ["cold", "warm"])
     finally:
