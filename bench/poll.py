@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/poll.py                 # 500 feeds: digest, reader, rss2email
     .venv/bin/python bench/poll.py --feeds 5000    # scale: digest only, time and memory
+    .venv/bin/python bench/poll.py --tools digest,reader --repeat 3   # medians of 3 rounds
 
 Starts ../shared/bench/feedfarm.py itself (``--farm`` or $FEEDFARM), primes it (so no tool
 pays for the farm building its bodies), then runs each tool as its own process: a cold poll
@@ -291,8 +292,8 @@ def rss2email_tool(opml: Path) -> Tool:
     return Tool("rss2email", setup, lambda w: [*base(w), "run", "--no-send"], {}, check)
 
 
-def run_tool(tool: Tool, farm: Farm, root: Path, phases: list[str]) -> list[Run]:
-    work = root / tool.name
+def run_tool(tool: Tool, farm: Farm, root: Path, phases: list[str], round_: int = 0) -> list[Run]:
+    work = root / f"{tool.name}-{round_}"
     work.mkdir()
     tool.setup(work)
     env = {**os.environ, **tool.env}
@@ -325,10 +326,19 @@ def describe(run: Run) -> str:
     ).rstrip()
 
 
-def table(runs: list[Run], feeds: int) -> str:
-    by = {(r.tool, r.phase): r for r in runs}
+def median_runs(runs: list[Run]) -> dict[tuple[str, str], Run]:
+    """Each (tool, phase)'s median run by wall time (the lower middle one for even counts)."""
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.tool, run.phase), []).append(run)
+    return {k: sorted(g, key=lambda r: r.seconds)[(len(g) - 1) // 2] for k, g in groups.items()}
+
+
+def table(runs: list[Run], feeds: int, rounds: int = 1) -> str:
+    by = median_runs(runs)
+    label = f"{feeds} feeds" + (f", median of {rounds}" if rounds > 1 else "")
     lines = [
-        f"| {feeds} feeds | cold s | warm s | cold CPU s | warm CPU s "
+        f"| {label} | cold s | warm s | cold CPU s | warm CPU s "
         "| peak MB cold (all PSS / largest RSS) | peak MB warm | cold vs reader | warm vs reader |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -392,6 +402,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="extra environment for digest, e.g. DIGEST_FEEDS_PER_HOST=4",
     )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of every tool, interleaved; the table shows each one's median run",
+    )
     p.add_argument("--json", dest="json_out", help="also write the runs to this JSON file")
     p.add_argument("--keep", action="store_true", help="keep the work folder (databases, output)")
     return p.parse_args(argv)
@@ -426,11 +442,15 @@ def main(argv: list[str] | None = None) -> int:
             "reader": lambda: reader_tool(opml),
             "rss2email": lambda: rss2email_tool(opml),
         }
-        if args.digest_before:
-            before = digest_tool(opml, shlex.split(args.digest_before), extra_env, "digest-before")
-            runs += run_tool(before, farm, root, ["cold", "warm"])
-        for name in tools:
-            runs += run_tool(makers[name](), farm, root, ["cold", "warm"])
+        for round_ in range(args.repeat):
+            if args.repeat > 1:
+                print(f"round {round_ + 1} of {args.repeat}", flush=True)
+            if args.digest_before:
+                cmd = shlex.split(args.digest_before)
+                before = digest_tool(opml, cmd, extra_env, "digest-before")
+                runs += run_tool(before, farm, root, ["cold", "warm"], round_)
+            for name in tools:
+                runs += run_tool(makers[name](), farm, root, ["cold", "warm"], round_)
     finally:
         farm.stop()
         if not args.keep:
@@ -439,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"work folder kept: {root}")
     print(f"load average after: {load()}")
     print()
-    print(table(runs, args.feeds))
+    print(table(runs, args.feeds, args.repeat))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps([vars(r) for r in runs], indent=2) + "\n")
     return 1 if any(r.returncode for r in runs) else 0
