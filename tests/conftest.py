@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 
+from digest.storage import Database
 from tests.servers import FeedServer, SMTPSink
 
 PG_URL = os.environ.get("DIGEST_TEST_DATABASE_URL", "")
@@ -41,6 +42,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """A Database on db_url, migrated (each backend)."""
+    database = Database(db_url)
+    yield database
+    database.dispose()
 
 
 @pytest.fixture

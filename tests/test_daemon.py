@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,13 +21,6 @@ from digest.schedule import SendState
 from digest.storage import Database
 
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)  # a Saturday: the default send time
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    yield database
-    database.dispose()
 
 
 def make_settings(**env: str) -> Settings:

@@ -23,11 +23,6 @@ from tests.issue_helpers import SAT, add_feed, add_post
 WEEK = timedelta(days=7)
 
 
-@pytest.fixture
-def db(db_url: str) -> Database:
-    return Database(db_url)
-
-
 def titles(plan: object) -> set[str]:
     return {p.title for p in plan.posts}  # type: ignore[attr-defined]
 

@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,13 +15,6 @@ from digest.lock import LOCK_KEY, DaemonLock, LockHolder, is_stale, read_holder
 from digest.storage import Database, utcnow
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    yield database
-    database.dispose()
 
 
 def holder(pid: int = 100, host: str = "here", age_s: float = 0, token: str = "t") -> LockHolder:

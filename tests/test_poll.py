@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,6 @@ from tests.poll_helpers import Item, atom, items, rss, write_opml
 from tests.servers import FeedServer, Request, Response
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    yield database
-    database.dispose()
 
 
 class Setup:

@@ -28,13 +28,6 @@ _numbers = itertools.count(1)
 
 
 @pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
 def sink() -> Iterator[FlakySMTP]:
     server = FlakySMTP()
     yield server

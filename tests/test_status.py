@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import pytest
 
 from digest.config import load_settings
 from digest.daemon import SEND_STATE_KEY
@@ -21,13 +18,6 @@ from digest.storage import Database, utcnow
 from tests.conftest import run_cli
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # a Monday
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    yield database
-    database.dispose()
 
 
 def fill(db: Database, now: datetime) -> None:

@@ -24,13 +24,6 @@ SETTINGS = Settings().replace(newsletter={"secret_key": "web-test-key"})
 
 
 @pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
 def client(db: Database) -> Iterator[TestClient]:
     with TestClient(make_app(db, SETTINGS), follow_redirects=False) as c:
         yield c
