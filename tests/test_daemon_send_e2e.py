@@ -24,7 +24,6 @@ from tests.servers import FeedServer, SMTPSink
 from tests.smtp_helpers import FlakySMTP
 from tests.test_daemon_e2e import Farm, Running, base_env, wait_until
 
-pytest.importorskip("digest.send")
 pytestmark = pytest.mark.slow
 
 LINK = re.compile(r"https://(?:ml|sys|deep)\.example/posts/\d+\.html")
