@@ -15,43 +15,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from busy_week import END, fill_week  # noqa: E402
+
 from digest import render  # noqa: E402
 from digest.config import Settings  # noqa: E402
 from digest.issues import plan_issue, render_plan  # noqa: E402
-from digest.models import Feed, Post  # noqa: E402
 from digest.storage import Database  # noqa: E402
-
-END = datetime(2026, 1, 10, 8, 0, tzinfo=UTC)
-WORDS = ["kernel", "memory", "cache", "flamegraph", "query", "snapshot", "embedding", "training",
-         "consensus", "sampling", "attention", "log", "pipeline", "inference", "batch",
-         "throughput", "tensor", "storage"]
-
-
-def fill(db: Database, blogs: int, posts: int) -> None:
-    with db.session() as s:
-        for b in range(blogs):
-            feed = Feed(source_url=f"https://b{b}.example/feed", url=f"https://b{b}.example/feed",
-                        title=f"Blog {b}", site_url=f"https://b{b}.example/",
-                        section="ml" if b % 2 else "systems", active=True,
-                        added_at=END - timedelta(days=60), status="ok", error_count=0,
-                        polled_once=True)
-            s.add(feed)
-            s.flush()
-            s.add_all(
-                Post(feed_id=feed.id, key=f"{b}-{k}", title=f"Post {k} of blog {b}",
-                     link=f"https://b{b}.example/p/{k}", canonical_url=f"https://b{b}.example/p/{k}",
-                     author=f"Author {b}", date=END - timedelta(hours=k * 7 + b % 5),
-                     first_seen=END - timedelta(days=1), from_first_poll=False,
-                     text=" ".join(WORDS[(b + k + i) % len(WORDS)] for i in range(120)),
-                     words=900, content_hash=f"{b}-{k}")
-                for k in range(posts)
-            )
 
 
 def main() -> None:
@@ -63,7 +37,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/digest.db"
         db = Database(url)
-        fill(db, args.blogs, args.posts)
+        fill_week(db, args.blogs, args.posts)
         digest = [sys.executable, "-m", "digest"]
         env = {"DIGEST_DATABASE_URL": url, "PATH": "/usr/bin:/bin",
                "PYTHONPATH": str(ROOT / "src")}

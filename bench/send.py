@@ -25,19 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-END = datetime(2026, 1, 10, 8, 0, tzinfo=UTC)
-WORDS = [
-    "kernel", "memory", "cache", "flamegraph", "query", "snapshot", "embedding", "training",
-    "consensus", "sampling", "attention", "log", "pipeline", "inference", "batch", "throughput",
-    "tensor", "storage",
-]  # fmt: skip
+from busy_week import END  # noqa: E402
 
 
 def sink(bulk: bool) -> None:
@@ -89,37 +83,13 @@ def sink(bulk: bool) -> None:
 
 
 def fill(url: str, blogs: int, posts: int, subscribers: int) -> None:
-    from digest.models import Feed, Post
+    from busy_week import fill_week
+
     from digest.storage import Database
     from digest.subscribers import import_subscribers
 
     db = Database(url)
-    with db.session() as s:
-        for b in range(blogs):
-            feed = Feed(source_url=f"https://b{b}.example/feed", url=f"https://b{b}.example/feed",
-                        title=f"Blog {b}", site_url=f"https://b{b}.example/",
-                        section="ml" if b % 2 else "systems", active=True,
-                        added_at=END - timedelta(days=60), status="ok", error_count=0,
-                        polled_once=True)  # fmt: skip
-            s.add(feed)
-            s.flush()
-            s.add_all(
-                Post(
-                    feed_id=feed.id,
-                    key=f"{b}-{k}",
-                    title=f"Post {k} of blog {b}",
-                    link=f"https://b{b}.example/p/{k}",
-                    canonical_url=f"https://b{b}.example/p/{k}",
-                    author=f"Author {b}",
-                    date=END - timedelta(hours=k * 7 + b % 5),
-                    first_seen=END - timedelta(days=1),
-                    from_first_poll=False,
-                    text=" ".join(WORDS[(b + k + i) % len(WORDS)] for i in range(120)),
-                    words=900,
-                    content_hash=f"{b}-{k}",
-                )  # fmt: skip
-                for k in range(posts)
-            )
+    fill_week(db, blogs, posts)
     rows = ["email,sections"]
     for i in range(subscribers):
         sections = "ml" if i % 10 in (1, 2) else "systems" if i % 10 == 3 else ""
