@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from digest import policy
+from digest import parse_rows, policy
 from digest import poll as poll_module
 from digest.config import Settings
 from digest.models import Feed, Fetch, Post
@@ -173,17 +173,33 @@ def test_guid_change_with_the_same_link_is_not_a_new_post(env: Setup) -> None:
     assert all(p.key.startswith("tag:") for p in after.values())
 
 
+def test_a_move_to_https_is_not_a_flood_of_new_posts(env: Setup) -> None:
+    entries = items(3, site="http://blog.example")
+    env.http.route("/f", Response(200, rss(entries, site="http://blog.example")))
+    env.feeds(("ML", "F", "/f"))
+    env.poll()
+    before = {p.id for p in env.posts("/f")}
+    moved = [Item(e.guid.replace("http:", "https:"), e.title, e.link.replace("http:", "https:"),
+                  e.text, e.date) for e in entries]
+    env.http.route("/f", Response(200, rss(moved, site="https://blog.example")))
+    summary = env.poll(T0 + timedelta(hours=1))
+    assert summary.new_posts == 0
+    after = env.posts("/f")
+    assert {p.id for p in after} == before
+    assert all(p.link and p.link.startswith("https://") for p in after)
+
+
 def test_unchanged_body_is_not_parsed_again(env: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
     env.http.route("/f", Response(200, rss(4)))  # no validators: the server always sends 200
     env.feeds(("ML", "F", "/f"))
     calls: list[str] = []
-    real = poll_module.parse_feed
+    real = parse_rows.parse_feed
 
     def spy(*args: Any, **kw: Any) -> Any:
         calls.append(args[1])
         return real(*args, **kw)
 
-    monkeypatch.setattr(poll_module, "parse_feed", spy)
+    monkeypatch.setattr(parse_rows, "parse_feed", spy)
     env.poll()
     summary = env.poll(T0 + timedelta(hours=1))
     assert len(calls) == 1 and len(env.http.hits("/f")) == 2
@@ -213,7 +229,7 @@ def test_304_costs_no_parse_and_saves_new_validators(
     env.poll()
     assert env.feed("/f").etag == '"v1"'
     parsed: list[bytes] = []
-    monkeypatch.setattr(poll_module, "parse_feed", lambda *a, **k: parsed.append(a[0]))
+    monkeypatch.setattr(parse_rows, "parse_feed", lambda *a, **k: parsed.append(a[0]))
     summary = env.poll(T0 + timedelta(hours=1))
     assert summary.not_modified == 1 and parsed == []
     feed = env.feed("/f")
@@ -317,6 +333,16 @@ def test_429_is_not_fetched_before_retry_after(
     assert row.health.startswith("backing off until 2026-03-02") and "429" in row.health
     env.poll(T0 + hold)
     assert len(env.http.hits("/busy")) == 2
+
+
+def test_retry_after_counts_from_the_answer(env: Setup) -> None:
+    env.http.route("/busy", Response(429, b"later", {"Retry-After": "5"}, delay=2.2))
+    env.feeds(("ML", "B", "/busy"))
+    env.settings = env.settings.replace(feeds={"timeout": timedelta(seconds=5)})
+    env.poll()
+    feed = env.feed("/busy")
+    assert feed.next_fetch_at is not None
+    assert feed.next_fetch_at >= T0 + timedelta(seconds=2 + 5)
 
 
 def test_503_with_retry_after(env: Setup) -> None:
@@ -433,8 +459,8 @@ def test_a_parser_bug_costs_one_feed(env: Setup, monkeypatch: pytest.MonkeyPatch
             raise RecursionError("maximum recursion depth exceeded")
         return real(body, url, *args, **kw)
 
-    real = poll_module.parse_feed
-    monkeypatch.setattr(poll_module, "parse_feed", broken)
+    real = parse_rows.parse_feed
+    monkeypatch.setattr(parse_rows, "parse_feed", broken)
     env.http.route("/bad", Response(200, rss(2)))
     env.http.route("/good", Response(200, rss(2)))
     env.feeds(("ML", "B", "/bad"), ("ML", "G", "/good"))

@@ -33,9 +33,9 @@ from digest.errors import FetchError, ParseError, StorageError
 from digest.fetch import fetch_feed, make_client
 from digest.models import Feed, Fetch, Post
 from digest.opml import read_opml
+from digest.parse_rows import POST_COLUMNS, ParsedFeed, fit, parse_or_failure
 from digest.storage import Database, utcnow
-from digest.types import FeedData, FeedSource, FetchedFeed, PostData, section_for
-from digest.urls import canonical_url
+from digest.types import FeedSource, FetchedFeed, section_for
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +186,9 @@ def _new_feed(src: FeedSource, url: str, now: datetime) -> dict[str, Any]:
     return {
         "source_url": url,
         "url": url,
-        "title": _fit(src.title, 512),
-        "site_url": _fit(src.site_url, 2048, cut=False),
-        "category": _fit(src.category, 512),
+        "title": fit(src.title, 512),
+        "site_url": fit(src.site_url, 2048, cut=False),
+        "category": fit(src.category, 512),
         "section": section_for(src.category),
         "active": True,
         "added_at": now,
@@ -205,9 +205,9 @@ def _synced_values(feed: Row[Any]) -> dict[str, Any]:
 def _follow_source(feed: Row[Any], src: FeedSource) -> dict[str, Any]:
     """The values the file gives the feed (a file without a title or site keeps the feed's)."""
     return {
-        "title": _fit(src.title, 512) if src.title else feed.title,
-        "site_url": _fit(src.site_url, 2048, cut=False) if src.site_url else feed.site_url,
-        "category": _fit(src.category, 512),
+        "title": fit(src.title, 512) if src.title else feed.title,
+        "site_url": fit(src.site_url, 2048, cut=False) if src.site_url else feed.site_url,
+        "category": fit(src.category, 512),
         "section": section_for(src.category),
     }
 
@@ -273,10 +273,15 @@ class _Poller:
         self.db = db
         self.feeds = settings.feeds
         self.now = now
+        self._started = time.monotonic()
         self.stop = stop
         self.summary = summary
         self.storing: set[int] = set()
         self.released: set[int] = set()
+
+    def _clock(self) -> datetime:
+        """The poll's time plus the whole seconds it has run (Retry-After has seconds)."""
+        return self.now + timedelta(seconds=int(time.monotonic() - self._started))
 
     async def run(self, jobs: list[Job], client: httpx.AsyncClient | None) -> None:
         own_client = client is None
@@ -357,7 +362,7 @@ class _Poller:
                 timeout=self.feeds.timeout.total_seconds(),
                 max_bytes=self.feeds.max_bytes,
                 user_agent=self.feeds.user_agent,
-                now=self.now,
+                now=self._clock(),  # Retry-After counts from the answer, not the poll's start
             )
         except FetchError as e:
             self._release(job)
@@ -568,7 +573,7 @@ class _Parsers:
         if self._pool is None:
             # forkserver: never fork this (threaded) process; workers start from a clean one.
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["digest.poll", "digest.parse"])
+            ctx.set_forkserver_preload(["digest.parse_rows", "digest.parse"])
             self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=ctx)
         return self._pool
 
@@ -577,56 +582,11 @@ class _Parsers:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def parse_feed(
-    body: bytes, url: str, headers: Mapping[str, str] | None = None, *, now: datetime
-) -> FeedData:
-    """digest.parse.parse_feed, imported on first use: a poll that parses nothing in this
-    process (all 304s, or a process pool) never loads feedparser here (80 ms of start-up)."""
-    from digest.parse import parse_feed as parse
-
-    return parse(body, url, headers, now=now)
-
-
-def parse_or_failure(
-    body: bytes, url: str, headers: Mapping[str, str], now: datetime
-) -> ParsedFeed | str:
-    """parse_feed, then the rows to store; any failure turned into its one-line message.
-
-    Runs in a worker process: what it returns must pickle (plain tuples pickle fastest), and a
-    bug in the parser must cost one feed, never the poll. The per-post work that needs no
-    database (fitting values to columns, canonical URLs) is done here, on the workers' cores,
-    rather than in the store thread, which shares one core with the event loop.
-    """
-    try:
-        data = parse_feed(body, url, headers, now=now)
-        return ParsedFeed(
-            title=_fit(data.title, 512),
-            site_url=_fit(data.site_url, 2048, cut=False),
-            rows=tuple(post_row(p) for p in data.posts),
-        )
-    except ParseError as e:
-        return e.message
-    except Exception as e:  # noqa: BLE001 - hostile input must not end the poll
-        return f"the parser failed: {type(e).__name__}: {e}"
-
-
 # --- storing -----------------------------------------------------------------------------
 
-# A post's stored values, in this order (rows cross the process boundary as plain tuples).
-POST_COLUMNS = (
-    "key",
-    "title",
-    "link",
-    "canonical_url",
-    "author",
-    "published",
-    "updated",
-    "date",
-    "text",
-    "words",
-    "content_hash",
+_KEY, _CANONICAL, _HASH = (
+    POST_COLUMNS.index(c) for c in ("key", "canonical_url", "content_hash")
 )
-_KEY, _LINK, _HASH = (POST_COLUMNS.index(c) for c in ("key", "link", "content_hash"))
 # What storing a fetch may change in a feed: all of them are written for every feed, so
 # that one executemany updates a whole batch.
 FEED_WRITES = (
@@ -661,34 +621,6 @@ _UPDATE_POST = (
     .values({name: bindparam(name) for name in POST_COLUMNS})
 )
 _REKEY_POST = update(POSTS).where(POSTS.c.id == bindparam("post_id_")).values(key=bindparam("key"))
-
-
-@dataclass(frozen=True)
-class ParsedFeed:
-    """A parsed feed as the store needs it: names fitted to the columns, one row per post."""
-
-    title: str | None
-    site_url: str | None
-    rows: tuple[tuple[Any, ...], ...]  # POST_COLUMNS values, fitted to the columns
-
-
-def post_row(post: PostData) -> tuple[Any, ...]:
-    """A post's POST_COLUMNS values, fitted to the columns (hostile feeds send anything)."""
-    key = post.key if len(post.key) <= 2048 else "sha256:" + _sha(post.key)
-    link = _fit(post.link, 2048, cut=False)
-    return (
-        _clean(key),
-        _clean(post.title),
-        link,
-        _canonical(link),
-        _fit(post.author, 512),
-        post.published,
-        post.updated,
-        post.published or post.updated,
-        _clean(post.text),
-        post.words,
-        post.content_hash[:64],
-    )
 
 
 def store_results(
@@ -771,8 +703,8 @@ def _store(
 
 def _validators(feed: Row[Any], fetched: FetchedFeed) -> dict[str, str | None]:
     etag, modified = (
-        _fit(fetched.etag, 1024, cut=False),
-        _fit(fetched.last_modified, 128, cut=False),
+        fit(fetched.etag, 1024, cut=False),
+        fit(fetched.last_modified, 128, cut=False),
     )
     if fetched.not_modified:
         # A 304 may repeat or renew the validators; it never takes them away.
@@ -812,12 +744,15 @@ def merge_posts(
     """
     rows = list(rows)
     stored_rows = conn.execute(
-        select(POSTS.c.id, POSTS.c.key, POSTS.c.link, POSTS.c.content_hash).where(
+        select(POSTS.c.id, POSTS.c.key, POSTS.c.canonical_url, POSTS.c.content_hash).where(
             POSTS.c.feed_id == feed_id
         )
     )
-    stored = {r.key: policy.Existing(r.id, r.key, r.link, r.content_hash) for r in stored_rows}
-    steps = policy.plan_merge(((r[_KEY], r[_LINK], r[_HASH]) for r in rows), stored)
+    # Links compared canonical: a blog moving to https (guids and links with it) keeps its posts.
+    stored = {
+        r.key: policy.Existing(r.id, r.key, r.canonical_url, r.content_hash) for r in stored_rows
+    }
+    steps = policy.plan_merge(((r[_KEY], r[_CANONICAL], r[_HASH]) for r in rows), stored)
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     rekeys: list[dict[str, Any]] = []
@@ -838,35 +773,6 @@ def merge_posts(
     if rekeys:
         conn.execute(_REKEY_POST, rekeys)
     return len(inserts), len(updates)
-
-
-def _canonical(link: str | None) -> str | None:
-    if not link:
-        return None
-    try:
-        value = canonical_url(link)
-    except ValueError:
-        return link
-    return value if len(value) <= 2048 else link
-
-
-def _fit(value: str | None, size: int, *, cut: bool = True) -> str | None:
-    """``value`` without NUL characters, cut to ``size`` (or None if too long and not cut)."""
-    if value is None:
-        return None
-    value = _clean(value)
-    if len(value) <= size:
-        return value
-    return value[:size] if cut else None
-
-
-def _clean(value: str) -> str:
-    # PostgreSQL refuses NUL in text.
-    return value.replace("\x00", "") if "\x00" in value else value
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def prune_fetches(db: Database, now: datetime) -> None:
