@@ -326,3 +326,20 @@ def test_a_5_mb_feed_parses_in_seconds() -> None:
     assert len(data.posts) == 1200
     assert all(len(p.text) <= 3001 for p in data.posts)  # text kept per post is capped
     assert data.posts[0].words == 3 * 40 * 5
+
+
+def test_a_long_post_keeps_its_head_as_text_and_counts_all_its_words() -> None:
+    paragraph = "<p>" + " ".join(["word"] * 50) + " <b>bold</b></p>\n"
+    body = "<h1>Start</h1>" + paragraph * 400  # ~120 KB of markup, 20,400 words
+    rss = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
+        "<link>https://t.example/</link><item><title>Long</title>"
+        "<link>https://t.example/long</link>"
+        f"<description><![CDATA[{body}]]></description></item></channel></rss>"
+    ).encode()
+    started = time.perf_counter()
+    [post] = parse_feed(rss, FEED_URL, now=NOW).posts
+    assert time.perf_counter() - started < 2
+    assert post.text.startswith("Start\nword word")
+    assert "<" not in post.text and len(post.text) <= 3001
+    assert post.words == 1 + 400 * 51
