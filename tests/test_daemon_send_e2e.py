@@ -164,8 +164,9 @@ def test_kill_9_during_a_send_then_restart(
     got = links_by_recipient(sink)
     assert sorted(got) == sorted(f"reader{k}@example.com" for k in range(count))
     copies = sum(len(issues) for issues in got.values())
-    # One SMTP connection, one message in flight at the kill: at most one duplicate.
-    assert copies - count <= 1, Counter({k: len(v) for k, v in got.items()}).most_common(3)
+    # smtp.connections (2) connections, one message in flight on each at the kill: at most two
+    # duplicates.
+    assert copies - count <= 2, Counter({k: len(v) for k, v in got.items()}).most_common(3)
     assert "resuming the interrupted send" in second.log.read_text()
     code, _took = second.terminate()
     assert code == 0

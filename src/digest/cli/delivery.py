@@ -111,8 +111,9 @@ def send(app: App, as_of: str | None, dry_run: bool, to: str | None, as_json: bo
     """Build this week's issue, record it and deliver it to every active subscriber.
 
     Safe to run again: each issue reaches each subscriber once (a delivery log per issue and
-    subscriber); after a crash it sends only what was not sent (the one message in flight at
-    the crash may arrive twice). With no smtp.host it records the issue and sends nothing.
+    subscriber); after a crash it sends only what was not sent (the messages in flight at the
+    crash, one per connection of smtp.connections, may arrive twice). With no smtp.host it
+    records the issue and sends nothing.
     Exit status 1 when deliveries are left for a later run.
     """
     from digest.issues import parse_as_of
