@@ -1,4 +1,4 @@
-"""SMTP transport: one reused connection, TLS, login, an optional rate, DKIM, errors sorted.
+"""SMTP transport: a reused connection, TLS, login, an optional rate, DKIM, errors sorted.
 
 Every failure leaves here as a SendError subclass: TransientSendError (4xx, dropped or refused
 connection: try again), PermanentSendError (5xx for this recipient: don't), or plain SendError

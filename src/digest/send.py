@@ -356,8 +356,8 @@ class DeliveryLog:
     """Writes one run's delivery outcomes on one held connection, one transaction per message.
 
     An outcome waits and is written in the transaction that claims the next row, so a message
-    costs one commit, and at any moment at most one row is 'sending': the one whose message is
-    being handed to SMTP. The last outcomes are written on close.
+    costs one commit, and at any moment at most smtp.connections rows are 'sending': those
+    whose messages are with SMTP. The last outcomes are written on close.
     """
 
     _claim = (
