@@ -135,6 +135,7 @@ class PreparedEmail:
             self._body.extend(encoded)
         self._body.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
         self._body = _merge(self._body)
+        self._slots = frozenset(part for part in self._body if isinstance(part, _Slot))
 
     def render(
         self,
@@ -151,8 +152,8 @@ class PreparedEmail:
         _refuse_unsafe("Message-ID", message_id)
         when = format_datetime((date or datetime.now(UTC)).astimezone(UTC))
         url = unsubscribe_url.encode("utf-8")
-        slots = {slot: _qp(url, last=slot.last) if slot.qp else url
-                 for slot in (_Slot(), _Slot(True, False), _Slot(True, True))}
+        # Only the encodings this message uses: quoted-printable is the rare case.
+        slots = {slot: _qp(url, last=slot.last) if slot.qp else url for slot in self._slots}
         out = [
             self._head[: self._head.index(b"\r\n") + 2],  # From
             _fold("To", to),

@@ -16,6 +16,7 @@ from digest.cli.context import App, pass_app
 from digest.config import Settings
 
 if TYPE_CHECKING:
+    from digest.issues import IssuePlan
     from digest.storage import Database
     from digest.types import RenderedEmail
 
@@ -44,17 +45,17 @@ def preview(
 
     Shows the feed health note (feeds failing for a week) that subscribers never see.
     """
-    from digest.issues import parse_as_of
+    from digest.issues import parse_as_of, plan_issue
 
     end = parse_as_of(as_of, app.settings) if as_of else None
     if serve:
         _serve(app.db, app.settings, end, port)
         return
-    built = _build(app.db, app.settings, end, fmt)
-    if built is None:
-        _say_empty(app.db, app.settings, end, as_json)
+    plan = plan_issue(app.db, app.settings, end)
+    if plan.empty:
+        _say_empty(plan, as_json)
         return
-    summary, body = built
+    summary, body = _build(app.db, app.settings, plan, fmt)
     if output == "-":
         click.echo(body, nl=False)
         return
@@ -70,13 +71,10 @@ def preview(
 
 
 def _build(
-    db: Database, settings: Settings, end: datetime | None, fmt: str
-) -> tuple[dict[str, object], str] | None:
-    from digest.issues import plan_issue, render_plan
+    db: Database, settings: Settings, plan: IssuePlan, fmt: str
+) -> tuple[dict[str, object], str]:
+    from digest.issues import render_plan
 
-    plan = plan_issue(db, settings, end)
-    if plan.empty:
-        return None
     layout, rendered = render_plan(db, settings, plan, preview=True)
     if fmt != "eml":
         rendered = rendered.personal(_preview_unsubscribe(settings))
@@ -111,10 +109,7 @@ def _eml(settings: Settings, rendered: RenderedEmail) -> str:
     return as_bytes(msg).decode("utf-8", "replace")
 
 
-def _say_empty(db: Database, settings: Settings, end: datetime | None, as_json: bool) -> None:
-    from digest.issues import plan_issue
-
-    plan = plan_issue(db, settings, end)
+def _say_empty(plan: IssuePlan, as_json: bool) -> None:
     span = f"{plan.window_start:%Y-%m-%d %H:%M} – {plan.window_end:%Y-%m-%d %H:%M} UTC"
     if as_json:
         click.echo(json.dumps({"number": plan.number, "posts": 0,
@@ -125,11 +120,13 @@ def _say_empty(db: Database, settings: Settings, end: datetime | None, as_json: 
 
 
 def _serve(db: Database, settings: Settings, end: datetime | None, port: int) -> None:
+    from digest.issues import plan_issue
+
     def page() -> bytes:
-        built = _build(db, settings, end, "html")
-        if built is None:
+        plan = plan_issue(db, settings, end)  # again on every reload: new posts show up
+        if plan.empty:
             return b"<p>No new posts in this window: nothing would be sent.</p>"
-        return built[1].encode()
+        return _build(db, settings, plan, "html")[1].encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
