@@ -16,6 +16,8 @@ from sqlalchemy import create_engine, text
 from digest.storage import Database
 from tests.servers import FeedServer, SMTPSink
 
+pytest_plugins = ["tests.daemon_helpers"]  # the farm and runs fixtures of the daemon tests
+
 PG_URL = os.environ.get("DIGEST_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 

@@ -20,9 +20,9 @@ from digest.schedule import SendState
 from digest.storage import Database, utcnow
 from digest.subscribers import add_subscriber
 from tests.conftest import run_digest
-from tests.servers import FeedServer, SMTPSink
+from tests.daemon_helpers import Farm, Running, base_env, wait_until
+from tests.servers import SMTPSink
 from tests.smtp_helpers import FlakySMTP
-from tests.test_daemon_e2e import Farm, Running, base_env, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -35,19 +35,6 @@ def sink() -> Iterator[FlakySMTP]:
     server = FlakySMTP()
     yield server
     server.close()
-
-
-@pytest.fixture
-def farm(http: FeedServer) -> Farm:
-    return Farm(http)
-
-
-@pytest.fixture
-def runs() -> Iterator[list[Running]]:
-    started: list[Running] = []
-    yield started
-    for run in started:
-        run.kill()
 
 
 def links_by_recipient(sink: SMTPSink) -> dict[str, list[tuple[str, ...]]]:
