@@ -42,6 +42,13 @@ from digest.text import (
         ("", ""),
         ("   ", ""),
         ("<div><p></p></div>", ""),
+        ("Intro<p>Body</p>Outro", "Intro\nBody\nOutro"),  # blocks never run into the text
+        ("<p>one<p>two", "one\ntwo"),  # unclosed paragraphs
+        ("<ul><li>a</li><li>b</li></ul>", "a\nb"),
+        ("<!-- only a comment -->", ""),
+        ("<p>a\u200bb zero\u2009width</p>", "a b zero width"),
+        ("<p>x</p><?php echo 1 ?><p>y</p>", "x\ny"),
+        ("<param name=p>kept <pre>code</pre>", "kept\ncode"),  # <param> is not <p>
     ],
 )
 def test_html_to_text(markup: str, text: str) -> None:

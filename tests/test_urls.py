@@ -93,6 +93,13 @@ def test_canonical_url_matches_the_same_article(a: str, b: str) -> None:
     assert canonical_url(a) == canonical_url(b)
 
 
+def test_canonical_url_of_a_normalized_link_skips_normalizing_again() -> None:
+    raw = "HTTP://WWW.Example.com//a/../b/index.html?utm_source=x&id=2#frag"
+    link = normalize_link(raw)
+    assert link is not None
+    assert canonical_url(link, normalized=True) == canonical_url(raw)
+
+
 def test_canonical_url_keeps_different_articles_apart() -> None:
     assert canonical_url("https://a.example/#/post/1") != canonical_url("https://a.example/#/post/2")
     assert canonical_url("https://a.example/p?id=1") != canonical_url("https://a.example/p?id=2")

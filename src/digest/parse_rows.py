@@ -97,7 +97,7 @@ def _canonical(link: str | None) -> str | None:
     if not link:
         return None
     try:
-        value = canonical_url(link)
+        value = canonical_url(link, normalized=True)
     except ValueError:
         return link
     return value if len(value) <= 2048 else link

@@ -16,6 +16,7 @@ _SAFE_QUERY = _SAFE_PATH + "?"
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_ABSOLUTE = re.compile(r"https?://", re.IGNORECASE)
 
 
 def repair(url: str) -> str:
@@ -37,7 +38,8 @@ def normalize_link(url: str | None, base: str | None = None) -> str | None:
     if not url or not url.strip():
         return None
     text = repair(url)
-    if base:
+    # urljoin leaves an absolute http(s) URL as it is: skip it (most feed links are absolute).
+    if base and not _ABSOLUTE.match(text):
         text = urljoin(repair(base), text)
     try:
         parts = urlsplit(text)
@@ -88,9 +90,12 @@ def _without_tracking(query: str) -> str:
     return query if len(kept) == len(pairs) else "&".join(kept)
 
 
-def canonical_url(url: str) -> str:
-    """A key for spotting the same article across feeds: scheme, www., slashes, index pages."""
-    link = normalize_link(url) or url.strip()
+def canonical_url(url: str, *, normalized: bool = False) -> str:
+    """A key for spotting the same article across feeds: scheme, www., slashes, index pages.
+
+    ``normalized``: ``url`` already came out of normalize_link (a parsed post's link).
+    """
+    link = url if normalized else normalize_link(url) or url.strip()
     parts = urlsplit(link)
     host = (parts.hostname or "").removeprefix("www.")
     if parts.port:
