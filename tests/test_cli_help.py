@@ -1,12 +1,15 @@
 import click
 import pytest
 
-from digest.cli import cli
+from digest.cli import COMMAND_MODULES, cli
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found = []
-    for name, cmd in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None
         found.append((*prefix, name))
         if isinstance(cmd, click.Group):
             found += _commands(cmd, (*prefix, name))
@@ -20,3 +23,8 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     result = CliRunner().invoke(cli, [*path, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
+
+
+def test_every_command_is_found_by_its_module_map() -> None:
+    ctx = click.Context(cli)
+    assert set(cli.list_commands(ctx)) == {"config", *COMMAND_MODULES}
