@@ -246,6 +246,7 @@ def digest_tool(
 
     def setup(work: Path) -> None:
         env["DIGEST_DATABASE_URL"] = f"sqlite:///{work / 'digest.db'}"
+        write_bytecode(digest_cmd, work)
 
     def check(work: Path, phase: str) -> str:
         try:
@@ -255,6 +256,18 @@ def digest_tool(
         return f"{summary['new_posts']} new, {summary['not_modified']} not modified"
 
     return Tool(name, setup, lambda _w: [*digest_cmd, "poll", "--json"], env, check)
+
+
+def write_bytecode(digest_cmd: list[str], work: Path) -> None:
+    """An untimed poll of an empty feed list that may write bytecode, as pip does for an
+    installed package: an editable install under PYTHONDONTWRITEBYTECODE=1 (set on these
+    machines) would otherwise compile digest's own modules on every timed run, which the
+    peers, installed by pip, never pay."""
+    empty = work / "empty.opml"
+    empty.write_text('<opml version="2.0"><head/><body/></opml>')
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(DIGEST_FEEDS_OPML=str(empty), DIGEST_DATABASE_URL=f"sqlite:///{work / 'pyc.db'}")
+    subprocess.run([*digest_cmd, "poll"], env=env, cwd=work, check=False, capture_output=True)
 
 
 def reader_tool(opml: Path) -> Tool:
