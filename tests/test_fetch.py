@@ -16,7 +16,7 @@ import pytest
 
 from digest.config import FeedsSettings
 from digest.errors import FetchError
-from digest.fetch import HostLimiter, fetch_feed, make_client
+from digest.fetch import fetch_feed, make_client
 from digest.types import FetchedFeed
 from tests.poll_helpers import rss
 from tests.servers import FeedServer, Request, Response
@@ -215,60 +215,6 @@ def test_deadline_covers_a_slow_dripping_body() -> None:
     assert time.monotonic() - started < 1.5
 
 
-def test_host_limiter_caps_requests_per_host() -> None:
-    in_flight: dict[str, int] = {}
-    peak: dict[str, int] = {}
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        host = request.url.host
-        in_flight[host] = in_flight.get(host, 0) + 1
-        peak[host] = max(peak.get(host, 0), in_flight[host])
-        await asyncio.sleep(0.02)
-        in_flight[host] -= 1
-        return httpx.Response(200, content=b"<rss/>")
-
-    async def go() -> None:
-        limiter = HostLimiter(per_host=2, total=5)
-        async with mock_client(handler) as client:
-            urls = [f"https://h{i % 3}.example/{i}" for i in range(30)]
-            await asyncio.gather(
-                *(
-                    fetch_feed(
-                        client, u, timeout=5, max_bytes=10_000, user_agent=UA, limiter=limiter
-                    )
-                    for u in urls
-                )
-            )
-
-    asyncio.run(go())
-    assert peak == {"h0.example": 2, "h1.example": 2, "h2.example": 2}
-
-
-def test_waiting_for_a_host_slot_does_not_count_against_the_deadline() -> None:
-    async def handler(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(0.15)
-        return httpx.Response(200, content=b"<rss/>")
-
-    async def go() -> list[FetchedFeed]:
-        limiter = HostLimiter(per_host=1)
-        async with mock_client(handler) as client:
-            return await asyncio.gather(
-                *(
-                    fetch_feed(
-                        client,
-                        f"https://one.example/{i}",
-                        timeout=0.25,
-                        max_bytes=10_000,
-                        user_agent=UA,
-                        limiter=limiter,
-                    )
-                    for i in range(4)
-                )
-            )
-
-    assert [f.status_code for f in asyncio.run(go())] == [200] * 4
-
-
 # --- against a real HTTP server on 127.0.0.1 ----------------------------------------------
 
 
@@ -348,33 +294,6 @@ def test_redirect_statuses_over_the_wire(http: FeedServer) -> None:
         assert got.status_code == 200 and got.final_url == http.url("/new")
         expected = http.url("/new") if code in (301, 308) else None
         assert got.permanent_redirect == expected
-
-
-def test_per_host_cap_on_a_real_server(http: FeedServer) -> None:
-    for i in range(8):
-        http.route(f"/f{i}", Response(200, rss(1), delay=0.15))
-    feeds = settings(per_host=2)
-
-    async def go() -> None:
-        limiter = HostLimiter(feeds.per_host, feeds.concurrency)
-        async with make_client(feeds) as client:
-            await asyncio.gather(
-                *(
-                    fetch_feed(
-                        client,
-                        http.url(f"/f{i}"),
-                        timeout=5,
-                        max_bytes=10**6,
-                        user_agent=UA,
-                        limiter=limiter,
-                    )
-                    for i in range(8)
-                )
-            )
-
-    asyncio.run(go())
-    assert http.max_in_flight == 2
-    assert len(http.requests) == 8
 
 
 # --- FeedTransport: framing and keep-alive, against a raw asyncio server --------------------

@@ -396,6 +396,17 @@ def test_per_host_limit_holds_during_a_poll(env: Setup) -> None:
     assert summary.feeds == 6 and env.http.max_in_flight == 2
 
 
+def test_waiting_for_a_host_slot_does_not_count_against_the_timeout(env: Setup) -> None:
+    # One at a time, 4 × 0.6 s: each request's 1 s deadline starts when its turn comes.
+    for i in range(4):
+        env.http.route(f"/f{i}", Response(200, rss(1, site=f"https://b{i}.example"), delay=0.6))
+    env.feeds(*[("ML", f"F{i}", f"/f{i}") for i in range(4)])
+    env.settings = env.settings.replace(feeds={"per_host": 1})  # timeout: 1 s
+    summary = env.poll()
+    assert (summary.feeds, summary.errors, summary.new_posts) == (4, 0, 4)
+    assert env.http.max_in_flight == 1
+
+
 # --- scheduling and stopping -------------------------------------------------------------
 
 

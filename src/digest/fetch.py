@@ -9,7 +9,6 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 import h11
 import httpx
@@ -31,28 +30,6 @@ PERMANENT = frozenset({301, 308})
 # Response headers the parser may use (charset, base URL); kept small to pickle cheaply.
 KEEPALIVE_S = 30.0
 KEPT_HEADERS = ("content-type", "content-location", "content-language")
-
-
-class HostLimiter:
-    """At most ``per_host`` requests in flight to one host name, ``total`` in all."""
-
-    def __init__(self, per_host: int, total: int | None = None) -> None:
-        self.per_host = per_host
-        self._hosts: dict[str, asyncio.Semaphore] = {}
-        self._total = asyncio.Semaphore(total) if total else None
-
-    @contextlib.asynccontextmanager
-    async def slot(self, url: str) -> AsyncIterator[None]:
-        host = (urlsplit(url).hostname or "").lower()
-        if host not in self._hosts:
-            self._hosts[host] = asyncio.Semaphore(self.per_host)
-        # The host first: a request queued behind a busy host must not hold a global slot.
-        async with self._hosts[host]:
-            if self._total is None:
-                yield
-                return
-            async with self._total:
-                yield
 
 
 def make_client(
@@ -94,7 +71,6 @@ async def fetch_feed(
     timeout: float,
     max_bytes: int,
     user_agent: str,
-    limiter: HostLimiter | None = None,
     now: datetime | None = None,
 ) -> FetchedFeed:
     """GET one feed, conditionally; every final status comes back, only network trouble raises.
@@ -103,19 +79,18 @@ async def fetch_feed(
     a timeout (the whole request, redirects and body included, within ``timeout`` seconds), a
     body over ``max_bytes``, too many redirects or any network error.
 
-    With a ``limiter``, the request waits for a slot of its host before its deadline starts
-    (redirect hops, rare, are not limited). ``now`` is what Retry-After seconds count from.
+    ``now`` is what Retry-After seconds count from. How many requests run at once, per host
+    and in all, is the caller's business (poll's dispatcher).
     """
     headers = {"User-Agent": user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    async with _slot(limiter, url):
-        started = time.monotonic()
-        with fetch_errors(url, timeout):
-            async with asyncio.timeout(timeout):
-                return await _follow(client, url, headers, max_bytes, started, now or _utcnow())
+    started = time.monotonic()
+    with fetch_errors(url, timeout):
+        async with asyncio.timeout(timeout):
+            return await _follow(client, url, headers, max_bytes, started, now or _utcnow())
     raise AssertionError("unreachable")  # pragma: no cover - for type checkers
 
 
@@ -156,15 +131,6 @@ async def _follow(
                 retry_after=parse_retry_after(resp.headers.get("retry-after"), now),
                 elapsed_ms=int((time.monotonic() - started) * 1000),
             )
-
-
-@contextlib.asynccontextmanager
-async def _slot(limiter: HostLimiter | None, url: str) -> AsyncIterator[None]:
-    if limiter is None:
-        yield
-        return
-    async with limiter.slot(url):
-        yield
 
 
 def _utcnow() -> datetime:
@@ -224,7 +190,7 @@ class FeedTransport(httpx.AsyncBaseTransport):
     A poll makes thousands of small GETs, and httpx's default transport (httpcore over anyio)
     costs about 1.5 ms of CPU for each, on the one core the event loop has; this one costs
     a fifth of that. No HTTP/2 and no proxies (make_client keeps the default transport when
-    the environment names one). Concurrency is the HostLimiter's job, not the pool's.
+    the environment names one). Concurrency is the poll dispatcher's job, not the pool's.
     """
 
     def __init__(self, max_idle: int = 32, keepalive_expiry: float = KEEPALIVE_S) -> None:
