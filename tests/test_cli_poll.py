@@ -140,3 +140,24 @@ def test_help(workdir: Path) -> None:
     for command in ("poll", "feeds"):
         result = run_cli([command, "--help"])
         assert result.exit_code == 0 and "--json" in result.output
+
+
+def test_a_broken_but_readable_feed_gets_a_warning_until_it_is_fixed(
+    workdir: Path, db_url: str, http: FeedServer
+) -> None:
+    broken = (Path(__file__).parent / "data" / "feeds" / "recoverable.xml").read_bytes()
+    http.route("/hand.xml", Response(200, broken, {"Content-Type": "application/rss+xml"}))
+    write_opml(workdir / "feeds.opml", [("ML", "Hand written", http.url("/hand.xml"))])
+    env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml")}
+
+    assert json.loads(run_digest(["poll", "--json"], env, workdir).stdout)["new_posts"] == 1
+    [feed] = json.loads(run_digest(["feeds", "--json"], env, workdir).stdout)
+    assert feed["status"] == "ok" and feed["error"] is None
+    assert feed["warning"] and "\n" not in feed["warning"]
+    table = run_digest(["feeds"], env, workdir).stdout.splitlines()
+    assert table[2].strip().startswith("warning: ")
+
+    http.route("/hand.xml", Response(200, rss(2), {"Content-Type": "application/rss+xml"}))
+    run_digest(["poll"], env, workdir)
+    [feed] = json.loads(run_digest(["feeds", "--json"], env, workdir).stdout)
+    assert feed["warning"] is None and feed["posts"] == 3

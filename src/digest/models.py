@@ -72,6 +72,9 @@ class Feed(Base):
     status: Mapped[str] = mapped_column(String(32), default="new")
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # What the parser complained of in the last body it could still read (broken XML, a
+    # wrong charset), for the feed's owner to fix; None when that body parsed cleanly.
+    last_warning: Mapped[str | None] = mapped_column(String(512))
     error_count: Mapped[int] = mapped_column(Integer, default=0)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

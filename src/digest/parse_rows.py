@@ -39,6 +39,7 @@ class ParsedFeed:
     title: str | None
     site_url: str | None
     rows: tuple[tuple[Any, ...], ...]  # POST_COLUMNS values, fitted to the columns
+    warning: str | None = None  # the parser's complaint about a body it could still read
 
 
 def parse_feed(
@@ -67,6 +68,7 @@ def parse_or_failure(
             title=fit(data.title, 512),
             site_url=fit(data.site_url, 2048, cut=False),
             rows=tuple(post_row(p) for p in data.posts),
+            warning=fit(data.warning, 512),
         )
     except ParseError as e:
         return e.message

@@ -611,6 +611,7 @@ FEED_WRITES = (
     "polled_once",
     "title",
     "site_url",
+    "last_warning",
 )
 # What storing reads of a feed: the policy's FeedState and everything it may write.
 FEED_STATE = (FEEDS.c.id, *(FEEDS.c[name] for name in FEED_WRITES))
@@ -708,6 +709,7 @@ def _store(
         values["polled_once"] = True
         values["title"] = feed.title or data.title
         values["site_url"] = feed.site_url or data.site_url
+        values["last_warning"] = data.warning
     if outcome.status != policy.OK and outcome.status != policy.NOT_MODIFIED:
         log.info("feed %s: %s", feed.url, outcome.error)
     return values, new, updated
@@ -837,6 +839,7 @@ class FeedHealth:
     health: str  # the status in words, e.g. "backing off until 2026-11-22 15:00 UTC"
     last_status_code: int | None
     error: str | None
+    warning: str | None  # the parser's complaint about the last body it could read
     posts: int
     last_success_at: datetime | None
     last_fetched_at: datetime | None
@@ -862,6 +865,7 @@ class FeedHealth:
             "health": self.health,
             "last_status_code": self.last_status_code,
             "error": self.error,
+            "warning": self.warning,
             "posts": self.posts,
             "last_success": iso(self.last_success_at),
             "last_fetched": iso(self.last_fetched_at),
@@ -894,6 +898,7 @@ def _health_row(feed: Feed, posts: int, now: datetime) -> FeedHealth:
         health=describe_health(feed, now),
         last_status_code=feed.last_status_code,
         error=feed.last_error if failing else None,
+        warning=feed.last_warning,
         posts=posts,
         last_success_at=feed.last_success_at,
         last_fetched_at=feed.last_fetched_at,

@@ -40,7 +40,8 @@ def feeds(app: App, as_json: bool, errors_only: bool) -> None:
     """List every feed: section, health, last success, post count.
 
     Health is ok, not modified, error (with the message), gone, or backing off until a
-    time; feeds failing for 7 days or more are flagged.
+    time; feeds failing for 7 days or more are flagged. A feed whose last body was broken
+    but readable (bad XML, a wrong charset) gets a warning line for its owner to fix.
     """
     from digest.poll import list_feeds
 
@@ -61,6 +62,8 @@ def feeds(app: App, as_json: bool, errors_only: bool) -> None:
             f"{r.section:8} {r.posts:>6}  {_date(r.last_success_at):18}  {r.health:{width}}  {name}"
         )
         click.echo(line.rstrip())
+        if r.warning:
+            click.echo(f"{'':8} {'':>6}  {'':18}  warning: {r.warning}")
     failing = sum(r.long_failing for r in rows)
     if failing:
         click.echo(f"{failing} feed(s) failing for 7 days or more", err=True)
