@@ -343,28 +343,3 @@ def test_a_long_post_keeps_its_head_as_text_and_counts_all_its_words() -> None:
     assert post.text.startswith("Start\nword word")
     assert "<" not in post.text and len(post.text) <= 3001
     assert post.words == 1 + 400 * 51
-
-
-def _rss_item(description: str, content: str | None = None) -> bytes:
-    encoded = f"<content:encoded><![CDATA[{content}]]></content:encoded>" if content else ""
-    return (
-        '<?xml version="1.0"?><rss version="2.0" '
-        'xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel><title>T</title>'
-        "<link>https://t.example/</link><item><title>P</title><link>https://t.example/p</link>"
-        f"<description>{description}</description>{encoded}</item></channel></rss>"
-    ).encode()
-
-
-def test_a_teaser_only_entry_has_no_known_length() -> None:
-    teaser = "A short teaser of a long post about compilers, read the rest on the blog…"
-    [post] = parse_feed(_rss_item(teaser), FEED_URL, now=NOW).posts
-    assert post.text.startswith("A short teaser") and post.words == 0
-
-
-def test_a_full_post_in_the_description_or_the_content_is_counted() -> None:
-    body = " ".join(["word"] * 400)
-    [in_description] = parse_feed(_rss_item(body), FEED_URL, now=NOW).posts
-    assert in_description.words == 400
-    note = _rss_item("teaser", "<p>A short note.</p>")
-    [short_content] = parse_feed(note, FEED_URL, now=NOW).posts
-    assert short_content.words == 3  # a content element is the post, however short

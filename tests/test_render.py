@@ -62,14 +62,6 @@ def test_a_small_week_gets_the_richest_layout() -> None:
     assert "6 min read" in email.html  # 1200 words
 
 
-def test_a_post_of_unknown_length_shows_no_reading_time() -> None:
-    teaser = post(1, 1, words=0)
-    layout = arrange([teaser, post(2, 2)], LEVELS[0])
-    email = Renderer(None, ZoneInfo("UTC")).render(layout, META)
-    assert [item.minutes for item in layout.items if item.blog == "Blog 1"] == [None]
-    assert email.html.count("min read") == 1 and email.text.count("min read") == 1
-
-
 def test_feed_text_never_injects_markup() -> None:
     evil = post(1, 1, title='<script>alert(1)</script><img src=x onerror="y">',
                 author="<b>Mallory</b>", feed_title='Blog "><script>',

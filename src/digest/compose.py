@@ -101,7 +101,7 @@ class Item:
     blog: str
     author: str | None  # only when it is not just the blog's name
     date: datetime
-    minutes: int | None  # None: the feed gave a teaser only, the length is unknown
+    minutes: int
     excerpt: str
 
 
@@ -205,7 +205,7 @@ def _item(post: StoredPost, excerpt_words: int) -> Item:
         blog=post.feed_title,
         author=_distinct_author(post.author, post.feed_title),
         date=post_date(post),
-        minutes=reading_minutes(post.words) if post.words else None,
+        minutes=reading_minutes(post.words or len(post.text.split())),
         excerpt=_cut(post.text, excerpt_words),
     )
 

@@ -24,9 +24,6 @@ from digest.urls import normalize_link
 TEXT_LIMIT = 3000  # characters of plain text kept per post; excerpts need far fewer
 MARKUP_READ = 12_000  # characters of a body's markup turned into text: enough for TEXT_LIMIT
 _TAG = re.compile(r"<[^>]*>")
-# An entry with no content element and a description this short is a teaser, not the post:
-# its length says nothing of the post's reading time (words = 0: unknown).
-TEASER_WORDS = 150
 TITLE_FROM_TEXT = 80  # characters of an untitled entry's text that make its title
 OLDEST_TRUSTED = datetime(1990, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)  # clock skew and time zone mistakes are not "the future"
@@ -161,18 +158,14 @@ def _title(element: Any) -> str:
 
 def _entry_text(entry: Any) -> tuple[str, int]:
     """Plain text (up to TEXT_LIMIT) of the fullest body the entry has, its longest content
-    else its summary, and the word count of the whole body for reading time (0 when the
-    entry has only a teaser: unknown)."""
+    else its summary, and the word count of the whole body (for reading time)."""
     bodies = [(c.get("value", "") or "", c.get("type")) for c in entry.get("content") or []]
     summary = entry.get("summary_detail") or {}
     bodies.append((entry.get("summary", "") or "", summary.get("type")))
     value, content_type = max(bodies, key=lambda body: len(body[0]))
     if len(value) <= MARKUP_READ:
         full = feed_text(value, content_type)
-        words = word_count(full)
-        if words < TEASER_WORDS and not entry.get("content"):
-            words = 0
-        return cut_at_word(full, TEXT_LIMIT), words
+        return cut_at_word(full, TEXT_LIMIT), word_count(full)
     # A long post: its text is made from the head of the markup only (an lxml parse of the
     # whole was a quarter of a cold poll's CPU), and its words counted between the tags.
     head = value[:MARKUP_READ]

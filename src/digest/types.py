@@ -36,7 +36,7 @@ class PostData:
     updated: datetime | None  # UTC; None when missing or not trusted
     text: str  # plain text for excerpts (clean, no markup)
     content_hash: str  # changes when the entry's visible content changes
-    words: int = 0  # length of the whole entry, for reading time (0: a teaser only, unknown)
+    words: int = 0  # length of the whole entry, for reading time (text may be cut)
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class StoredPost:
     first_seen: datetime
     from_first_poll: bool
     text: str
-    words: int = 0  # length of the whole post, for reading time (0: unknown)
+    words: int = 0  # length of the whole post, for reading time
 
 
 # Rendered once per section choice; each subscriber's copy replaces this with their own link.
