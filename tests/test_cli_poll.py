@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, text
 
+from digest.models import Post
+from digest.storage import Database
 from tests.conftest import run_cli, run_digest
+from tests.daemon_helpers import wait_until
 from tests.poll_helpers import rss, write_opml
 from tests.servers import FeedServer, Request, Response
 
@@ -161,3 +168,41 @@ def test_a_broken_but_readable_feed_gets_a_warning_until_it_is_fixed(
     run_digest(["poll"], env, workdir)
     [feed] = json.loads(run_digest(["feeds", "--json"], env, workdir).stdout)
     assert feed["warning"] is None and feed["posts"] == 3
+
+
+@pytest.mark.slow
+def test_kill_9_mid_poll_then_a_poll_stores_every_post_once(
+    workdir: Path, db_url: str, http: FeedServer
+) -> None:
+    n = 24
+    for i in range(n):
+        http.route(f"/k{i}.xml", Response(200, rss(3, site=f"https://k{i}.example"), delay=0.15))
+    write_opml(workdir / "feeds.opml", [("ML", f"K{i}", http.url(f"/k{i}.xml")) for i in range(n)])
+    env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml")}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | env
+    poll = subprocess.Popen(
+        [sys.executable, "-m", "digest", "poll"],
+        env=full_env,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: len(http.requests) >= n // 2, 30, "half the feeds fetched")
+    poll.kill()  # SIGKILL: no clean-up of any kind
+    poll.wait()
+    assert len(http.requests) < n  # killed part-way
+
+    again = run_digest(["poll", "--json"], env, workdir)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["errors"] == 0
+    feeds = json.loads(run_digest(["feeds", "--json"], env, workdir).stdout)
+    assert len(feeds) == n and {f["posts"] for f in feeds} == {3}
+    db = Database(db_url)
+    try:
+        with db.session() as s:
+            keys = s.execute(select(Post.feed_id, Post.key)).all()
+            assert len(keys) == 3 * n == len(set(keys))  # every post, none twice
+            if db_url.startswith("sqlite"):
+                assert s.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+    finally:
+        db.dispose()
