@@ -37,6 +37,12 @@ PEERS = REPO / "bench" / ".peers-venv" / "bin"
 DIGEST = REPO / ".venv" / "bin" / "digest"
 SAMPLE_S = 0.02
 
+# The issue's other reference: feedparser fetching and parsing each URL in turn, nothing stored.
+FEEDPARSER_SCRIPT = """
+import sys, xml.etree.ElementTree as ET, feedparser
+urls = [o.get("xmlUrl") for o in ET.parse(sys.argv[1]).iter("outline") if o.get("xmlUrl")]
+print(sum(len(feedparser.parse(url).entries) for url in urls))
+"""
 READER_SCRIPT = """
 import sys, xml.etree.ElementTree as ET
 from reader import make_reader
@@ -237,6 +243,7 @@ class Tool:
     command: Callable[[Path], list[str]]
     env: dict[str, str]
     check: Callable[[Path, str], str]  # (workdir, phase) -> note for the table
+    phases: tuple[str, ...] = ("cold", "warm")
 
 
 def digest_tool(
@@ -287,6 +294,16 @@ def reader_tool(opml: Path) -> Tool:
         {},
         check,
     )
+
+
+def feedparser_tool(opml: Path) -> Tool:
+    """A plain feedparser.parse(url) loop: cold only (it keeps no validators, so no warm)."""
+
+    def check(work: Path, phase: str) -> str:
+        return f"{last_line(work / f'feedparser-{phase}.out')} entries parsed"
+
+    command = [str(PEERS / "python"), "-c", FEEDPARSER_SCRIPT, str(opml)]
+    return Tool("feedparser", lambda _w: None, lambda _w: command, {}, check, ("cold",))
 
 
 def rss2email_tool(opml: Path) -> Tool:
@@ -394,7 +411,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--tools",
         default=None,
-        help="comma-separated: digest,reader,rss2email (default: all three up to 1,000 feeds, "
+        help="comma-separated: digest,reader,rss2email,feedparser (default: the first three up to "
+        "1,000 feeds, "
         "digest alone above)",
     )
     p.add_argument(
@@ -454,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
             "digest": lambda: digest_tool(opml, shlex.split(args.digest), extra_env),
             "reader": lambda: reader_tool(opml),
             "rss2email": lambda: rss2email_tool(opml),
+            "feedparser": lambda: feedparser_tool(opml),
         }
         for round_ in range(args.repeat):
             if args.repeat > 1:
@@ -463,7 +482,8 @@ def main(argv: list[str] | None = None) -> int:
                 before = digest_tool(opml, cmd, extra_env, "digest-before")
                 runs += run_tool(before, farm, root, ["cold", "warm"], round_)
             for name in tools:
-                runs += run_tool(makers[name](), farm, root, ["cold", "warm"], round_)
+                tool = makers[name]()
+                runs += run_tool(tool, farm, root, list(tool.phases), round_)
     finally:
         farm.stop()
         if not args.keep:
