@@ -394,6 +394,27 @@ def ratio(run: Run | None, ref: Run | None) -> str:
     return f"{run.seconds / ref.seconds:.2f}x"
 
 
+def latency_floor(
+    digest_cmd: list[str], extra_env: dict[str, str], feeds: int, hosts: int, latency_ms: float
+) -> str:
+    """What the farm's latency alone costs a poll under digest's effective concurrency caps
+    (and reader's 16 threads): no code can be faster than this."""
+    env = {**os.environ, **extra_env}
+    out = subprocess.run([*digest_cmd, "config", "--json"], env=env, capture_output=True)
+    try:
+        caps = json.loads(out.stdout)["feeds"]
+    except (ValueError, KeyError):
+        return "latency floor: digest config --json failed"
+    in_flight = min(caps["concurrency"], caps["per_host"] * hosts, feeds)
+    floor = feeds * latency_ms / 1000 / in_flight
+    reader = feeds * latency_ms / 1000 / min(16, feeds)
+    return (
+        f"latency floor: {feeds} requests x {latency_ms:g} ms / {in_flight} in flight "
+        f"(feeds.per_host {caps['per_host']} x {hosts} hosts, feeds.concurrency "
+        f"{caps['concurrency']}) = {floor:.2f} s for digest; reader's 16 threads: {reader:.2f} s"
+    )
+
+
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -493,6 +514,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average after: {load()}")
     print()
     print(table(runs, args.feeds, args.repeat))
+    if "digest" in tools:
+        print()
+        print(
+            latency_floor(
+                shlex.split(args.digest), extra_env, args.feeds, args.hosts, args.latency_ms
+            )
+        )
     if args.json_out:
         Path(args.json_out).write_text(json.dumps([vars(r) for r in runs], indent=2) + "\n")
     return 1 if any(r.returncode for r in runs) else 0
