@@ -14,8 +14,10 @@ from sqlalchemy import func, select
 from digest import parse_rows, policy
 from digest import poll as poll_module
 from digest.config import Settings
+from digest.feedsync import sync_feeds
+from digest.health import list_feeds
 from digest.models import Feed, Fetch, Post
-from digest.poll import list_feeds, poll_feeds, sync_feeds
+from digest.poll import poll_feeds
 from digest.storage import Database
 from digest.types import FeedSource
 from tests.poll_helpers import Item, atom, items, rss, write_opml

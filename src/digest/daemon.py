@@ -23,9 +23,10 @@ from sqlalchemy import select
 from digest import policy
 from digest.config import Settings, format_duration
 from digest.errors import DigestError
+from digest.health import list_feeds
 from digest.lock import HEARTBEAT_EVERY, DaemonLock
 from digest.models import Feed
-from digest.poll import PollSummary, list_feeds
+from digest.poll import PollSummary
 from digest.schedule import (
     SendAction,
     SendSchedule,

@@ -43,7 +43,7 @@ def feeds(app: App, as_json: bool, errors_only: bool) -> None:
     time; feeds failing for 7 days or more are flagged. A feed whose last body was broken
     but readable (bad XML, a wrong charset) gets a warning line for its owner to fix.
     """
-    from digest.poll import list_feeds
+    from digest.health import list_feeds
 
     rows = list_feeds(app.db)
     if errors_only:
