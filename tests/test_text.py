@@ -102,3 +102,15 @@ def test_excerpt_without_a_sentence_end_is_cut_with_an_ellipsis() -> None:
 
 def test_short_text_is_its_own_excerpt() -> None:
     assert excerpt("  Just a\nfew words. ", 40, 60) == "Just a few words."
+
+
+def test_tag_soup_nested_past_the_parsers_limit_keeps_its_text() -> None:
+    # Every unclosed tag nests: libxml2 drops what lies deeper than its limit.
+    assert html_to_text("<div>" * 3000 + "deep text" + "</div>" * 3000) == "deep text"
+    soup = "<b>" * 5000 + "unclosed <script>evil()</script>soup <style>p{}"
+    assert html_to_text(soup) == "unclosed soup"
+
+
+def test_nothing_but_scripts_or_comments_is_no_text() -> None:
+    for markup in ("<script>alert(1)", "<!-- note", "<img src=x alt=y>", "<p></p>"):
+        assert html_to_text(markup) == ""

@@ -23,8 +23,16 @@ _BLOCK_NAMES = "|".join(sorted(_BLOCK, key=len, reverse=True))
 _BLOCK_TAG = re.compile(rf"<(?=/?(?:{_BLOCK_NAMES})\b)", re.IGNORECASE)
 # Comments and processing instructions go at parse time, in C: the text is made without
 # walking the tree in Python (that walk and regex passes were a quarter of a parse).
-_PARSER = lxml.etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
+# huge_tree: tag soup nests every unclosed tag, and libxml2 drops whatever lies deeper than
+# 256 levels without it (2,048 with it; deeper still takes the crude path below).
+_PARSER = lxml.etree.HTMLParser(
+    remove_comments=True, remove_pis=True, no_network=True, huge_tree=True
+)
 _TAGLIKE = re.compile(r"<[^>]{0,200}>")
+_DROP_NAMES = "|".join(_DROP)
+_DROPPED_CRUDELY = re.compile(
+    rf"<!--.*?(?:-->|\Z)|<({_DROP_NAMES})\b[^>]*>.*?(?:</\1\s*>|\Z)", re.IGNORECASE | re.DOTALL
+)
 # Text that, once parsed, still opens with one of these tags was escaped twice (Atom
 # type="text/html", double-escaped RSS). Anything else with "<" is the author's text: Vec<T>.
 _ESCAPED_MARKUP = re.compile(
@@ -46,11 +54,15 @@ def html_to_text(markup: str, *, limit: int | None = None, _unescaped: bool = Fa
     try:
         root = lxml.etree.fromstring(_BLOCK_TAG.sub("\n<", markup), _PARSER)
     except (lxml.etree.LxmlError, ValueError):
-        return _tidy(html.unescape(_TAGLIKE.sub(" ", markup)), limit)
-    if root is None:  # nothing but comments, say
-        return ""
-    lxml.etree.strip_elements(root, *_DROP, with_tail=False)
-    text = lxml.etree.tostring(root, method="text", encoding="unicode")
+        root = None
+    text = ""
+    if root is not None:
+        lxml.etree.strip_elements(root, *_DROP, with_tail=False)
+        text = lxml.etree.tostring(root, method="text", encoding="unicode")
+    if not text.strip():
+        # Unparseable, or nested past libxml2's limit: strip the tags by pattern instead
+        # (yields nothing either when the markup holds no text, e.g. only a comment).
+        return _tidy(html.unescape(_TAGLIKE.sub(" ", _DROPPED_CRUDELY.sub(" ", markup))), limit)
     # Markup escaped twice must not leak through as tags in the text.
     if not _unescaped and _ESCAPED_MARKUP.match(text):
         return html_to_text(text, limit=limit, _unescaped=True)
