@@ -98,6 +98,12 @@ def test_poll_twice_then_list_feeds(workdir: Path, db_url: str, http: FeedServer
     assert (feeds["Gone blog"]["status"], feeds["Gone blog"]["last_status_code"]) == ("gone", 410)
     assert feeds["Busy blog"]["status"] == "backoff" and "429" in feeds["Busy blog"]["error"]
     assert feeds["Page"]["status"] == "error" and feeds["Page"]["error"]
+    # Two weeks of requests per feed: a 200 then a 304 for the ML blog; one 410 for the gone.
+    ml_fetches = ml["fetches_14_days"]
+    assert (ml_fetches["requests"], ml_fetches["not_modified"], ml_fetches["errors"]) == (2, 1, 0)
+    assert ml_fetches["bytes"] > 0 and ml_fetches["avg_ms"] >= 0
+    gone = feeds["Gone blog"]["fetches_14_days"]
+    assert (gone["requests"], gone["errors"], gone["bytes"]) == (1, 1, 0)
 
     table = run_digest(["feeds", "--errors"], env, workdir)
     assert table.returncode == 0, table.stderr

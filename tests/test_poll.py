@@ -495,6 +495,19 @@ def test_fetches_are_recorded_and_old_ones_pruned(env: Setup) -> None:
     assert rows[0].status_code == 200 and rows[0].url == env.http.url("/f")
 
 
+def test_feed_fetch_stats_cover_the_last_two_weeks(env: Setup) -> None:
+    env.http.route("/f", Response(200, rss(2)))
+    env.feeds(("ML", "F", "/f"))
+    env.poll()
+    env.poll(T0 + timedelta(hours=2))  # the same body again: "unchanged", not parsed
+    [row] = list_feeds(env.db, T0 + timedelta(hours=3))
+    stats = row.fetches
+    assert (stats.requests, stats.unchanged, stats.not_modified, stats.errors) == (2, 1, 0, 0)
+    assert stats.bytes == 2 * len(rss(2))
+    [later] = list_feeds(env.db, T0 + timedelta(days=15))
+    assert later.fetches.requests == 0  # older than the history kept
+
+
 def test_long_failing_feeds_are_flagged(env: Setup) -> None:
     env.http.route("/bad", Response(500))
     env.feeds(("ML", "B", "/bad"))

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from digest import policy
-from digest.models import Feed, Post
+from digest.feedstore import FETCH_HISTORY
+from digest.models import Feed, Fetch, Post
 from digest.storage import Database, utcnow
 
 
@@ -18,6 +19,48 @@ def post_counts(s: Session) -> dict[int, int]:
     """Posts stored per feed id."""
     rows = s.execute(select(Post.feed_id, func.count()).group_by(Post.feed_id))
     return {feed_id: count for feed_id, count in rows}
+
+
+@dataclass(frozen=True)
+class FetchStats:
+    """A feed's requests over the fetch history kept (two weeks): how good a citizen we are
+    to its server, and how well it answers conditional requests."""
+
+    requests: int = 0
+    not_modified: int = 0  # answered 304
+    unchanged: int = 0  # answered 200 with the body we already had (no validators honoured)
+    errors: int = 0
+    bytes: int = 0
+    avg_ms: int = 0
+
+    def as_json(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+def fetch_stats(s: Session, since: datetime) -> dict[int, FetchStats]:
+    """FetchStats per feed id, from the Fetch rows since ``since``."""
+
+    def count(outcome: str) -> Any:
+        return func.sum(case((Fetch.outcome == outcome, 1), else_=0))
+
+    rows = s.execute(
+        select(
+            Fetch.feed_id,
+            func.count(),
+            count("not_modified"),
+            count("unchanged"),
+            count("error"),
+            func.sum(Fetch.bytes),
+            func.avg(Fetch.elapsed_ms),
+        )
+        .where(Fetch.at >= since)
+        .group_by(Fetch.feed_id)
+    )
+    return {
+        feed_id: FetchStats(n, int(nm or 0), int(same or 0), int(err or 0), int(size or 0),
+                            round(ms or 0))
+        for feed_id, n, nm, same, err, size, ms in rows
+    }
 
 
 @dataclass(frozen=True)
@@ -41,6 +84,7 @@ class FeedHealth:
     next_fetch_at: datetime | None
     failing_since: datetime | None
     long_failing: bool
+    fetches: FetchStats = FetchStats()
 
     @property
     def failing(self) -> bool:
@@ -67,6 +111,7 @@ class FeedHealth:
             "next_fetch_at": iso(self.next_fetch_at),
             "failing_since": iso(self.failing_since),
             "failing_7_days": self.long_failing,
+            "fetches_14_days": self.fetches.as_json(),
         }
 
 
@@ -74,13 +119,13 @@ def list_feeds(db: Database, now: datetime | None = None) -> list[FeedHealth]:
     """Every feed with its health and post count, active ones first, by section and title."""
     now = now or utcnow()
     with db.session() as s:
-        counts = post_counts(s)
+        counts, stats = post_counts(s), fetch_stats(s, now - FETCH_HISTORY)
         feeds = list(s.scalars(select(Feed)))
-        rows = [_health_row(f, counts.get(f.id, 0), now) for f in feeds]
+        rows = [_health_row(f, counts.get(f.id, 0), stats.get(f.id), now) for f in feeds]
     return sorted(rows, key=lambda r: (not r.active, r.section, (r.title or r.url).lower(), r.id))
 
 
-def _health_row(feed: Feed, posts: int, now: datetime) -> FeedHealth:
+def _health_row(feed: Feed, posts: int, stats: FetchStats | None, now: datetime) -> FeedHealth:
     failing = feed.status in (policy.ERROR, policy.BACKOFF, policy.GONE)
     return FeedHealth(
         id=feed.id,
@@ -100,6 +145,7 @@ def _health_row(feed: Feed, posts: int, now: datetime) -> FeedHealth:
         next_fetch_at=feed.next_fetch_at,
         failing_since=feed.failing_since,
         long_failing=policy.is_long_failing(feed, now),
+        fetches=stats or FetchStats(),
     )
 
 
