@@ -92,7 +92,7 @@ def _tidy(text: str, limit: int | None) -> str:
         text = _UNKNOWN_ENTITY.sub(_bare_ampersand, html.unescape(text))
     if "\u200b" in text:  # zero-width space: not whitespace to str.split
         text = text.replace("\u200b", " ")
-    text = "\n".join(filter(None, (" ".join(line.split()) for line in text.split("\n"))))
+    text = "\n".join(filter(None, (one_line(line) for line in text.split("\n"))))
     if limit is not None and len(text) > limit:
         text = cut_at_word(text, limit)
     return text
