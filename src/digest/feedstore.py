@@ -11,13 +11,13 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Row, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
 
 from digest import policy
 from digest.errors import StorageError
-from digest.models import Feed, Fetch, Post
+from digest.models import FEEDS, FETCHES, POSTS, Fetch
 from digest.parse_rows import POST_COLUMNS, ParsedFeed, fit
 from digest.storage import Database
 from digest.types import FetchedFeed
@@ -25,8 +25,6 @@ from digest.types import FetchedFeed
 log = logging.getLogger(__name__)
 
 FETCH_HISTORY = timedelta(days=14)
-POSTS = cast(Table, Post.__table__)
-FEEDS = cast(Table, Feed.__table__)
 # What choosing the feeds to fetch reads (the policy's FeedState, and a Job's fields).
 JOB_STATE = tuple(
     FEEDS.c[n]
@@ -113,7 +111,6 @@ FEED_WRITES = (
 )
 # What storing reads of a feed: the policy's FeedState and everything it may write.
 FEED_STATE = (FEEDS.c.id, *(FEEDS.c[name] for name in FEED_WRITES))
-FETCHES = cast(Table, Fetch.__table__)
 _UPDATE_FEED = (
     update(FEEDS)
     .where(FEEDS.c.id == bindparam("feed_id_"))

@@ -5,17 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Row, Table, bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, insert, select, update
 
 from digest import policy
-from digest.models import Feed
+from digest.models import FEEDS
 from digest.parse_rows import fit
 from digest.storage import Database
 from digest.types import FeedSource, section_for
 
-FEEDS = cast(Table, Feed.__table__)
 # What the OPML file decides about a feed; what syncing reads.
 SYNCED_FROM_FILE = ("title", "site_url", "category", "section")
 SYNCED = (FEEDS.c.id, FEEDS.c.source_url, FEEDS.c.active, *(FEEDS.c[n] for n in SYNCED_FROM_FILE))

@@ -7,6 +7,7 @@ that the migrated schema and the models agree.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
 from sqlalchemy import (
     Boolean,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -193,3 +195,9 @@ class Meta(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# The same tables for Core statements (the poll's bulk reads and writes).
+FEEDS = cast(Table, Feed.__table__)
+POSTS = cast(Table, Post.__table__)
+FETCHES = cast(Table, Fetch.__table__)
