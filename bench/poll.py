@@ -3,6 +3,7 @@
     .venv/bin/python bench/poll.py                 # 500 feeds: digest, reader, rss2email
     .venv/bin/python bench/poll.py --feeds 5000    # scale: digest only, time and memory
     .venv/bin/python bench/poll.py --tools digest,reader --repeat 3   # medians of 3 rounds
+    .venv/bin/python bench/poll.py --tools digest,reader --per-host 8,32 # the cap lifted
 
 Starts ../shared/bench/feedfarm.py itself (``--farm`` or $FEEDFARM), primes it (so no tool
 pays for the farm building its bodies), then runs each tool as its own process: a cold poll
@@ -451,6 +452,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "'env PYTHONPATH=/tmp/old/src .venv/bin/python -m digest')",
     )
     p.add_argument(
+        "--per-host",
+        default="",
+        metavar="N[,N...]",
+        help="also run digest with feeds.per_host N (and feeds.concurrency N x hosts, so only "
+        "the per-host cap binds), once per N, in the same rounds: how far the warm poll goes "
+        "when the politeness cap is lifted",
+    )
+    p.add_argument(
         "--env",
         action="append",
         default=[],
@@ -508,6 +517,15 @@ def main(argv: list[str] | None = None) -> int:
             for name in tools:
                 tool = makers[name]()
                 runs += run_tool(tool, farm, root, list(tool.phases), round_)
+            for n in filter(None, args.per_host.split(",")):
+                caps = {
+                    "DIGEST_FEEDS_PER_HOST": n,
+                    "DIGEST_FEEDS_CONCURRENCY": str(int(n) * args.hosts),
+                }
+                variant = digest_tool(
+                    opml, shlex.split(args.digest), {**extra_env, **caps}, f"digest per_host {n}"
+                )
+                runs += run_tool(variant, farm, root, list(variant.phases), round_)
     finally:
         farm.stop()
         if not args.keep:
@@ -524,6 +542,10 @@ def main(argv: list[str] | None = None) -> int:
                 shlex.split(args.digest), extra_env, args.feeds, args.hosts, args.latency_ms
             )
         )
+    for n in filter(None, args.per_host.split(",")):
+        in_flight = min(int(n) * args.hosts, args.feeds)
+        floor = args.feeds * args.latency_ms / 1000 / in_flight
+        print(f"latency floor, per_host {n}: {in_flight} in flight = {floor:.2f} s")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps([vars(r) for r in runs], indent=2) + "\n")
     return 1 if any(r.returncode for r in runs) else 0
