@@ -517,6 +517,16 @@ def test_long_failing_feeds_are_flagged(env: Setup) -> None:
     assert row.as_json()["error"] == "HTTP 500 Internal Server Error"
 
 
+def test_dispatcher_counts_a_platforms_blogs_as_one_host() -> None:
+    # Every *.github.io blog is served by GitHub Pages: they share its per-host slots.
+    urls = ["https://a.github.io/f", "https://b.github.io/f", "https://c.github.io/f"]
+    jobs = [poll_module.Job(i, url, None, None, None) for i, url in enumerate(urls)]
+    d = poll_module._Dispatcher(jobs, per_host=2, total=10)
+    assert [j.feed_id for j in d.take()] == [0, 1]
+    d.release(jobs[0].url)
+    assert [j.feed_id for j in d.take()] == [2]
+
+
 def test_dispatcher_gives_hosts_turns_within_both_caps() -> None:
     jobs = [
         poll_module.Job(i, f"https://{h}.example/{i}", None, None, None)

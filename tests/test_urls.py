@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from digest.urls import canonical_url, normalize_link, repair
+from digest.urls import canonical_url, normalize_link, repair, site_of
 
 
 @pytest.mark.parametrize(
@@ -103,3 +103,25 @@ def test_canonical_url_of_a_normalized_link_skips_normalizing_again() -> None:
 def test_canonical_url_keeps_different_articles_apart() -> None:
     assert canonical_url("https://a.example/#/post/1") != canonical_url("https://a.example/#/post/2")
     assert canonical_url("https://a.example/p?id=1") != canonical_url("https://a.example/p?id=2")
+
+
+@pytest.mark.parametrize(
+    ("url", "site"),
+    [
+        ("https://karpathy.github.io/feed.xml", "github.io"),
+        ("https://colah.github.io/rss.xml", "github.io"),
+        ("https://jalammar.substack.com/feed", "substack.com"),
+        ("http://Foo.Blogspot.com./feeds/posts/default", "blogspot.com"),
+        ("https://www.bbc.co.uk/news/rss.xml", "bbc.co.uk"),
+        ("https://blog.abc.net.au/feed", "abc.net.au"),
+        ("https://medium.com/feed/@someone", "medium.com"),
+        ("https://blog.example.co/feed", "example.co"),
+        ("http://127.0.0.2:8900/feed/1.xml", "127.0.0.2"),
+        ("http://127.0.0.3:8900/feed/1.xml", "127.0.0.3"),
+        ("http://[::1]:8900/feed.xml", "::1"),
+        ("http://localhost:8900/feed.xml", "localhost"),
+        ("not a url", ""),
+    ],
+)
+def test_site_of_groups_a_platforms_blogs(url: str, site: str) -> None:
+    assert site_of(url) == site

@@ -191,7 +191,9 @@ class FeedsSettings:
         timedelta(hours=1), parse_duration, "how often each feed is polled"
     )
     concurrency: int = setting(32, parse_int(1, 1000), "requests in flight at once")
-    per_host: int = setting(2, parse_int(1, 100), "requests in flight at once per host")
+    per_host: int = setting(
+        2, parse_int(1, 100), "requests in flight at once per host (*.github.io counts as one)"
+    )
     timeout: timedelta = setting(
         timedelta(seconds=20), parse_duration, "timeout of one request, end to end"
     )

@@ -18,7 +18,6 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -39,6 +38,7 @@ from digest.opml import read_opml
 from digest.parse_rows import ParsedFeed, parse_or_failure
 from digest.storage import Database, utcnow
 from digest.types import FeedSource, FetchedFeed
+from digest.urls import site_of
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +275,8 @@ class _Poller:
 class _Dispatcher:
     """Hands out jobs as their hosts have room: ``per_host`` per host, ``total`` in all.
 
+    A host here is a site (urls.site_of): every *.github.io blog waits for the same slots.
+
     Jobs start only when they can run, so a poll of 5,000 feeds holds a few dozen tasks
     rather than 5,000 waiting on semaphores. Hosts take turns (round robin); each host's
     jobs keep their order (longest waiting first).
@@ -284,7 +286,7 @@ class _Dispatcher:
         self.per_host, self.total = per_host, total
         self.queues: dict[str, collections.deque[Job]] = {}
         for job in jobs:
-            self.queues.setdefault(host_of(job.url), collections.deque()).append(job)
+            self.queues.setdefault(site_of(job.url), collections.deque()).append(job)
         # Hosts with jobs waiting and a free slot, in turn order.
         self.ready: dict[str, None] = dict.fromkeys(self.queues)
         self.busy: collections.Counter[str] = collections.Counter()
@@ -311,7 +313,7 @@ class _Dispatcher:
             yield job
 
     def release(self, url: str) -> None:
-        host = host_of(url)
+        host = site_of(url)
         self.busy[host] -= 1
         self.running -= 1
         if host in self.queues and host not in self.ready:
@@ -320,10 +322,6 @@ class _Dispatcher:
     def close(self) -> None:
         """Start nothing more (a stop)."""
         self.closed = True
-
-
-def host_of(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()
 
 
 def _body_hash(body: bytes) -> str:

@@ -17,6 +17,8 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _ABSOLUTE = re.compile(r"https?://", re.IGNORECASE)
+# Second-level labels under which a country's domains are registered (bbc.co.uk, abc.net.au).
+_SECOND_LEVELS = frozenset({"ac", "co", "com", "edu", "go", "gov", "ne", "net", "or", "org"})
 
 
 def repair(url: str) -> str:
@@ -105,3 +107,19 @@ def canonical_url(url: str, *, normalized: bool = False) -> str:
     if parts.query and not query:
         query = parts.query
     return urlunsplit(("https", host, path, query, _routing_fragment(parts.fragment)))
+
+
+def site_of(url: str) -> str:
+    """The site a URL's host belongs to, which the per-host cap counts as one: its domain.
+
+    karpathy.github.io and colah.github.io are one site (GitHub Pages serves both), and so
+    are substack.com's and blogspot.com's authors. An IP address is a site of its own. A
+    public suffix this rule does not know (city.kawasaki.jp) is taken for a site, so an
+    error groups more hosts together: the cap errs towards politeness, never against it.
+    """
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    if ":" in host or host.replace(".", "").isdigit():
+        return host
+    labels = host.split(".")
+    country_level = len(labels) > 2 and len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVELS
+    return ".".join(labels[-3:] if country_level else labels[-2:])
