@@ -34,6 +34,7 @@ def add_post(
     db: Database, feed_id: int, title: str, *, date: datetime | None,
     first_seen: datetime | None = None, first_poll: bool = False, link: str | None = None,
     text: str = "Words about the post.", author: str | None = None, words: int = 460,
+    teaser: bool = False, page_words: int | None = None,
 ) -> int:
     n = next(_keys)
     link = link or f"https://posts.example/{feed_id}/{n}"
@@ -43,6 +44,7 @@ def add_post(
             author=author, published=date, updated=None, date=date,
             first_seen=first_seen or date or SAT, from_first_poll=first_poll, text=text,
             words=words, content_hash=hashlib.sha256(title.encode()).hexdigest(),
+            teaser=teaser, page_words=page_words,
         )
         s.add(post)
         s.flush()

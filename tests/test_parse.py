@@ -343,3 +343,25 @@ def test_a_long_post_keeps_its_head_as_text_and_counts_all_its_words() -> None:
     assert post.text.startswith("Start\nword word")
     assert "<" not in post.text and len(post.text) <= 3001
     assert post.words == 1 + 400 * 51
+
+
+def _one_entry(item: str) -> PostData:
+    rss = (
+        '<?xml version="1.0"?><rss version="2.0" '
+        'xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel><title>T</title>'
+        f"<link>https://t.example/</link><item><title>P</title>{item}</item></channel></rss>"
+    ).encode()
+    [post] = parse_feed(rss, FEED_URL, now=NOW).posts
+    return post
+
+
+def test_a_summary_only_entry_is_a_teaser_a_full_post_is_not() -> None:
+    # Hugo's feeds (lilianweng.github.io): a paragraph of summary for a long essay.
+    summary = " ".join(["summary"] * 70)
+    assert _one_entry(f"<description>{summary}</description>").teaser
+    # Full text in <description> (python-feedgen, Zola: eatonphil, scattered-thoughts).
+    full = " ".join(["word"] * 900)
+    assert not _one_entry(f"<description>{full}</description>").teaser
+    # A content element is the post itself, however short.
+    content = f"<description>{summary}</description><content:encoded>Short.</content:encoded>"
+    assert not _one_entry(content).teaser

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -95,6 +96,7 @@ class Post(Base):
         Index("ix_posts_feed_link", "feed_id", "link"),
         Index("ix_posts_issue_date", "issue_id", "date"),
         Index("ix_posts_canonical", "canonical_url"),
+        Index("ix_posts_pages", "teaser", "page_words"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -113,6 +115,10 @@ class Post(Base):
     from_first_poll: Mapped[bool] = mapped_column(Boolean, default=False)
     text: Mapped[str] = mapped_column(Text, default="")
     words: Mapped[int | None] = mapped_column(Integer)
+    # The feed gives only a teaser: the reading time comes from the post's page, counted once
+    # (page_words; 0 when the page could not be read, None while not yet fetched).
+    teaser: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    page_words: Mapped[int | None] = mapped_column(Integer)
     content_hash: Mapped[str] = mapped_column(String(64))
     # The one issue this post went into (the ledger that stops it going out twice).
     issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="SET NULL"))

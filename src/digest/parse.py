@@ -23,6 +23,9 @@ from digest.urls import normalize_link
 
 TEXT_LIMIT = 3000  # characters of plain text kept per post; excerpts need far fewer
 MARKUP_READ = 12_000  # characters of a body's markup turned into text: enough for TEXT_LIMIT
+# An entry with no content element and a summary shorter than this is a teaser (Hugo's and
+# hand-made feeds: 70-360 words for essays of thousands); full posts in <description> run longer.
+TEASER_WORDS = 400
 _TAG = re.compile(r"<[^>]*>")
 TITLE_FROM_TEXT = 80  # characters of an untitled entry's text that make its title
 OLDEST_TRUSTED = datetime(1990, 1, 1, tzinfo=UTC)
@@ -127,6 +130,7 @@ def _post(entry: Any, base: str, now: datetime, feed_author: str | None) -> Post
         text=text,
         content_hash=digest,
         words=words,
+        teaser=not entry.get("content") and words < TEASER_WORDS,
     )
 
 

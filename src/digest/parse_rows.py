@@ -28,6 +28,7 @@ POST_COLUMNS = (
     "date",
     "text",
     "words",
+    "teaser",
     "content_hash",
 )
 
@@ -91,6 +92,7 @@ def post_row(post: PostData) -> tuple[Any, ...]:
         post.published or post.updated,
         clean(post.text),
         post.words,
+        post.teaser,
         post.content_hash[:64],
     )
 

@@ -37,6 +37,7 @@ class PostData:
     text: str  # plain text for excerpts (clean, no markup)
     content_hash: str  # changes when the entry's visible content changes
     words: int = 0  # length of the whole entry, for reading time (text may be cut)
+    teaser: bool = False  # only a summary, no content: the post's page has the real length
 
 
 @dataclass(frozen=True)
