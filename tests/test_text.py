@@ -10,6 +10,7 @@ from digest.text import (
     feed_text,
     html_to_text,
     one_line,
+    page_words,
     plain_to_text,
     reading_minutes,
     word_count,
@@ -114,3 +115,28 @@ def test_tag_soup_nested_past_the_parsers_limit_keeps_its_text() -> None:
 def test_nothing_but_scripts_or_comments_is_no_text() -> None:
     for markup in ("<script>alert(1)", "<!-- note", "<img src=x alt=y>", "<p></p>"):
         assert html_to_text(markup) == ""
+
+
+def test_page_words_counts_the_article_not_the_page_around_it() -> None:
+    page = (
+        b"<!doctype html><html><head><title>Not counted</title><script>var a = 1;</script>"
+        b"</head><body><nav>Home About Archive</nav><header>Site banner</header>"
+        b"<article><header><h1>Title</h1></header><p>one two three</p><p>four five</p>"
+        b"<footer>Tags: a b</footer></article><article><p>related</p></article>"
+        b"<aside>Sidebar words</aside><footer>Copyright</footer></body></html>"
+    )
+    assert page_words(page) == 5
+
+
+def test_page_words_falls_back_to_main_then_the_body() -> None:
+    assert page_words(b"<body><nav>x y</nav><main><p>a b c</p></main><p>d</p></body>") == 3
+    assert page_words(b"<body><div role='main'>a b</div><p>c</p></body>") == 2
+    assert page_words(b"<body><nav>menu</nav><div>a b c d</div></body>") == 4
+
+
+def test_page_words_reads_the_declared_charset_and_survives_garbage() -> None:
+    latin = "<html><head><meta charset='iso-8859-1'></head><body><main>café crème</main>"
+    assert page_words(latin.encode("latin-1")) == 2
+    assert page_words(b"") == 0
+    assert page_words(b"\x00\xff\xfe") in (0, 1)
+    assert page_words(b"<" * 10_000) >= 0

@@ -43,6 +43,8 @@ _ESCAPED_MARKUP = re.compile(
 # feedparser's forgiving parser turns a bare "R&D" into "R&D;": an entity nobody defined.
 _UNKNOWN_ENTITY = re.compile(r"&([A-Za-z][A-Za-z0-9]{0,31});")
 WORDS_PER_MINUTE = 230
+# A web page's furniture around its article: menus, banners, footers, sidebars.
+_FURNITURE = ("nav", "header", "footer", "aside")
 
 
 def html_to_text(markup: str, *, limit: int | None = None, _unescaped: bool = False) -> str:
@@ -129,6 +131,27 @@ def excerpt(text: str, min_words: int = 40, max_words: int = 60) -> str:
 
 def word_count(text: str) -> int:
     return len(text.split())
+
+
+def page_words(page: bytes) -> int:
+    """Words of the article on a post's web page: its largest <article>, else <main>, else
+    the body, without scripts, menus, banners, footers and sidebars; 0 if it has none."""
+    try:
+        root = lxml.etree.fromstring(page, _PARSER)
+    except (lxml.etree.LxmlError, ValueError):
+        return 0
+    if root is None:
+        return 0
+    lxml.etree.strip_elements(root, *_DROP, *_FURNITURE, with_tail=False)
+    for block in root.iter(*_BLOCK):  # "<p>one</p><p>two</p>" is two words, not "onetwo"
+        block.text, block.tail = " " + (block.text or ""), " " + (block.tail or "")
+    found: list[lxml.etree._Element] = root.xpath("//article") or root.xpath(
+        "//main | //*[@role='main']"
+    )
+    return max(
+        word_count(lxml.etree.tostring(e, method="text", encoding="unicode"))
+        for e in found or [root]
+    )
 
 
 def reading_minutes(words: int) -> int:
