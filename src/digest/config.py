@@ -204,6 +204,9 @@ class FeedsSettings:
         f"digest/{__version__} (+{HOME_PAGE})", parse_str, "User-Agent sent with every request"
     )
     workers: int = setting(0, parse_int(0, 64), "parser processes (0: one per core)")
+    fetch_pages: bool = setting(
+        True, parse_bool, "fetch a new teaser-only post's page once, for its reading time"
+    )
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,7 @@ async def fetch_feed(
     max_bytes: int,
     user_agent: str,
     now: datetime | None = None,
+    accept: str = ACCEPT,
 ) -> FetchedFeed:
     """GET one feed, conditionally; every final status comes back, only network trouble raises.
 
@@ -79,10 +80,11 @@ async def fetch_feed(
     a timeout (the whole request, redirects and body included, within ``timeout`` seconds), a
     body over ``max_bytes``, too many redirects or any network error.
 
-    ``now`` is what Retry-After seconds count from. How many requests run at once, per host
+    ``now`` is what Retry-After seconds count from; ``accept`` asks for something other
+    than a feed (a post's page). How many requests run at once, per host
     and in all, is the caller's business (poll's dispatcher).
     """
-    headers = {"User-Agent": user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
+    headers = {"User-Agent": user_agent, "Accept": accept, "Accept-Encoding": ACCEPT_ENCODING}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, Select, and_, func, or_, select, update
+from sqlalchemy import Row, Select, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from digest.compose import LATE_GRACE, Layout, Window, belongs, unique_articles, window_for
@@ -234,12 +234,16 @@ def _claimed_posts(s: Session, issue_id: int) -> list[StoredPost]:
     return [_stored(row) for row in s.execute(_post_query().where(Post.issue_id == issue_id))]
 
 
+# A teaser-only post's length is its page's, once counted (pages.py).
+_READ_WORDS = case((Post.page_words > Post.words, Post.page_words), else_=Post.words)
+
+
 def _post_query() -> Select[*tuple[Any, ...]]:
     # Columns in StoredPost's field order, then the feed's URL: rows unpack straight into it.
     return select(
         Post.id, Post.feed_id, Feed.title, Feed.site_url, Feed.section, Post.title, Post.link,
         Post.canonical_url, Post.author, Post.date, Post.first_seen, Post.from_first_poll,
-        Post.text, Post.words, Feed.url,
+        Post.text, _READ_WORDS, Feed.url,
     ).join(Feed, Feed.id == Post.feed_id)
 
 

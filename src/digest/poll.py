@@ -35,6 +35,7 @@ from digest.feedstore import (
 from digest.feedsync import SyncResult, sync_feeds
 from digest.fetch import fetch_feed, make_client
 from digest.opml import read_opml
+from digest.pages import count_pages
 from digest.parse_rows import ParsedFeed, parse_or_failure
 from digest.storage import Database, utcnow
 from digest.types import FeedSource, FetchedFeed
@@ -61,6 +62,7 @@ class PollSummary:
     not_modified: int = 0
     errors: int = 0
     skipped: int = 0  # active feeds not fetched: gone, held back, not due, or stopped
+    pages: int = 0  # teaser-only posts' pages counted for their reading time
     elapsed_s: float = 0.0
     sync: SyncResult = field(default_factory=SyncResult)
 
@@ -152,6 +154,11 @@ class _Poller:
         try:
             self._start_more()
             await self.idle.wait()
+            if self.feeds.fetch_pages and not (self.stop and self.stop.is_set()):
+                self.parsers.close()  # no more feeds: free the workers first
+                self.summary.pages = await count_pages(
+                    self.db, self.client, self.feeds, self.now, self.stop
+                )
         finally:
             watcher.cancel()
             if own_client:
@@ -434,3 +441,4 @@ class _Parsers:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

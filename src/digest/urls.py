@@ -1,4 +1,5 @@
-"""URL repair and normalisation: links as feeds give them → links we store and compare."""
+"""URL repair and normalisation: links as feeds give them → links we store and compare; and
+the site a host belongs to (what the per-host cap counts as one host)."""
 
 from __future__ import annotations
 
