@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from digest.models import Post
 from digest.pages import select_pages
+from digest.poll import PollSummary
 from digest.storage import Database
 from tests.conftest import run_digest
 from tests.issue_helpers import add_feed, add_post
@@ -64,6 +65,7 @@ def test_a_teaser_posts_reading_time_comes_from_its_page(
     polled = run_digest(["poll", "--json"], env, workdir)
     assert polled.returncode == 0, polled.stderr
     assert json.loads(polled.stdout)["new_posts"] == 4
+    assert "pages read" not in polled.stdout  # the JSON summary keeps its keys
 
     # Each recent teaser's page once, asking for HTML; not an old post's, not a full post's.
     [long_page] = http.hits("/posts/long.html")
@@ -79,6 +81,7 @@ def test_a_teaser_posts_reading_time_comes_from_its_page(
 
     again = run_digest(["poll"], env, workdir)
     assert again.returncode == 0, again.stderr
+    assert "pages read" not in again.stdout
     assert len(http.hits("/posts/long.html")) == 1 and len(http.hits("/posts/missing.html")) == 1
 
     as_of = (now + timedelta(hours=1)).isoformat()
@@ -114,3 +117,8 @@ def test_select_pages_takes_recent_unfetched_teasers_newest_first(db: Database) 
     jobs = select_pages(db, now)
     assert [j.post_id for j in jobs] == [newer, undated, older]
     assert [j.post_id for j in select_pages(db, now, limit=1)] == [newer]
+
+
+def test_the_poll_summary_says_how_many_pages_it_read() -> None:
+    assert "; 3 teaser posts' pages read for their length" in PollSummary(feeds=2, pages=3).line()
+    assert "pages" not in PollSummary(feeds=2).line()

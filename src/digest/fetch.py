@@ -74,7 +74,8 @@ async def fetch_feed(
     now: datetime | None = None,
     accept: str = ACCEPT,
 ) -> FetchedFeed:
-    """GET one feed, conditionally; every final status comes back, only network trouble raises.
+    """GET one feed (or a post's page), conditionally; every final status comes back, only
+    network trouble raises.
 
     A 200 brings the (decoded) body; 304 and error statuses bring none. Raises FetchError on
     a timeout (the whole request, redirects and body included, within ``timeout`` seconds), a

@@ -80,6 +80,7 @@ class PollSummary:
             f"polled {self.feeds:,} feeds: {self.new_posts:,} new posts, "
             f"{self.updated_posts:,} updated, {self.not_modified:,} not modified, "
             f"{self.errors:,} errors in {self.elapsed_s:.1f} s"
+            + (f"; {self.pages:,} teaser posts' pages read for their length" if self.pages else "")
         )
 
 
