@@ -36,6 +36,9 @@ def serve(http: FeedServer, now: datetime) -> None:
         Item("gone", "A lost essay", http.url("/posts/missing.html"), TEASER,
              now - timedelta(days=2)),
         Item("old", "An old essay", http.url("/posts/old.html"), TEASER, now - timedelta(days=40)),
+        # Another host than the feed's (localhost, not 127.0.0.1): never requested.
+        Item("away", "An essay elsewhere", f"http://localhost:{http.port}/posts/away.html",
+             TEASER, now - timedelta(days=1)),
     ]
     http.route("/teasers.xml", Response(200, rss(teasers, "Teaser blog")))
     full = (
@@ -50,7 +53,7 @@ def serve(http: FeedServer, now: datetime) -> None:
     http.route("/full.xml", Response(200, full))
     http.route("/posts/long.html", Response(200, article(2200), {"Content-Type": "text/html"}))
     http.route("/posts/missing.html", Response(404, b"not found"))
-    for path in ("/posts/old.html", "/posts/full.html"):
+    for path in ("/posts/old.html", "/posts/full.html", "/posts/away.html"):
         http.route(path, Response(200, article(5000), {"Content-Type": "text/html"}))
 
 
@@ -64,20 +67,21 @@ def test_a_teaser_posts_reading_time_comes_from_its_page(
     env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_NEWSLETTER_BASE_URL": "https://news.example"}
     polled = run_digest(["poll", "--json"], env, workdir)
     assert polled.returncode == 0, polled.stderr
-    assert json.loads(polled.stdout)["new_posts"] == 4
+    assert json.loads(polled.stdout)["new_posts"] == 5
     assert "pages read" not in polled.stdout  # the JSON summary keeps its keys
 
     # Each recent teaser's page once, asking for HTML; not an old post's, not a full post's.
     [long_page] = http.hits("/posts/long.html")
     assert "text/html" in long_page.headers["accept"]
     assert len(http.hits("/posts/missing.html")) == 1
-    assert http.hits("/posts/old.html") == [] and http.hits("/posts/full.html") == []
+    for path in ("/posts/old.html", "/posts/full.html", "/posts/away.html"):
+        assert http.hits(path) == [], path
     db = Database(db_url)
     with db.session() as s:
         pages = {key: words for key, words in s.execute(select(Post.key, Post.page_words))}
     db.dispose()
     # The article's 2,200 words and its title; not the menu's or the footer's.
-    assert pages == {"long": 2202, "gone": 0, "old": None, "full": None}
+    assert pages == {"long": 2202, "gone": 0, "old": None, "full": None, "away": 0}
 
     again = run_digest(["poll"], env, workdir)
     assert again.returncode == 0, again.stderr

@@ -37,13 +37,20 @@ class PageJob:
 
     post_id: int
     url: str
+    feed_url: str
+
+    @property
+    def on_feeds_site(self) -> bool:
+        """Is the page on its feed's own site? A feed can make us request its own site's
+        pages only: a hostile one must not point us at another host, or into our network."""
+        return site_of(self.url) == site_of(self.feed_url)
 
 
 def select_pages(db: Database, now: datetime, limit: int = MAX_PAGES) -> list[PageJob]:
     """Recent teaser-only posts of active feeds with a link and no page count yet."""
     when = func.coalesce(POSTS.c.date, POSTS.c.first_seen)
     query = (
-        select(POSTS.c.id, POSTS.c.link)
+        select(POSTS.c.id, POSTS.c.link, FEEDS.c.url)
         .join(FEEDS, FEEDS.c.id == POSTS.c.feed_id)
         .where(
             POSTS.c.teaser.is_(True),
@@ -56,7 +63,7 @@ def select_pages(db: Database, now: datetime, limit: int = MAX_PAGES) -> list[Pa
         .limit(limit)
     )
     with db.session() as s:
-        return [PageJob(r.id, r.link) for r in s.connection().execute(query)]
+        return [PageJob(r.id, r.link, r.url) for r in s.connection().execute(query)]
 
 
 def store_pages(db: Database, counted: list[tuple[int, int]]) -> None:
@@ -79,7 +86,8 @@ async def count_pages(
 ) -> int:
     """Fetch and count the pages of recent teaser-only posts, politely (the per-host cap and
     the poll's concurrency); returns how many were counted. A stop leaves the rest for the
-    next poll; a page that fails counts 0 and the post keeps its teaser's reading time."""
+    next poll; a page that fails, or lies off its feed's site, counts 0 and the post keeps
+    its teaser's reading time."""
     jobs = await asyncio.to_thread(select_pages, db, now)
     if not jobs:
         return 0
@@ -93,8 +101,10 @@ async def count_pages(
                 return None
             return job.post_id, await _page_words(client, job.url, feeds)
 
-    counted = [c for c in await asyncio.gather(*map(one, jobs)) if c is not None]
-    await asyncio.to_thread(store_pages, db, counted)
+    fetchable = [job for job in jobs if job.on_feeds_site]
+    elsewhere = [(job.post_id, 0) for job in jobs if not job.on_feeds_site]
+    counted = [c for c in await asyncio.gather(*map(one, fetchable)) if c is not None]
+    await asyncio.to_thread(store_pages, db, counted + elsewhere)
     log.info("counted the words of %d teaser-only posts' pages", len(counted))
     return len(counted)
 
