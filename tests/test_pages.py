@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from digest.models import Post
-from digest.pages import select_pages
+from digest.config import FeedsSettings
+from digest.fetch import make_client
+from digest.models import Feed, Post
+from digest.pages import count_pages, select_pages
 from digest.poll import PollSummary
 from digest.storage import Database
 from tests.conftest import run_digest
@@ -126,3 +131,29 @@ def test_select_pages_takes_recent_unfetched_teasers_newest_first(db: Database) 
 def test_the_poll_summary_says_how_many_pages_it_read() -> None:
     assert "; 3 teaser posts' pages read for their length" in PollSummary(feeds=2, pages=3).line()
     assert "pages" not in PollSummary(feeds=2).line()
+
+
+def test_a_stop_drops_the_pages_in_flight_and_leaves_them_for_later(
+    db: Database, http: FeedServer
+) -> None:
+    now = datetime.now(UTC)
+    http.route("/fast.html", Response(200, article(300), {"Content-Type": "text/html"}))
+    http.route("/slow.html", Response(200, article(300), {"Content-Type": "text/html"}, delay=15))
+    feed = add_feed(db, "Blog")
+    with db.session() as s:  # the feed lives on the test server's site
+        s.execute(update(Feed).where(Feed.id == feed).values(url=http.url("/feed.xml")))
+    fast = add_post(db, feed, "fast", date=now, teaser=True, link=http.url("/fast.html"))
+    slow = add_post(db, feed, "slow", date=now, teaser=True, link=http.url("/slow.html"))
+    stop = threading.Event()
+
+    async def poll_pages() -> int:
+        async with make_client(FeedsSettings()) as client:
+            return await count_pages(db, client, FeedsSettings(), now, stop)
+
+    threading.Timer(1.0, stop.set).start()
+    started = time.monotonic()
+    assert asyncio.run(poll_pages()) == 1
+    assert time.monotonic() - started < 5  # not the page's 15 s, nor the 20 s timeout
+    with db.session() as s:
+        words = dict(s.execute(select(Post.id, Post.page_words)).all())
+    assert words == {fast: 302, slow: None}  # the slow one is the next poll's

@@ -11,6 +11,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import bindparam, func, select, update
@@ -94,22 +95,34 @@ async def count_pages(
     in_flight = asyncio.Semaphore(feeds.concurrency)
     sites: dict[str, asyncio.Semaphore] = {}
 
-    async def one(job: PageJob) -> tuple[int, int] | None:
+    async def one(job: PageJob) -> tuple[int, int]:
         site = sites.setdefault(site_of(job.url), asyncio.Semaphore(feeds.per_host))
         async with site, in_flight:
-            if stop is not None and stop.is_set():
-                return None
             return job.post_id, await _page_words(client, job.url, feeds)
 
-    fetchable = [job for job in jobs if job.on_feeds_site]
+    tasks = [asyncio.create_task(one(job)) for job in jobs if job.on_feeds_site]
     elsewhere = [(job.post_id, 0) for job in jobs if not job.on_feeds_site]
-    counted = [c for c in await asyncio.gather(*map(one, fetchable)) if c is not None]
+    if tasks:
+        watcher = asyncio.create_task(_cancel_on_stop(stop, tasks)) if stop else None
+        await asyncio.wait(tasks)
+        if watcher:
+            watcher.cancel()
+    counted = [t.result() for t in tasks if not t.cancelled()]
     await asyncio.to_thread(store_pages, db, counted + elsewhere)
     log.info("counted the words of %d teaser-only posts' pages", len(counted))
     return len(counted)
 
 
+async def _cancel_on_stop(stop: threading.Event, tasks: list[asyncio.Task[Any]]) -> None:
+    """A stop drops the pages in flight (the daemon exits within seconds, not a timeout)."""
+    while not stop.is_set():
+        await asyncio.sleep(0.1)
+    for task in tasks:
+        task.cancel()
+
+
 async def _page_words(client: httpx.AsyncClient, url: str, feeds: FeedsSettings) -> int:
+    """The words of the article at ``url``; 0, logged, when it cannot be had."""
     try:
         fetched = await fetch_feed(
             client,
@@ -119,14 +132,13 @@ async def _page_words(client: httpx.AsyncClient, url: str, feeds: FeedsSettings)
             user_agent=feeds.user_agent,
             accept=PAGE_ACCEPT,
         )
+        content_type = fetched.headers.get("content-type", "text/html").lower()
+        if fetched.body is None or "html" not in content_type:
+            log.info("post page %s: HTTP %s, %s", url, fetched.status_code, content_type)
+            return 0
+        return await asyncio.to_thread(page_words, fetched.body)
     except FetchError as e:
         log.info("post page %s: %s", url, e.message)
-        return 0
-    content_type = fetched.headers.get("content-type", "text/html").lower()
-    if fetched.body is None or "html" not in content_type:
-        return 0
-    try:
-        return await asyncio.to_thread(page_words, fetched.body)
     except Exception as e:  # noqa: BLE001 - a hostile page must not end the poll
-        log.info("post page %s: cannot read it: %s", url, e)
-        return 0
+        log.warning("post page %s: cannot read it: %s: %s", url, type(e).__name__, e)
+    return 0
