@@ -123,6 +123,7 @@ def test_select_pages_takes_recent_unfetched_teasers_newest_first(db: Database) 
     add_post(db, blog, "whole", date=now - day)
     add_post(db, blog, "stale", date=now - 30 * day, teaser=True)
     add_post(db, closed, "inactive feed", date=now - day, teaser=True)
+    add_post(db, blog, "undated backlog", date=None, first_seen=now, first_poll=True, teaser=True)
     jobs = select_pages(db, now)
     assert [j.post_id for j in jobs] == [newer, undated, older]
     assert [j.post_id for j in select_pages(db, now, limit=1)] == [newer]

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 
 from digest.config import FeedsSettings
 from digest.errors import FetchError
@@ -48,7 +48,8 @@ class PageJob:
 
 
 def select_pages(db: Database, now: datetime, limit: int = MAX_PAGES) -> list[PageJob]:
-    """Recent teaser-only posts of active feeds with a link and no page count yet."""
+    """Recent teaser-only posts of active feeds with a link and no page count yet, as the
+    issue judges recent: by date, else by first sighting after the feed's first poll."""
     when = func.coalesce(POSTS.c.date, POSTS.c.first_seen)
     query = (
         select(POSTS.c.id, POSTS.c.link, FEEDS.c.url)
@@ -59,6 +60,8 @@ def select_pages(db: Database, now: datetime, limit: int = MAX_PAGES) -> list[Pa
             POSTS.c.link.is_not(None),
             FEEDS.c.active.is_(True),
             when >= now - PAGE_WINDOW,
+            # Undated on its feed's first poll: old news to the issue (a Hugo feed's FAQ page).
+            or_(POSTS.c.date.is_not(None), POSTS.c.from_first_poll.is_(False)),
         )
         .order_by(when.desc())
         .limit(limit)
