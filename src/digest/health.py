@@ -88,7 +88,7 @@ class FeedHealth:
 
     @property
     def failing(self) -> bool:
-        return self.status in (policy.ERROR, policy.BACKOFF, policy.GONE)
+        return self.status in policy.FAILING
 
     def as_json(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str | None:
@@ -126,7 +126,6 @@ def list_feeds(db: Database, now: datetime | None = None) -> list[FeedHealth]:
 
 
 def _health_row(feed: Feed, posts: int, stats: FetchStats | None, now: datetime) -> FeedHealth:
-    failing = feed.status in (policy.ERROR, policy.BACKOFF, policy.GONE)
     return FeedHealth(
         id=feed.id,
         url=feed.url,
@@ -137,7 +136,7 @@ def _health_row(feed: Feed, posts: int, stats: FetchStats | None, now: datetime)
         status=feed.status,
         health=describe_health(feed, now),
         last_status_code=feed.last_status_code,
-        error=feed.last_error if failing else None,
+        error=feed.last_error if feed.status in policy.FAILING else None,
         warning=feed.last_warning,
         posts=posts,
         last_success_at=feed.last_success_at,

@@ -31,6 +31,9 @@ SCHEDULE_JITTER = 0.1  # due_at = now + interval * (1 ± 10%)
 BACKOFF_JITTER = 0.1
 LONG_FAILING = timedelta(days=7)
 
+# Health statuses of a feed that is not being read: shown with their error.
+FAILING = frozenset({ERROR, BACKOFF, GONE})
+
 # Statuses that mean "the server asks us to wait" rather than "something is broken".
 WAIT_STATUSES = frozenset({429, 503})
 
