@@ -419,6 +419,14 @@ def latency_floor(
     )
 
 
+def per_host_caps(per_host: int, hosts: int) -> dict[str, str]:
+    """digest's settings for ``per_host`` connections per host with nothing else binding."""
+    return {
+        "DIGEST_FEEDS_PER_HOST": str(per_host),
+        "DIGEST_FEEDS_CONCURRENCY": str(per_host * hosts),
+    }
+
+
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -485,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(t != "digest" for t in tools) and not (PEERS / "python").exists():
         raise SystemExit(f"no peers venv at {PEERS.parent}: see bench/README.md")
     extra_env = dict(e.split("=", 1) for e in args.env)
+    per_host = [int(n) for n in args.per_host.split(",") if n]
     farm = Farm(Path(args.farm), args.feeds, args.latency_ms, args.hosts)
     root = Path(tempfile.mkdtemp(prefix="digest-bench-"))
     runs: list[Run] = []
@@ -517,14 +526,9 @@ def main(argv: list[str] | None = None) -> int:
             for name in tools:
                 tool = makers[name]()
                 runs += run_tool(tool, farm, root, list(tool.phases), round_)
-            for n in filter(None, args.per_host.split(",")):
-                caps = {
-                    "DIGEST_FEEDS_PER_HOST": n,
-                    "DIGEST_FEEDS_CONCURRENCY": str(int(n) * args.hosts),
-                }
-                variant = digest_tool(
-                    opml, shlex.split(args.digest), {**extra_env, **caps}, f"digest per_host {n}"
-                )
+            for n in per_host:
+                env = {**extra_env, **per_host_caps(n, args.hosts)}
+                variant = digest_tool(opml, shlex.split(args.digest), env, f"digest per_host {n}")
                 runs += run_tool(variant, farm, root, list(variant.phases), round_)
     finally:
         farm.stop()
@@ -542,10 +546,12 @@ def main(argv: list[str] | None = None) -> int:
                 shlex.split(args.digest), extra_env, args.feeds, args.hosts, args.latency_ms
             )
         )
-    for n in filter(None, args.per_host.split(",")):
-        in_flight = min(int(n) * args.hosts, args.feeds)
-        floor = args.feeds * args.latency_ms / 1000 / in_flight
-        print(f"latency floor, per_host {n}: {in_flight} in flight = {floor:.2f} s")
+    for n in per_host:
+        env = {**extra_env, **per_host_caps(n, args.hosts)}
+        floor = latency_floor(
+            shlex.split(args.digest), env, args.feeds, args.hosts, args.latency_ms
+        )
+        print(f"per_host {n}: {floor}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps([vars(r) for r in runs], indent=2) + "\n")
     return 1 if any(r.returncode for r in runs) else 0
