@@ -28,11 +28,19 @@ def fill_week(db: Database, blogs: int, posts: int) -> None:
             s.add(feed)
             s.flush()
             s.add_all(
-                Post(feed_id=feed.id, key=f"{b}-{k}", title=f"Post {k} of blog {b}",
-                     link=f"https://b{b}.example/p/{k}", canonical_url=f"https://b{b}.example/p/{k}",
-                     author=f"Author {b}", date=END - timedelta(hours=k * 7 + b % 5),
-                     first_seen=END - timedelta(days=1), from_first_poll=False,
-                     text=" ".join(WORDS[(b + k + i) % len(WORDS)] for i in range(120)),
-                     words=900, content_hash=f"{b}-{k}")  # fmt: skip
+                Post(
+                    feed_id=feed.id,
+                    key=f"{b}-{k}",
+                    title=f"Post {k} of blog {b}",
+                    link=f"https://b{b}.example/p/{k}",
+                    canonical_url=f"https://b{b}.example/p/{k}",
+                    author=f"Author {b}",
+                    date=END - timedelta(hours=k * 7 + b % 5),
+                    first_seen=END - timedelta(days=1),
+                    from_first_poll=False,
+                    text=" ".join(WORDS[(b + k + i) % len(WORDS)] for i in range(120)),
+                    words=900,
+                    content_hash=f"{b}-{k}",
+                )  # fmt: skip
                 for k in range(posts)
             )

@@ -39,8 +39,7 @@ def main() -> None:
         db = Database(url)
         fill_week(db, args.blogs, args.posts)
         digest = [sys.executable, "-m", "digest"]
-        env = {"DIGEST_DATABASE_URL": url, "PATH": "/usr/bin:/bin",
-               "PYTHONPATH": str(ROOT / "src")}
+        env = {"DIGEST_DATABASE_URL": url, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")}
         cmd = [*digest, "preview", "--as-of", "2026-01-10T08:00Z", "-o", f"{tmp}/week.html"]
         walls = []
         for _ in range(args.runs):
@@ -78,8 +77,10 @@ def main() -> None:
             renders.append(t2 - t1)
         inline_per_run = inline_s / args.runs
         med = statistics.median
-        print(f"preview of {args.blogs} blogs x {args.posts} posts "
-              f"({args.blogs * args.posts} posts), median of {args.runs} runs")
+        print(
+            f"preview of {args.blogs} blogs x {args.posts} posts "
+            f"({args.blogs * args.posts} posts), median of {args.runs} runs"
+        )
         print(f"  command, end to end     {med(walls):6.2f} s   (target < 1.5 s)")
         print(f"    of which start-up     {med(startup):6.2f} s   (`digest --help`)")
         print(f"  in process: plan        {med(plans):6.2f} s")

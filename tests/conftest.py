@@ -83,11 +83,11 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def run_cli(args: list[str], env: dict[str, str] | None = None, input: str | None = None) -> Result:
+def run_cli(args: list[str], env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
     """Run the CLI in this process (fast); env adds DIGEST_* variables."""
     from digest.cli import cli
 
-    return CliRunner().invoke(cli, args, env=env, input=input, catch_exceptions=False)
+    return CliRunner().invoke(cli, args, env=env, input=stdin, catch_exceptions=False)
 
 
 def run_digest(

@@ -12,8 +12,8 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from aiosmtpd import smtp as aiosmtp
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
 
 
@@ -52,10 +52,10 @@ class FeedServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server._serve(self)
 
-            def do_HEAD(self) -> None:  # noqa: N802
+            def do_HEAD(self) -> None:
                 server._serve(self)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -122,7 +122,7 @@ class _Sink:
         self.lock = threading.Lock()
 
     async def handle_RCPT(  # noqa: N802
-        self, server: SMTPServer, session: Session, envelope: Envelope, address: str, options: Any
+        self, server: aiosmtp.SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
         if address.lower() in self.reject:
             return self.reject[address.lower()]
@@ -130,7 +130,7 @@ class _Sink:
         return "250 OK"
 
     async def handle_DATA(  # noqa: N802
-        self, server: SMTPServer, session: Session, envelope: Envelope
+        self, server: aiosmtp.SMTP, session: Session, envelope: Envelope
     ) -> str:
         with self.lock:
             if self.replies:

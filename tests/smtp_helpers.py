@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd import smtp as aiosmtp
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 from tests.servers import PortZeroController, SMTPSink, _Sink
@@ -27,7 +27,7 @@ class FlakySink(_Sink):
 
     async def handle_EHLO(  # noqa: N802
         self,
-        server: SMTPServer,
+        server: aiosmtp.SMTP,
         session: Session,
         envelope: Envelope,
         hostname: str,
@@ -40,7 +40,7 @@ class FlakySink(_Sink):
         return responses
 
     async def handle_DATA(  # noqa: N802
-        self, server: SMTPServer, session: Session, envelope: Envelope
+        self, server: aiosmtp.SMTP, session: Session, envelope: Envelope
     ) -> str:
         if self.delay:
             await asyncio.sleep(self.delay)
@@ -85,7 +85,7 @@ class _Authenticator:
         self.user, self.password = user.encode(), password.encode()
 
     def __call__(
-        self, server: SMTPServer, session: Session, envelope: Envelope, mechanism: str, data: Any
+        self, server: aiosmtp.SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
     ) -> AuthResult:
         ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
             self.user,

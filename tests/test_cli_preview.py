@@ -19,9 +19,13 @@ WEEK_END = datetime(2026, 1, 10, 8, 0, tzinfo=UTC)
 def weekly_posts(site: str, name: str) -> list[Item]:
     """One post a week for six weeks, the newest first, plus this week's extra one."""
     posts = [
-        Item(f"{site}/w{k}", f"{name} week -{k}", f"{site}/w{k}.html",
-             f"<p>Text of {name} {k} with <script>evil()</script> markup.</p>",
-             WEEK_END - timedelta(days=7 * k + 2))
+        Item(
+            f"{site}/w{k}",
+            f"{name} week -{k}",
+            f"{site}/w{k}.html",
+            f"<p>Text of {name} {k} with <script>evil()</script> markup.</p>",
+            WEEK_END - timedelta(days=7 * k + 2),
+        )
         for k in range(6)
     ]
     return posts
@@ -30,20 +34,25 @@ def weekly_posts(site: str, name: str) -> list[Item]:
 def serve(http: FeedServer) -> dict[str, str]:
     ml = weekly_posts("https://ml.example", "ML")
     systems = weekly_posts("https://sys.example", "Sys")
-    other = [Item("o1", "Other news", "https://other.example/1", "Misc.",
-                  WEEK_END - timedelta(days=1))]
+    other = [
+        Item("o1", "Other news", "https://other.example/1", "Misc.", WEEK_END - timedelta(days=1))
+    ]
     http.route("/ml.xml", Response(200, rss(ml, "ML blog", "https://ml.example")))
     http.route("/sys.xml", Response(200, rss(systems, "Sys blog", "https://sys.example")))
     http.route("/other.xml", Response(200, rss(other, "Misc blog", "https://other.example")))
-    return {"ml": http.url("/ml.xml"), "sys": http.url("/sys.xml"),
-            "other": http.url("/other.xml")}
+    return {"ml": http.url("/ml.xml"), "sys": http.url("/sys.xml"), "other": http.url("/other.xml")}
 
 
 def setup(workdir: Path, db_url: str, http: FeedServer) -> dict[str, str]:
     urls = serve(http)
-    write_opml(workdir / "feeds.opml", [("ML", "ML blog", urls["ml"]),
-                                        ("Systems", "Sys blog", urls["sys"]),
-                                        ("Elsewhere", "Misc blog", urls["other"])])
+    write_opml(
+        workdir / "feeds.opml",
+        [
+            ("ML", "ML blog", urls["ml"]),
+            ("Systems", "Sys blog", urls["sys"]),
+            ("Elsewhere", "Misc blog", urls["other"]),
+        ],
+    )
     env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_NEWSLETTER_BASE_URL": "https://news.example"}
     polled = run_digest(["poll", "--json"], env, workdir)
     assert polled.returncode == 0, polled.stderr
@@ -60,8 +69,9 @@ def test_preview_of_one_week_in_three_forms(workdir: Path, db_url: str, http: Fe
     assert built["posts"] == 3 and built["number"] == 1
     page = (workdir / "week.html").read_text()
     # This week's post of each blog, in its section, and nothing from other weeks.
-    assert re.search(r"Machine Learning.*ML week -0.*Systems.*Sys week -0.*Other.*Other news",
-                     page, re.S)
+    assert re.search(
+        r"Machine Learning.*ML week -0.*Systems.*Sys week -0.*Other.*Other news", page, re.S
+    )
     assert "week -1" not in page
     assert "<script>" not in page.split("</head>")[1] and "evil()" not in page
     assert "https://news.example/issues/1" in page and "Unsubscribe" in page
@@ -81,8 +91,7 @@ def test_preview_of_one_week_in_three_forms(workdir: Path, db_url: str, http: Fe
         assert title in text.stdout and title in plain and title in page
 
 
-def test_an_earlier_week_and_the_default_path(workdir: Path, db_url: str,
-                                              http: FeedServer) -> None:
+def test_an_earlier_week_and_the_default_path(workdir: Path, db_url: str, http: FeedServer) -> None:
     env = setup(workdir, db_url, http)
     out = run_digest(["preview", "--as-of", "2026-01-03"], env, workdir)
     assert out.returncode == 0, out.stderr
@@ -101,8 +110,9 @@ def test_an_empty_week_says_so(workdir: Path, db_url: str, http: FeedServer) -> 
 
 
 def test_a_bad_date_is_one_line(workdir: Path, sqlite_url: str) -> None:
-    out = run_digest(["preview", "--as-of", "someday"], {"DIGEST_DATABASE_URL": sqlite_url},
-                     workdir)
+    out = run_digest(
+        ["preview", "--as-of", "someday"], {"DIGEST_DATABASE_URL": sqlite_url}, workdir
+    )
     assert out.returncode != 0
     assert out.stderr.strip().count("\n") == 0 and "ISO 8601" in out.stderr
 
@@ -119,12 +129,27 @@ def test_serve_renders_again_on_every_reload(workdir: Path, sqlite_url: str) -> 
     db = Database(sqlite_url)
     feed = add_feed(db, "Served blog")
     add_post(db, feed, "First post", date=SAT - timedelta(days=1))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")},
-           "DIGEST_DATABASE_URL": sqlite_url}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")},
+        "DIGEST_DATABASE_URL": sqlite_url,
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "digest", "preview", "--serve", "--port", "0",
-         "--as-of", SAT.isoformat()],
-        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "digest",
+            "preview",
+            "--serve",
+            "--port",
+            "0",
+            "--as-of",
+            SAT.isoformat(),
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None

@@ -18,8 +18,11 @@ def test_window_starts_where_the_last_issue_ended() -> None:
 
 
 def test_blogs_newest_first_and_posts_newest_first_within_a_blog() -> None:
-    posts = [post(1, 1, date=END - timedelta(days=3)), post(2, 1, date=END - timedelta(days=1)),
-             post(3, 2, date=END - timedelta(hours=1))]
+    posts = [
+        post(1, 1, date=END - timedelta(days=3)),
+        post(2, 1, date=END - timedelta(days=1)),
+        post(3, 2, date=END - timedelta(hours=1)),
+    ]
     section = arrange(posts, LEVELS[0]).sections[0]
     assert [b.title for b in section.blogs] == ["Blog 2", "Blog 1"]
     assert [i.title for i in section.blogs[1].items] == ["Post 2 of blog 1", "Post 1 of blog 1"]

@@ -14,6 +14,7 @@ from tests.daemon_helpers import FEEDS, Farm, Running, base_env, wait_until
 
 pytestmark = pytest.mark.slow
 
+
 def test_polls_every_interval_one_daemon_per_database_sigterm(
     workdir: Path, db_url: str, farm: Farm, runs: list[Running]
 ) -> None:

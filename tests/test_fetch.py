@@ -14,6 +14,7 @@ import brotli
 import httpx
 import pytest
 
+from digest import __version__
 from digest.config import FeedsSettings
 from digest.errors import FetchError
 from digest.fetch import fetch_feed, make_client
@@ -21,7 +22,7 @@ from digest.types import FetchedFeed
 from tests.poll_helpers import rss
 from tests.servers import FeedServer, Request, Response
 
-UA = "digest/0.1.0 (+https://github.com/digest-dev/digest)"
+UA = f"digest/{__version__} (+https://github.com/digest-dev/digest)"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FEED = "https://blog.example/feed.xml"
 

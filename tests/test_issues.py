@@ -59,20 +59,18 @@ def test_a_late_post_is_caught_by_the_next_issue(db: Database) -> None:
     # The feed was down: a post dated before the last send shows up two days after it.
     add_post(db, feed, "late", date=SAT - timedelta(days=2), first_seen=SAT + timedelta(days=2))
     # Too late: dated more than 7 days before the window.
-    add_post(db, feed, "ancient", date=SAT - timedelta(days=9),
-             first_seen=SAT + timedelta(days=2))
+    add_post(db, feed, "ancient", date=SAT - timedelta(days=9), first_seen=SAT + timedelta(days=2))
     assert titles(plan_issue(db, Settings(), SAT + WEEK)) == {"late"}
 
 
 def test_a_new_feeds_backlog_stays_out(db: Database) -> None:
     feed = add_feed(db, "New blog", added=SAT - timedelta(days=1))
     seen = SAT - timedelta(days=1)
-    add_post(db, feed, "this week", date=SAT - timedelta(days=2), first_seen=seen,
-             first_poll=True)
-    add_post(db, feed, "last month", date=SAT - timedelta(days=30), first_seen=seen,
-             first_poll=True)
-    add_post(db, feed, "last week", date=SAT - timedelta(days=9), first_seen=seen,
-             first_poll=True)
+    add_post(db, feed, "this week", date=SAT - timedelta(days=2), first_seen=seen, first_poll=True)
+    add_post(
+        db, feed, "last month", date=SAT - timedelta(days=30), first_seen=seen, first_poll=True
+    )
+    add_post(db, feed, "last week", date=SAT - timedelta(days=9), first_seen=seen, first_poll=True)
     add_post(db, feed, "undated backlog", date=None, first_seen=seen, first_poll=True)
     # An undated entry seen in a later poll is new: its first sighting is its date.
     add_post(db, feed, "undated new", date=None, first_seen=seen + timedelta(hours=3))

@@ -53,8 +53,9 @@ def test_sends_and_reuses_one_connection(server: FlakySMTP) -> None:
 
 def test_8bit_bodies_and_a_server_without_8bitmime(server: FlakySMTP) -> None:
     rendered = RenderedEmail("Grüße", "<p>Grüße — déjà vu</p>", "Grüße — déjà vu")
-    raw = PreparedEmail(rendered, Settings()).render(to="a@example.com",
-                                                     unsubscribe_url="https://x/u/1.a")
+    raw = PreparedEmail(rendered, Settings()).render(
+        to="a@example.com", unsubscribe_url="https://x/u/1.a"
+    )
     with SmtpTransport(_settings(server.port)) as t:
         t.send(raw, "a@example.com")
     envelope = server.handler.messages[0][0]

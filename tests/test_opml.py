@@ -255,7 +255,7 @@ def test_import_creates_then_merges_and_export_writes_it_back(workdir: Path) -> 
 def test_import_from_stdin_into_the_configured_file(workdir: Path) -> None:
     data = (DATA / "tricky.opml").read_text(encoding="utf-8")
     env = {"DIGEST_FEEDS_OPML": "conf/my.opml"}
-    result = run_cli(["opml", "import", "-"], env=env, input=data)
+    result = run_cli(["opml", "import", "-"], env=env, stdin=data)
     assert result.exit_code == 0, result.output
     assert "<stdin>: 8 feeds added" in result.stdout
     assert len(read_opml(workdir / "conf" / "my.opml")) == 8

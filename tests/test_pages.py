@@ -38,12 +38,18 @@ def article(words: int) -> bytes:
 def serve(http: FeedServer, now: datetime) -> None:
     teasers = [
         Item("long", "A long essay", http.url("/posts/long.html"), TEASER, now - timedelta(days=1)),
-        Item("gone", "A lost essay", http.url("/posts/missing.html"), TEASER,
-             now - timedelta(days=2)),
+        Item(
+            "gone", "A lost essay", http.url("/posts/missing.html"), TEASER, now - timedelta(days=2)
+        ),
         Item("old", "An old essay", http.url("/posts/old.html"), TEASER, now - timedelta(days=40)),
         # Another host than the feed's (localhost, not 127.0.0.1): never requested.
-        Item("away", "An essay elsewhere", f"http://localhost:{http.port}/posts/away.html",
-             TEASER, now - timedelta(days=1)),
+        Item(
+            "away",
+            "An essay elsewhere",
+            f"http://localhost:{http.port}/posts/away.html",
+            TEASER,
+            now - timedelta(days=1),
+        ),
     ]
     http.route("/teasers.xml", Response(200, rss(teasers, "Teaser blog")))
     full = (
@@ -67,8 +73,13 @@ def test_a_teaser_posts_reading_time_comes_from_its_page(
 ) -> None:
     now = datetime.now(UTC)
     serve(http, now)
-    write_opml(workdir / "feeds.opml", [("ML", "Teaser blog", http.url("/teasers.xml")),
-                                        ("Systems", "Full blog", http.url("/full.xml"))])
+    write_opml(
+        workdir / "feeds.opml",
+        [
+            ("ML", "Teaser blog", http.url("/teasers.xml")),
+            ("Systems", "Full blog", http.url("/full.xml")),
+        ],
+    )
     env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_NEWSLETTER_BASE_URL": "https://news.example"}
     polled = run_digest(["poll", "--json"], env, workdir)
     assert polled.returncode == 0, polled.stderr

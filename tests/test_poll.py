@@ -181,8 +181,16 @@ def test_a_move_to_https_is_not_a_flood_of_new_posts(env: Setup) -> None:
     env.feeds(("ML", "F", "/f"))
     env.poll()
     before = {p.id for p in env.posts("/f")}
-    moved = [Item(e.guid.replace("http:", "https:"), e.title, e.link.replace("http:", "https:"),
-                  e.text, e.date) for e in entries]
+    moved = [
+        Item(
+            e.guid.replace("http:", "https:"),
+            e.title,
+            e.link.replace("http:", "https:"),
+            e.text,
+            e.date,
+        )
+        for e in entries
+    ]
     env.http.route("/f", Response(200, rss(moved, site="https://blog.example")))
     summary = env.poll(T0 + timedelta(hours=1))
     assert summary.new_posts == 0

@@ -12,27 +12,46 @@ from digest.render import IssueMeta, Renderer, inline_css, wrap
 from digest.types import ML, OTHER, SYSTEMS, StoredPost
 
 END = datetime(2026, 1, 10, 8, 0, tzinfo=UTC)
-META = IssueMeta("Weekend Reading", 12, Window(END - timedelta(days=7), END),
-                 "https://news.example", ZoneInfo("UTC"))
-LOREM = ("Consensus protocols trade latency for safety in ways that are easy to get wrong "
-         "and hard to test, so we built a simulator. ") * 12
+META = IssueMeta(
+    "Weekend Reading",
+    12,
+    Window(END - timedelta(days=7), END),
+    "https://news.example",
+    ZoneInfo("UTC"),
+)
+LOREM = (
+    "Consensus protocols trade latency for safety in ways that are easy to get wrong "
+    "and hard to test, so we built a simulator. "
+) * 12
 
 
 def post(i: int, feed: int, section: str = ML, **kw: object) -> StoredPost:
     values: dict[str, object] = dict(
-        id=i, feed_id=feed, feed_title=f"Blog {feed}", feed_site_url=f"https://b{feed}.example/",
-        section=section, title=f"Post {i} of blog {feed}", link=f"https://b{feed}.example/{i}",
-        canonical_url=f"https://b{feed}.example/{i}", author=f"Author {feed}",
-        date=END - timedelta(hours=i % 150), first_seen=END, from_first_poll=False,
-        text=LOREM, words=1200,
+        id=i,
+        feed_id=feed,
+        feed_title=f"Blog {feed}",
+        feed_site_url=f"https://b{feed}.example/",
+        section=section,
+        title=f"Post {i} of blog {feed}",
+        link=f"https://b{feed}.example/{i}",
+        canonical_url=f"https://b{feed}.example/{i}",
+        author=f"Author {feed}",
+        date=END - timedelta(hours=i % 150),
+        first_seen=END,
+        from_first_poll=False,
+        text=LOREM,
+        words=1200,
     )
     values.update(kw)
     return StoredPost(**values)  # type: ignore[arg-type]
 
 
 def many(blogs: int, per_blog: int) -> list[StoredPost]:
-    return [post(b * per_blog + k, b, ML if b % 2 else SYSTEMS)
-            for b in range(blogs) for k in range(per_blog)]
+    return [
+        post(b * per_blog + k, b, ML if b % 2 else SYSTEMS)
+        for b in range(blogs)
+        for k in range(per_blog)
+    ]
 
 
 def test_a_huge_week_fits_the_budget_and_names_every_blog() -> None:
@@ -63,9 +82,15 @@ def test_a_small_week_gets_the_richest_layout() -> None:
 
 
 def test_feed_text_never_injects_markup() -> None:
-    evil = post(1, 1, title='<script>alert(1)</script><img src=x onerror="y">',
-                author="<b>Mallory</b>", feed_title='Blog "><script>',
-                link='javascript:alert(1)" onclick="x', text="<i>plain</i> & more")
+    evil = post(
+        1,
+        1,
+        title='<script>alert(1)</script><img src=x onerror="y">',
+        author="<b>Mallory</b>",
+        feed_title='Blog "><script>',
+        link='javascript:alert(1)" onclick="x',
+        text="<i>plain</i> & more",
+    )
     email = Renderer(None, ZoneInfo("UTC")).render(arrange([evil], LEVELS[0]), META)
     assert "<script>" not in email.html and "<img" not in email.html
     assert "&lt;script&gt;" in email.html
@@ -87,7 +112,7 @@ def test_styles_are_inlined_and_media_rules_kept() -> None:
     assert re.search(r'<a class="t" href="[^"]+" style="[^"]*font-size:18px', email.html)
     assert "@media only screen and (max-width: 620px)" in email.html
     assert "prefers-color-scheme: dark" in email.html
-    assert 'max-width:600px' in email.html.replace(" ", "")
+    assert "max-width:600px" in email.html.replace(" ", "")
     assert "display:none" in email.html  # the preheader
 
 
@@ -99,8 +124,10 @@ def test_a_template_folder_overrides_the_look(tmp_path: Path) -> None:
 
 
 def test_inline_css_keeps_flat_media_queries() -> None:
-    html = ("<html><head><style>p{color:red} @media (max-width: 10px){p{color:blue}}</style>"
-            "</head><body><p>x</p></body></html>")
+    html = (
+        "<html><head><style>p{color:red} @media (max-width: 10px){p{color:blue}}</style>"
+        "</head><body><p>x</p></body></html>"
+    )
     out = inline_css(html)
     assert 'style="color:red"' in out and "@media (max-width: 10px)" in out
 

@@ -35,8 +35,10 @@ from digest.text import (
             "&lt;p&gt;Twice, with &lt;script&gt;x()&lt;/script&gt;a script&lt;/p&gt;",
             "Twice, with a script",
         ),
-        ("<p>A <code>Vec&lt;T&gt;</code> of <code>#include &lt;map&gt;</code></p>",
-         "A Vec<T> of #include <map>"),
+        (
+            "<p>A <code>Vec&lt;T&gt;</code> of <code>#include &lt;map&gt;</code></p>",
+            "A Vec<T> of #include <map>",
+        ),
         ("<pre>if a &lt; b &amp;&amp; c &gt; d</pre>", "if a < b && c > d"),
         ("<p>  lots \t of\u00a0 space  </p>\n\n\n<p>next</p>", "lots of space\nnext"),
         ("plain text only", "plain text only"),

@@ -101,7 +101,9 @@ def test_canonical_url_of_a_normalized_link_skips_normalizing_again() -> None:
 
 
 def test_canonical_url_keeps_different_articles_apart() -> None:
-    assert canonical_url("https://a.example/#/post/1") != canonical_url("https://a.example/#/post/2")
+    assert canonical_url("https://a.example/#/post/1") != canonical_url(
+        "https://a.example/#/post/2"
+    )
     assert canonical_url("https://a.example/p?id=1") != canonical_url("https://a.example/p?id=2")
 
 

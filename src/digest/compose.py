@@ -164,8 +164,10 @@ def group(posts: Sequence[StoredPost], sections: frozenset[str] | None = None) -
     for key in SECTION_ORDER:
         if key not in by_section:
             continue
-        blogs = [tuple(sorted(g, key=lambda p: (post_date(p), p.id), reverse=True))
-                 for g in by_section[key].values()]
+        blogs = [
+            tuple(sorted(g, key=lambda p: (post_date(p), p.id), reverse=True))
+            for g in by_section[key].values()
+        ]
         blogs.sort(key=lambda g: (-post_date(g[0]).timestamp(), g[0].feed_title.lower()))
         built.append((key, tuple(blogs)))
     return Grouped(tuple(built), len(chosen), len({p.feed_id for p in chosen}))
@@ -191,8 +193,13 @@ def _section(key: str, blogs: tuple[tuple[StoredPost, ...], ...], level: Level) 
         budget -= take
         # Items are built only for what is shown: a busy week has thousands of posts.
         items = tuple(_item(p, level.excerpt_words) for p in posts[:take])
-        blog = Blog(posts[0].feed_title, web_link(posts[0].feed_site_url), items,
-                    len(posts) - take, post_date(posts[0]))
+        blog = Blog(
+            posts[0].feed_title,
+            web_link(posts[0].feed_site_url),
+            items,
+            len(posts) - take,
+            post_date(posts[0]),
+        )
         (shown if items else left).append(blog)
     count = sum(len(p) for p in blogs)
     return Section(key, SECTION_TITLES[key], tuple(shown), tuple(left), count)

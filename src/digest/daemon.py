@@ -306,7 +306,7 @@ class Daemon:
                     del self._last_errors[name]
             except DigestError as e:
                 self._log_error(name, str(e))
-            except Exception as e:  # noqa: BLE001 - a failing job must not end the daemon
+            except Exception as e:  # a failing job must not end the daemon
                 log.exception("%s failed unexpectedly: %s", name, e)
             finally:
                 with self._running_cond:

@@ -85,9 +85,7 @@ def select_jobs(db: Database, now: datetime, due_only: bool) -> tuple[list[Job],
 
 # --- storing -----------------------------------------------------------------------------
 
-_KEY, _CANONICAL, _HASH = (
-    POST_COLUMNS.index(c) for c in ("key", "canonical_url", "content_hash")
-)
+_KEY, _CANONICAL, _HASH = (POST_COLUMNS.index(c) for c in ("key", "canonical_url", "content_hash"))
 # What storing a fetch may change in a feed: all of them are written for every feed, so
 # that one executemany updates a whole batch.
 FEED_WRITES = (

@@ -27,8 +27,8 @@ MAX_REDIRECTS = 5
 DRAIN_BYTES = 64 * 1024
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 PERMANENT = frozenset({301, 308})
-# Response headers the parser may use (charset, base URL); kept small to pickle cheaply.
 KEEPALIVE_S = 30.0
+# Response headers the parser may use (charset, base URL); kept small to pickle cheaply.
 KEPT_HEADERS = ("content-type", "content-location", "content-language")
 
 
@@ -214,12 +214,12 @@ class FeedTransport(httpx.AsyncBaseTransport):
         if reused is not None:
             try:
                 return await reused.send(self, key, request, body, timeouts)
-            except _StaleConnection:
+            except _StaleConnectionError:
                 pass  # the server closed the kept-alive connection: one fresh try
         conn = await self._connect(key, timeouts.get("connect"))
         try:
             return await conn.send(self, key, request, body, timeouts)
-        except _StaleConnection as e:
+        except _StaleConnectionError as e:
             raise httpx.RemoteProtocolError(
                 "server closed the connection without a response"
             ) from e
@@ -269,7 +269,7 @@ class FeedTransport(httpx.AsyncBaseTransport):
         self._idle_count = 0
 
 
-class _StaleConnection(Exception):
+class _StaleConnectionError(Exception):
     """A reused connection was closed by the server before any of the response came."""
 
 
@@ -328,7 +328,7 @@ class _Connection:
         """The next h11 event, reading from the socket as needed.
 
         ``reused``: the connection was kept alive and this is the first read of a response; a
-        close before any byte means the server dropped it while idle (_StaleConnection).
+        close before any byte means the server dropped it while idle (_StaleConnectionError).
         """
         while True:
             try:
@@ -338,7 +338,7 @@ class _Connection:
             if event is not h11.NEED_DATA:
                 if isinstance(event, h11.ConnectionClosed):
                     if reused:
-                        raise _StaleConnection()
+                        raise _StaleConnectionError()
                     raise httpx.RemoteProtocolError("server disconnected without a response")
                 return event
             try:
@@ -348,11 +348,11 @@ class _Connection:
                 raise httpx.ReadTimeout("reading the response timed out") from e
             except OSError as e:
                 if reused:
-                    raise _StaleConnection() from e
+                    raise _StaleConnectionError() from e
                 raise httpx.ReadError(str(e) or type(e).__name__) from e
             if not chunk and self.h11.their_state is h11.SEND_RESPONSE:
                 if reused:
-                    raise _StaleConnection()
+                    raise _StaleConnectionError()
                 raise httpx.RemoteProtocolError("server disconnected without a response")
             self.h11.receive_data(chunk)
 

@@ -57,8 +57,9 @@ def fetch_stats(s: Session, since: datetime) -> dict[int, FetchStats]:
         .group_by(Fetch.feed_id)
     )
     return {
-        feed_id: FetchStats(n, int(nm or 0), int(same or 0), int(err or 0), int(size or 0),
-                            round(ms or 0))
+        feed_id: FetchStats(
+            n, int(nm or 0), int(same or 0), int(err or 0), int(size or 0), round(ms or 0)
+        )
         for feed_id, n, nm, same, err, size, ms in rows
     }
 

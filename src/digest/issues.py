@@ -55,7 +55,10 @@ class RecordedIssue:
 
 
 def plan_issue(
-    db: Database, settings: Settings, as_of: datetime | None = None, *,
+    db: Database,
+    settings: Settings,
+    as_of: datetime | None = None,
+    *,
     now: datetime | None = None,
 ) -> IssuePlan:
     """The issue ending at ``as_of`` (default: the next send time after ``now``)."""
@@ -65,8 +68,14 @@ def plan_issue(
         if recorded is not None:
             posts = _claimed_posts(s, recorded.id)
             kept, dups = unique_articles(posts)
-            return IssuePlan(recorded.number, recorded.window_start, recorded.window_end,
-                             _ordered(kept), tuple(p.id for p in dups), recorded.id)
+            return IssuePlan(
+                recorded.number,
+                recorded.window_start,
+                recorded.window_end,
+                _ordered(kept),
+                tuple(p.id for p in dups),
+                recorded.id,
+            )
         window = window_for(end, s.scalars(select(Issue.window_end)))
         number = 1 + (s.scalar(select(func.count()).where(Issue.window_end < end)) or 0)
         candidates = [p for p in _candidates(s, window) if belongs(p, window)]
@@ -88,28 +97,44 @@ def record_issue(db: Database, settings: Settings, plan: IssuePlan) -> RecordedI
         if existing is not None:
             return _recorded(existing)
         number = 1 + (s.scalar(select(func.max(Issue.number))) or 0)
-        numbered = IssuePlan(number, plan.window_start, plan.window_end, plan.posts,
-                             plan.duplicate_ids)
+        numbered = IssuePlan(
+            number, plan.window_start, plan.window_end, plan.posts, plan.duplicate_ids
+        )
         rendered = _renderer(settings).fit(
-            plan.posts, _meta(settings, numbered), budget_bytes(settings))[1]
+            plan.posts, _meta(settings, numbered), budget_bytes(settings)
+        )[1]
         issue = Issue(
-            number=number, window_start=plan.window_start, window_end=plan.window_end,
-            created_at=utcnow(), subject=rendered.subject, html=rendered.html,
-            text=rendered.text, post_count=len(plan.posts), status="recorded",
+            number=number,
+            window_start=plan.window_start,
+            window_end=plan.window_end,
+            created_at=utcnow(),
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            post_count=len(plan.posts),
+            status="recorded",
         )
         s.add(issue)
         s.flush()
         ids = [p.id for p in plan.posts] + list(plan.duplicate_ids)
         for chunk in _chunks(ids, 500):
             # Only unclaimed posts: a post goes into exactly one issue.
-            s.execute(update(Post).where(Post.id.in_(chunk), Post.issue_id.is_(None))
-                      .values(issue_id=issue.id))
+            s.execute(
+                update(Post)
+                .where(Post.id.in_(chunk), Post.issue_id.is_(None))
+                .values(issue_id=issue.id)
+            )
         return _recorded(issue)
 
 
 def render_plan(
-    db: Database, settings: Settings, plan: IssuePlan, sections: frozenset[str] | None = None,
-    *, preview: bool = False, now: datetime | None = None,
+    db: Database,
+    settings: Settings,
+    plan: IssuePlan,
+    sections: frozenset[str] | None = None,
+    *,
+    preview: bool = False,
+    now: datetime | None = None,
 ) -> tuple[Layout, RenderedEmail]:
     """The plan rendered within the size budget; a preview carries the feed health note."""
     health = feed_health_note(db, now or utcnow()) if preview else ()
@@ -126,8 +151,14 @@ def render_recorded(
         if issue is None:
             raise InputError(f"no issue with id {issue_id}")
         kept, dups = unique_articles(_claimed_posts(s, issue_id))
-        plan = IssuePlan(issue.number, issue.window_start, issue.window_end, _ordered(kept),
-                         tuple(p.id for p in dups), issue.id)
+        plan = IssuePlan(
+            issue.number,
+            issue.window_start,
+            issue.window_end,
+            _ordered(kept),
+            tuple(p.id for p in dups),
+            issue.id,
+        )
     layout, rendered = render_plan(db, settings, plan, sections)
     return None if layout.empty else rendered
 
@@ -167,13 +198,15 @@ def feed_health_note(db: Database, now: datetime) -> tuple[str, ...]:
     """One line per active feed failing for a week or more (previews and logs only)."""
     with db.session() as s:
         feeds = s.scalars(
-            select(Feed).where(Feed.active, Feed.failing_since <= now - FAILING_NOTE_AFTER)
+            select(Feed)
+            .where(Feed.active, Feed.failing_since <= now - FAILING_NOTE_AFTER)
             .order_by(Feed.failing_since)
         ).all()
         return tuple(
             f"{f.title or f.url}: failing since {f.failing_since:%Y-%m-%d}"
             f" ({f.last_error or f.status})"
-            for f in feeds if f.failing_since is not None
+            for f in feeds
+            if f.failing_since is not None
         )
 
 
@@ -219,8 +252,9 @@ def budget_bytes(settings: Settings) -> int:
 def _candidates(s: Session, window: Window) -> list[StoredPost]:
     later = select(Issue.id).where(Issue.window_end > window.end)
     dated = and_(Post.date > window.start - LATE_GRACE, Post.date <= window.end)
-    undated = and_(Post.date.is_(None), Post.first_seen > window.start,
-                   Post.first_seen <= window.end)
+    undated = and_(
+        Post.date.is_(None), Post.first_seen > window.start, Post.first_seen <= window.end
+    )
     query = (
         _post_query()
         .where(Feed.active, or_(dated, undated))
@@ -241,9 +275,21 @@ _READ_WORDS = case((Post.page_words > Post.words, Post.page_words), else_=Post.w
 def _post_query() -> Select[*tuple[Any, ...]]:
     # Columns in StoredPost's field order, then the feed's URL: rows unpack straight into it.
     return select(
-        Post.id, Post.feed_id, Feed.title, Feed.site_url, Feed.section, Post.title, Post.link,
-        Post.canonical_url, Post.author, Post.date, Post.first_seen, Post.from_first_poll,
-        Post.text, _READ_WORDS, Feed.url,
+        Post.id,
+        Post.feed_id,
+        Feed.title,
+        Feed.site_url,
+        Feed.section,
+        Post.title,
+        Post.link,
+        Post.canonical_url,
+        Post.author,
+        Post.date,
+        Post.first_seen,
+        Post.from_first_poll,
+        Post.text,
+        _READ_WORDS,
+        Feed.url,
     ).join(Feed, Feed.id == Post.feed_id)
 
 
@@ -252,8 +298,12 @@ def _stored(row: Row[Any]) -> StoredPost:
     feed_url = values.pop()
     post = StoredPost(*values)
     if not post.feed_title or post.text is None or post.words is None:
-        post = replace(post, feed_title=post.feed_title or _host(feed_url),
-                       text=post.text or "", words=post.words or 0)
+        post = replace(
+            post,
+            feed_title=post.feed_title or _host(feed_url),
+            text=post.text or "",
+            words=post.words or 0,
+        )
     return post
 
 
@@ -268,14 +318,22 @@ def _ordered(posts: Sequence[StoredPost]) -> tuple[StoredPost, ...]:
 
 
 def _recorded(issue: Issue) -> RecordedIssue:
-    return RecordedIssue(issue.id, issue.number, issue.window_start, issue.window_end,
-                         issue.subject, issue.post_count, issue.created_at)
+    return RecordedIssue(
+        issue.id,
+        issue.number,
+        issue.window_start,
+        issue.window_end,
+        issue.subject,
+        issue.post_count,
+        issue.created_at,
+    )
 
 
 def _meta(settings: Settings, plan: IssuePlan, health: tuple[str, ...] = ()) -> IssueMeta:
     nl = settings.newsletter
-    return IssueMeta(nl.title, plan.number, plan.window, nl.base_url, ZoneInfo(nl.timezone),
-                     health=health)
+    return IssueMeta(
+        nl.title, plan.number, plan.window, nl.base_url, ZoneInfo(nl.timezone), health=health
+    )
 
 
 def _renderer(settings: Settings) -> Renderer:

@@ -218,8 +218,7 @@ def seven_bit(raw: bytes) -> bytes:
         if part.get_content_maintype() == "text":
             assert isinstance(part, EmailMessage)
             content = part.get_content()
-            part.set_content(content, subtype=part.get_content_subtype(),
-                             cte="quoted-printable")
+            part.set_content(content, subtype=part.get_content_subtype(), cte="quoted-printable")
     return msg.as_bytes(policy=SMTP)
 
 

@@ -88,15 +88,15 @@ class Renderer:
         try:
             subject = " ".join(self.env.get_template("subject.txt.j2").render(context).split())
             preheader = self.env.get_template("preheader.txt.j2").render(context)
-            context.update(subject=subject, preheader=cut_at_word(" ".join(preheader.split()),
-                                                                  PREHEADER_CHARS))
+            context.update(
+                subject=subject, preheader=cut_at_word(" ".join(preheader.split()), PREHEADER_CHARS)
+            )
             html = self.env.get_template("digest.html.j2").render(context)
             text = self.env.get_template("digest.txt.j2").render(context)
         except jinja2.TemplateError as e:
             where = f"{e.filename}:{e.lineno}" if isinstance(e, jinja2.TemplateSyntaxError) else ""
             raise RenderError(f"template error {where}: {e}".replace(" :", ":")) from e
-        return RenderedEmail(subject, inline_css(html), text.strip() + "\n",
-                             context["preheader"])
+        return RenderedEmail(subject, inline_css(html), text.strip() + "\n", context["preheader"])
 
     def fit(
         self,
@@ -175,7 +175,7 @@ def inline_css(html: str) -> str:
                 cssutils_logging_level=logging.CRITICAL,
             ).transform()
         )
-    except Exception as e:  # noqa: BLE001 - premailer raises anything on bad CSS
+    except Exception as e:  # premailer raises anything on bad CSS
         raise RenderError(f"inlining the CSS failed: {e}") from e
 
 

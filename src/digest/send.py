@@ -243,8 +243,7 @@ def _deliver_rows(
     def hand_over(raw: bytes, recipient: str) -> None:
         transport = idle.get()
         try:
-            transport.send_with_retry(raw, recipient, attempts=attempts, backoff=backoff,
-                                      stop=stop)
+            transport.send_with_retry(raw, recipient, attempts=attempts, backoff=backoff, stop=stop)
         finally:
             idle.put(transport)
 
@@ -328,7 +327,10 @@ class _FailingStreak:
 
 
 def _settle(
-    row: _Row, done: Future[None], dlog: DeliveryLog, summary: SendSummary,
+    row: _Row,
+    done: Future[None],
+    dlog: DeliveryLog,
+    summary: SendSummary,
     streak: _FailingStreak,
 ) -> None:
     try:

@@ -118,7 +118,7 @@ def utcnow() -> datetime:
 def _make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
-    except Exception as e:  # noqa: BLE001 - any parse failure is a bad setting
+    except Exception as e:  # any parse failure is a bad setting
         raise StorageError(f"database.url is not a valid URL: {url}") from e
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
@@ -131,7 +131,7 @@ def _make_engine(url: str) -> Engine:
         kwargs["pool_pre_ping"] = True
     try:
         engine = create_engine(url, **kwargs)
-    except Exception as e:  # noqa: BLE001 - missing driver, bad URL parts
+    except Exception as e:  # missing driver, bad URL parts
         raise StorageError(f"cannot open database {url}: {e}") from e
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

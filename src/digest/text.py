@@ -10,12 +10,53 @@ import re
 import lxml.etree
 
 # Elements whose content is never reading matter.
-_DROP = ("script", "style", "noscript", "template", "iframe", "object", "embed", "svg", "math",
-         "head", "form", "button", "select", "textarea")
+_DROP = (
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "iframe",
+    "object",
+    "embed",
+    "svg",
+    "math",
+    "head",
+    "form",
+    "button",
+    "select",
+    "textarea",
+)
 _BLOCK = frozenset(
-    {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote",
-     "tr", "table", "section", "article", "figure", "figcaption", "hr", "dd", "dt", "header",
-     "footer", "aside", "details", "summary"}
+    {
+        "p",
+        "div",
+        "br",
+        "li",
+        "ul",
+        "ol",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "pre",
+        "blockquote",
+        "tr",
+        "table",
+        "section",
+        "article",
+        "figure",
+        "figcaption",
+        "hr",
+        "dd",
+        "dt",
+        "header",
+        "footer",
+        "aside",
+        "details",
+        "summary",
+    }
 )
 # A line break goes before every block tag, opening or closing, so that blocks never run
 # together in the text; _tidy folds the extra breaks.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-# Section keys; OPML group names map onto them (see sections.section_for).
+# Section keys; OPML group names map onto them (see section_for below).
 ML = "ml"
 SYSTEMS = "systems"
 OTHER = "other"

@@ -8,8 +8,21 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urljoin, urlsplit
 
 # Query parameters that only track the click; dropping them makes equal articles compare equal.
 TRACKING_PARAMS = frozenset(
-    {"fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "ref_src", "_hsenc", "_hsmi",
-     "igshid", "yclid", "mkt_tok", "s_kwcid"}
+    {
+        "fbclid",
+        "gclid",
+        "dclid",
+        "msclkid",
+        "mc_cid",
+        "mc_eid",
+        "ref_src",
+        "_hsenc",
+        "_hsmi",
+        "igshid",
+        "yclid",
+        "mkt_tok",
+        "s_kwcid",
+    }
 )
 _BROKEN_SCHEME = re.compile(r"^(https?)(?:%3A|%3a)(//)?", re.IGNORECASE)
 _SAFE_PATH = "/%:@!$&'()*+,;=-._~"

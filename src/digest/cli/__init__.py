@@ -116,4 +116,3 @@ def config_cmd(app: App, as_json: bool, keys: bool) -> None:
 def main() -> None:
     logging.captureWarnings(True)
     cli(prog_name="digest")
-

@@ -24,22 +24,43 @@ FORMATS = {"html": "html", "text": "txt", "eml": "eml"}
 
 
 @cli.command()
-@click.option("--as-of", "as_of", metavar="DATETIME",
-              help="Build the issue whose window ends then (ISO 8601; a date alone means the "
-                   "end of that day in newsletter.timezone). Default: the next send time.")
-@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="html",
-              show_default=True, help="html, text, or eml (the whole MIME message).")
-@click.option("-o", "--output", metavar="FILE",
-              help="Write here ('-' for stdout). Default: preview-N.html in this folder.")
+@click.option(
+    "--as-of",
+    "as_of",
+    metavar="DATETIME",
+    help="Build the issue whose window ends then (ISO 8601; a date alone means the "
+    "end of that day in newsletter.timezone). Default: the next send time.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(FORMATS)),
+    default="html",
+    show_default=True,
+    help="html, text, or eml (the whole MIME message).",
+)
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    help="Write here ('-' for stdout). Default: preview-N.html in this folder.",
+)
 @click.option("--open", "open_browser", is_flag=True, help="Open the file in a browser.")
-@click.option("--serve", is_flag=True,
-              help="Serve the preview on localhost, rendered again on every reload.")
+@click.option(
+    "--serve", is_flag=True, help="Serve the preview on localhost, rendered again on every reload."
+)
 @click.option("--port", type=int, default=8089, show_default=True, help="Port for --serve.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was built as JSON.")
 @pass_app
 def preview(
-    app: App, as_of: str | None, fmt: str, output: str | None, open_browser: bool,
-    serve: bool, port: int, as_json: bool,
+    app: App,
+    as_of: str | None,
+    fmt: str,
+    output: str | None,
+    open_browser: bool,
+    serve: bool,
+    port: int,
+    as_json: bool,
 ) -> None:
     """Render an issue without sending or recording anything.
 
@@ -104,17 +125,28 @@ def _preview_unsubscribe(settings: Settings) -> str:
 def _eml(settings: Settings, rendered: RenderedEmail) -> str:
     from digest.message import as_bytes, build_message
 
-    msg = build_message(rendered, settings, to="preview@example.invalid",
-                        unsubscribe_url=_preview_unsubscribe(settings))
+    msg = build_message(
+        rendered,
+        settings,
+        to="preview@example.invalid",
+        unsubscribe_url=_preview_unsubscribe(settings),
+    )
     return as_bytes(msg).decode("utf-8", "replace")
 
 
 def _say_empty(plan: IssuePlan, as_json: bool) -> None:
     span = f"{plan.window_start:%Y-%m-%d %H:%M} – {plan.window_end:%Y-%m-%d %H:%M} UTC"
     if as_json:
-        click.echo(json.dumps({"number": plan.number, "posts": 0,
-                               "window_start": plan.window_start.isoformat(),
-                               "window_end": plan.window_end.isoformat()}))
+        click.echo(
+            json.dumps(
+                {
+                    "number": plan.number,
+                    "posts": 0,
+                    "window_start": plan.window_start.isoformat(),
+                    "window_end": plan.window_end.isoformat(),
+                }
+            )
+        )
     else:
         click.echo(f"no new posts between {span}: issue #{plan.number} would not be sent")
 
@@ -129,7 +161,7 @@ def _serve(db: Database, settings: Settings, end: datetime | None, port: int) ->
         return _build(db, settings, plan, "html")[1].encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:  # the stdlib's name
             try:
                 body, status = page(), 200
             except Exception as e:  # noqa: BLE001 - show template errors in the browser
@@ -144,8 +176,10 @@ def _serve(db: Database, settings: Settings, end: datetime | None, port: int) ->
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    click.echo(f"serving the preview on http://127.0.0.1:{server.server_port}/ "
-               "(rendered again on every reload; Ctrl-C stops)")
+    click.echo(
+        f"serving the preview on http://127.0.0.1:{server.server_port}/ "
+        "(rendered again on every reload; Ctrl-C stops)"
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
