@@ -16,6 +16,8 @@ from aiosmtpd import smtp as aiosmtp
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 
+SHUTDOWN_POLL_S = 0.01
+
 
 @dataclass
 class Response:
@@ -61,7 +63,11 @@ class FeedServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # serve_forever looks for shutdown() every poll_interval: at the default 0.5 s, every
+        # test that closes a server waited up to half a second for it.
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL_S}, daemon=True
+        )
         self.thread.start()
 
     @property
