@@ -22,9 +22,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from busy_week import END, fill_week  # noqa: E402
 
-from digest import render  # noqa: E402
 from digest.config import Settings  # noqa: E402
-from digest.issues import plan_issue, render_plan  # noqa: E402
+from digest.issue import render  # noqa: E402
+from digest.issue.plan import plan_issue, render_plan  # noqa: E402
 from digest.storage import Database  # noqa: E402
 
 

@@ -85,8 +85,8 @@ def sink(bulk: bool) -> None:
 def fill(url: str, blogs: int, posts: int, subscribers: int) -> None:
     from busy_week import fill_week
 
+    from digest.delivery.subscribers import import_subscribers
     from digest.storage import Database
-    from digest.subscribers import import_subscribers
 
     db = Database(url)
     fill_week(db, blogs, posts)
@@ -115,7 +115,7 @@ def main() -> None:
         return
 
     from digest.config import Settings
-    from digest.send import send_issue
+    from digest.delivery.send import send_issue
     from digest.storage import Database
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,11 +12,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from digest.config import Settings
+from digest.delivery.subscribers import add_subscriber, list_subscribers, remove_subscriber
+from digest.delivery.tokens import make_token
 from digest.errors import ConfigError
-from digest.issues import plan_issue, record_issue
+from digest.issue.plan import plan_issue, record_issue
 from digest.storage import Database
-from digest.subscribers import add_subscriber, list_subscribers, remove_subscriber
-from digest.tokens import make_token
 from digest.web import make_app, serve
 from tests.issue_helpers import SAT, add_feed, add_post
 

@@ -20,9 +20,9 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from digest.config import Settings
+from digest.delivery.subscribers import secret, subscriber_for_token, unsubscribe
 from digest.errors import ConfigError
 from digest.storage import Database
-from digest.subscribers import secret, subscriber_for_token, unsubscribe
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def make_app(db: Database, settings: Settings) -> Starlette:
         )
 
     def issue_endpoint(request: Request) -> Response:
-        from digest.issues import web_version
+        from digest.issue.plan import web_version
 
         try:
             number = int(request.path_params["number"])
@@ -79,7 +79,7 @@ def make_app(db: Database, settings: Settings) -> Starlette:
         return HTMLResponse(html, headers={**_HEADERS, "Content-Security-Policy": csp})
 
     def archive_endpoint(request: Request) -> Response:
-        from digest.issues import list_issues
+        from digest.issue.plan import list_issues
 
         return page("archive", issues=list_issues(db), zone=settings.newsletter.timezone)
 
@@ -129,7 +129,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def _environment(settings: Settings) -> jinja2.Environment:
-    from digest.render import environment
+    from digest.issue.render import environment
 
     env = environment(settings.newsletter.templates)
     env.filters["local"] = _local_date

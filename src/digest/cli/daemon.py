@@ -26,8 +26,8 @@ def run(app: App) -> None:
     one exits with status 1 naming the first. SIGTERM or SIGINT stops it within 10 s.
     Logs at info level unless --log-level says otherwise.
     """
-    from digest.daemon import Daemon
-    from digest.opml import read_opml
+    from digest.daemon.service import Daemon
+    from digest.feedlist.opml import read_opml
 
     ctx = click.get_current_context()
     root = ctx.find_root()
@@ -58,7 +58,7 @@ def status(app: App, as_json: bool) -> None:
 
     Times are shown in newsletter.timezone (in UTC with --json).
     """
-    from digest.status import collect_status, format_status
+    from digest.daemon.status import collect_status, format_status
     from digest.storage import utcnow
 
     report = collect_status(app.db, app.settings, utcnow())

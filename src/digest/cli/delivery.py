@@ -29,7 +29,7 @@ def subscribers() -> None:
 @pass_app
 def subscribers_add(app: App, email: str, name: str | None, sections: str | None) -> None:
     """Subscribe EMAIL (again, if they had left: you typed it)."""
-    from digest.subscribers import add_subscriber
+    from digest.delivery.subscribers import add_subscriber
 
     info, outcome = add_subscriber(app.db, email, name=name, sections=sections)
     chosen = ",".join(info.sections) if info.sections else "all sections"
@@ -42,7 +42,7 @@ def subscribers_add(app: App, email: str, name: str | None, sections: str | None
 def subscribers_remove(app: App, email: str) -> None:
     """Delete EMAIL and its delivery history (to stop mail but keep the record, let them
     unsubscribe instead)."""
-    from digest.subscribers import remove_subscriber
+    from digest.delivery.subscribers import remove_subscriber
 
     info = remove_subscriber(app.db, email)
     click.echo(f"removed: {info.email}")
@@ -58,7 +58,7 @@ def subscribers_remove(app: App, email: str) -> None:
 @pass_app
 def subscribers_list(app: App, as_json: bool, status: str | None) -> None:
     """List subscribers: email, name, status (with when they left), sections."""
-    from digest.subscribers import list_subscribers
+    from digest.delivery.subscribers import list_subscribers
 
     rows = list_subscribers(app.db, status)
     if as_json:
@@ -85,7 +85,7 @@ def subscribers_import(app: App, file: Path, sections: str | None, as_json: bool
     """Import a CSV with a header row (an email column; name and sections optional), or a
     file of one address per line (`-` reads stdin). Existing subscribers are skipped whatever
     their status, so an old list never re-subscribes people who left."""
-    from digest.subscribers import import_subscribers
+    from digest.delivery.subscribers import import_subscribers
 
     data = sys.stdin.buffer.read() if str(file) == "-" else _read(file)
     try:
@@ -116,8 +116,8 @@ def send(app: App, as_of: str | None, dry_run: bool, to: str | None, as_json: bo
     records the issue and sends nothing.
     Exit status 1 when deliveries are left for a later run.
     """
-    from digest.issues import parse_as_of
-    from digest.send import send_issue
+    from digest.delivery.send import send_issue
+    from digest.issue.plan import parse_as_of
 
     when = parse_as_of(as_of, app.settings) if as_of else None
     summary = send_issue(app.db, app.settings, as_of=when, dry_run=dry_run, to=to)

@@ -21,7 +21,7 @@ def poll(app: App, as_json: bool) -> None:
     recorded (see `digest feeds --errors`) and retried later with backoff; the exit status
     is 0 as long as the poll ran.
     """
-    from digest.poll import poll_feeds
+    from digest.ingest.poll import poll_feeds
 
     summary = poll_feeds(app.db, app.settings)
     if as_json:
@@ -43,7 +43,7 @@ def feeds(app: App, as_json: bool, errors_only: bool) -> None:
     time; feeds failing for 7 days or more are flagged. A feed whose last body was broken
     but readable (bad XML, a wrong charset) gets a warning line for its owner to fix.
     """
-    from digest.health import list_feeds
+    from digest.ingest.health import list_feeds
 
     rows = list_feeds(app.db)
     if errors_only:

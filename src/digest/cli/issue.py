@@ -16,7 +16,7 @@ from digest.cli.context import App, pass_app
 from digest.config import Settings
 
 if TYPE_CHECKING:
-    from digest.issues import IssuePlan
+    from digest.issue.plan import IssuePlan
     from digest.storage import Database
     from digest.types import RenderedEmail
 
@@ -66,7 +66,7 @@ def preview(
 
     Shows the feed health note (feeds failing for a week) that subscribers never see.
     """
-    from digest.issues import parse_as_of, plan_issue
+    from digest.issue.plan import parse_as_of, plan_issue
 
     end = parse_as_of(as_of, app.settings) if as_of else None
     if serve:
@@ -94,7 +94,7 @@ def preview(
 def _build(
     db: Database, settings: Settings, plan: IssuePlan, fmt: str
 ) -> tuple[dict[str, object], str]:
-    from digest.issues import render_plan
+    from digest.issue.plan import render_plan
 
     layout, rendered = render_plan(db, settings, plan, preview=True)
     if fmt != "eml":
@@ -117,13 +117,13 @@ def _build(
 
 
 def _preview_unsubscribe(settings: Settings) -> str:
-    from digest.message import unsubscribe_url
+    from digest.delivery.message import unsubscribe_url
 
     return unsubscribe_url(settings, "preview")
 
 
 def _eml(settings: Settings, rendered: RenderedEmail) -> str:
-    from digest.message import as_bytes, build_message
+    from digest.delivery.message import as_bytes, build_message
 
     msg = build_message(
         rendered,
@@ -152,7 +152,7 @@ def _say_empty(plan: IssuePlan, as_json: bool) -> None:
 
 
 def _serve(db: Database, settings: Settings, end: datetime | None, port: int) -> None:
-    from digest.issues import plan_issue
+    from digest.issue.plan import plan_issue
 
     def page() -> bytes:
         plan = plan_issue(db, settings, end)  # again on every reload: new posts show up

@@ -13,12 +13,12 @@ from typing import Any
 import click
 import httpx
 
-from digest.bloglists import BlogEntry, build_sources, read_lists
 from digest.cli import cli
 from digest.cli.context import App, pass_app
-from digest.discover import discover_feed
 from digest.errors import ConfigError, InputError
-from digest.opml import merge_sources, parse_opml, read_opml, write_opml
+from digest.feedlist.bloglists import BlogEntry, build_sources, read_lists
+from digest.feedlist.discover import discover_feed
+from digest.feedlist.opml import merge_sources, parse_opml, read_opml, write_opml
 from digest.types import FeedSource
 
 DISCOVERY_WORKERS = 8

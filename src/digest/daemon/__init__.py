@@ -1,0 +1,1 @@
+"""The long-running service: schedules polls and sends, one per database, and reports status."""

@@ -1,0 +1,557 @@
+"""The long-running service behind `digest run`: polls the feeds, sends each issue, serves the web.
+
+Everything it must remember across restarts is in the database: each feed's next poll
+(``feeds.due_at``), the send state (``meta``, see schedule.SendState) and the lock that keeps
+one daemon per database. The decisions are in schedule.py; this module acts on them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any, Protocol
+
+from sqlalchemy import select
+
+from digest.config import Settings, format_duration
+from digest.daemon.lock import HEARTBEAT_EVERY, DaemonLock
+from digest.daemon.schedule import (
+    SendAction,
+    SendSchedule,
+    SendState,
+    decide_send,
+    first_state,
+    handled,
+    poll_tick,
+    spread_times,
+    start_spread,
+    started,
+)
+from digest.errors import DigestError
+from digest.ingest import policy
+from digest.ingest.health import list_feeds
+from digest.ingest.poll import PollSummary
+from digest.models import Feed
+from digest.storage import Database, utcnow
+
+log = logging.getLogger(__name__)
+
+SEND_STATE_KEY = "daemon_send_state"
+# SIGTERM to exit must take under 10 s: running work gets this long, then it is abandoned.
+STOP_DEADLINE_S = 7.0
+WEB_STOP_S = 1.5
+SEND_RETRY_AFTER = timedelta(minutes=5)
+REPEAT_ERROR_AFTER = timedelta(minutes=10)
+HEALTH_REPORT_EVERY = timedelta(days=1)
+# Sends run back to back in one check at most this many times (a resume, then a missed one).
+MAX_SENDS_PER_CHECK = 4
+
+
+class PollFn(Protocol):
+    def __call__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        due_only: bool = ...,
+        stop: threading.Event | None = ...,
+    ) -> PollSummary: ...
+
+
+class SendFn(Protocol):
+    def __call__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        as_of: datetime | None = ...,
+        stop: threading.Event | None = ...,
+    ) -> Any: ...
+
+
+class ServeFn(Protocol):
+    def __call__(
+        self, db: Database, settings: Settings, *, stop: threading.Event | None = ...
+    ) -> None: ...
+
+
+class Daemon:
+    """One `digest run`: the lock, the scheduler and its jobs, the web thread, and shutdown.
+
+    ``poll``, ``send`` and ``serve`` default to digest.ingest.poll.poll_feeds,
+    digest.delivery.send.send_issue and digest.web.serve (the last two imported when first
+    needed); tests pass fakes.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        poll: PollFn | None = None,
+        send: SendFn | None = None,
+        serve: ServeFn | None = None,
+        stop: threading.Event | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.schedule = SendSchedule.from_settings(settings)
+        self.stop = stop or threading.Event()
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.lock = DaemonLock(db)
+        self.retry_after = SEND_RETRY_AFTER
+        self.exit_code = 0
+        # Work still running at the stop deadline: the caller must exit without joining threads.
+        self.abandoned = False
+        self._poll = poll
+        self._send = send
+        self._serve = serve
+        self._scheduler: Any = None
+        self._web: threading.Thread | None = None
+        self._web_error: BaseException | None = None
+        self._running = 0
+        self._running_cond = threading.Condition()
+        self._send_lock = threading.Lock()
+        self._last_errors: dict[str, tuple[str, datetime]] = {}
+        self._last_health: datetime | None = None
+        self._started_at = clock()
+        self._ready = threading.Event()
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until ``stop`` is set (SIGTERM or SIGINT in the main thread): the exit code.
+
+        Raises LockedError when another daemon holds the database.
+        """
+        self.lock.acquire()
+        try:
+            with self._signals():
+                self._start()
+                self._ready.set()
+                self._wait()
+        finally:
+            self.stop.set()
+            self._shutdown()
+            self._release_lock()
+        log.info("stopped", extra={"fields": {"event": "stop", "abandoned": self.abandoned}})
+        return self.exit_code
+
+    def wait_ready(self, timeout: float) -> bool:
+        """For tests running the daemon in a thread: wait until its jobs are scheduled."""
+        return self._ready.wait(timeout)
+
+    def _start(self) -> None:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        now = self.clock()
+        self._started_at = now
+        interval = self.settings.feeds.poll_interval
+        spread = spread_overdue_polls(self.db, now, start_spread(interval), self.rng)
+        state = self._load_state(now)
+        self._start_web()
+        scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(max_workers=6)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        tick = poll_tick(interval)
+        started_at = datetime.now(UTC)
+        scheduler.add_job(
+            self._job("poll", self._poll_round),
+            IntervalTrigger(seconds=tick.total_seconds(), timezone=UTC),
+            id="poll",
+            next_run_time=started_at,
+        )
+        # The send job fires at each send time, and once at start-up for a missed send.
+        scheduler.add_job(
+            self._job("send", self.check_sends),
+            self.schedule.trigger,
+            id="send",
+            next_run_time=started_at,
+        )
+        scheduler.add_job(
+            self._job("heartbeat", self._heartbeat),
+            IntervalTrigger(seconds=HEARTBEAT_EVERY.total_seconds(), timezone=UTC),
+            id="heartbeat",
+        )
+        self._scheduler = scheduler
+        scheduler.start()
+        self._log_start(tick, spread, state)
+
+    def _log_start(self, tick: timedelta, spread: int, state: SendState) -> None:
+        settings = self.settings
+        next_send = self.schedule.next_after(self.clock())
+        log.info(
+            "digest daemon started: polling every %s (due feeds checked every %s), "
+            "sending at %s, next send %s",
+            format_duration(settings.feeds.poll_interval),
+            format_duration(tick),
+            self.schedule.describe(),
+            _show(next_send, settings.newsletter.timezone),
+            extra={
+                "fields": {
+                    "event": "start",
+                    "poll_interval_s": settings.feeds.poll_interval.total_seconds(),
+                    "send_at": settings.newsletter.send_at,
+                    "next_send": next_send.isoformat() if next_send else None,
+                    "last_send_due": state.last_due.isoformat() if state.last_due else None,
+                    "sending": settings.sending_enabled,
+                    "web": self._web is not None,
+                }
+            },
+        )
+        if spread:
+            log.info(
+                "%d feeds fell due while the daemon was down: polling them over the next %s",
+                spread,
+                format_duration(start_spread(settings.feeds.poll_interval)),
+            )
+        if not settings.sending_enabled:
+            log.warning(
+                "sending is off (smtp.host is empty): each issue is recorded (see the archive "
+                "and `digest preview`) and mailed to no one"
+            )
+
+    def _wait(self) -> None:
+        while not self.stop.wait(0.5):
+            web = self._web
+            if web is not None and not web.is_alive() and not self.stop.is_set():
+                detail = f": {self._web_error}" if self._web_error else ""
+                log.error(
+                    "the web endpoint on %s:%s stopped%s; stopping (set web.port, or "
+                    "web.enabled = false)",
+                    self.settings.web.host,
+                    self.settings.web.port,
+                    detail,
+                )
+                self.exit_code = 1
+                self.stop.set()
+        log.info("stopping: no new work; running work gets %.0f s to finish", STOP_DEADLINE_S)
+
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + STOP_DEADLINE_S
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        with self._running_cond:
+            while self._running and time.monotonic() < deadline:
+                self._running_cond.wait(max(0.01, deadline - time.monotonic()))
+            running = self._running
+        if running:
+            self.abandoned = True
+            log.warning(
+                "abandoning %d running job(s) at the stop deadline; the next start completes them",
+                running,
+            )
+        if self._web is not None:
+            self._web.join(timeout=max(0.1, deadline + WEB_STOP_S - time.monotonic()))
+            if self._web.is_alive():
+                self.abandoned = True
+                log.warning("the web endpoint did not stop in time; abandoning it")
+
+    def _release_lock(self) -> None:
+        try:
+            self.lock.release()
+        except DigestError as e:
+            log.error("could not release the daemon lock: %s", e)
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # a daemon run in a thread (tests) is stopped through self.stop
+            return
+
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            name = signal.Signals(signum).name
+            if self.stop.is_set():
+                log.info("%s: already stopping", name)
+                return
+            log.info("%s received", name)
+            self.stop.set()
+
+        previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    # --- jobs ------------------------------------------------------------------------------
+
+    def _job(self, name: str, fn: Callable[[], None]) -> Callable[[], None]:
+        """A job: counted for shutdown, not started once stopping, its errors logged."""
+
+        def run() -> None:
+            with self._running_cond:
+                if self.stop.is_set():
+                    return
+                self._running += 1
+            began = self.clock()
+            try:
+                fn()
+                # A clean run: the next failure is news again, logged at once.
+                last = self._last_errors.get(name)
+                if last is not None and last[1] < began:
+                    del self._last_errors[name]
+            except DigestError as e:
+                self._log_error(name, str(e))
+            except Exception as e:  # a failing job must not end the daemon
+                log.exception("%s failed unexpectedly: %s", name, e)
+            finally:
+                with self._running_cond:
+                    self._running -= 1
+                    self._running_cond.notify_all()
+
+        return run
+
+    def _log_error(self, job: str, message: str) -> None:
+        # The same failure every tick (an unreadable OPML file) is logged every ten minutes.
+        now = self.clock()
+        last = self._last_errors.get(job)
+        if last and last[0] == message and now - last[1] < REPEAT_ERROR_AFTER:
+            return
+        self._last_errors[job] = (message, now)
+        log.error("%s: %s", job, message, extra={"fields": {"event": job, "error": message}})
+
+    def _poll_round(self) -> None:
+        poll = self._poll or _real_poll()
+        summary = poll(self.db, self.settings, due_only=True, stop=self.stop)
+        fields = {"event": "poll", **summary.as_json(), "elapsed_s": round(summary.elapsed_s, 2)}
+        if summary.feeds:
+            log.info("poll round: %s", summary.line(), extra={"fields": fields})
+        else:
+            log.debug("poll round: no feed due", extra={"fields": fields})
+        self._report_health()
+
+    def _heartbeat(self) -> None:
+        if not self.lock.heartbeat():
+            log.error("another daemon took over the database lock: stopping")
+            self.exit_code = 1
+            self.stop.set()
+
+    def _report_health(self) -> None:
+        """Log the feeds failing for 7 days or more: after the first round, then daily."""
+        now = self.clock()
+        if self._last_health is not None and now - self._last_health < HEALTH_REPORT_EVERY:
+            return
+        self._last_health = now
+        for feed in list_feeds(self.db, now):
+            if not (feed.active and feed.long_failing and feed.failing_since):
+                continue
+            log.warning(
+                "feed failing for %d days: %s (%s)",
+                (now - feed.failing_since).days,
+                feed.url,
+                (feed.error or feed.status).splitlines()[0][:200],
+                extra={
+                    "fields": {
+                        "event": "feed_health",
+                        "url": feed.url,
+                        "failing_since": feed.failing_since.isoformat(),
+                        "error": feed.error,
+                    }
+                },
+            )
+
+    # --- sends -----------------------------------------------------------------------------
+
+    def check_sends(self) -> None:
+        """Run the send that is due, if any: on schedule, missed while down, or interrupted."""
+        # The scheduled job and a retry may meet; one check at a time, and it loops.
+        if not self._send_lock.acquire(blocking=False):
+            return
+        try:
+            for _ in range(MAX_SENDS_PER_CHECK):
+                if self.stop.is_set():
+                    return
+                now = self.clock()
+                state = self._load_state(now)
+                latest = self.schedule.latest_until(now)
+                action = decide_send(now, state, latest, self.settings.newsletter.send_grace)
+                if action is None:
+                    return
+                if action.kind == "skip":
+                    self._skip(action, state)
+                elif not self._send_one(action, state):
+                    return
+        finally:
+            self._send_lock.release()
+
+    def _skip(self, action: SendAction, state: SendState) -> None:
+        self._save_state(handled(state, action.due))
+        what = "the interrupted send" if action.resume else "the send"
+        log.warning(
+            "skipping %s due %s: more than newsletter.send_grace (%s) ago",
+            what,
+            _show(action.due, self.settings.newsletter.timezone),
+            format_duration(self.settings.newsletter.send_grace),
+            extra={"fields": {"event": "send_skipped", "due": action.due.isoformat()}},
+        )
+
+    def _send_one(self, action: SendAction, state: SendState) -> bool:
+        """Send the issue due at ``action.due``; True when it is done."""
+        send = self._send or _real_send()
+        if send is None:
+            self._log_error(
+                "send", "sending is not available: this build has no digest.delivery.send"
+            )
+            return False
+        zone = self.settings.newsletter.timezone
+        if action.resume:
+            log.info("send: resuming the interrupted send due %s", _show(action.due, zone))
+        elif action.due < self._started_at:
+            log.info(
+                "send: the send due %s was missed while down; sending now", _show(action.due, zone)
+            )
+        self._save_state(started(state, action.due))
+        try:
+            summary = send(self.db, self.settings, as_of=action.due, stop=self.stop)
+        except Exception as e:
+            if not isinstance(e, DigestError):
+                log.exception("send failed unexpectedly")
+            self._retry_send(action.due, str(e) or type(e).__name__)
+            return False
+        if not _complete(summary) and self.stop.is_set():
+            log.info("send: stopped part-way; the next start completes it")
+            return False
+        if not _complete(summary):
+            self._retry_send(action.due, "some deliveries are not done yet")
+            return False
+        self._save_state(handled(state, action.due))
+        self._log_send(action.due, summary)
+        return True
+
+    def _retry_send(self, due: datetime, error: str) -> None:
+        from apscheduler.triggers.date import DateTrigger
+
+        when = format_duration(self.retry_after)
+        self._log_error(
+            "send", f"the send due {due:%Y-%m-%d %H:%M} UTC failed: {error}; retry in {when}"
+        )
+        if self._scheduler is None or self.stop.is_set():
+            return
+        self._scheduler.add_job(
+            self._job("send", self.check_sends),
+            DateTrigger(run_date=datetime.now(UTC) + self.retry_after, timezone=UTC),
+            id="send-retry",
+            replace_existing=True,
+        )
+
+    def _log_send(self, due: datetime, summary: Any) -> None:
+        fields = {"event": "send", "due": due.isoformat(), **_as_fields(summary)}
+        line = summary.line() if callable(getattr(summary, "line", None)) else str(summary)
+        zone = self.settings.newsletter.timezone
+        log.info("send due %s: %s", _show(due, zone), line, extra={"fields": fields})
+
+    def _load_state(self, now: datetime) -> SendState:
+        state = SendState.from_json(self.db.get_meta(SEND_STATE_KEY))
+        if state is None:
+            # A database the daemon never ran on: sends start with the next send time.
+            state = first_state(now, self.schedule.latest_until(now))
+            self._save_state(state)
+        return state
+
+    def _save_state(self, state: SendState) -> None:
+        self.db.set_meta(SEND_STATE_KEY, state.to_json())
+
+    # --- the web endpoint ------------------------------------------------------------------
+
+    def _start_web(self) -> None:
+        if not self.settings.web.enabled:
+            return
+        serve = self._serve or _real_serve()
+        if serve is None:
+            log.warning("no web endpoint in this build (digest.web is missing): not serving")
+            return
+
+        def target() -> None:
+            try:
+                serve(self.db, self.settings, stop=self.stop)
+            except BaseException as e:  # noqa: BLE001 - uvicorn exits with SystemExit
+                self._web_error = e
+
+        # serve() logs where it listens; a port it cannot take ends the thread (see _wait).
+        self._web = threading.Thread(target=target, name="digest-web", daemon=True)
+        self._web.start()
+
+
+def spread_overdue_polls(
+    db: Database, now: datetime, window: timedelta, rng: random.Random | None = None
+) -> int:
+    """Spread the polls that fell due while no daemon ran over ``window``, longest waiting first.
+
+    Feeds never polled stay due at once: a new feed's posts are wanted now.
+    """
+    with db.session() as s:
+        feeds = list(
+            s.scalars(
+                select(Feed)
+                .where(Feed.active.is_(True), Feed.polled_once.is_(True))
+                .where(Feed.status != policy.GONE, Feed.due_at.is_not(None), Feed.due_at <= now)
+                .order_by(Feed.due_at, Feed.id)
+            )
+        )
+        for feed, when in zip(feeds, spread_times(len(feeds), now, window, rng), strict=True):
+            feed.due_at = when
+    return len(feeds)
+
+
+def _complete(summary: Any) -> bool:
+    """Did the send finish every delivery? (A stop or transient failures leave some for later.)"""
+    data = _as_fields(summary)
+    if data.get("interrupted") or data.get("stopped") or data.get("aborted"):
+        return False
+    return not data.get("pending")
+
+
+def _as_fields(summary: Any) -> dict[str, Any]:
+    as_json = getattr(summary, "as_json", None)
+    data = as_json() if callable(as_json) else None
+    return dict(data) if isinstance(data, dict) else {}
+
+
+def _real_poll() -> PollFn:
+    from digest.ingest.poll import poll_feeds
+
+    return poll_feeds
+
+
+def _real_send() -> SendFn | None:
+    # Until the delivery part lands, the daemon polls and logs that it cannot send.
+    try:
+        from digest.delivery.send import send_issue  # type: ignore[import-not-found, unused-ignore]
+    except ModuleNotFoundError as e:
+        if e.name != "digest.delivery.send":
+            raise
+        return None
+    return send_issue  # type: ignore[no-any-return, unused-ignore]
+
+
+def _real_serve() -> ServeFn | None:
+    try:
+        from digest.web import serve  # type: ignore[import-not-found, unused-ignore]
+    except ModuleNotFoundError as e:
+        if e.name != "digest.web":
+            raise
+        return None
+    return serve  # type: ignore[no-any-return, unused-ignore]
+
+
+def _show(value: datetime | None, zone: str) -> str:
+    if value is None:
+        return "never"
+    from zoneinfo import ZoneInfo
+
+    return value.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")

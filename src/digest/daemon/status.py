@@ -1,0 +1,203 @@
+"""What `digest status` reports: daemon, next poll and send, last issue, feeds, subscribers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from digest.config import Settings
+from digest.daemon.lock import holder_alive, read_holder
+from digest.daemon.schedule import SendSchedule, SendState, decide_send
+from digest.daemon.service import SEND_STATE_KEY
+from digest.ingest import policy
+from digest.models import Delivery, Feed, Issue, Subscriber
+from digest.storage import Database
+
+SUBSCRIBER_STATUSES = ("active", "unsubscribed", "bounced")
+
+
+def collect_status(db: Database, settings: Settings, now: datetime) -> dict[str, Any]:
+    """The state of things as plain data (times as ISO strings in UTC), for text or JSON."""
+    poll_at = next_poll(db, now)
+    return {
+        "now": now.isoformat(),
+        "daemon": daemon_status(db, now),
+        "next_poll": _iso(poll_at),
+        "poll_due_now": poll_at is not None and poll_at <= now,
+        **send_status(db, settings, now),
+        "sending": settings.sending_enabled,
+        "last_issue": last_issue(db),
+        "feeds": feed_counts(db),
+        "feeds_in_error": feeds_in_error(db, now),
+        "subscribers": subscribers_by_status(db),
+    }
+
+
+def daemon_status(db: Database, now: datetime) -> dict[str, Any] | None:
+    """The daemon holding the lock (None: none), and whether it looks alive."""
+    holder = read_holder(db)
+    if holder is None:
+        return None
+    return {
+        "pid": holder.pid,
+        "host": holder.host,
+        "started": holder.started.isoformat(),
+        "heartbeat": holder.heartbeat.isoformat(),
+        "alive": holder_alive(holder, now),
+    }
+
+
+def next_poll(db: Database, now: datetime) -> datetime | None:
+    """When the next feed falls due (its schedule or its hold, the later); None: nothing to poll."""
+    with db.session() as s:
+        rows = s.execute(
+            select(Feed.due_at, Feed.next_fetch_at).where(
+                Feed.active.is_(True), Feed.status != policy.GONE
+            )
+        ).all()
+    times = [max(t for t in (due, hold, now) if t is not None) for due, hold in rows]
+    return min(times) if times else None
+
+
+def send_status(db: Database, settings: Settings, now: datetime) -> dict[str, Any]:
+    """The next send, and a send that is owed now (missed or interrupted, within grace)."""
+    schedule = SendSchedule.from_settings(settings)
+    upcoming = schedule.next_after(now)
+    state = SendState.from_json(db.get_meta(SEND_STATE_KEY))
+    owed = None
+    if state is not None:
+        action = decide_send(now, state, schedule.latest_until(now), settings.newsletter.send_grace)
+        if action is not None and action.kind == "send":
+            owed = action.due
+    return {
+        "next_send": _iso(upcoming),
+        "send_owed": _iso(owed),
+        "last_send_due": _iso(state.last_due) if state else None,
+    }
+
+
+def last_issue(db: Database) -> dict[str, Any] | None:
+    """The newest issue and how its deliveries stand."""
+    with db.session() as s:
+        issue = s.scalars(select(Issue).order_by(Issue.number.desc()).limit(1)).first()
+        if issue is None:
+            return None
+        rows = s.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.issue_id == issue.id)
+            .group_by(Delivery.status)
+        ).all()
+    counts: dict[str, int] = {status: n for status, n in rows}
+    return {
+        "number": issue.number,
+        "created_at": issue.created_at.isoformat(),
+        "window_end": issue.window_end.isoformat(),
+        "status": issue.status,
+        "posts": issue.post_count,
+        "subject": issue.subject,
+        "delivered": counts.get("sent", 0),
+        "failed": counts.get("failed", 0),
+        "pending": counts.get("pending", 0) + counts.get("sending", 0),
+    }
+
+
+def feeds_in_error(db: Database, now: datetime) -> list[dict[str, Any]]:
+    """Active feeds whose last fetch failed, longest failing first."""
+    with db.session() as s:
+        feeds = s.scalars(
+            select(Feed)
+            .where(Feed.active.is_(True), Feed.failing_since.is_not(None))
+            .order_by(Feed.failing_since, Feed.id)
+        ).all()
+    return [
+        {
+            "url": f.url,
+            "status": f.status,
+            "error": f.last_error,
+            "failing_since": _iso(f.failing_since),
+            "failing_7_days": policy.is_long_failing(f, now),
+        }
+        for f in feeds
+    ]
+
+
+def feed_counts(db: Database) -> dict[str, int]:
+    with db.session() as s:
+        rows = s.execute(select(Feed.active, func.count()).group_by(Feed.active)).all()
+    by_flag = {bool(active): n for active, n in rows}
+    return {"active": by_flag.get(True, 0), "inactive": by_flag.get(False, 0)}
+
+
+def subscribers_by_status(db: Database) -> dict[str, int]:
+    with db.session() as s:
+        rows = s.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all()
+    counts = dict.fromkeys(SUBSCRIBER_STATUSES, 0)
+    counts.update({status: n for status, n in rows})
+    return counts
+
+
+def format_status(status: dict[str, Any], zone: str) -> list[str]:
+    """The report as lines for people, times in the newsletter's time zone."""
+    return [
+        "daemon:      " + _daemon_line(status["daemon"], zone),
+        "next poll:   " + _next_poll_line(status, zone),
+        "next send:   " + _next_send_line(status, zone),
+        "last issue:  " + _issue_line(status["last_issue"], zone),
+        f"feeds:       {status['feeds']['active']} active, {status['feeds']['inactive']} inactive",
+        "subscribers: " + ", ".join(f"{n} {name}" for name, n in status["subscribers"].items()),
+        f"feeds in error: {len(status['feeds_in_error'])}",
+        *(_feed_line(feed, zone) for feed in status["feeds_in_error"]),
+    ]
+
+
+def _daemon_line(daemon: dict[str, Any] | None, zone: str) -> str:
+    if daemon is None:
+        return "not running"
+    state = "running" if daemon["alive"] else "not responding (its lock will be taken over)"
+    since = _local(daemon["started"], zone)
+    return f"{state}, pid {daemon['pid']} on {daemon['host']} since {since}"
+
+
+def _next_poll_line(status: dict[str, Any], zone: str) -> str:
+    if status["next_poll"] is None:
+        return "no feeds to poll"
+    if status["daemon"] is None and status["poll_due_now"]:
+        return "due now (when the daemon runs)"
+    return _local(status["next_poll"], zone)
+
+
+def _next_send_line(status: dict[str, Any], zone: str) -> str:
+    line = _local(status["next_send"], zone) or "never (newsletter.send_at names no time)"
+    if status["send_owed"]:
+        line = f"now: the send due {_local(status['send_owed'], zone)} is owed; then {line}"
+    if not status["sending"]:
+        line += " (sending is off: issues are recorded only)"
+    return line
+
+
+def _issue_line(issue: dict[str, Any] | None, zone: str) -> str:
+    if issue is None:
+        return "none yet"
+    return (
+        f"#{issue['number']} of {_local(issue['created_at'], zone)}, {issue['posts']} posts: "
+        f"{issue['delivered']} delivered, {issue['failed']} failed, {issue['pending']} pending"
+    )
+
+
+def _feed_line(feed: dict[str, Any], zone: str) -> str:
+    error = (feed["error"] or feed["status"]).splitlines()[0][:120]
+    flag = " [7+ days]" if feed["failing_7_days"] else ""
+    return f"  {feed['url']}  since {_local(feed['failing_since'], zone)}{flag}: {error}"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _local(value: str | None, zone: str) -> str:
+    if not value:
+        return ""
+    return datetime.fromisoformat(value).astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")

@@ -1,0 +1,1 @@
+"""Getting an issue to its readers: subscribers, messages, SMTP and the delivery log."""

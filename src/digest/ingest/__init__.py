@@ -1,0 +1,1 @@
+"""Polling the feeds: HTTP, parsing, the polling policy, and what a poll stores and reports."""

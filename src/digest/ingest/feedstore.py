@@ -1,0 +1,309 @@
+"""Poll state in the database: which feeds a poll fetches, and storing what came back
+(feed health, validators, posts, Fetch rows) in short transactions.
+
+Each feed's result is whole inside one transaction, so a poll that dies half-way leaves a
+consistent database and the next poll finishes the job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
+
+from digest.errors import StorageError
+from digest.ingest import policy
+from digest.ingest.worker import POST_COLUMNS, ParsedFeed, fit
+from digest.models import FEEDS, FETCHES, POSTS, Fetch
+from digest.storage import Database
+from digest.types import FetchedFeed
+
+log = logging.getLogger(__name__)
+
+FETCH_HISTORY = timedelta(days=14)
+# What choosing the feeds to fetch reads (the policy's FeedState, and a Job's fields).
+JOB_STATE = tuple(
+    FEEDS.c[n]
+    for n in (
+        "id",
+        "url",
+        "etag",
+        "last_modified",
+        "body_hash",
+        "status",
+        "error_count",
+        "failing_since",
+        "due_at",
+        "next_fetch_at",
+    )
+)
+PRUNE_EVERY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A snapshot of what fetching one feed needs, taken before the poll starts."""
+
+    feed_id: int
+    url: str
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+
+
+@dataclass(frozen=True)
+class FeedResult:
+    """One feed's fetch, classified and (when its body changed) parsed, ready to store."""
+
+    job: Job
+    outcome: policy.Outcome
+    fetch_outcome: str  # new | not_modified | unchanged | error (Fetch.outcome)
+    fetched: FetchedFeed | None = None
+    data: ParsedFeed | None = None
+    body_hash: str | None = None
+    nbytes: int = 0  # size of the body; the body itself is dropped once hashed or parsed
+
+
+# --- selecting ---------------------------------------------------------------------------
+
+
+def select_jobs(db: Database, now: datetime, due_only: bool) -> tuple[list[Job], int]:
+    """The active feeds that may be fetched now, longest waiting first; and how many may not."""
+    with db.session() as s:
+        rows = s.connection().execute(select(*JOB_STATE).where(FEEDS.c.active.is_(True)))
+        feeds = list(rows)
+    fetchable = sorted(
+        (f for f in feeds if policy.is_fetchable(f, now, due_only)), key=policy.fetch_order
+    )
+    jobs = [Job(f.id, f.url, f.etag, f.last_modified, f.body_hash) for f in fetchable]
+    return jobs, len(feeds) - len(jobs)
+
+
+# --- storing -----------------------------------------------------------------------------
+
+_KEY, _CANONICAL, _HASH = (POST_COLUMNS.index(c) for c in ("key", "canonical_url", "content_hash"))
+# What storing a fetch may change in a feed: all of them are written for every feed, so
+# that one executemany updates a whole batch.
+FEED_WRITES = (
+    "status",
+    "last_status_code",
+    "last_error",
+    "error_count",
+    "failing_since",
+    "next_fetch_at",
+    "due_at",
+    "last_fetched_at",
+    "last_success_at",
+    "url",
+    "etag",
+    "last_modified",
+    "body_hash",
+    "polled_once",
+    "title",
+    "site_url",
+    "last_warning",
+)
+# What storing reads of a feed: the policy's FeedState and everything it may write.
+FEED_STATE = (FEEDS.c.id, *(FEEDS.c[name] for name in FEED_WRITES))
+_UPDATE_FEED = (
+    update(FEEDS)
+    .where(FEEDS.c.id == bindparam("feed_id_"))
+    .values({name: bindparam(name) for name in FEED_WRITES})
+)
+_UPDATE_POST = (
+    update(POSTS)
+    .where(POSTS.c.id == bindparam("post_id_"))
+    .values({name: bindparam(name) for name in POST_COLUMNS})
+)
+_REKEY_POST = update(POSTS).where(POSTS.c.id == bindparam("post_id_")).values(key=bindparam("key"))
+
+
+def store_results(
+    db: Database, results: list[FeedResult], now: datetime, poll_interval: timedelta
+) -> list[tuple[int, int]]:
+    """Store several feeds' fetches in one transaction: (new, updated) posts for each.
+
+    Core statements, not the ORM: one SELECT of the feeds' state, one executemany for their
+    updates and one for the Fetch rows, whatever the batch size.
+    """
+    with db.session() as s:
+        conn = s.connection()
+        ids = [r.job.feed_id for r in results]
+        state = select(*FEED_STATE).where(FEEDS.c.id.in_(ids))
+        feeds = {f.id: f for f in conn.execute(state)}
+        feed_rows: list[dict[str, Any]] = []
+        fetch_rows: list[dict[str, Any]] = []
+        writes = PostWrites()
+        counts: list[tuple[int, int]] = []
+        for result in results:
+            feed = feeds.get(result.job.feed_id)
+            if feed is None:  # deleted while we fetched
+                counts.append((0, 0))
+                continue
+            values, new, updated = _store(conn, feed, result, now, poll_interval, writes)
+            feed_rows.append(values)
+            fetch_rows.append(_fetch_row(feed.id, feed.url, result, now, new, updated))
+            counts.append((new, updated))
+        writes.execute(conn)
+        if feed_rows:
+            conn.execute(_UPDATE_FEED, feed_rows)
+            conn.execute(insert(FETCHES), fetch_rows)
+        return counts
+
+
+def store_result(
+    db: Database, result: FeedResult, now: datetime, poll_interval: timedelta
+) -> tuple[int, int]:
+    """Store one feed's fetch in one transaction: health, validators, posts, a Fetch row.
+
+    Returns (new posts, updated posts). A failure to store the posts is recorded as the
+    feed's error; a database that fails even for that raises StorageError.
+    """
+    try:
+        return store_results(db, [result], now, poll_interval)[0]
+    except StorageError as e:
+        log.warning("feed %s: %s", result.job.url, e)
+        failed = FeedResult(
+            result.job, policy.Outcome(policy.ERROR, None, f"cannot store: {e}"), "error"
+        )
+        return store_results(db, [failed], now, poll_interval)[0]
+
+
+def _store(
+    conn: Connection,
+    feed: Row[Any],
+    result: FeedResult,
+    now: datetime,
+    poll_interval: timedelta,
+    writes: PostWrites,
+) -> tuple[dict[str, Any], int, int]:
+    """The feed's new values after ``result`` (its posts planned into ``writes``), new, updated."""
+    fetched, outcome = result.fetched, result.outcome
+    health = policy.next_health(feed, outcome, now, poll_interval)
+    values: dict[str, Any] = {name: getattr(feed, name) for name in FEED_WRITES}
+    values.update(vars(health), feed_id_=feed.id, last_fetched_at=now)
+    moved = fetched.permanent_redirect if fetched is not None else None
+    if moved and moved != feed.url and len(moved) <= 2048:
+        log.warning("feed moved permanently: %s -> %s", feed.url, moved)
+        values["url"] = moved
+    if outcome.status in (policy.OK, policy.NOT_MODIFIED):
+        values["last_success_at"] = now
+        if fetched is not None:
+            values.update(_validators(feed, fetched))
+    new = updated = 0
+    data = result.data
+    if data is not None:
+        new, updated = merge_posts(conn, feed.id, data.rows, now, not feed.polled_once, writes)
+        values["body_hash"] = result.body_hash
+        values["polled_once"] = True
+        values["title"] = feed.title or data.title
+        values["site_url"] = feed.site_url or data.site_url
+        values["last_warning"] = data.warning
+    if outcome.status != policy.OK and outcome.status != policy.NOT_MODIFIED:
+        log.info("feed %s: %s", feed.url, outcome.error)
+    return values, new, updated
+
+
+def _validators(feed: Row[Any], fetched: FetchedFeed) -> dict[str, str | None]:
+    etag, modified = (
+        fit(fetched.etag, 1024, cut=False),
+        fit(fetched.last_modified, 128, cut=False),
+    )
+    if fetched.not_modified:
+        # A 304 may repeat or renew the validators; it never takes them away.
+        return {"etag": etag or feed.etag, "last_modified": modified or feed.last_modified}
+    # A 200's validators describe the body we just got, absent ones included.
+    return {"etag": etag, "last_modified": modified}
+
+
+def _fetch_row(
+    feed_id: int, feed_url: str, result: FeedResult, now: datetime, new: int, updated: int
+) -> dict[str, Any]:
+    fetched, outcome = result.fetched, result.outcome
+    return {
+        "feed_id": feed_id,
+        "at": now,
+        "url": (fetched.final_url if fetched else feed_url)[:2048],
+        "status_code": outcome.status_code,
+        "outcome": result.fetch_outcome,
+        "new_posts": new,
+        "updated_posts": updated,
+        "bytes": result.nbytes,
+        "elapsed_ms": fetched.elapsed_ms if fetched else 0,
+        "error": outcome.error,
+    }
+
+
+@dataclass
+class PostWrites:
+    """The post rows a batch of feeds writes: one executemany each, whatever the batch size."""
+
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    rekeys: list[dict[str, Any]] = field(default_factory=list)
+
+    def execute(self, conn: Connection) -> None:
+        if self.inserts:
+            conn.execute(insert(POSTS), self.inserts)
+        if self.updates:
+            conn.execute(_UPDATE_POST, self.updates)
+        if self.rekeys:
+            conn.execute(_REKEY_POST, self.rekeys)
+
+
+def merge_posts(
+    conn: Connection,
+    feed_id: int,
+    rows: Iterable[tuple[Any, ...]],
+    now: datetime,
+    first_poll: bool,
+    writes: PostWrites,
+) -> tuple[int, int]:
+    """Plan new posts, changed ones and ones whose GUID changed into ``writes``: (new, updated).
+
+    ``rows`` are POST_COLUMNS values (see post_row).
+    """
+    rows = list(rows)
+    # A feed's posts are stored with its first successful poll, in one transaction.
+    stored = {} if first_poll else _stored_posts(conn, feed_id)
+    steps = policy.plan_merge(((r[_KEY], r[_CANONICAL], r[_HASH]) for r in rows), stored)
+    new = updated = 0
+    for row, step in zip(rows, steps, strict=True):
+        if step.action is policy.Merge.NEW:
+            values = dict(zip(POST_COLUMNS, row, strict=True))
+            values.update(feed_id=feed_id, first_seen=now, from_first_poll=first_poll)
+            writes.inserts.append(values)
+            new += 1
+        elif step.existing is not None and step.changed:
+            values = dict(zip(POST_COLUMNS, row, strict=True))
+            writes.updates.append({**values, "post_id_": step.existing.id})
+            updated += 1
+        elif step.action is policy.Merge.REKEY and step.existing is not None:
+            writes.rekeys.append({"post_id_": step.existing.id, "key": row[_KEY]})
+    return new, updated
+
+
+def _stored_posts(conn: Connection, feed_id: int) -> dict[str, policy.Existing]:
+    stored_rows = conn.execute(
+        select(POSTS.c.id, POSTS.c.key, POSTS.c.canonical_url, POSTS.c.content_hash).where(
+            POSTS.c.feed_id == feed_id
+        )
+    )
+    # Links compared canonical: a blog moving to https (guids and links with it) keeps its posts.
+    return {
+        r.key: policy.Existing(r.id, r.key, r.canonical_url, r.content_hash) for r in stored_rows
+    }
+
+
+def prune_fetches(db: Database, now: datetime) -> None:
+    """Drop Fetch rows older than two weeks, at most once a day."""
+    last = db.get_meta("fetches_pruned_at")
+    if last is not None and now - datetime.fromisoformat(last) < PRUNE_EVERY:
+        return
+    with db.session() as s:
+        s.execute(delete(Fetch).where(Fetch.at < now - FETCH_HISTORY))
+    db.set_meta("fetches_pruned_at", now.isoformat())

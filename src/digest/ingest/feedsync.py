@@ -1,0 +1,107 @@
+"""The feeds table follows the OPML file: new outlines added, dropped ones made inactive."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, bindparam, insert, select, update
+
+from digest.ingest import policy
+from digest.ingest.worker import fit
+from digest.models import FEEDS
+from digest.storage import Database
+from digest.types import FeedSource, section_for
+
+# What the OPML file decides about a feed; what syncing reads.
+SYNCED_FROM_FILE = ("title", "site_url", "category", "section")
+SYNCED = (FEEDS.c.id, FEEDS.c.source_url, FEEDS.c.active, *(FEEDS.c[n] for n in SYNCED_FROM_FILE))
+_UPDATE_SYNCED = (
+    update(FEEDS)
+    .where(FEEDS.c.id == bindparam("feed_id_"))
+    .values({n: bindparam(n) for n in ("active", *SYNCED_FROM_FILE)})
+)
+
+
+@dataclass
+class SyncResult:
+    """What syncing the feeds table with the OPML file changed."""
+
+    added: int = 0
+    reactivated: int = 0
+    deactivated: int = 0
+    changed: int = 0
+
+
+def sync_feeds(db: Database, sources: Iterable[FeedSource], now: datetime) -> SyncResult:
+    """Make the feeds table follow the OPML file (matched on the URL the file names).
+
+    New URLs are added; feeds missing from the file become inactive, their posts kept; a feed
+    back in the file is active again; title, site, category and section follow the file.
+    Core statements (one SELECT, one executemany each for inserts and updates): thousands of
+    ORM objects cost seconds and megabytes on every poll.
+    """
+    result = SyncResult()
+    with db.session() as s:
+        conn = s.connection()
+        feeds = {f.source_url: f for f in conn.execute(select(*SYNCED))}
+        seen: set[str] = set()
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for src in sources:
+            url = src.url.strip()
+            if url in seen or len(url) > 2048:
+                continue
+            seen.add(url)
+            feed = feeds.get(url)
+            if feed is None:
+                inserts.append(_new_feed(src, url, now))
+                result.added += 1
+                continue
+            wanted = _follow_source(feed, src)
+            changed = wanted != _synced_values(feed)
+            result.reactivated += not feed.active
+            result.changed += changed
+            if changed or not feed.active:
+                updates.append({**wanted, "active": True, "feed_id_": feed.id})
+        for url, feed in feeds.items():
+            if url not in seen and feed.active:
+                updates.append({**_synced_values(feed), "active": False, "feed_id_": feed.id})
+                result.deactivated += 1
+        if inserts:
+            conn.execute(insert(FEEDS), inserts)
+        if updates:
+            conn.execute(_UPDATE_SYNCED, updates)
+    return result
+
+
+def _new_feed(src: FeedSource, url: str, now: datetime) -> dict[str, Any]:
+    return {
+        "source_url": url,
+        "url": url,
+        "title": fit(src.title, 512),
+        "site_url": fit(src.site_url, 2048, cut=False),
+        "category": fit(src.category, 512),
+        "section": section_for(src.category),
+        "active": True,
+        "added_at": now,
+        "status": policy.NEW,
+        "error_count": 0,
+        "polled_once": False,
+    }
+
+
+def _synced_values(feed: Row[Any]) -> dict[str, Any]:
+    return {name: getattr(feed, name) for name in SYNCED_FROM_FILE}
+
+
+def _follow_source(feed: Row[Any], src: FeedSource) -> dict[str, Any]:
+    """The values the file gives the feed (a file without a title or site keeps the feed's)."""
+    return {
+        "title": fit(src.title, 512) if src.title else feed.title,
+        "site_url": fit(src.site_url, 2048, cut=False) if src.site_url else feed.site_url,
+        "category": fit(src.category, 512),
+        "section": section_for(src.category),
+    }

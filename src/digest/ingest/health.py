@@ -1,0 +1,178 @@
+"""Feed health as `digest feeds` and the daemon report it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from digest.ingest import policy
+from digest.ingest.feedstore import FETCH_HISTORY
+from digest.models import Feed, Fetch, Post
+from digest.storage import Database, utcnow
+
+
+def post_counts(s: Session) -> dict[int, int]:
+    """Posts stored per feed id."""
+    rows = s.execute(select(Post.feed_id, func.count()).group_by(Post.feed_id))
+    return {feed_id: count for feed_id, count in rows}
+
+
+@dataclass(frozen=True)
+class FetchStats:
+    """A feed's requests over the fetch history kept (two weeks): how good a citizen we are
+    to its server, and how well it answers conditional requests."""
+
+    requests: int = 0
+    not_modified: int = 0  # answered 304
+    unchanged: int = 0  # answered 200 with the body we already had (no validators honoured)
+    errors: int = 0
+    bytes: int = 0
+    avg_ms: int = 0
+
+    def as_json(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+def fetch_stats(s: Session, since: datetime) -> dict[int, FetchStats]:
+    """FetchStats per feed id, from the Fetch rows since ``since``."""
+
+    def count(outcome: str) -> Any:
+        return func.sum(case((Fetch.outcome == outcome, 1), else_=0))
+
+    rows = s.execute(
+        select(
+            Fetch.feed_id,
+            func.count(),
+            count("not_modified"),
+            count("unchanged"),
+            count("error"),
+            func.sum(Fetch.bytes),
+            func.avg(Fetch.elapsed_ms),
+        )
+        .where(Fetch.at >= since)
+        .group_by(Fetch.feed_id)
+    )
+    return {
+        feed_id: FetchStats(
+            n, int(nm or 0), int(same or 0), int(err or 0), int(size or 0), round(ms or 0)
+        )
+        for feed_id, n, nm, same, err, size, ms in rows
+    }
+
+
+@dataclass(frozen=True)
+class FeedHealth:
+    """One feed as `digest feeds` shows it."""
+
+    id: int
+    url: str
+    source_url: str
+    title: str | None
+    section: str
+    active: bool
+    status: str
+    health: str  # the status in words, e.g. "backing off until 2026-11-22 15:00 UTC"
+    last_status_code: int | None
+    error: str | None
+    warning: str | None  # the parser's complaint about the last body it could read
+    posts: int
+    last_success_at: datetime | None
+    last_fetched_at: datetime | None
+    next_fetch_at: datetime | None
+    failing_since: datetime | None
+    long_failing: bool
+    fetches: FetchStats = FetchStats()
+
+    @property
+    def failing(self) -> bool:
+        return self.status in policy.FAILING
+
+    def as_json(self) -> dict[str, Any]:
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "url": self.url,
+            "source_url": self.source_url,
+            "title": self.title,
+            "section": self.section,
+            "active": self.active,
+            "status": self.status,
+            "health": self.health,
+            "last_status_code": self.last_status_code,
+            "error": self.error,
+            "warning": self.warning,
+            "posts": self.posts,
+            "last_success": iso(self.last_success_at),
+            "last_fetched": iso(self.last_fetched_at),
+            "next_fetch_at": iso(self.next_fetch_at),
+            "failing_since": iso(self.failing_since),
+            "failing_7_days": self.long_failing,
+            "fetches_14_days": self.fetches.as_json(),
+        }
+
+
+def list_feeds(db: Database, now: datetime | None = None) -> list[FeedHealth]:
+    """Every feed with its health and post count, active ones first, by section and title."""
+    now = now or utcnow()
+    with db.session() as s:
+        counts, stats = post_counts(s), fetch_stats(s, now - FETCH_HISTORY)
+        feeds = list(s.scalars(select(Feed)))
+        rows = [_health_row(f, counts.get(f.id, 0), stats.get(f.id), now) for f in feeds]
+    return sorted(rows, key=lambda r: (not r.active, r.section, (r.title or r.url).lower(), r.id))
+
+
+def _health_row(feed: Feed, posts: int, stats: FetchStats | None, now: datetime) -> FeedHealth:
+    return FeedHealth(
+        id=feed.id,
+        url=feed.url,
+        source_url=feed.source_url,
+        title=feed.title,
+        section=feed.section,
+        active=feed.active,
+        status=feed.status,
+        health=describe_health(feed, now),
+        last_status_code=feed.last_status_code,
+        error=feed.last_error if feed.status in policy.FAILING else None,
+        warning=feed.last_warning,
+        posts=posts,
+        last_success_at=feed.last_success_at,
+        last_fetched_at=feed.last_fetched_at,
+        next_fetch_at=feed.next_fetch_at,
+        failing_since=feed.failing_since,
+        long_failing=policy.is_long_failing(feed, now),
+        fetches=stats or FetchStats(),
+    )
+
+
+def describe_health(feed: Feed, now: datetime) -> str:
+    """The feed's health in a few words."""
+    held = feed.next_fetch_at if feed.next_fetch_at and feed.next_fetch_at > now else None
+    if feed.status == policy.GONE:
+        text = f"gone ({feed.last_status_code or 410})"
+    elif feed.status == policy.BACKOFF:
+        text = f"backing off until {_when(held or now)}: {feed.last_error}"
+    elif feed.status == policy.ERROR:
+        text = f"error: {feed.last_error}"
+        if held:
+            text += f" (retry after {_when(held)})"
+    elif feed.status == policy.NOT_MODIFIED:
+        text = "not modified"
+    elif feed.status == policy.OK:
+        text = "ok"
+    else:
+        text = "not polled yet"
+    if not feed.active:
+        text = "inactive (not in the OPML file); " + text
+    since = policy.failing_for(feed, now)
+    if since is not None and since >= policy.LONG_FAILING:
+        text += f" [failing for {since.days} days]"
+    return text
+
+
+def _when(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC")

@@ -1,0 +1,445 @@
+"""Polling: sync the feeds with the OPML file, fetch the fetchable ones concurrently on one
+event loop, parse changed bodies in a process pool, store each result as it is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import dataclasses
+import functools
+import hashlib
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import httpx
+
+from digest.config import Settings
+from digest.errors import FetchError, ParseError, StorageError
+from digest.feedlist.opml import read_opml
+from digest.ingest import policy
+from digest.ingest.feedstore import (
+    FeedResult,
+    Job,
+    prune_fetches,
+    select_jobs,
+    store_result,
+    store_results,
+)
+from digest.ingest.feedsync import SyncResult, sync_feeds
+from digest.ingest.fetch import fetch_feed, make_client
+from digest.ingest.pages import count_pages
+from digest.ingest.worker import ParsedFeed, parse_or_failure
+from digest.storage import Database, utcnow
+from digest.types import FeedSource, FetchedFeed
+from digest.urls import site_of
+
+log = logging.getLogger(__name__)
+
+# Below this many feeds a process pool costs more than it saves.
+MIN_POOL_BATCH = 8
+# Feeds stored together in one transaction at most (group commit under load).
+MAX_BATCH = 100
+# How long the store thread waits for more results before a small batch: a commit costs
+# ~1.3 ms on SQLite, and one per feed was a third of storing a cold poll.
+STORE_LINGER = 0.03
+
+
+@dataclass
+class PollSummary:
+    """What one poll did, for the CLI and the daemon's log."""
+
+    feeds: int = 0
+    new_posts: int = 0
+    updated_posts: int = 0
+    not_modified: int = 0
+    errors: int = 0
+    skipped: int = 0  # active feeds not fetched: gone, held back, not due, or stopped
+    pages: int = 0  # teaser-only posts' pages counted for their reading time
+    elapsed_s: float = 0.0
+    sync: SyncResult = field(default_factory=SyncResult)
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "feeds": self.feeds,
+            "new_posts": self.new_posts,
+            "updated_posts": self.updated_posts,
+            "not_modified": self.not_modified,
+            "errors": self.errors,
+        }
+
+    def line(self) -> str:
+        return (
+            f"polled {self.feeds:,} feeds: {self.new_posts:,} new posts, "
+            f"{self.updated_posts:,} updated, {self.not_modified:,} not modified, "
+            f"{self.errors:,} errors in {self.elapsed_s:.1f} s"
+            + (f"; {self.pages:,} teaser posts' pages read for their length" if self.pages else "")
+        )
+
+
+def poll_feeds(
+    db: Database,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    due_only: bool = False,
+    stop: threading.Event | None = None,
+    client: httpx.AsyncClient | None = None,
+    sources: list[FeedSource] | None = None,
+) -> PollSummary:
+    """Sync with the OPML file, then fetch every fetchable feed once and store the results.
+
+    ``due_only`` (the daemon) fetches only feeds whose regular time has come. When ``stop``
+    is set, no new fetch starts; fetches in flight are dropped unsaved, stores in flight finish.
+    Raises ConfigError for an unreadable OPML file and StorageError when the database fails.
+    """
+    started = time.monotonic()
+    now = now or utcnow()
+    if sources is None:
+        sources = read_opml(settings.feeds.opml)
+    summary = PollSummary(sync=sync_feeds(db, sources, now))
+    jobs, summary.skipped = select_jobs(db, now, due_only)
+    if jobs and not (stop and stop.is_set()):
+        poller = _Poller(db, settings, now, stop, summary)
+        asyncio.run(poller.run(jobs, client))
+    elif jobs:
+        summary.skipped += len(jobs)
+    prune_fetches(db, now)
+    summary.elapsed_s = time.monotonic() - started
+    return summary
+
+
+class _Poller:
+    """One poll's machinery: the HTTP client, the parser pool and the single store thread."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        now: datetime,
+        stop: threading.Event | None,
+        summary: PollSummary,
+    ) -> None:
+        self.db = db
+        self.feeds = settings.feeds
+        self.now = now
+        self._started = time.monotonic()
+        self.stop = stop
+        self.summary = summary
+        self.storing: set[int] = set()
+        self.released: set[int] = set()
+
+    def _clock(self) -> datetime:
+        """The poll's time plus the whole seconds it has run (Retry-After has seconds)."""
+        return self.now + timedelta(seconds=int(time.monotonic() - self._started))
+
+    async def run(self, jobs: list[Job], client: httpx.AsyncClient | None) -> None:
+        own_client = client is None
+        self.client = client or make_client(self.feeds)
+        self.writer = _Writer(self.db, self.now, self.feeds.poll_interval)
+        self.parsers = _Parsers(self.feeds.workers, len(jobs))
+        # Bodies waiting for a parser or being parsed: enough to keep every worker fed.
+        self.parse_slots = asyncio.Semaphore(2 * self.parsers.workers + 2)
+        self.dispatcher = _Dispatcher(jobs, self.feeds.per_host, self.feeds.concurrency)
+        self.results: list[BaseException | None] = []
+        self.live: dict[asyncio.Task[None], Job] = {}
+        self.idle = asyncio.Event()
+        watcher = asyncio.create_task(self._watch_stop())
+        try:
+            self._start_more()
+            await self.idle.wait()
+            if self.feeds.fetch_pages and not (self.stop and self.stop.is_set()):
+                self.parsers.close()  # no more feeds: free the workers first
+                self.summary.pages = await count_pages(
+                    self.db, self.client, self.feeds, self.now, self.stop
+                )
+        finally:
+            watcher.cancel()
+            if own_client:
+                await self.client.aclose()
+            self.writer.close()
+            self.parsers.close()
+        cancelled = sum(isinstance(r, asyncio.CancelledError) for r in self.results)
+        self.summary.skipped += cancelled + self.dispatcher.waiting
+        failures = [r for r in self.results if isinstance(r, Exception)]
+        if failures:
+            raise failures[0]
+
+    def _start_more(self) -> None:
+        """Start the jobs that have room now; note when nothing is left to run."""
+        for job in self.dispatcher.take():
+            task = asyncio.create_task(self._one(job))
+            self.live[task] = job
+            task.add_done_callback(self._finished)
+        if not self.live:
+            self.idle.set()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        job = self.live.pop(task)
+        if job.feed_id not in self.released:  # cancelled before it let its slot go
+            self._release(job)
+        self.results.append(task.exception() if not task.cancelled() else asyncio.CancelledError())
+        self._start_more()
+
+    def _release(self, job: Job) -> None:
+        """The job's fetch is over: its host slot goes to the next job waiting."""
+        self.released.add(job.feed_id)
+        self.dispatcher.release(job.url)
+        self._start_more()
+
+    async def _watch_stop(self) -> None:
+        if self.stop is None:
+            return
+        while not self.stop.is_set():
+            await asyncio.sleep(0.1)
+        log.info("stop requested: dropping fetches in flight, finishing stores")
+        self.dispatcher.close()
+        for task, job in list(self.live.items()):
+            if job.feed_id not in self.storing:
+                task.cancel()
+
+    async def _one(self, job: Job) -> None:
+        result = await self._fetch_and_parse(job)
+        # From here on the result is stored whatever happens: a stop no longer cancels it.
+        self.storing.add(job.feed_id)
+        new, updated = await asyncio.shield(self.writer.store(result))
+        self._count(result, new, updated)
+
+    async def _fetch_and_parse(self, job: Job) -> FeedResult:
+        # The job keeps its fetch slot (its host's and the poll's) until its body has a parser
+        # slot: while the parsers are behind, fetching pauses instead of piling bodies up.
+        try:
+            fetched = await fetch_feed(
+                self.client,
+                job.url,
+                etag=job.etag,
+                last_modified=job.last_modified,
+                timeout=self.feeds.timeout.total_seconds(),
+                max_bytes=self.feeds.max_bytes,
+                user_agent=self.feeds.user_agent,
+                now=self._clock(),  # Retry-After counts from the answer, not the poll's start
+            )
+        except FetchError as e:
+            self._release(job)
+            outcome = policy.Outcome(policy.ERROR, e.status_code, e.message)
+            return FeedResult(job, outcome, "error")
+        body_hash = _body_hash(fetched.body) if fetched.body is not None else None
+        done = self._classify(job, fetched, body_hash)
+        if done is not None:
+            self._release(job)
+            return done
+        await self.parse_slots.acquire()
+        self._release(job)
+        try:
+            return await self._parse(job, fetched, body_hash)
+        finally:
+            self.parse_slots.release()
+
+    def _classify(self, job: Job, fetched: FetchedFeed, body_hash: str | None) -> FeedResult | None:
+        """The result of a fetch that needs no parse (no body, or the same body); else None."""
+        code = fetched.status_code
+        if fetched.body is None:
+            outcome = policy.outcome_for_status(code, fetched.retry_after)
+            kind = "not_modified" if outcome.status == policy.NOT_MODIFIED else "error"
+            return FeedResult(job, outcome, kind, fetched)
+        if body_hash == job.body_hash:
+            outcome = policy.Outcome(policy.NOT_MODIFIED, code)
+            slim = _without_body(fetched)
+            return FeedResult(job, outcome, "unchanged", slim, nbytes=len(fetched.body))
+        return None
+
+    async def _parse(self, job: Job, fetched: FetchedFeed, body_hash: str | None) -> FeedResult:
+        assert fetched.body is not None
+        code, nbytes = fetched.status_code, len(fetched.body)
+        slim = _without_body(fetched)
+        try:
+            data = await self.parsers.parse(
+                fetched.body, fetched.final_url, fetched.headers, self.now
+            )
+        except ParseError as e:
+            outcome = policy.Outcome(policy.ERROR, code, e.message)
+            return FeedResult(job, outcome, "error", slim, nbytes=nbytes)
+        outcome = policy.Outcome(policy.OK, code)
+        return FeedResult(job, outcome, "new", slim, data, body_hash, nbytes)
+
+    def _count(self, result: FeedResult, new: int, updated: int) -> None:
+        s = self.summary
+        s.feeds += 1
+        s.new_posts += new
+        s.updated_posts += updated
+        if result.outcome.status == policy.NOT_MODIFIED:
+            s.not_modified += 1
+        elif result.outcome.status in (policy.ERROR, policy.GONE):
+            s.errors += 1
+
+
+class _Dispatcher:
+    """Hands out jobs as their hosts have room: ``per_host`` per host, ``total`` in all.
+
+    A host here is a site (urls.site_of): every *.github.io blog waits for the same slots.
+
+    Jobs start only when they can run, so a poll of 5,000 feeds holds a few dozen tasks
+    rather than 5,000 waiting on semaphores. Hosts take turns (round robin); each host's
+    jobs keep their order (longest waiting first).
+    """
+
+    def __init__(self, jobs: Iterable[Job], per_host: int, total: int) -> None:
+        self.per_host, self.total = per_host, total
+        self.queues: dict[str, collections.deque[Job]] = {}
+        for job in jobs:
+            self.queues.setdefault(site_of(job.url), collections.deque()).append(job)
+        # Hosts with jobs waiting and a free slot, in turn order.
+        self.ready: dict[str, None] = dict.fromkeys(self.queues)
+        self.busy: collections.Counter[str] = collections.Counter()
+        self.running = 0
+        self.closed = False
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(q) for q in self.queues.values())
+
+    def take(self) -> Iterator[Job]:
+        """The jobs that may start now (each one counts as running from here on)."""
+        while self.ready and self.running < self.total and not self.closed:
+            host = next(iter(self.ready))
+            queue = self.queues[host]
+            job = queue.popleft()
+            self.busy[host] += 1
+            self.running += 1
+            del self.ready[host]
+            if not queue:
+                del self.queues[host]
+            elif self.busy[host] < self.per_host:
+                self.ready[host] = None  # to the back: the other hosts' turn first
+            yield job
+
+    def release(self, url: str) -> None:
+        host = site_of(url)
+        self.busy[host] -= 1
+        self.running -= 1
+        if host in self.queues and host not in self.ready:
+            self.ready[host] = None
+
+    def close(self) -> None:
+        """Start nothing more (a stop)."""
+        self.closed = True
+
+
+def _body_hash(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _without_body(fetched: FetchedFeed) -> FetchedFeed:
+    return dataclasses.replace(fetched, body=None)
+
+
+class _Writer:
+    """Stores results from one thread, committing what has queued up together (group commit).
+
+    Each feed's result is whole inside one transaction, so a crash loses whole feeds only, and
+    the event loop never waits on the database. SQLite takes one writer at a time anyway.
+    """
+
+    def __init__(self, db: Database, now: datetime, poll_interval: timedelta) -> None:
+        self.db, self.now, self.poll_interval = db, now, poll_interval
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="digest-store")
+        self._lock = threading.Lock()
+        self._pending: list[tuple[FeedResult, asyncio.Future[tuple[int, int]]]] = []
+        self._scheduled = False
+
+    def store(self, result: FeedResult) -> asyncio.Future[tuple[int, int]]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, int]] = loop.create_future()
+        with self._lock:
+            self._pending.append((result, future))
+            if not self._scheduled:
+                self._scheduled = True
+                self._executor.submit(self._flush, loop)
+        return future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        if len(self._pending) < MAX_BATCH // 4:
+            time.sleep(STORE_LINGER)
+        with self._lock:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            if self._pending:
+                self._executor.submit(self._flush, loop)
+            else:
+                self._scheduled = False
+        results = [r for r, _f in batch]
+        outcomes: list[tuple[int, int] | BaseException]
+        try:
+            outcomes = list(store_results(self.db, results, self.now, self.poll_interval))
+        except StorageError:
+            # One feed's values broke the batch: store each on its own so it costs that feed only.
+            outcomes = []
+            for result in results:
+                try:
+                    outcomes.append(store_result(self.db, result, self.now, self.poll_interval))
+                except StorageError as e:
+                    outcomes.append(e)
+        for (_r, future), outcome in zip(batch, outcomes, strict=True):
+            loop.call_soon_threadsafe(_settle, future, outcome)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+def _settle(
+    future: asyncio.Future[tuple[int, int]], outcome: tuple[int, int] | BaseException
+) -> None:
+    if future.cancelled():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+class _Parsers:
+    """Parses bodies in a process pool (feedparser is CPU-bound), or in a thread for few feeds."""
+
+    def __init__(self, workers: int, batch: int) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self.in_process = self.workers <= 1 or batch < MIN_POOL_BATCH
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    async def parse(
+        self, body: bytes, url: str, headers: Mapping[str, str], now: datetime
+    ) -> ParsedFeed:
+        """The parsed feed; raises ParseError for a body that is not a feed we can read."""
+        call = functools.partial(parse_or_failure, body, url, dict(headers), now)
+        if self.in_process:
+            result = await asyncio.to_thread(call)
+        else:
+            try:
+                result = await asyncio.get_running_loop().run_in_executor(self._get_pool(), call)
+            except concurrent.futures.process.BrokenProcessPool:
+                # A worker died (out of memory on a hostile body?): parse the rest here.
+                if not self.in_process:
+                    log.warning("a parser process died; parsing in this process from now on")
+                    self.in_process = True
+                result = await asyncio.to_thread(call)
+        if isinstance(result, str):
+            raise ParseError(url, result)
+        return result
+
+    def _get_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._pool is None:
+            # forkserver: never fork this (threaded) process; workers start from a clean one.
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["digest.ingest.worker", "digest.ingest.parse"])
+            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=ctx)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

@@ -1,0 +1,344 @@
+"""Weekly issues: plan one from the stored posts, record it (claiming its posts), render it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Row, Select, and_, case, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from digest.config import Settings
+from digest.errors import InputError
+from digest.issue.compose import LATE_GRACE, Layout, Window, belongs, unique_articles, window_for
+from digest.issue.render import IssueMeta, Renderer
+from digest.models import Feed, Issue, Post
+from digest.storage import Database, utcnow
+from digest.types import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail, StoredPost
+
+FAILING_NOTE_AFTER = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class IssuePlan:
+    """The issue whose window ends at ``window_end``, as the database holds it now."""
+
+    number: int
+    window_start: datetime
+    window_end: datetime
+    posts: tuple[StoredPost, ...]  # one per article, what the issue shows
+    duplicate_ids: tuple[int, ...] = ()  # the same articles from other feeds: claimed, not shown
+    issue_id: int | None = None  # set when this window is already recorded
+
+    @property
+    def window(self) -> Window:
+        return Window(self.window_start, self.window_end)
+
+    @property
+    def empty(self) -> bool:
+        return not self.posts
+
+
+@dataclass(frozen=True)
+class RecordedIssue:
+    id: int
+    number: int
+    window_start: datetime
+    window_end: datetime
+    subject: str
+    post_count: int
+    created_at: datetime
+
+
+def plan_issue(
+    db: Database,
+    settings: Settings,
+    as_of: datetime | None = None,
+    *,
+    now: datetime | None = None,
+) -> IssuePlan:
+    """The issue ending at ``as_of`` (default: the next send time after ``now``)."""
+    end = as_of or default_as_of(settings, now or utcnow())
+    with db.session() as s:
+        recorded = s.scalar(select(Issue).where(Issue.window_end == end))
+        if recorded is not None:
+            posts = _claimed_posts(s, recorded.id)
+            kept, dups = unique_articles(posts)
+            return IssuePlan(
+                recorded.number,
+                recorded.window_start,
+                recorded.window_end,
+                _ordered(kept),
+                tuple(p.id for p in dups),
+                recorded.id,
+            )
+        window = window_for(end, s.scalars(select(Issue.window_end)))
+        number = 1 + (s.scalar(select(func.count()).where(Issue.window_end < end)) or 0)
+        candidates = [p for p in _candidates(s, window) if belongs(p, window)]
+    kept, dups = unique_articles(candidates)
+    return IssuePlan(number, window.start, window.end, _ordered(kept), tuple(p.id for p in dups))
+
+
+def record_issue(db: Database, settings: Settings, plan: IssuePlan) -> RecordedIssue | None:
+    """Store the issue and claim its posts, at once; the same window again returns it.
+
+    None for an empty plan: an empty week records and sends nothing.
+    """
+    if plan.issue_id is not None:
+        return load_issue_by_id(db, plan.issue_id)
+    if plan.empty:
+        return None
+    with db.session() as s:
+        existing = s.scalar(select(Issue).where(Issue.window_end == plan.window_end))
+        if existing is not None:
+            return _recorded(existing)
+        number = 1 + (s.scalar(select(func.max(Issue.number))) or 0)
+        numbered = IssuePlan(
+            number, plan.window_start, plan.window_end, plan.posts, plan.duplicate_ids
+        )
+        rendered = _renderer(settings).fit(
+            plan.posts, _meta(settings, numbered), budget_bytes(settings)
+        )[1]
+        issue = Issue(
+            number=number,
+            window_start=plan.window_start,
+            window_end=plan.window_end,
+            created_at=utcnow(),
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            post_count=len(plan.posts),
+            status="recorded",
+        )
+        s.add(issue)
+        s.flush()
+        ids = [p.id for p in plan.posts] + list(plan.duplicate_ids)
+        for chunk in _chunks(ids, 500):
+            # Only unclaimed posts: a post goes into exactly one issue.
+            s.execute(
+                update(Post)
+                .where(Post.id.in_(chunk), Post.issue_id.is_(None))
+                .values(issue_id=issue.id)
+            )
+        return _recorded(issue)
+
+
+def render_plan(
+    db: Database,
+    settings: Settings,
+    plan: IssuePlan,
+    sections: frozenset[str] | None = None,
+    *,
+    preview: bool = False,
+    now: datetime | None = None,
+) -> tuple[Layout, RenderedEmail]:
+    """The plan rendered within the size budget; a preview carries the feed health note."""
+    health = feed_health_note(db, now or utcnow()) if preview else ()
+    meta = _meta(settings, plan, health=health)
+    return _renderer(settings).fit(plan.posts, meta, budget_bytes(settings), sections)
+
+
+def render_recorded(
+    db: Database, settings: Settings, issue_id: int, sections: frozenset[str] | None = None
+) -> RenderedEmail | None:
+    """A recorded issue for one choice of sections; None when those sections are empty."""
+    with db.session() as s:
+        issue = s.get(Issue, issue_id)
+        if issue is None:
+            raise InputError(f"no issue with id {issue_id}")
+        kept, dups = unique_articles(_claimed_posts(s, issue_id))
+        plan = IssuePlan(
+            issue.number,
+            issue.window_start,
+            issue.window_end,
+            _ordered(kept),
+            tuple(p.id for p in dups),
+            issue.id,
+        )
+    layout, rendered = render_plan(db, settings, plan, sections)
+    return None if layout.empty else rendered
+
+
+def list_issues(db: Database) -> list[RecordedIssue]:
+    with db.session() as s:
+        return [_recorded(i) for i in s.scalars(select(Issue).order_by(Issue.number.desc()))]
+
+
+def load_issue(db: Database, number: int) -> RecordedIssue | None:
+    with db.session() as s:
+        issue = s.scalar(select(Issue).where(Issue.number == number))
+        return _recorded(issue) if issue else None
+
+
+def load_issue_by_id(db: Database, issue_id: int) -> RecordedIssue | None:
+    with db.session() as s:
+        issue = s.get(Issue, issue_id)
+        return _recorded(issue) if issue else None
+
+
+def web_version(db: Database, settings: Settings, number: int) -> str | None:
+    """The HTML of a recorded issue for the web archive (no personal unsubscribe link)."""
+    with db.session() as s:
+        html = s.scalar(select(Issue.html).where(Issue.number == number))
+    if html is None:
+        return None
+    return html.replace(UNSUBSCRIBE_PLACEHOLDER, f"{settings.newsletter.base_url}/")
+
+
+def last_issue_end(db: Database) -> datetime | None:
+    with db.session() as s:
+        return s.scalar(select(func.max(Issue.window_end)))
+
+
+def feed_health_note(db: Database, now: datetime) -> tuple[str, ...]:
+    """One line per active feed failing for a week or more (previews and logs only)."""
+    with db.session() as s:
+        feeds = s.scalars(
+            select(Feed)
+            .where(Feed.active, Feed.failing_since <= now - FAILING_NOTE_AFTER)
+            .order_by(Feed.failing_since)
+        ).all()
+        return tuple(
+            f"{f.title or f.url}: failing since {f.failing_since:%Y-%m-%d}"
+            f" ({f.last_error or f.status})"
+            for f in feeds
+            if f.failing_since is not None
+        )
+
+
+# ---- dates ------------------------------------------------------------------------------
+
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_as_of(text: str, settings: Settings) -> datetime:
+    """ISO 8601 in UTC; a date alone is the end of that day, a naive time is local."""
+    tz = ZoneInfo(settings.newsletter.timezone)
+    value = text.strip()
+    try:
+        if _DATE_ONLY.fullmatch(value):
+            day = date.fromisoformat(value)
+            local = datetime.combine(day, time(23, 59, 59), tzinfo=tz)
+        else:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            local = parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+    except ValueError:
+        raise InputError(
+            f"--as-of: {text!r} is not an ISO 8601 date or time (e.g. 2026-01-10 or "
+            "2026-01-10T08:00+01:00)"
+        ) from None
+    return local.astimezone(UTC)
+
+
+def default_as_of(settings: Settings, now: datetime) -> datetime:
+    """This week's issue ends at the next send time."""
+    from digest.daemon.schedule import next_send_time
+
+    return next_send_time(settings, now)
+
+
+def budget_bytes(settings: Settings) -> int:
+    # Room for the subscriber's own unsubscribe link, which replaces the placeholder.
+    return settings.newsletter.max_kb * 1000 - 600
+
+
+# ---- queries ----------------------------------------------------------------------------
+
+
+def _candidates(s: Session, window: Window) -> list[StoredPost]:
+    later = select(Issue.id).where(Issue.window_end > window.end)
+    dated = and_(Post.date > window.start - LATE_GRACE, Post.date <= window.end)
+    undated = and_(
+        Post.date.is_(None), Post.first_seen > window.start, Post.first_seen <= window.end
+    )
+    query = (
+        _post_query()
+        .where(Feed.active, or_(dated, undated))
+        # Unclaimed posts; and, for an older week rendered again, those later issues took.
+        .where(or_(Post.issue_id.is_(None), Post.issue_id.in_(later)))
+    )
+    return [_stored(row) for row in s.execute(query)]
+
+
+def _claimed_posts(s: Session, issue_id: int) -> list[StoredPost]:
+    return [_stored(row) for row in s.execute(_post_query().where(Post.issue_id == issue_id))]
+
+
+# A teaser-only post's length is its page's, once counted (pages.py).
+_READ_WORDS = case((Post.page_words > Post.words, Post.page_words), else_=Post.words)
+
+
+def _post_query() -> Select[*tuple[Any, ...]]:
+    # Columns in StoredPost's field order, then the feed's URL: rows unpack straight into it.
+    return select(
+        Post.id,
+        Post.feed_id,
+        Feed.title,
+        Feed.site_url,
+        Feed.section,
+        Post.title,
+        Post.link,
+        Post.canonical_url,
+        Post.author,
+        Post.date,
+        Post.first_seen,
+        Post.from_first_poll,
+        Post.text,
+        _READ_WORDS,
+        Feed.url,
+    ).join(Feed, Feed.id == Post.feed_id)
+
+
+def _stored(row: Row[Any]) -> StoredPost:
+    values: list[Any] = list(row)
+    feed_url = values.pop()
+    post = StoredPost(*values)
+    if not post.feed_title or post.text is None or post.words is None:
+        post = replace(
+            post,
+            feed_title=post.feed_title or _host(feed_url),
+            text=post.text or "",
+            words=post.words or 0,
+        )
+    return post
+
+
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname or url
+
+
+def _ordered(posts: Sequence[StoredPost]) -> tuple[StoredPost, ...]:
+    return tuple(sorted(posts, key=lambda p: p.id))
+
+
+def _recorded(issue: Issue) -> RecordedIssue:
+    return RecordedIssue(
+        issue.id,
+        issue.number,
+        issue.window_start,
+        issue.window_end,
+        issue.subject,
+        issue.post_count,
+        issue.created_at,
+    )
+
+
+def _meta(settings: Settings, plan: IssuePlan, health: tuple[str, ...] = ()) -> IssueMeta:
+    nl = settings.newsletter
+    return IssueMeta(
+        nl.title, plan.number, plan.window, nl.base_url, ZoneInfo(nl.timezone), health=health
+    )
+
+
+def _renderer(settings: Settings) -> Renderer:
+    return Renderer(settings.newsletter.templates, ZoneInfo(settings.newsletter.timezone))
+
+
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

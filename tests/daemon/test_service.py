@@ -1,0 +1,375 @@
+"""The daemon in this process, with fake poll/send/serve: its jobs, its send state, its shutdown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from digest.config import Settings, load_settings
+from digest.daemon import service as daemon_module
+from digest.daemon.schedule import SendState
+from digest.daemon.service import SEND_STATE_KEY, Daemon, spread_overdue_polls
+from digest.errors import LockedError, TransientSendError
+from digest.ingest.poll import PollSummary
+from digest.models import Feed
+from digest.storage import Database
+
+T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)  # a Saturday: the default send time
+
+
+def make_settings(**env: str) -> Settings:
+    base = {"DIGEST_WEB_ENABLED": "false", "DIGEST_FEEDS_POLL_INTERVAL": "2s"}
+    base.update({f"DIGEST_{k.upper()}": v for k, v in env.items()})
+    return load_settings(env=base)
+
+
+@dataclass
+class FakePoll:
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    sleep: float = 0.0
+
+    def __call__(self, db: Database, settings: Settings, **kwargs: Any) -> PollSummary:
+        self.calls.append(kwargs)
+        if self.sleep:
+            time.sleep(self.sleep)  # ignores stop: a job that will not finish in time
+        return PollSummary(feeds=1, new_posts=2, elapsed_s=0.01)
+
+
+@dataclass
+class Summary:
+    data: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return self.data
+
+    def line(self) -> str:
+        return f"issue #{self.data.get('issue')}: {self.data.get('delivered', 0)} delivered"
+
+
+@dataclass
+class FakeSend:
+    calls: list[datetime] = field(default_factory=list)
+    results: list[Any] = field(default_factory=list)  # Summary or an exception, in order
+
+    def __call__(self, db: Database, settings: Settings, **kwargs: Any) -> Any:
+        self.calls.append(kwargs["as_of"])
+        assert "stop" in kwargs
+        result = self.results.pop(0) if self.results else Summary({"issue": len(self.calls)})
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def state(db: Database) -> SendState | None:
+    return SendState.from_json(db.get_meta(SEND_STATE_KEY))
+
+
+# --- sends ---------------------------------------------------------------------------------
+
+
+def test_fresh_database_sends_at_the_next_send_time_only(db: Database) -> None:
+    send, clock = FakeSend(), Clock(T0 + timedelta(hours=2))
+    d = Daemon(db, make_settings(), send=send, clock=clock)
+    d.check_sends()
+    assert send.calls == []  # 08:00 today was before this daemon's time
+    assert state(db) == SendState(last_due=T0)
+    clock.now = T0 + timedelta(days=7, seconds=1)
+    d.check_sends()
+    assert send.calls == [T0 + timedelta(days=7)]
+    d.check_sends()
+    assert len(send.calls) == 1
+    assert state(db) == SendState(last_due=T0 + timedelta(days=7))
+
+
+def test_restart_does_not_resend_and_a_missed_send_runs_once(db: Database) -> None:
+    send = FakeSend()
+    db.set_meta(SEND_STATE_KEY, SendState(last_due=T0 - timedelta(days=7)).to_json())
+    # Down over the send time; back 20 hours later, within the 1-day grace.
+    clock = Clock(T0 + timedelta(hours=20))
+    Daemon(db, make_settings(), send=send, clock=clock).check_sends()
+    assert send.calls == [T0]
+    # A restart right after: nothing again.
+    Daemon(db, make_settings(), send=send, clock=clock).check_sends()
+    assert send.calls == [T0]
+
+
+def test_missed_send_older_than_grace_is_skipped(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    send = FakeSend()
+    db.set_meta(SEND_STATE_KEY, SendState(last_due=T0 - timedelta(days=7)).to_json())
+    clock = Clock(T0 + timedelta(hours=30))
+    with caplog.at_level(logging.WARNING, logger="digest.daemon.service"):
+        Daemon(db, make_settings(), send=send, clock=clock).check_sends()
+    assert send.calls == []
+    assert state(db) == SendState(last_due=T0)
+    assert "skipping the send due 2026-11-28 08:00 UTC" in caplog.text
+
+
+def test_grace_is_a_setting(db: Database) -> None:
+    send = FakeSend()
+    db.set_meta(SEND_STATE_KEY, SendState(last_due=T0 - timedelta(days=7)).to_json())
+    clock = Clock(T0 + timedelta(hours=30))
+    settings = make_settings(newsletter_send_grace="2d")
+    Daemon(db, settings, send=send, clock=clock).check_sends()
+    assert send.calls == [T0]
+
+
+def test_interrupted_send_is_resumed_after_restart(db: Database) -> None:
+    db.set_meta(SEND_STATE_KEY, SendState(last_due=T0 - timedelta(days=7)).to_json())
+    clock = Clock(T0 + timedelta(seconds=1))
+    stop = threading.Event()
+
+    def interrupted(db: Database, settings: Settings, **kwargs: Any) -> Summary:
+        stop.set()  # SIGTERM arrived during the send
+        return Summary({"issue": 1, "delivered": 3, "interrupted": True})
+
+    d = Daemon(db, make_settings(), send=interrupted, clock=clock, stop=stop)
+    d.check_sends()
+    assert state(db) == SendState(last_due=T0 - timedelta(days=7), in_progress=T0)
+    # The next start (a minute later) finishes it, for the same scheduled time.
+    clock.now = T0 + timedelta(minutes=1)
+    again = FakeSend()
+    Daemon(db, make_settings(), send=again, clock=clock).check_sends()
+    assert again.calls == [T0]
+    assert state(db) == SendState(last_due=T0)
+
+
+def test_failed_send_is_kept_for_a_retry(db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    db.set_meta(SEND_STATE_KEY, SendState(last_due=T0 - timedelta(days=7)).to_json())
+    clock = Clock(T0 + timedelta(seconds=5))
+    send = FakeSend(results=[TransientSendError("451 try later")])
+    d = Daemon(db, make_settings(), send=send, clock=clock)
+    with caplog.at_level(logging.ERROR, logger="digest.daemon.service"):
+        d.check_sends()
+    assert "451 try later; retry in 5m" in caplog.text
+    assert state(db) == SendState(last_due=T0 - timedelta(days=7), in_progress=T0)
+    clock.now += timedelta(minutes=5)
+    d.check_sends()
+    assert send.calls == [T0, T0]
+    assert state(db) == SendState(last_due=T0)
+
+
+def test_send_with_pending_deliveries_is_retried(db: Database) -> None:
+    db.set_meta(SEND_STATE_KEY, SendState(last_due=T0 - timedelta(days=7)).to_json())
+    clock = Clock(T0 + timedelta(seconds=5))
+    send = FakeSend(results=[Summary({"issue": 1, "delivered": 2, "pending": 1})])
+    d = Daemon(db, make_settings(), send=send, clock=clock)
+    d.check_sends()
+    assert state(db) == SendState(last_due=T0 - timedelta(days=7), in_progress=T0)
+    d.check_sends()
+    assert send.calls == [T0, T0]
+    assert state(db) == SendState(last_due=T0)
+
+
+def test_without_digest_send_nothing_is_marked_done(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(daemon_module, "_real_send", lambda: None)
+    db.set_meta(SEND_STATE_KEY, SendState(last_due=T0 - timedelta(days=7)).to_json())
+    Daemon(db, make_settings(), clock=Clock(T0 + timedelta(seconds=5))).check_sends()
+    assert state(db) == SendState(last_due=T0 - timedelta(days=7), in_progress=None)
+
+
+def test_cron_send_at(db: Database) -> None:
+    send = FakeSend()
+    clock = Clock(datetime(2026, 11, 23, 12, 0, 30, tzinfo=UTC))
+    d = Daemon(db, make_settings(newsletter_send_at="cron: * * * * *"), send=send, clock=clock)
+    d.check_sends()
+    clock.now += timedelta(minutes=1)
+    d.check_sends()
+    clock.now += timedelta(minutes=3)  # three sends missed: the latest runs, once
+    d.check_sends()
+    assert send.calls == [
+        datetime(2026, 11, 23, 12, 1, tzinfo=UTC),
+        datetime(2026, 11, 23, 12, 4, tzinfo=UTC),
+    ]
+
+
+# --- polling -------------------------------------------------------------------------------
+
+
+def add_feed(db: Database, url: str, **values: Any) -> None:
+    with db.session() as s:
+        s.add(
+            Feed(
+                source_url=url,
+                url=url,
+                section="other",
+                active=True,
+                added_at=T0 - timedelta(days=30),
+                status=values.pop("status", "ok"),
+                error_count=0,
+                polled_once=values.pop("polled_once", True),
+                **values,
+            )
+        )
+
+
+def due_at(db: Database) -> dict[str, datetime | None]:
+    with db.session() as s:
+        return {f.url: f.due_at for f in s.query(Feed)}
+
+
+def test_overdue_polls_are_spread_at_start(db: Database) -> None:
+    for k in range(20):
+        add_feed(db, f"https://f{k}.example/feed", due_at=T0 - timedelta(hours=5, minutes=k))
+    add_feed(db, "https://new.example/feed", polled_once=False)
+    add_feed(db, "https://later.example/feed", due_at=T0 + timedelta(minutes=30))
+    add_feed(db, "https://gone.example/feed", status="gone", due_at=T0 - timedelta(days=1))
+    assert spread_overdue_polls(db, T0, timedelta(minutes=10)) == 20
+    times = due_at(db)
+    spread = [times[f"https://f{k}.example/feed"] for k in range(20)]
+    assert all(t is not None and T0 <= t < T0 + timedelta(minutes=10) for t in spread)
+    # The one waiting longest (k = 19) goes first.
+    assert spread[19] == min(t for t in spread if t is not None)
+    assert times["https://new.example/feed"] is None  # never polled: due at once
+    assert times["https://later.example/feed"] == T0 + timedelta(minutes=30)
+
+
+def test_long_failing_feed_is_logged(db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    add_feed(
+        db,
+        "https://broken.example/feed",
+        status="error",
+        last_error="HTTP 500 Internal Server Error",
+        failing_since=T0 - timedelta(days=8),
+    )
+    add_feed(db, "https://flaky.example/feed", status="error", failing_since=T0 - timedelta(days=2))
+    d = Daemon(db, make_settings(), clock=Clock(T0))
+    with caplog.at_level(logging.WARNING, logger="digest.daemon.service"):
+        d._report_health()
+        d._report_health()  # once a day, not every round
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "feed failing for 8 days: https://broken.example/feed (HTTP 500 Internal Server Error)"
+    ]
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+def start(d: Daemon) -> tuple[threading.Thread, list[int]]:
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(d.run()))
+    thread.start()
+    assert d.wait_ready(10)
+    return thread, codes
+
+
+def wait_for(check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_run_polls_repeatedly_refuses_a_second_daemon_and_stops(db: Database) -> None:
+    poll = FakePoll()
+    d = Daemon(db, make_settings(), poll=poll, send=FakeSend())
+    thread, codes = start(d)
+    try:
+        wait_for(lambda: len(poll.calls) >= 3)
+        assert all(c["due_only"] is True and c["stop"] is d.stop for c in poll.calls)
+        with pytest.raises(LockedError, match="another digest daemon holds database"):
+            Daemon(db, make_settings(), poll=FakePoll()).run()
+    finally:
+        began = time.monotonic()
+        d.stop.set()
+        thread.join(15)
+    assert not thread.is_alive() and codes == [0]
+    assert time.monotonic() - began < 3
+    assert not d.abandoned
+    # The lock is released: another daemon may start.
+    d2 = Daemon(db, make_settings(), poll=FakePoll())
+    thread2, codes2 = start(d2)
+    d2.stop.set()
+    thread2.join(15)
+    assert codes2 == [0]
+
+
+def test_stuck_job_is_abandoned_at_the_deadline(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(daemon_module, "STOP_DEADLINE_S", 0.5)
+    poll = FakePoll(sleep=5)
+    d = Daemon(db, make_settings(), poll=poll)
+    thread, codes = start(d)
+    wait_for(lambda: poll.calls)
+    began = time.monotonic()
+    d.stop.set()
+    thread.join(15)
+    assert codes == [0] and d.abandoned
+    assert time.monotonic() - began < 2
+
+
+def test_web_endpoint_runs_in_a_thread_until_stop(db: Database) -> None:
+    served: list[str] = []
+
+    def serve(db: Database, settings: Settings, *, stop: threading.Event | None = None) -> None:
+        served.append(threading.current_thread().name)
+        assert stop is not None
+        stop.wait()
+        served.append("stopped")
+
+    d = Daemon(db, make_settings(web_enabled="true"), poll=FakePoll(), serve=serve)
+    thread, codes = start(d)
+    wait_for(lambda: served)
+    d.stop.set()
+    thread.join(15)
+    assert codes == [0] and served == ["digest-web", "stopped"]
+
+
+def test_web_endpoint_that_dies_stops_the_daemon(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    def serve(db: Database, settings: Settings, *, stop: threading.Event | None = None) -> None:
+        raise SystemExit(1)  # what uvicorn does when the port is taken
+
+    d = Daemon(db, make_settings(web_enabled="true"), poll=FakePoll(), serve=serve)
+    thread = threading.Thread(target=d.run)
+    thread.start()
+    thread.join(15)
+    assert d.exit_code == 1
+    assert "the web endpoint on 127.0.0.1:8080 stopped" in caplog.text
+
+
+def test_web_disabled_or_missing_is_not_served(
+    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(daemon_module, "_real_serve", lambda: None)
+    d = Daemon(db, make_settings(web_enabled="true"), poll=FakePoll())
+    thread, codes = start(d)
+    d.stop.set()
+    thread.join(15)
+    assert codes == [0]
+    assert "no web endpoint in this build" in caplog.text
+
+
+def test_taken_web_port_stops_the_daemon_with_status_1(db: Database) -> None:
+    import socket
+
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    try:
+        settings = make_settings(web_enabled="true", web_port=str(port))
+        d = Daemon(db, settings, poll=FakePoll())  # the real digest.web.serve
+        began = time.monotonic()
+        assert d.run() == 1
+        assert time.monotonic() - began < 5
+    finally:
+        taken.close()

@@ -1,0 +1,346 @@
+"""Delivery: the log per (issue, subscriber), resuming, retries, bounces, one render per choice."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from email import message_from_bytes
+from email.policy import default
+
+import pytest
+from sqlalchemy import select, update
+
+from digest.config import Settings
+from digest.delivery.mail import SmtpTransport
+from digest.delivery.send import deliver, send_issue
+from digest.delivery.subscribers import (
+    add_subscriber,
+    list_subscribers,
+    subscriber_for_token,
+    unsubscribe,
+)
+from digest.errors import SendError
+from digest.models import Delivery, Issue, Subscriber
+from digest.storage import Database, utcnow
+from digest.types import ML, SYSTEMS, UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
+from tests.issue_helpers import SAT, add_feed, add_post
+from tests.smtp_helpers import FlakySMTP
+
+_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def sink() -> Iterator[FlakySMTP]:
+    server = FlakySMTP()
+    yield server
+    server.close()
+
+
+def settings_for(sink: FlakySMTP) -> Settings:
+    return Settings().replace(
+        smtp={"host": "127.0.0.1", "port": sink.port},
+        newsletter={
+            "from_addr": "Weekend Reading <news@example.org>",
+            "base_url": "https://digest.example.org",
+            "secret_key": "test-key",
+        },
+    )
+
+
+def new_issue(db: Database) -> int:
+    number = next(_numbers)
+    with db.session() as s:
+        issue = Issue(
+            number=number, window_start=SAT - timedelta(days=7), window_end=SAT,
+            created_at=utcnow(), subject=f"Weekend Reading #{number}", html="<p>web</p>",
+            text="web", post_count=1, status="recorded",
+        )  # fmt: skip
+        s.add(issue)
+        s.flush()
+        return issue.id
+
+
+class Renders:
+    """A fake render_for: records its calls; sections in `empty` have no posts."""
+
+    def __init__(self, empty: frozenset[str] = frozenset()) -> None:
+        self.calls: list[frozenset[str] | None] = []
+        self.empty = empty
+
+    def __call__(self, sections: frozenset[str] | None) -> RenderedEmail | None:
+        self.calls.append(sections)
+        if sections is not None and sections <= self.empty:
+            return None
+        name = ",".join(sorted(sections)) if sections else "all"
+        return RenderedEmail(
+            f"Weekend Reading [{name}]",
+            f'<p>{name}</p><a href="{UNSUBSCRIBE_PLACEHOLDER}">unsubscribe</a>',
+            f"{name}\nUnsubscribe: {UNSUBSCRIBE_PLACEHOLDER}\n",
+        )
+
+
+def statuses(db: Database, issue_id: int) -> dict[str, str]:
+    with db.session() as s:
+        rows = s.execute(
+            select(Subscriber.email, Delivery.status)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.issue_id == issue_id)
+        )
+        return {email: status for email, status in rows}
+
+
+def issue_status(db: Database, issue_id: int) -> str:
+    with db.session() as s:
+        return str(s.scalar(select(Issue.status).where(Issue.id == issue_id)))
+
+
+def add(db: Database, *emails: str, sections: str | None = None) -> None:
+    for email in emails:
+        add_subscriber(db, email, sections=sections)
+
+
+def test_each_subscriber_once_with_a_working_personal_link(db: Database, sink: FlakySMTP) -> None:
+    add(db, "a@example.com", "b@example.com", "c@example.com")
+    issue = new_issue(db)
+    settings = settings_for(sink)
+    summary = deliver(db, settings, issue, Renders())
+    assert (summary.sent, summary.failed, summary.pending) == (3, 0, 0)
+    assert sorted(sink.recipients()) == ["a@example.com", "b@example.com", "c@example.com"]
+    assert issue_status(db, issue) == "sent"
+    assert set(statuses(db, issue).values()) == {"sent"}
+    for raw in sink.raw:
+        msg = message_from_bytes(raw, policy=default)
+        url = str(msg["List-Unsubscribe"]).strip("<>")
+        token = url.rsplit("/", 1)[1]
+        assert url == f"https://digest.example.org/unsubscribe/{token}"
+        who = subscriber_for_token(db, "test-key", token)
+        assert who is not None and who.email == str(msg["To"])
+        assert url in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    again = deliver(db, settings, issue, Renders())
+    assert (again.sent, again.already) == (0, 3)
+    assert len(sink.recipients()) == 3
+
+
+def test_rendered_once_per_section_choice(db: Database, sink: FlakySMTP) -> None:
+    add(db, "all1@example.com", "all2@example.com")
+    add(db, "ml1@example.com", "ml2@example.com", "ml3@example.com", sections="ml")
+    add(db, "sys@example.com", sections="systems")
+    add(db, "both@example.com", sections="systems,ml")
+    renders = Renders(empty=frozenset({SYSTEMS}))
+    summary = deliver(db, settings_for(sink), new_issue(db), renders)
+    assert Counter(renders.calls) == {
+        None: 1,
+        frozenset({ML}): 1,
+        frozenset({SYSTEMS}): 1,
+        frozenset({ML, SYSTEMS}): 1,
+    }
+    assert summary.renders == 4
+    assert (summary.sent, summary.skipped) == (6, 1)  # systems is empty this week
+    subjects = {str(m["To"]): str(m["Subject"]) for m in sink.messages}
+    assert subjects["ml2@example.com"] == "Weekend Reading [ml]"
+    assert subjects["all1@example.com"] == "Weekend Reading [all]"
+    assert "sys@example.com" not in subjects
+
+
+def test_451_once_still_delivers(db: Database, sink: FlakySMTP) -> None:
+    add(db, "a@example.com", "b@example.com")
+    sink.handler.replies = ["451 4.7.1 greylisted"]
+    summary = deliver(db, settings_for(sink), new_issue(db), Renders(), backoff=0.01)
+    assert (summary.sent, summary.pending) == (2, 0)
+    assert sorted(sink.recipients()) == ["a@example.com", "b@example.com"]
+
+
+def test_dropped_connection_is_retried(db: Database, sink: FlakySMTP) -> None:
+    add(db, "a@example.com", "b@example.com")
+    sink.handler.drop = 1
+    summary = deliver(db, settings_for(sink), new_issue(db), Renders(), backoff=0.01)
+    assert summary.sent == 2
+    assert sorted(sink.recipients()) == ["a@example.com", "b@example.com"]
+
+
+def test_550_fails_one_and_bounces_after_repeated_hard_failures(
+    db: Database, sink: FlakySMTP
+) -> None:
+    add(db, "a@example.com", "gone@example.com", "c@example.com")
+    sink.handler.reject = {"gone@example.com": "550 5.1.1 mailbox unavailable"}
+    settings = settings_for(sink)
+    for round_ in range(1, 4):
+        issue = new_issue(db)
+        summary = deliver(db, settings, issue, Renders())
+        assert (summary.sent, summary.failed, summary.pending) == (2, 1, 0)
+        assert statuses(db, issue)["gone@example.com"] == "failed"
+        assert issue_status(db, issue) == "sent"
+        gone = next(s for s in list_subscribers(db) if s.email == "gone@example.com")
+        assert gone.hard_bounces == round_
+        assert gone.status == ("bounced" if round_ == 3 else "active")
+        assert summary.bounced == (["gone@example.com"] if round_ == 3 else [])
+    with db.session() as s:
+        error = s.scalar(select(Delivery.last_error).where(Delivery.status == "failed"))
+    assert error is not None and "550" in error
+    summary = deliver(db, settings, new_issue(db), Renders())
+    assert (summary.sent, summary.failed) == (2, 0)  # bounced: not mailed any more
+
+
+def test_a_success_resets_the_hard_failure_count(db: Database, sink: FlakySMTP) -> None:
+    add(db, "flaky@example.com")
+    settings = settings_for(sink)
+    sink.handler.reject = {"flaky@example.com": "550 no"}
+    deliver(db, settings, new_issue(db), Renders())
+    sink.handler.reject = {}
+    deliver(db, settings, new_issue(db), Renders())
+    assert list_subscribers(db)[0].hard_bounces == 0
+
+
+def test_in_flight_row_is_sent_again_and_others_resume(db: Database, sink: FlakySMTP) -> None:
+    add(db, "a@example.com", "b@example.com", "c@example.com", "d@example.com")
+    issue = new_issue(db)
+    settings = settings_for(sink)
+    stop = threading.Event()
+
+    class StopAfterTwo(SmtpTransport):
+        def send(self, raw: bytes, recipient: str) -> None:
+            super().send(raw, recipient)
+            if len(sink.recipients()) == 2:
+                stop.set()
+
+    with StopAfterTwo(settings) as transport:
+        first = deliver(db, settings, issue, Renders(), stop=stop, transport=transport)
+    assert (first.sent, first.pending, first.stopped) == (2, 2, True)
+    assert issue_status(db, issue) == "recorded"
+    # Pretend the run died with c's message handed over: its row says 'sending'.
+    with db.session() as s:
+        c = s.scalar(select(Subscriber.id).where(Subscriber.email == "c@example.com"))
+        s.execute(update(Delivery).where(Delivery.subscriber_id == c).values(status="sending"))
+    second = deliver(db, settings, issue, Renders())
+    assert (second.sent, second.resent, second.already, second.pending) == (2, 1, 2, 0)
+    assert sorted(sink.recipients()) == [f"{x}@example.com" for x in "abcd"]
+    assert issue_status(db, issue) == "sent"
+    with db.session() as s:
+        attempts = s.scalar(select(Delivery.attempts).where(Delivery.subscriber_id == c))
+    assert attempts == 1  # claimed once; the 'sending' row was set by hand above
+
+
+def test_audience_is_fixed_when_an_issue_starts(db: Database, sink: FlakySMTP) -> None:
+    add(db, "a@example.com", "b@example.com")
+    issue = new_issue(db)
+    settings = settings_for(sink)
+    stop = threading.Event()
+    stop.set()
+    deliver(db, settings, issue, Renders(), stop=stop)  # snapshot taken, nothing sent
+    add(db, "late@example.com")
+    b = next(s for s in list_subscribers(db) if s.email == "b@example.com")
+    unsubscribe(db, b.id)
+    summary = deliver(db, settings, issue, Renders())
+    assert (summary.sent, summary.skipped) == (1, 1)
+    assert sink.recipients() == ["a@example.com"]
+    assert statuses(db, issue) == {"a@example.com": "sent", "b@example.com": "skipped"}
+
+
+def test_a_server_that_keeps_failing_stops_the_run(db: Database, sink: FlakySMTP) -> None:
+    add(db, *[f"r{i}@example.com" for i in range(5)])
+    sink.handler.replies = ["451 busy"] * 100
+    issue = new_issue(db)
+    summary = deliver(db, settings_for(sink), issue, Renders(), attempts=2, backoff=0.001)
+    assert summary.aborted is not None and "451 busy" in summary.aborted
+    assert (summary.sent, summary.pending) == (0, 5)
+    assert summary.as_json()["pending"] == 5
+    assert "left for the next `digest send`" in summary.line()
+    sink.handler.replies = []
+    assert deliver(db, settings_for(sink), issue, Renders()).sent == 5
+
+
+def test_sender_refused_stops_with_an_error(db: Database, sink: FlakySMTP) -> None:
+    add(db, "a@example.com")
+    settings = settings_for(sink).replace(newsletter={"from_addr": "x@bad.example"})
+
+    class RefuseSender(SmtpTransport):
+        def send(self, raw: bytes, recipient: str) -> None:
+            raise SendError("the server refuses the sender x@bad.example: 553")
+
+    issue = new_issue(db)
+    with RefuseSender(settings) as t, pytest.raises(SendError, match="refuses the sender"):
+        deliver(db, settings, issue, Renders(), transport=t)
+    assert statuses(db, issue) == {"a@example.com": "pending"}
+
+
+# --- send_issue: with the real issues module -------------------------------------------------
+
+
+def plain(raw: bytes) -> str:
+    body = message_from_bytes(raw, policy=default).get_body(("plain",))  # type: ignore[attr-defined]
+    return str(body.get_content())
+
+
+def posts(db: Database) -> None:
+    ml = add_feed(db, "Deep Blog", "ml")
+    sys_ = add_feed(db, "Kernel Blog", "systems")
+    add_post(db, ml, "Attention again", date=SAT - timedelta(days=2))
+    add_post(db, sys_, "Faster fsync", date=SAT - timedelta(days=3))
+
+
+def test_send_issue_records_and_delivers_by_sections(db: Database, sink: FlakySMTP) -> None:
+    posts(db)
+    add(db, "all@example.com")
+    add(db, "ml@example.com", sections="ml")
+    settings = settings_for(sink)
+    summary = send_issue(db, settings, as_of=SAT)
+    assert (summary.mode, summary.issue, summary.sent) == ("send", 1, 2)
+    texts = {str(m["To"]): plain(raw) for m, raw in zip(sink.messages, sink.raw, strict=True)}
+    assert "Attention again" in texts["ml@example.com"]
+    assert "Faster fsync" not in texts["ml@example.com"]
+    assert "Faster fsync" in texts["all@example.com"]
+    again = send_issue(db, settings, as_of=SAT)
+    assert (again.sent, again.already) == (0, 2)
+    assert len(sink.messages) == 2
+
+
+def test_send_issue_dry_run_and_test_copy_record_nothing(db: Database, sink: FlakySMTP) -> None:
+    posts(db)
+    add(db, "all@example.com")
+    add(db, "sys@example.com", sections="systems")
+    settings = settings_for(sink)
+    dry = send_issue(db, settings, as_of=SAT, dry_run=True)
+    assert dry.mode == "dry-run"
+    assert [(r["email"], r["gets"]) for r in dry.recipients] == [
+        ("all@example.com", True),
+        ("sys@example.com", True),
+    ]
+    assert "would go to 2 of 2" in dry.line()
+    test = send_issue(db, settings, as_of=SAT, to="Editor@Example.org")
+    assert (test.mode, test.sent, test.test_to) == ("test", 1, "editor@example.org")
+    assert sink.recipients() == ["editor@example.org"]
+    with db.session() as s:
+        assert s.scalar(select(Issue.id)) is None
+        assert s.scalar(select(Delivery.id)) is None
+
+
+def test_send_issue_with_sending_off_records_only(db: Database) -> None:
+    posts(db)
+    add(db, "all@example.com")
+    summary = send_issue(db, Settings(), as_of=SAT)
+    assert summary.mode == "off"
+    assert "sending is off" in summary.line()
+    with db.session() as s:
+        assert s.scalar(select(Issue.status)) == "skipped"
+
+
+def test_send_issue_empty_week(db: Database, sink: FlakySMTP) -> None:
+    add(db, "all@example.com")
+    summary = send_issue(db, settings_for(sink), as_of=SAT)
+    assert summary.mode == "empty"
+    assert summary.line().startswith("nothing to send")
+    assert sink.recipients() == []
+
+
+def test_several_connections_share_the_work(db: Database, sink: FlakySMTP) -> None:
+    emails = [f"r{i}@example.com" for i in range(12)]
+    add(db, *emails)
+    sink.handler.delay = 0.02  # a server that takes a moment over each message
+    settings = settings_for(sink).replace(smtp={"connections": 3})
+    summary = deliver(db, settings, new_issue(db), Renders())
+    assert summary.sent == 12
+    assert sorted(sink.recipients()) == sorted(emails)
+    assert sink.handler.ehlos == 3  # three connections, each reused

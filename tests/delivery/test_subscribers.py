@@ -1,0 +1,171 @@
+"""Subscribers: validation, header injection refused, sections, import, tokens, status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from digest.delivery.subscribers import (
+    add_subscriber,
+    count_by_status,
+    import_subscribers,
+    list_subscribers,
+    parse_address,
+    parse_sections,
+    remove_subscriber,
+    subscriber_for_token,
+    unsubscribe,
+)
+from digest.delivery.tokens import make_token
+from digest.errors import InputError
+from digest.storage import Database
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def test_addresses_are_normalised() -> None:
+    assert parse_address("  Reader@Example.COM ") == ("reader@example.com", None)
+    assert parse_address("Jane Doe <jane@example.com>") == ("jane@example.com", "Jane Doe")
+    assert parse_address("joe@exämple.com")[0] == "joe@xn--exmple-cua.com"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a@b.example\r\nBcc: x@y.example",
+        "a@b.example\nBcc: x@y.example",
+        "a@b.example\rBcc: x@y.example",
+        "a@b.example\u2028Bcc: x@y.example",
+    ],
+)
+def test_line_breaks_are_refused_as_injection(text: str) -> None:
+    with pytest.raises(InputError, match="line break"):
+        parse_address(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("a@example.com, b@example.com", "several addresses"),
+        ("a@example.com b@example.com", "several addresses"),
+        ("a@example.com;b@example.com", "several addresses"),
+        ("a@b\x00.example", "control characters"),
+        ("not an address", "not a valid email address"),
+        ("a@localhost", "not a valid email address"),
+        ("", "empty"),
+    ],
+)
+def test_bad_addresses_say_why(text: str, why: str) -> None:
+    with pytest.raises(InputError, match=why):
+        parse_address(text)
+
+
+def test_sections() -> None:
+    assert parse_sections("ml") == "ml"
+    assert parse_sections("systems, ML") == "ml,systems"
+    assert parse_sections("all") is None
+    assert parse_sections("ml,systems,other") is None
+    with pytest.raises(InputError, match="unknown section 'sport'"):
+        parse_sections("ml,sport")
+
+
+def test_add_list_remove(db: Database) -> None:
+    info, outcome = add_subscriber(db, "Reader@Example.com", name="Ree", sections="ml", now=NOW)
+    assert outcome == "added"
+    assert (info.email, info.name, info.status, info.sections) == (
+        "reader@example.com",
+        "Ree",
+        "active",
+        ("ml",),
+    )
+    again, outcome = add_subscriber(db, "reader@EXAMPLE.com")
+    assert (outcome, again.id, again.sections) == ("updated", info.id, ("ml",))
+    add_subscriber(db, "other@example.com")
+    assert [s.email for s in list_subscribers(db)] == ["other@example.com", "reader@example.com"]
+    assert list_subscribers(db)[0].as_json()["sections"] == "all"
+    assert remove_subscriber(db, "READER@example.com").id == info.id
+    assert [s.email for s in list_subscribers(db)] == ["other@example.com"]
+    with pytest.raises(InputError, match="no subscriber"):
+        remove_subscriber(db, "reader@example.com")
+
+
+def test_add_refuses_injection_and_stores_nothing(db: Database) -> None:
+    with pytest.raises(InputError, match="line break"):
+        add_subscriber(db, "a@b.example\r\nBcc: x@y.example")
+    with pytest.raises(InputError, match="line break"):
+        add_subscriber(db, "a@b.example", name="Eve\r\nBcc: x@y.example")
+    assert list_subscribers(db) == []
+
+
+def test_unsubscribe_records_when_and_add_resubscribes(db: Database) -> None:
+    info, _ = add_subscriber(db, "reader@example.com")
+    assert unsubscribe(db, info.id, now=NOW)
+    assert not unsubscribe(db, info.id, now=NOW)
+    (row,) = list_subscribers(db)
+    assert row.status == "unsubscribed"
+    assert row.unsubscribed_at == NOW
+    assert count_by_status(db) == {"active": 0, "unsubscribed": 1, "bounced": 0}
+    _, outcome = add_subscriber(db, "reader@example.com")
+    assert outcome == "resubscribed"
+    assert list_subscribers(db)[0].unsubscribed_at is None
+
+
+def test_import_plain_lines(db: Database) -> None:
+    add_subscriber(db, "old@example.com")
+    text = (
+        "# my list\r\n"
+        "one@example.com\r\n"
+        "\r\n"
+        "Two <two@example.com>\r\n"
+        "ONE@example.com\r\n"
+        "old@example.com\r\n"
+        "bad@@example.com\r\n"
+        "a@b.example\rBcc: x@y.example\r\n"
+        "c@example.com, d@example.com\n"
+    )
+    summary = import_subscribers(db, text, now=NOW)
+    assert (summary.added, summary.skipped) == (2, 2)
+    assert [n for n, _t, _why in summary.invalid] == [7, 8, 9]
+    assert "line break (it could inject headers)" in summary.invalid[1][2]
+    assert "several addresses" in summary.invalid[2][2]
+    assert summary.line() == "2 added, 2 skipped, 3 invalid"
+    names = {s.email: s.name for s in list_subscribers(db)}
+    assert names == {"old@example.com": None, "one@example.com": None, "two@example.com": "Two"}
+
+
+def test_import_csv_with_header(db: Database) -> None:
+    text = (
+        "Name,E-mail,Sections\n"
+        "Ann,ann@example.com,ml\n"
+        'Bob,"bob@example.com\r\nBcc: x@y.example",\n'
+        "Cy,cy@example.com,\n"
+        "Di,di@example.com,cooking\n"
+    )
+    summary = import_subscribers(db, text, sections="systems")
+    assert (summary.added, summary.skipped) == (2, 0)
+    assert [n for n, _t, _w in summary.invalid] == [3, 6]
+    assert "line break" in summary.invalid[0][2]
+    assert "unknown section" in summary.invalid[1][2]
+    rows = {s.email: (s.name, s.sections) for s in list_subscribers(db)}
+    assert rows == {"ann@example.com": ("Ann", ("ml",)), "cy@example.com": ("Cy", ("systems",))}
+    assert summary.as_json()["invalid"][0]["line"] == 3
+
+
+def test_import_never_resubscribes(db: Database) -> None:
+    info, _ = add_subscriber(db, "gone@example.com")
+    unsubscribe(db, info.id)
+    summary = import_subscribers(db, "gone@example.com\n")
+    assert summary.skipped == 1
+    assert list_subscribers(db)[0].status == "unsubscribed"
+
+
+def test_token_lookup(db: Database) -> None:
+    info, _ = add_subscriber(db, "reader@example.com")
+    token = make_token("key", info.id, info.email)
+    found = subscriber_for_token(db, "key", token)
+    assert found is not None and found.id == info.id
+    assert subscriber_for_token(db, "other key", token) is None
+    assert subscriber_for_token(db, "key", "nonsense") is None
+    remove_subscriber(db, "reader@example.com")
+    assert subscriber_for_token(db, "key", token) is None

@@ -1,0 +1,417 @@
+"""One feed request: headers, conditional GET, encodings, redirects, statuses, caps and limits."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import brotli
+import httpx
+import pytest
+
+from digest import __version__
+from digest.config import FeedsSettings
+from digest.errors import FetchError
+from digest.ingest.fetch import fetch_feed, make_client
+from digest.types import FetchedFeed
+from tests.poll_helpers import rss
+from tests.servers import FeedServer, Request, Response
+
+UA = f"digest/{__version__} (+https://github.com/digest-dev/digest)"
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+FEED = "https://blog.example/feed.xml"
+
+
+def mock_client(handler: Callable[[httpx.Request], Any]) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
+def get(client: httpx.AsyncClient, url: str = FEED, **kw: Any) -> FetchedFeed:
+    async def go() -> FetchedFeed:
+        async with client:
+            return await fetch_feed(
+                client,
+                url,
+                timeout=kw.pop("timeout", 5.0),
+                max_bytes=kw.pop("max_bytes", 1_000_000),
+                user_agent=UA,
+                now=NOW,
+                **kw,
+            )
+
+    return asyncio.run(go())
+
+
+def test_sends_user_agent_accept_and_validators() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(304, headers={"ETag": '"v2"'})
+
+    got = get(mock_client(handler), etag='"v1"', last_modified="Sun, 01 Mar 2026 10:00:00 GMT")
+    headers = seen[0].headers
+    assert headers["user-agent"] == UA and "digest" in UA and "https://" in UA
+    assert "application/rss+xml" in headers["accept"]
+    assert "gzip" in headers["accept-encoding"] and "br" in headers["accept-encoding"]
+    assert headers["if-none-match"] == '"v1"'
+    assert headers["if-modified-since"] == "Sun, 01 Mar 2026 10:00:00 GMT"
+    assert got.not_modified and got.body is None and got.etag == '"v2"'
+
+
+def test_no_validators_no_conditional_headers() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=b"<rss/>", headers={"Content-Type": "text/xml"})
+
+    got = get(mock_client(handler))
+    assert "if-none-match" not in seen[0].headers and "if-modified-since" not in seen[0].headers
+    assert got.status_code == 200 and got.body == b"<rss/>"
+    assert got.headers == {"content-type": "text/xml"}
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"), [("gzip", gzip.compress), ("br", brotli.compress)]
+)
+def test_compressed_bodies_are_decoded(encoding: str, compress: Callable[[bytes], bytes]) -> None:
+    body = rss(20)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=compress(body), headers={"Content-Encoding": encoding})
+
+    assert get(mock_client(handler)).body == body
+
+
+def test_corrupt_gzip_is_a_readable_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"not gzip at all", headers={"Content-Encoding": "gzip"})
+
+    with pytest.raises(FetchError, match="cannot decode"):
+        get(mock_client(handler))
+
+
+def redirects(chain: dict[str, tuple[int, str]]) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        hop = chain.get(str(request.url))
+        if hop:
+            return httpx.Response(hop[0], headers={"Location": hop[1]})
+        return httpx.Response(200, content=b"<rss/>")
+
+    return handler
+
+
+@pytest.mark.parametrize("code", [301, 308])
+def test_permanent_redirect_reports_the_new_url(code: int) -> None:
+    got = get(mock_client(redirects({FEED: (code, "https://new.example/feed")})))
+    assert got.status_code == 200 and got.final_url == "https://new.example/feed"
+    assert got.permanent_redirect == "https://new.example/feed"
+
+
+@pytest.mark.parametrize("code", [302, 303, 307])
+def test_temporary_redirect_is_followed_but_not_stored(code: int) -> None:
+    got = get(mock_client(redirects({FEED: (code, "/elsewhere.xml")})))
+    assert got.final_url == "https://blog.example/elsewhere.xml"  # relative Location resolved
+    assert got.body == b"<rss/>" and got.permanent_redirect is None
+
+
+def test_a_temporary_hop_anywhere_makes_the_chain_temporary() -> None:
+    chain = {
+        FEED: (301, "https://a.example/f"),
+        "https://a.example/f": (302, "https://b.example/f"),
+    }
+    got = get(mock_client(redirects(chain)))
+    assert got.final_url == "https://b.example/f" and got.permanent_redirect is None
+    chain = {
+        FEED: (301, "https://a.example/f"),
+        "https://a.example/f": (308, "https://b.example/f"),
+    }
+    assert get(mock_client(redirects(chain))).permanent_redirect == "https://b.example/f"
+
+
+def test_redirect_loop_is_an_error() -> None:
+    chain = {FEED: (301, "https://a.example/f"), "https://a.example/f": (301, FEED)}
+    with pytest.raises(FetchError, match="more than 5 redirects"):
+        get(mock_client(redirects(chain)))
+
+
+@pytest.mark.parametrize("code", [404, 410, 500, 503])
+def test_error_statuses_come_back_without_a_body(code: int) -> None:
+    got = get(mock_client(lambda r: httpx.Response(code, content=b"oops")))
+    assert got.status_code == code and got.body is None and got.retry_after is None
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    got = get(mock_client(lambda r: httpx.Response(429, headers={"Retry-After": "120"})))
+    assert got.status_code == 429 and got.retry_after == NOW + timedelta(seconds=120)
+    date = "Sun, 01 Mar 2026 14:00:00 GMT"
+    got = get(mock_client(lambda r: httpx.Response(503, headers={"Retry-After": date})))
+    assert got.status_code == 503 and got.retry_after == NOW + timedelta(hours=2)
+
+
+def test_network_errors_become_fetch_errors() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    with pytest.raises(FetchError, match="cannot connect: connection refused") as e:
+        get(mock_client(handler))
+    assert e.value.url == FEED
+
+
+def test_unsupported_scheme_is_a_fetch_error() -> None:
+    client = httpx.AsyncClient()
+    with pytest.raises(FetchError, match="not an http"):
+        get(client, url="ftp://blog.example/feed.xml")
+
+
+class Drip:
+    """A streamed body that counts what was pulled from it."""
+
+    def __init__(self, chunk: bytes, count: int, pause: float = 0.0) -> None:
+        self.chunk, self.count, self.pause = chunk, count, pause
+        self.sent = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(self.count):
+            if self.pause:
+                await asyncio.sleep(self.pause)
+            self.sent += len(self.chunk)
+            yield self.chunk
+
+
+def test_body_cap_stops_reading_a_stream_without_length() -> None:
+    drip = Drip(b"x" * 65536, count=10_000)  # 655 MB if read to the end
+    with pytest.raises(FetchError, match="body larger than 1000000 bytes"):
+        get(mock_client(lambda r: httpx.Response(200, content=drip)), max_bytes=1_000_000)
+    assert drip.sent <= 1_000_000 + 65536
+
+
+def test_body_cap_trusts_a_declared_length_and_reads_nothing() -> None:
+    drip = Drip(b"x" * 1024, count=3000)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=drip, headers={"Content-Length": "3072000"})
+
+    with pytest.raises(FetchError, match="body larger than"):
+        get(mock_client(handler), max_bytes=100_000)
+    assert drip.sent == 0
+
+
+def test_a_body_exactly_at_the_cap_is_fine() -> None:
+    got = get(mock_client(lambda r: httpx.Response(200, content=b"y" * 5000)), max_bytes=5000)
+    assert got.body == b"y" * 5000
+
+
+def test_deadline_covers_a_slow_dripping_body() -> None:
+    drip = Drip(b"<rss>", count=100, pause=0.05)  # 5 s in all, each chunk quick
+    started = time.monotonic()
+    with pytest.raises(FetchError, match=r"timed out after 0\.5 s"):
+        get(mock_client(lambda r: httpx.Response(200, content=drip)), timeout=0.5)
+    assert time.monotonic() - started < 1.5
+
+
+# --- against a real HTTP server on 127.0.0.1 ----------------------------------------------
+
+
+def settings(**values: Any) -> FeedsSettings:
+    base = FeedsSettings()
+    return FeedsSettings(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, **values})
+
+
+def real_get(url: str, feeds: FeedsSettings | None = None, **kw: Any) -> FetchedFeed:
+    feeds = feeds or settings()
+
+    async def go() -> FetchedFeed:
+        async with make_client(feeds) as client:
+            return await fetch_feed(
+                client,
+                url,
+                timeout=feeds.timeout.total_seconds(),
+                max_bytes=feeds.max_bytes,
+                user_agent=feeds.user_agent,
+                **kw,
+            )
+
+    return asyncio.run(go())
+
+
+def test_conditional_get_round_trip(http: FeedServer) -> None:
+    body = rss(3)
+
+    def handler(req: Request) -> Response:
+        if req.headers.get("if-none-match") == '"abc"':
+            return Response(304, headers={"ETag": '"abc"'})
+        return Response(
+            200, body, {"ETag": '"abc"', "Last-Modified": "Sun, 01 Mar 2026 10:00:00 GMT"}
+        )
+
+    http.route("/feed", handler)
+    first = real_get(http.url("/feed"))
+    assert first.status_code == 200 and first.body == body and first.etag == '"abc"'
+    second = real_get(http.url("/feed"), etag=first.etag, last_modified=first.last_modified)
+    assert second.not_modified and second.body is None
+    hits = http.hits("/feed")
+    assert hits[1].headers["if-none-match"] == '"abc"'
+    assert hits[1].headers["if-modified-since"] == "Sun, 01 Mar 2026 10:00:00 GMT"
+    assert hits[0].headers["user-agent"].startswith("digest/")
+
+
+def test_gzip_and_brotli_over_the_wire(http: FeedServer) -> None:
+    body = rss(20)
+    http.route("/gz", Response(200, body, {"X-Gzip": "1"}))
+    http.route("/br", Response(200, brotli.compress(body), {"Content-Encoding": "br"}))
+    assert real_get(http.url("/gz")).body == body
+    assert real_get(http.url("/br")).body == body
+    assert "gzip" in http.hits("/gz")[0].headers["accept-encoding"]
+
+
+def test_slow_server_times_out(http: FeedServer) -> None:
+    http.route("/slow", Response(200, rss(1), delay=3))
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="timed out"):
+        real_get(http.url("/slow"), settings(timeout=timedelta(seconds=0.5)))
+    assert time.monotonic() - started < 2
+
+
+def test_huge_body_errors_fast(http: FeedServer) -> None:
+    http.route("/huge", Response(200, b"<rss>" + b"x" * 20_000_000))
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="body larger than 1048576 bytes"):
+        real_get(http.url("/huge"), settings(max_bytes=2**20))
+    assert time.monotonic() - started < 2
+
+
+def test_redirect_statuses_over_the_wire(http: FeedServer) -> None:
+    http.route("/new", Response(200, rss(1)))
+    for code in (301, 302, 307, 308):
+        http.route(f"/r{code}", Response(code, headers={"Location": "/new"}))
+        got = real_get(http.url(f"/r{code}"))
+        assert got.status_code == 200 and got.final_url == http.url("/new")
+        expected = http.url("/new") if code in (301, 308) else None
+        assert got.permanent_redirect == expected
+
+
+# --- FeedTransport: framing and keep-alive, against a raw asyncio server --------------------
+
+
+class RawServer:
+    """An HTTP/1.1 server of canned byte responses that counts its connections."""
+
+    def __init__(
+        self,
+        responses: dict[str, bytes],
+        close_after: set[str] | None = None,
+        drop_request: int = 0,
+    ) -> None:
+        self.responses, self.close_after = responses, close_after or set()
+        self.drop_request = drop_request  # hang up on this request of each connection (1, 2, ...)
+        self.connections = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        served = 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                served += 1
+                if served == self.drop_request:
+                    break
+                path = head.split(b" ", 2)[1].decode()
+                writer.write(self.responses[path])
+                await writer.drain()
+                if path in self.close_after or b"Connection: close" in self.responses[path]:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def raw_fetch(server: RawServer, paths: list[str]) -> list[FetchedFeed]:
+    async def go() -> list[FetchedFeed]:
+        srv = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        got = []
+        async with make_client(settings()) as client:
+            for path in paths:
+                got.append(
+                    await fetch_feed(
+                        client,
+                        f"http://127.0.0.1:{port}{path}",
+                        timeout=5,
+                        max_bytes=10**6,
+                        user_agent=UA,
+                    )
+                )
+                await asyncio.sleep(0.05)  # lets a closing server's FIN arrive
+        await asyncio.sleep(0.05)  # lets the handlers see the client hang up
+        srv.close()
+        return got
+
+    return asyncio.run(go())
+
+
+def ok(body: bytes, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+
+def test_transport_keeps_one_connection_alive_for_a_host() -> None:
+    server = RawServer({"/a": ok(b"<rss>a</rss>"), "/b": ok(b"<rss>b</rss>")})
+    got = raw_fetch(server, ["/a", "/b", "/a"])
+    assert [f.body for f in got] == [b"<rss>a</rss>", b"<rss>b</rss>", b"<rss>a</rss>"]
+    assert server.connections == 1
+
+
+def test_transport_reads_chunked_and_close_delimited_bodies() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n<rss\r\n2\r\n/>\r\n0\r\n\r\n"
+    )
+    closed = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n<rss>closed</rss>"
+    server = RawServer({"/chunked": chunked, "/closed": closed, "/after": ok(b"<rss/>")})
+    got = raw_fetch(server, ["/chunked", "/closed", "/after"])
+    assert [f.body for f in got] == [b"<rss/>", b"<rss>closed</rss>", b"<rss/>"]
+    assert server.connections == 2  # the close-delimited body used its connection up
+
+
+def test_transport_does_not_reuse_a_connection_the_server_closed() -> None:
+    server = RawServer({"/a": ok(b"<rss/>")}, close_after={"/a"})
+    got = raw_fetch(server, ["/a", "/a"])
+    assert [f.status_code for f in got] == [200, 200]
+    assert server.connections == 2
+
+
+def test_transport_retries_once_when_a_kept_alive_connection_is_dropped() -> None:
+    # The server hangs up as the second request arrives (its idle timeout, racing us).
+    server = RawServer({"/a": ok(b"<rss/>")}, drop_request=2)
+    got = raw_fetch(server, ["/a", "/a", "/a"])
+    assert [f.status_code for f in got] == [200, 200, 200]
+    assert server.connections == 3
+
+
+def test_transport_a_fresh_connection_dropped_is_an_error() -> None:
+    server = RawServer({"/a": ok(b"<rss/>")}, drop_request=1)
+    with pytest.raises(FetchError, match="without a response"):
+        raw_fetch(server, ["/a"])
+
+
+def test_transport_304_leaves_the_connection_reusable() -> None:
+    server = RawServer(
+        {"/nm": b'HTTP/1.1 304 Not Modified\r\nETag: "1"\r\n\r\n', "/a": ok(b"<rss/>")}
+    )
+    got = raw_fetch(server, ["/nm", "/a", "/nm"])
+    assert [f.status_code for f in got] == [304, 200, 304] and got[0].etag == '"1"'
+    assert server.connections == 1
+
+
+def test_transport_connection_refused_is_a_fetch_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(FetchError, match="cannot connect"):
+        real_get(f"http://127.0.0.1:{port}/feed")

@@ -1,0 +1,552 @@
+"""Polling on a real database (SQLite and PostgreSQL) against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from digest.config import Settings
+from digest.ingest import policy
+from digest.ingest import poll as poll_module
+from digest.ingest import worker as parse_rows
+from digest.ingest.feedsync import sync_feeds
+from digest.ingest.health import list_feeds
+from digest.ingest.poll import poll_feeds
+from digest.models import Feed, Fetch, Post
+from digest.storage import Database
+from digest.types import FeedSource
+from tests.poll_helpers import Item, atom, items, rss, write_opml
+from tests.servers import FeedServer, Request, Response
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+class Setup:
+    """A database, an OPML file and settings pointing at the loopback server."""
+
+    def __init__(self, db: Database, http: FeedServer, tmp: Path) -> None:
+        self.db, self.http, self.opml = db, http, tmp / "feeds.opml"
+        self.settings = Settings().replace(
+            feeds={"opml": self.opml, "timeout": timedelta(seconds=1), "workers": 1}
+        )
+
+    def feeds(self, *entries: tuple[str, str, str]) -> None:
+        write_opml(
+            self.opml, [(folder, title, self.http.url(path)) for folder, title, path in entries]
+        )
+
+    def poll(self, now: datetime = T0, **kw: Any) -> poll_module.PollSummary:
+        return poll_feeds(self.db, self.settings, now=now, **kw)
+
+    def feed(self, path: str) -> Feed:
+        with self.db.session() as s:
+            feed = s.scalars(select(Feed).where(Feed.source_url == self.http.url(path))).one()
+            s.expunge(feed)
+            return feed
+
+    def posts(self, path: str) -> list[Post]:
+        feed = self.feed(path)
+        with self.db.session() as s:
+            rows = list(s.scalars(select(Post).where(Post.feed_id == feed.id).order_by(Post.key)))
+            s.expunge_all()
+            return rows
+
+
+@pytest.fixture
+def env(db: Database, http: FeedServer, tmp_path: Path) -> Setup:
+    return Setup(db, http, tmp_path)
+
+
+def count(db: Database, model: Any) -> int:
+    with db.session() as s:
+        return int(s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+# --- syncing with the OPML file ----------------------------------------------------------
+
+
+def test_sync_adds_deactivates_reactivates_and_follows_the_file(db: Database) -> None:
+    a, b = "https://a.example/feed", "https://b.example/feed"
+    result = sync_feeds(db, [FeedSource(a, "A", category="ML"), FeedSource(b, "B")], T0)
+    assert (result.added, result.deactivated) == (2, 0)
+    with db.session() as s:
+        feeds = {f.source_url: f for f in s.scalars(select(Feed))}
+        assert feeds[a].section == "ml" and feeds[b].section == "other"
+        s.add(Post(feed_id=feeds[b].id, key="k", title="t", first_seen=T0, content_hash="h"))
+
+    result = sync_feeds(db, [FeedSource(a, "A renamed", category="Systems")], T0)
+    assert (result.added, result.deactivated, result.changed) == (0, 1, 1)
+    with db.session() as s:
+        feeds = {f.source_url: f for f in s.scalars(select(Feed))}
+        assert (feeds[a].title, feeds[a].section, feeds[a].category) == (
+            "A renamed",
+            "systems",
+            "Systems",
+        )
+        assert not feeds[b].active
+    assert count(db, Post) == 1  # the removed feed's posts are kept
+
+    result = sync_feeds(db, [FeedSource(a, "A renamed", category="Systems"), FeedSource(b)], T0)
+    assert (result.added, result.reactivated) == (0, 1)
+    with db.session() as s:
+        assert all(f.active for f in s.scalars(select(Feed)))
+    assert count(db, Feed) == 2
+
+
+def test_sync_ignores_repeated_urls(db: Database) -> None:
+    url = "https://a.example/feed"
+    result = sync_feeds(db, [FeedSource(url, "A"), FeedSource(url, "again")], T0)
+    assert result.added == 1 and count(db, Feed) == 1
+
+
+# --- storing posts -----------------------------------------------------------------------
+
+
+def test_first_poll_stores_every_post(env: Setup) -> None:
+    env.http.route("/rss", Response(200, rss(5), {"Content-Type": "application/rss+xml"}))
+    env.http.route("/atom", Response(200, atom(3), {"Content-Type": "application/atom+xml"}))
+    env.feeds(("ML", "R", "/rss"), ("Systems", "A", "/atom"))
+    summary = env.poll()
+    assert summary.as_json() == {
+        "feeds": 2,
+        "new_posts": 8,
+        "updated_posts": 0,
+        "not_modified": 0,
+        "errors": 0,
+    }
+    posts = env.posts("/rss")
+    assert len(posts) == 5
+    post = next(p for p in posts if p.title == "Post 4")
+    assert post.link == "https://blog.example/posts/4.html"
+    assert post.canonical_url and "blog.example/posts/4" in post.canonical_url
+    assert post.date == datetime(2026, 1, 5, 13, 0, tzinfo=UTC) and post.first_seen == T0
+    assert post.from_first_poll and "Body of post 4" in post.text
+    feed = env.feed("/atom")
+    assert (feed.status, feed.section, feed.polled_once, feed.last_status_code) == (
+        policy.OK,
+        "systems",
+        True,
+        200,
+    )
+    assert feed.due_at is not None and feed.due_at > T0 and feed.last_success_at == T0
+    assert len(env.posts("/atom")) == 3
+
+
+def test_changed_entry_is_updated_not_duplicated_and_new_ones_are_not_backlog(env: Setup) -> None:
+    entries = items(3)
+    env.http.route("/f", Response(200, rss(entries)))
+    env.feeds(("ML", "F", "/f"))
+    env.poll()
+    changed = [
+        Item(entries[0].guid, "Post 2, corrected", entries[0].link, "New text."),
+        *entries[1:],
+    ]
+    fresh = Item("https://blog.example/posts/99", "Brand new", "https://blog.example/posts/99.html")
+    env.http.route("/f", Response(200, rss([fresh, *changed])))
+    summary = env.poll(T0 + timedelta(hours=1))
+    assert (summary.new_posts, summary.updated_posts) == (1, 1)
+    posts = {p.key: p for p in env.posts("/f")}
+    assert len(posts) == 4
+    assert posts[entries[0].guid].title == "Post 2, corrected"
+    assert posts[entries[0].guid].first_seen == T0  # an update keeps when we first saw it
+    assert not posts[fresh.guid].from_first_poll
+    assert posts[fresh.guid].first_seen == T0 + timedelta(hours=1)
+
+
+def test_guid_change_with_the_same_link_is_not_a_new_post(env: Setup) -> None:
+    entries = items(2)
+    env.http.route("/f", Response(200, rss(entries)))
+    env.feeds(("ML", "F", "/f"))
+    env.poll()
+    before = {p.link: p.id for p in env.posts("/f")}
+    rekeyed = [
+        Item("tag:blog.example,2026:" + e.link, e.title, e.link, e.text, e.date) for e in entries
+    ]
+    env.http.route("/f", Response(200, rss(rekeyed)))
+    summary = env.poll(T0 + timedelta(hours=1))
+    assert summary.new_posts == 0
+    after = {p.link: p for p in env.posts("/f")}
+    assert {link: p.id for link, p in after.items()} == before
+    assert all(p.key.startswith("tag:") for p in after.values())
+
+
+def test_a_move_to_https_is_not_a_flood_of_new_posts(env: Setup) -> None:
+    entries = items(3, site="http://blog.example")
+    env.http.route("/f", Response(200, rss(entries, site="http://blog.example")))
+    env.feeds(("ML", "F", "/f"))
+    env.poll()
+    before = {p.id for p in env.posts("/f")}
+    moved = [
+        Item(
+            e.guid.replace("http:", "https:"),
+            e.title,
+            e.link.replace("http:", "https:"),
+            e.text,
+            e.date,
+        )
+        for e in entries
+    ]
+    env.http.route("/f", Response(200, rss(moved, site="https://blog.example")))
+    summary = env.poll(T0 + timedelta(hours=1))
+    assert summary.new_posts == 0
+    after = env.posts("/f")
+    assert {p.id for p in after} == before
+    assert all(p.link and p.link.startswith("https://") for p in after)
+
+
+def test_unchanged_body_is_not_parsed_again(env: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    env.http.route("/f", Response(200, rss(4)))  # no validators: the server always sends 200
+    env.feeds(("ML", "F", "/f"))
+    calls: list[str] = []
+    real = parse_rows.parse_feed
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        calls.append(args[1])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(parse_rows, "parse_feed", spy)
+    env.poll()
+    summary = env.poll(T0 + timedelta(hours=1))
+    assert len(calls) == 1 and len(env.http.hits("/f")) == 2
+    assert (summary.not_modified, summary.new_posts) == (1, 0)
+    assert env.feed("/f").status == policy.NOT_MODIFIED
+    with env.db.session() as s:
+        assert [f.outcome for f in s.scalars(select(Fetch).order_by(Fetch.id))] == [
+            "new",
+            "unchanged",
+        ]
+
+
+def test_304_costs_no_parse_and_saves_new_validators(
+    env: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def handler(req: Request) -> Response:
+        if req.headers.get("if-none-match") == '"v1"':
+            return Response(
+                304, headers={"ETag": '"v2"', "Last-Modified": "Mon, 02 Mar 2026 09:00:00 GMT"}
+            )
+        return Response(
+            200, rss(2), {"ETag": '"v1"', "Last-Modified": "Mon, 02 Mar 2026 08:00:00 GMT"}
+        )
+
+    env.http.route("/f", handler)
+    env.feeds(("ML", "F", "/f"))
+    env.poll()
+    assert env.feed("/f").etag == '"v1"'
+    parsed: list[bytes] = []
+    monkeypatch.setattr(parse_rows, "parse_feed", lambda *a, **k: parsed.append(a[0]))
+    summary = env.poll(T0 + timedelta(hours=1))
+    assert summary.not_modified == 1 and parsed == []
+    feed = env.feed("/f")
+    assert (feed.etag, feed.last_modified) == ('"v2"', "Mon, 02 Mar 2026 09:00:00 GMT")
+    assert feed.status == policy.NOT_MODIFIED and feed.last_status_code == 304
+    assert env.http.hits("/f")[1].headers["if-modified-since"] == "Mon, 02 Mar 2026 08:00:00 GMT"
+
+
+# --- bad feeds next to good ones --------------------------------------------------------
+
+
+def test_bad_bodies_get_readable_errors_and_the_others_go_on(env: Setup) -> None:
+    env.http.route("/good", Response(200, rss(3)))
+    env.http.route(
+        "/malformed", Response(200, rss(3)[:150], {"Content-Type": "application/rss+xml"})
+    )
+    env.http.route(
+        "/html",
+        Response(
+            200, b"<!doctype html><title>Blog</title><p>hi</p>", {"Content-Type": "text/html"}
+        ),
+    )
+    latin = rss(2).replace(b'encoding="UTF-8"', b'encoding="x-no-such-charset"') + b"\xff\xfe\x00"
+    env.http.route(
+        "/charset", Response(200, latin, {"Content-Type": "text/xml; charset=x-no-such"})
+    )
+    env.feeds(
+        ("ML", "G", "/good"),
+        ("ML", "M", "/malformed"),
+        ("ML", "H", "/html"),
+        ("ML", "C", "/charset"),
+    )
+    summary = env.poll()
+    assert summary.feeds == 4 and summary.new_posts >= 3
+    assert len(env.posts("/good")) == 3
+    for path in ("/malformed", "/html"):
+        feed = env.feed(path)
+        assert feed.status == policy.ERROR and feed.last_error
+        assert "\n" not in feed.last_error and "Traceback" not in feed.last_error
+        assert feed.etag is None and feed.body_hash is None  # a broken body is parsed again
+    assert summary.errors >= 2
+    health = {h.url: h for h in list_feeds(env.db, T0)}
+    assert health[env.http.url("/html")].health.startswith("error: ")
+    assert health[env.http.url("/good")].error is None
+
+
+# --- HTTP statuses, holds and redirects --------------------------------------------------
+
+
+def test_410_marks_the_feed_gone_and_it_is_never_fetched_again(env: Setup) -> None:
+    env.http.route("/gone", Response(410, b"gone"))
+    env.feeds(("ML", "G", "/gone"))
+    summary = env.poll()
+    assert summary.errors == 1
+    feed = env.feed("/gone")
+    assert feed.status == policy.GONE and feed.last_status_code == 410
+    env.poll(T0 + timedelta(days=30))
+    assert len(env.http.hits("/gone")) == 1
+    [row] = list_feeds(env.db, T0)
+    assert row.health == "gone (410)" and row.status == "gone"
+
+
+@pytest.mark.parametrize("code", [404, 500])
+def test_errors_back_off_and_are_retried_later(env: Setup, code: int) -> None:
+    env.http.route("/bad", Response(code, b"no"))
+    env.feeds(("ML", "B", "/bad"))
+    env.poll()
+    feed = env.feed("/bad")
+    assert feed.status == policy.ERROR and feed.error_count == 1 and feed.failing_since == T0
+    assert feed.next_fetch_at is not None and feed.next_fetch_at > T0
+    env.poll(T0 + timedelta(minutes=1))
+    assert len(env.http.hits("/bad")) == 1  # held back
+    env.poll(T0 + timedelta(minutes=6))
+    assert len(env.http.hits("/bad")) == 2
+    feed = env.feed("/bad")
+    assert feed.error_count == 2 and feed.next_fetch_at is not None
+    assert feed.next_fetch_at - (T0 + timedelta(minutes=6)) > timedelta(minutes=8)
+    [row] = list_feeds(env.db, T0 + timedelta(minutes=6))
+    assert row.health.startswith(f"error: HTTP {code}") and "retry after" in row.health
+    env.http.route("/bad", Response(200, rss(1)))
+    env.poll(T0 + timedelta(days=1, minutes=1))
+    feed = env.feed("/bad")
+    assert (feed.status, feed.error_count, feed.failing_since) == (policy.OK, 0, None)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "hold"),
+    [("120", timedelta(seconds=120)), ("Mon, 02 Mar 2026 10:00:00 GMT", timedelta(hours=2))],
+)
+def test_429_is_not_fetched_before_retry_after(
+    env: Setup, retry_after: str, hold: timedelta
+) -> None:
+    env.http.route("/busy", Response(429, b"slow down", {"Retry-After": retry_after}))
+    env.feeds(("ML", "B", "/busy"))
+    env.poll()
+    feed = env.feed("/busy")
+    assert feed.status == policy.BACKOFF and feed.next_fetch_at == T0 + hold
+    env.poll(T0 + hold - timedelta(seconds=1))
+    assert len(env.http.hits("/busy")) == 1
+    [row] = list_feeds(env.db, T0)
+    assert row.health.startswith("backing off until 2026-03-02") and "429" in row.health
+    env.poll(T0 + hold)
+    assert len(env.http.hits("/busy")) == 2
+
+
+def test_retry_after_counts_from_the_answer(env: Setup) -> None:
+    env.http.route("/busy", Response(429, b"later", {"Retry-After": "5"}, delay=2.2))
+    env.feeds(("ML", "B", "/busy"))
+    env.settings = env.settings.replace(feeds={"timeout": timedelta(seconds=5)})
+    env.poll()
+    feed = env.feed("/busy")
+    assert feed.next_fetch_at is not None
+    assert feed.next_fetch_at >= T0 + timedelta(seconds=2 + 5)
+
+
+def test_503_with_retry_after(env: Setup) -> None:
+    env.http.route("/down", Response(503, b"maintenance", {"Retry-After": "3600"}))
+    env.feeds(("ML", "D", "/down"))
+    env.poll()
+    feed = env.feed("/down")
+    assert feed.status == policy.BACKOFF and feed.next_fetch_at == T0 + timedelta(hours=1)
+
+
+def test_301_updates_the_url_and_keeps_the_opml_identity(
+    env: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    env.http.route("/old", Response(301, headers={"Location": "/new"}))
+    env.http.route("/new", Response(200, rss(2)))
+    env.feeds(("ML", "F", "/old"))
+    env.poll()
+    feed = env.feed("/old")
+    assert feed.url == env.http.url("/new") and feed.source_url == env.http.url("/old")
+    assert "moved permanently" in caplog.text
+    env.poll(T0 + timedelta(hours=1))
+    assert len(env.http.hits("/old")) == 1 and len(env.http.hits("/new")) == 2
+    assert count(env.db, Feed) == 1 and len(env.posts("/old")) == 2
+
+
+def test_302_keeps_the_url(env: Setup) -> None:
+    env.http.route("/old", Response(302, headers={"Location": "/tmp"}))
+    env.http.route("/tmp", Response(200, rss(1)))
+    env.feeds(("ML", "F", "/old"))
+    env.poll()
+    assert env.feed("/old").url == env.http.url("/old")
+
+
+def test_a_slow_feed_does_not_hold_up_the_poll(env: Setup) -> None:
+    env.http.route("/slow", Response(200, rss(1), delay=4))
+    env.http.route("/fast", Response(200, rss(2)))
+    env.feeds(("ML", "S", "/slow"), ("ML", "F", "/fast"))
+    started = time.monotonic()
+    summary = env.poll()
+    assert time.monotonic() - started < 3
+    assert (summary.errors, summary.new_posts) == (1, 2)
+    assert env.feed("/slow").last_error == "timed out after 1 s"
+
+
+def test_per_host_limit_holds_during_a_poll(env: Setup) -> None:
+    for i in range(6):
+        env.http.route(f"/f{i}", Response(200, rss(1, site=f"https://b{i}.example"), delay=0.1))
+    env.feeds(*[("ML", f"F{i}", f"/f{i}") for i in range(6)])
+    env.settings = env.settings.replace(feeds={"per_host": 2})
+    summary = env.poll()
+    assert summary.feeds == 6 and env.http.max_in_flight == 2
+
+
+def test_waiting_for_a_host_slot_does_not_count_against_the_timeout(env: Setup) -> None:
+    # One at a time, 4 × 0.6 s: each request's 1 s deadline starts when its turn comes.
+    for i in range(4):
+        env.http.route(f"/f{i}", Response(200, rss(1, site=f"https://b{i}.example"), delay=0.6))
+    env.feeds(*[("ML", f"F{i}", f"/f{i}") for i in range(4)])
+    env.settings = env.settings.replace(feeds={"per_host": 1})  # timeout: 1 s
+    summary = env.poll()
+    assert (summary.feeds, summary.errors, summary.new_posts) == (4, 0, 4)
+    assert env.http.max_in_flight == 1
+
+
+# --- scheduling and stopping -------------------------------------------------------------
+
+
+def test_due_only_fetches_only_due_feeds(env: Setup) -> None:
+    env.http.route("/f", Response(200, rss(1)))
+    env.feeds(("ML", "F", "/f"))
+    env.poll(due_only=True)
+    due = env.feed("/f").due_at
+    assert due is not None
+    summary = env.poll(due - timedelta(minutes=1), due_only=True)
+    assert summary.feeds == 0 and summary.skipped == 1
+    env.poll(due + timedelta(seconds=1), due_only=True)
+    assert len(env.http.hits("/f")) == 2
+
+
+def test_stop_before_start_fetches_nothing(env: Setup) -> None:
+    env.http.route("/f", Response(200, rss(1)))
+    env.feeds(("ML", "F", "/f"))
+    stop = threading.Event()
+    stop.set()
+    summary = env.poll(stop=stop)
+    assert summary.feeds == 0 and env.http.requests == []
+
+
+def test_stop_drops_fetches_in_flight_unsaved(env: Setup) -> None:
+    env.settings = env.settings.replace(feeds={"timeout": timedelta(seconds=10)})
+    env.http.route("/fast", Response(200, rss(1)))
+    env.http.route("/slow", Response(200, rss(1), delay=3))
+    env.feeds(("ML", "F", "/fast"), ("ML", "S", "/slow"))
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    summary = env.poll(stop=stop)
+    assert time.monotonic() - started < 2
+    assert env.feed("/fast").status == policy.OK
+    slow = env.feed("/slow")
+    assert slow.status == policy.NEW and slow.last_fetched_at is None  # nothing half-written
+    assert summary.feeds == 1 and summary.skipped == 1
+    # The next poll finishes the job.
+    env.http.route("/slow", Response(200, rss(1)))
+    env.poll(T0 + timedelta(minutes=1))
+    assert env.feed("/slow").status == policy.OK
+
+
+def test_many_feeds_parse_in_worker_processes(env: Setup) -> None:
+    n = poll_module.MIN_POOL_BATCH + 2
+    for i in range(n):
+        env.http.route(f"/f{i}", Response(200, rss(3, site=f"https://b{i}.example")))
+    # A parse failure in a worker comes back as that feed's error, not a broken pool.
+    env.http.route("/page", Response(200, b"<!doctype html><p>hi", {"Content-Type": "text/html"}))
+    env.feeds(*[("Systems", f"F{i}", f"/f{i}") for i in range(n)], ("ML", "P", "/page"))
+    env.settings = env.settings.replace(feeds={"workers": 2})
+    summary = env.poll()
+    assert (summary.feeds, summary.new_posts, summary.errors) == (n + 1, 3 * n, 1)
+    assert env.feed("/page").status == policy.ERROR
+
+
+def test_a_parser_bug_costs_one_feed(env: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(body: bytes, url: str, *args: Any, **kw: Any) -> Any:
+        if url.endswith("/bad"):
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(body, url, *args, **kw)
+
+    real = parse_rows.parse_feed
+    monkeypatch.setattr(parse_rows, "parse_feed", broken)
+    env.http.route("/bad", Response(200, rss(2)))
+    env.http.route("/good", Response(200, rss(2)))
+    env.feeds(("ML", "B", "/bad"), ("ML", "G", "/good"))
+    summary = env.poll()
+    assert (summary.new_posts, summary.errors) == (2, 1)
+    assert env.feed("/bad").last_error == (
+        "the parser failed: RecursionError: maximum recursion depth exceeded"
+    )
+
+
+def test_fetches_are_recorded_and_old_ones_pruned(env: Setup) -> None:
+    env.http.route("/f", Response(200, rss(1)))
+    env.feeds(("ML", "F", "/f"))
+    env.poll()
+    env.poll(T0 + timedelta(days=20))
+    with env.db.session() as s:
+        rows = list(s.scalars(select(Fetch)))
+    assert [r.at for r in rows] == [T0 + timedelta(days=20)]
+    assert rows[0].status_code == 200 and rows[0].url == env.http.url("/f")
+
+
+def test_feed_fetch_stats_cover_the_last_two_weeks(env: Setup) -> None:
+    env.http.route("/f", Response(200, rss(2)))
+    env.feeds(("ML", "F", "/f"))
+    env.poll()
+    env.poll(T0 + timedelta(hours=2))  # the same body again: "unchanged", not parsed
+    [row] = list_feeds(env.db, T0 + timedelta(hours=3))
+    stats = row.fetches
+    assert (stats.requests, stats.unchanged, stats.not_modified, stats.errors) == (2, 1, 0, 0)
+    assert stats.bytes == 2 * len(rss(2))
+    [later] = list_feeds(env.db, T0 + timedelta(days=15))
+    assert later.fetches.requests == 0  # older than the history kept
+
+
+def test_long_failing_feeds_are_flagged(env: Setup) -> None:
+    env.http.route("/bad", Response(500))
+    env.feeds(("ML", "B", "/bad"))
+    env.poll()
+    [row] = list_feeds(env.db, T0 + timedelta(days=8))
+    assert row.long_failing and "failing for 8 days" in row.health
+    assert row.as_json()["error"] == "HTTP 500 Internal Server Error"
+
+
+def test_dispatcher_counts_a_platforms_blogs_as_one_host() -> None:
+    # Every *.github.io blog is served by GitHub Pages: they share its per-host slots.
+    urls = ["https://a.github.io/f", "https://b.github.io/f", "https://c.github.io/f"]
+    jobs = [poll_module.Job(i, url, None, None, None) for i, url in enumerate(urls)]
+    d = poll_module._Dispatcher(jobs, per_host=2, total=10)
+    assert [j.feed_id for j in d.take()] == [0, 1]
+    d.release(jobs[0].url)
+    assert [j.feed_id for j in d.take()] == [2]
+
+
+def test_dispatcher_gives_hosts_turns_within_both_caps() -> None:
+    jobs = [
+        poll_module.Job(i, f"https://{h}.example/{i}", None, None, None)
+        for i, h in enumerate("aaaabbc")
+    ]
+    d = poll_module._Dispatcher(jobs, per_host=2, total=4)
+    assert [j.feed_id for j in d.take()] == [0, 4, 6, 1]  # a, b, c, a: then the total is full
+    d.release(jobs[0].url)
+    assert [j.feed_id for j in d.take()] == [5]  # b's turn comes before a's
+    d.release(jobs[4].url)
+    assert [j.feed_id for j in d.take()] == [2]
+    d.close()
+    d.release(jobs[1].url)
+    assert list(d.take()) == [] and d.waiting == 1  # a stop: job 3 never starts

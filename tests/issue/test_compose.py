@@ -1,0 +1,69 @@
+"""The pure layout rules: ordering, caps, excerpts, links, authors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from digest.issue.compose import LEVELS, Level, Window, arrange, web_link, window_for
+from digest.types import ML, SYSTEMS
+from tests.issue.test_render import post
+
+END = datetime(2026, 1, 10, 8, 0, tzinfo=UTC)
+
+
+def test_window_starts_where_the_last_issue_ended() -> None:
+    assert window_for(END, []) == Window(END - timedelta(days=7), END)
+    earlier = [END - timedelta(days=14), END - timedelta(days=7)]
+    assert window_for(END, [*earlier, END + timedelta(days=7)]).start == earlier[1]
+
+
+def test_blogs_newest_first_and_posts_newest_first_within_a_blog() -> None:
+    posts = [
+        post(1, 1, date=END - timedelta(days=3)),
+        post(2, 1, date=END - timedelta(days=1)),
+        post(3, 2, date=END - timedelta(hours=1)),
+    ]
+    section = arrange(posts, LEVELS[0]).sections[0]
+    assert [b.title for b in section.blogs] == ["Blog 2", "Blog 1"]
+    assert [i.title for i in section.blogs[1].items] == ["Post 2 of blog 1", "Post 1 of blog 1"]
+
+
+def test_caps_leave_named_remainders() -> None:
+    posts = [post(b * 10 + k, b) for b in range(5) for k in range(4)]
+    layout = arrange(posts, Level(per_blog=1, per_section=3, excerpt_words=20))
+    section = layout.sections[0]
+    assert len(section.items) == 3 and all(b.more == 3 for b in section.blogs)
+    assert [b.more for b in section.more_blogs] == [4, 4]
+    assert layout.post_count == 20
+
+
+def test_a_quiet_week_shows_more_of_each_blog() -> None:
+    posts = [post(k, 1) for k in range(9)]
+    blog = arrange(posts, LEVELS[0]).sections[0].blogs[0]
+    assert (len(blog.items), blog.more) == (6, 3)
+
+
+def test_section_choice_filters() -> None:
+    posts = [post(1, 1, ML), post(2, 2, SYSTEMS)]
+    layout = arrange(posts, LEVELS[0], frozenset({SYSTEMS}))
+    assert [s.key for s in layout.sections] == [SYSTEMS] and layout.post_count == 1
+
+
+def test_excerpts_are_cut_at_a_word_and_skip_tex() -> None:
+    text = r"$$ \def\E#1{x} \newcommand{\cL}{\mathcal{L}} $$ " + "word " * 100
+    item = arrange([post(1, 1, text=text)], Level(1, 1, 40)).items[0]
+    assert "\\def" not in item.excerpt and item.excerpt.endswith("word…")
+    assert 25 <= len(item.excerpt.split()) <= 40
+
+
+def test_author_shown_only_when_it_adds_something() -> None:
+    same = arrange([post(1, 1, author="Blog 1")], LEVELS[0]).items[0]
+    other = arrange([post(2, 1, author="Jane Doe")], LEVELS[0]).items[0]
+    assert same.author is None and other.author == "Jane Doe"
+
+
+def test_only_web_links_reach_the_reader() -> None:
+    assert web_link("https://a.example/x") == "https://a.example/x"
+    assert web_link("javascript:alert(1)") is None
+    assert web_link("data:text/html,x") is None
+    assert web_link(None) is None
