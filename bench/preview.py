@@ -25,7 +25,8 @@ from busy_week import END, fill_week  # noqa: E402
 from digest.config import Settings  # noqa: E402
 from digest.issue import render  # noqa: E402
 from digest.issue.plan import plan_issue, render_plan  # noqa: E402
-from digest.storage import Database  # noqa: E402
+from digest.ingest.health import failing_note  # noqa: E402
+from digest.storage import Database, utcnow  # noqa: E402
 
 
 def main() -> None:
@@ -71,7 +72,7 @@ def main() -> None:
             t0 = time.perf_counter()
             plan = plan_issue(db, settings, END)
             t1 = time.perf_counter()
-            render_plan(db, settings, plan, preview=True)
+            render_plan(db, settings, plan, health=failing_note(db, utcnow()))
             t2 = time.perf_counter()
             plans.append(t1 - t0)
             renders.append(t2 - t1)

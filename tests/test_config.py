@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from digest.config import declared, effective, load_settings, parse_duration, parse_send_at
+from digest.config import declared, effective, load_settings
 from digest.errors import ConfigError
+from digest.settingvalues import parse_duration, parse_send_at
 from tests.conftest import run_cli
 
 

@@ -15,8 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from digest.daemon.schedule import SendState
-from digest.daemon.service import SEND_STATE_KEY
+from digest.daemon.schedule import SEND_STATE_KEY, SendState
 from digest.delivery.subscribers import add_subscriber
 from digest.storage import Database, utcnow
 from tests.conftest import run_digest
@@ -95,9 +94,7 @@ def test_send_restart_and_no_post_twice(
     assert all(len(issues) == 1 and len(issues[0]) == 9 for issues in got.values()), got
     sends = [r for r in first.records() if r.get("event") == "send"]
     assert len(sends) == 1 and sends[0]["sent"] == 3  # one send event per send
-    assert (
-        sends[0]["logger"] == "digest.daemon.service" and "issue #1: 3 sent" in sends[0]["message"]
-    )
+    assert sends[0]["logger"] == "digest.daemon.sends" and "issue #1: 3 sent" in sends[0]["message"]
 
     page = httpx.get(f"http://127.0.0.1:{free_tcp_port}/issues/1", timeout=10)
     assert page.status_code == 200

@@ -7,7 +7,8 @@ that the migrated schema and the models agree.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import cast
+from enum import StrEnum
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     Boolean,
@@ -24,6 +25,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from digest import columns as width
+from digest.types import (
+    DeliveryStatus,
+    FeedStatus,
+    FetchOutcome,
+    IssueStatus,
+    SubscriberStatus,
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -47,6 +57,26 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+E = TypeVar("E", bound=StrEnum)
+
+
+class StatusText(TypeDecorator[E]):
+    """A StrEnum stored as its string: reads come back as the enum, writes must be one."""
+
+    impl = String(width.STATUS)
+    cache_ok = True
+
+    def __init__(self, enum: type[E]) -> None:
+        super().__init__()
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -56,28 +86,28 @@ class Feed(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # The URL as the OPML file names it: the identity used when syncing with the file.
-    source_url: Mapped[str] = mapped_column(String(2048), unique=True)
+    source_url: Mapped[str] = mapped_column(String(width.URL), unique=True)
     # The URL fetched now: differs from source_url after a 301/308.
-    url: Mapped[str] = mapped_column(String(2048))
-    title: Mapped[str | None] = mapped_column(String(512))
-    site_url: Mapped[str | None] = mapped_column(String(2048))
-    category: Mapped[str | None] = mapped_column(String(512))
-    section: Mapped[str] = mapped_column(String(32), default="other")
+    url: Mapped[str] = mapped_column(String(width.URL))
+    title: Mapped[str | None] = mapped_column(String(width.NAME))
+    site_url: Mapped[str | None] = mapped_column(String(width.URL))
+    category: Mapped[str | None] = mapped_column(String(width.NAME))
+    section: Mapped[str] = mapped_column(String(width.STATUS), default="other")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     added_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     # HTTP validators and the hash of the last body parsed.
-    etag: Mapped[str | None] = mapped_column(String(1024))
-    last_modified: Mapped[str | None] = mapped_column(String(128))
-    body_hash: Mapped[str | None] = mapped_column(String(64))
+    etag: Mapped[str | None] = mapped_column(String(width.ETAG))
+    last_modified: Mapped[str | None] = mapped_column(String(width.LAST_MODIFIED))
+    body_hash: Mapped[str | None] = mapped_column(String(width.HASH))
 
-    # Health: ok | not_modified | error | gone | backoff (see policy.py).
-    status: Mapped[str] = mapped_column(String(32), default="new")
+    # Health, as ingest/policy.py decides it after each fetch.
+    status: Mapped[FeedStatus] = mapped_column(StatusText(FeedStatus), default=FeedStatus.NEW)
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     # What the parser complained of in the last body it could still read (broken XML, a
     # wrong charset), for the feed's owner to fix; None when that body parsed cleanly.
-    last_warning: Mapped[str | None] = mapped_column(String(512))
+    last_warning: Mapped[str | None] = mapped_column(String(width.WARNING))
     error_count: Mapped[int] = mapped_column(Integer, default=0)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -101,11 +131,11 @@ class Post(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
-    key: Mapped[str] = mapped_column(String(2048))
+    key: Mapped[str] = mapped_column(String(width.URL))
     title: Mapped[str] = mapped_column(Text)
-    link: Mapped[str | None] = mapped_column(String(2048))
-    canonical_url: Mapped[str | None] = mapped_column(String(2048))
-    author: Mapped[str | None] = mapped_column(String(512))
+    link: Mapped[str | None] = mapped_column(String(width.URL))
+    canonical_url: Mapped[str | None] = mapped_column(String(width.URL))
+    author: Mapped[str | None] = mapped_column(String(width.NAME))
     published: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The trusted date the issue window is judged by: published, else updated; None if neither.
@@ -119,7 +149,7 @@ class Post(Base):
     # (page_words; 0 when the page could not be read, None while not yet fetched).
     teaser: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     page_words: Mapped[int | None] = mapped_column(Integer)
-    content_hash: Mapped[str] = mapped_column(String(64))
+    content_hash: Mapped[str] = mapped_column(String(width.HASH))
     # The one issue this post went into (the ledger that stops it going out twice).
     issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="SET NULL"))
 
@@ -133,9 +163,9 @@ class Fetch(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
-    url: Mapped[str] = mapped_column(String(2048))
+    url: Mapped[str] = mapped_column(String(width.URL))
     status_code: Mapped[int | None] = mapped_column(Integer)
-    outcome: Mapped[str] = mapped_column(String(32))  # new | not_modified | unchanged | error
+    outcome: Mapped[FetchOutcome] = mapped_column(StatusText(FetchOutcome))
     new_posts: Mapped[int] = mapped_column(Integer, default=0)
     updated_posts: Mapped[int] = mapped_column(Integer, default=0)
     bytes: Mapped[int] = mapped_column(Integer, default=0)
@@ -156,20 +186,22 @@ class Issue(Base):
     html: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     post_count: Mapped[int] = mapped_column(Integer, default=0)
-    # recorded: built, deliveries not all done | sent: every delivery done | skipped: no SMTP
-    status: Mapped[str] = mapped_column(String(32), default="recorded")
+    status: Mapped[IssueStatus] = mapped_column(
+        StatusText(IssueStatus), default=IssueStatus.RECORDED
+    )
 
 
 class Subscriber(Base):
     __tablename__ = "subscribers"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(320), unique=True)
-    name: Mapped[str | None] = mapped_column(String(256))
-    # active | unsubscribed | bounced
-    status: Mapped[str] = mapped_column(String(32), default="active")
+    email: Mapped[str] = mapped_column(String(width.EMAIL), unique=True)
+    name: Mapped[str | None] = mapped_column(String(width.PERSON))
+    status: Mapped[SubscriberStatus] = mapped_column(
+        StatusText(SubscriberStatus), default=SubscriberStatus.ACTIVE
+    )
     # Comma-separated section keys; None: every section.
-    sections: Mapped[str | None] = mapped_column(String(256))
+    sections: Mapped[str | None] = mapped_column(String(width.SECTIONS))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     hard_bounces: Mapped[int] = mapped_column(Integer, default=0)
@@ -184,11 +216,12 @@ class Delivery(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
-    # pending | sending | sent | failed | skipped
-    status: Mapped[str] = mapped_column(String(32), default="pending")
+    status: Mapped[DeliveryStatus] = mapped_column(
+        StatusText(DeliveryStatus), default=DeliveryStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
-    message_id: Mapped[str | None] = mapped_column(String(512))
+    message_id: Mapped[str | None] = mapped_column(String(width.MESSAGE_ID))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -198,7 +231,7 @@ class Meta(Base):
 
     __tablename__ = "meta"
 
-    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key: Mapped[str] = mapped_column(String(width.META_KEY), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -1,9 +1,75 @@
-"""Immutable records passed between layers, named by where the data comes from or goes."""
+"""Immutable records and status types passed between layers, named by where the data comes
+from or goes (as reader keeps its _types.py).
+
+    the feed list  -> FeedSource           -> storage (feedsync)
+    storage        -> FeedJob              -> the network (poll)
+    the network    -> FetchedFeed          -> the poll
+    the parser     -> FeedData / PostData  -> the parser worker
+    parser worker  -> ParsedFeed           -> storage (feedstore), rows in POST_COLUMNS order
+    the poll       -> Outcome, FeedResult  -> the policy and storage
+    storage        -> StoredPost           -> the issue (compose, render)
+    the issue      -> RenderedEmail        -> delivery (message, mail)
+
+Statuses are StrEnums: each value is the string stored in its column.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+# --- statuses ------------------------------------------------------------------------------
+
+
+class FeedStatus(StrEnum):
+    """A feed's health (Feed.status), as the policy decides it after each fetch."""
+
+    NEW = "new"  # not fetched yet
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    ERROR = "error"
+    GONE = "gone"  # 410: never fetched again
+    BACKOFF = "backoff"  # the server asked us to wait (429, or 503 with Retry-After)
+
+
+class FetchOutcome(StrEnum):
+    """What one request for a feed came to (Fetch.outcome), for the fetch history."""
+
+    NEW = "new"  # a changed body, parsed
+    NOT_MODIFIED = "not_modified"  # 304
+    UNCHANGED = "unchanged"  # 200 with the body we already had
+    ERROR = "error"
+
+
+class IssueStatus(StrEnum):
+    """Where a recorded issue stands (Issue.status)."""
+
+    RECORDED = "recorded"  # built; deliveries not all done
+    SENT = "sent"  # every delivery done
+    SKIPPED = "skipped"  # sending is off: recorded only
+
+
+class DeliveryStatus(StrEnum):
+    """One (issue, subscriber) row of the delivery log (Delivery.status)."""
+
+    PENDING = "pending"
+    SENDING = "sending"  # claimed and committed before SMTP sees the message
+    SENT = "sent"
+    FAILED = "failed"  # a 5xx for this recipient
+    SKIPPED = "skipped"  # no longer active, or their sections are empty this week
+
+
+class SubscriberStatus(StrEnum):
+    """Whether we mail an address (Subscriber.status)."""
+
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+# --- sections ------------------------------------------------------------------------------
 
 # Section keys; OPML group names map onto them (see section_for below).
 ML = "ml"
@@ -11,6 +77,21 @@ SYSTEMS = "systems"
 OTHER = "other"
 SECTION_TITLES = {ML: "Machine Learning", SYSTEMS: "Systems", OTHER: "Other"}
 SECTION_ORDER = (ML, SYSTEMS, OTHER)
+
+
+def section_for(category: str | None) -> str:
+    """The issue section of a feed from its OPML folder (or category) name."""
+    if not category:
+        return OTHER
+    for part in reversed([p.strip().lower() for p in category.replace(",", "/").split("/")]):
+        if part in ("ml", "machine learning", "ai", "ml/ai", "machine-learning", "deep learning"):
+            return ML
+        if part in ("systems", "system", "sys", "distributed systems", "databases"):
+            return SYSTEMS
+    return OTHER
+
+
+# --- from the feed list --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -22,6 +103,43 @@ class FeedSource:
     site_url: str | None = None
     category: str | None = None  # the OPML folder path, e.g. "ML" or "Tech/Blogs"
     extra: tuple[tuple[str, str], ...] = ()  # other outline attributes, kept for round trips
+
+
+# --- to and from the network ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeedJob:
+    """A snapshot of what fetching one feed needs, taken before the poll starts."""
+
+    feed_id: int
+    url: str
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+
+
+@dataclass(frozen=True)
+class FetchedFeed:
+    """What one HTTP request for a feed brought back."""
+
+    url: str  # the URL requested
+    status_code: int
+    final_url: str  # after redirects
+    permanent_redirect: str | None = None  # new URL to store after a 301/308
+    body: bytes | None = None  # None on 304
+    headers: dict[str, str] = field(default_factory=dict)
+    etag: str | None = None
+    last_modified: str | None = None
+    retry_after: str | None = None  # the Retry-After header as sent (the policy reads it)
+    elapsed_ms: int = 0
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status_code == 304
+
+
+# --- from the parser -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -50,36 +168,60 @@ class FeedData:
     warning: str | None = None  # feedparser's bozo message when it still got entries
 
 
+# A post's stored values, in this order (rows cross the process boundary as plain tuples).
+POST_COLUMNS = (
+    "key",
+    "title",
+    "link",
+    "canonical_url",
+    "author",
+    "published",
+    "updated",
+    "date",
+    "text",
+    "words",
+    "teaser",
+    "content_hash",
+)
+
+
 @dataclass(frozen=True)
-class FetchedFeed:
-    """What one HTTP request for a feed brought back."""
+class ParsedFeed:
+    """A parsed feed as the store needs it: names fitted to the columns, one row per post."""
 
-    url: str  # the URL requested
-    status_code: int
-    final_url: str  # after redirects
-    permanent_redirect: str | None = None  # new URL to store after a 301/308
-    body: bytes | None = None  # None on 304
-    headers: dict[str, str] = field(default_factory=dict)
-    etag: str | None = None
-    last_modified: str | None = None
+    title: str | None
+    site_url: str | None
+    rows: tuple[tuple[Any, ...], ...]  # POST_COLUMNS values, fitted to the columns
+    warning: str | None = None  # the parser's complaint about a body it could still read
+
+
+# --- from the poll to the policy and storage ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one fetch of a feed came to, as the policy needs it."""
+
+    status: FeedStatus  # OK, NOT_MODIFIED, ERROR or GONE
+    status_code: int | None = None
+    error: str | None = None
     retry_after: datetime | None = None
-    elapsed_ms: int = 0
-
-    @property
-    def not_modified(self) -> bool:
-        return self.status_code == 304
 
 
-def section_for(category: str | None) -> str:
-    """The issue section of a feed from its OPML folder (or category) name."""
-    if not category:
-        return OTHER
-    for part in reversed([p.strip().lower() for p in category.replace(",", "/").split("/")]):
-        if part in ("ml", "machine learning", "ai", "ml/ai", "machine-learning", "deep learning"):
-            return ML
-        if part in ("systems", "system", "sys", "distributed systems", "databases"):
-            return SYSTEMS
-    return OTHER
+@dataclass(frozen=True)
+class FeedResult:
+    """One feed's fetch, classified and (when its body changed) parsed, ready to store."""
+
+    job: FeedJob
+    outcome: Outcome
+    fetch_outcome: FetchOutcome
+    fetched: FetchedFeed | None = None
+    data: ParsedFeed | None = None
+    body_hash: str | None = None
+    nbytes: int = 0  # size of the body; the body itself is dropped once hashed or parsed
+
+
+# --- from storage to the issue, and on to mail ---------------------------------------------
 
 
 @dataclass(frozen=True)

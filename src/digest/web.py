@@ -23,6 +23,7 @@ from digest.config import Settings
 from digest.delivery.subscribers import secret, subscriber_for_token, unsubscribe
 from digest.errors import ConfigError
 from digest.storage import Database
+from digest.types import SubscriberStatus
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def make_app(db: Database, settings: Settings) -> Starlette:
             "unsubscribe",
             private=True,
             email=subscriber.email,
-            already=subscriber.status == "unsubscribed",
+            already=subscriber.status == SubscriberStatus.UNSUBSCRIBED,
         )
 
     def issue_endpoint(request: Request) -> Response:

@@ -13,9 +13,11 @@ import pytest
 
 from digest.config import Settings, load_settings
 from digest.daemon import service as daemon_module
-from digest.daemon.schedule import SendState
-from digest.daemon.service import SEND_STATE_KEY, Daemon, spread_overdue_polls
+from digest.daemon.schedule import SEND_STATE_KEY, SendState
+from digest.daemon.service import Daemon
+from digest.delivery.summary import SendSummary
 from digest.errors import LockedError, TransientSendError
+from digest.ingest.feedstore import spread_overdue_polls
 from digest.ingest.poll import PollSummary
 from digest.models import Feed
 from digest.storage import Database
@@ -42,25 +44,14 @@ class FakePoll:
 
 
 @dataclass
-class Summary:
-    data: dict[str, Any]
-
-    def as_json(self) -> dict[str, Any]:
-        return self.data
-
-    def line(self) -> str:
-        return f"issue #{self.data.get('issue')}: {self.data.get('delivered', 0)} delivered"
-
-
-@dataclass
 class FakeSend:
     calls: list[datetime] = field(default_factory=list)
-    results: list[Any] = field(default_factory=list)  # Summary or an exception, in order
+    results: list[Any] = field(default_factory=list)  # SendSummary or an exception, in order
 
-    def __call__(self, db: Database, settings: Settings, **kwargs: Any) -> Any:
+    def __call__(self, db: Database, settings: Settings, **kwargs: Any) -> SendSummary:
         self.calls.append(kwargs["as_of"])
         assert "stop" in kwargs
-        result = self.results.pop(0) if self.results else Summary({"issue": len(self.calls)})
+        result = self.results.pop(0) if self.results else SendSummary(issue=len(self.calls))
         if isinstance(result, Exception):
             raise result
         return result
@@ -113,7 +104,7 @@ def test_missed_send_older_than_grace_is_skipped(
     send = FakeSend()
     db.set_meta(SEND_STATE_KEY, SendState(last_due=T0 - timedelta(days=7)).to_json())
     clock = Clock(T0 + timedelta(hours=30))
-    with caplog.at_level(logging.WARNING, logger="digest.daemon.service"):
+    with caplog.at_level(logging.WARNING, logger="digest.daemon.sends"):
         Daemon(db, make_settings(), send=send, clock=clock).check_sends()
     assert send.calls == []
     assert state(db) == SendState(last_due=T0)
@@ -134,9 +125,9 @@ def test_interrupted_send_is_resumed_after_restart(db: Database) -> None:
     clock = Clock(T0 + timedelta(seconds=1))
     stop = threading.Event()
 
-    def interrupted(db: Database, settings: Settings, **kwargs: Any) -> Summary:
+    def interrupted(db: Database, settings: Settings, **kwargs: Any) -> SendSummary:
         stop.set()  # SIGTERM arrived during the send
-        return Summary({"issue": 1, "delivered": 3, "interrupted": True})
+        return SendSummary(issue=1, sent=3, pending=2, stopped=True)
 
     d = Daemon(db, make_settings(), send=interrupted, clock=clock, stop=stop)
     d.check_sends()
@@ -167,22 +158,13 @@ def test_failed_send_is_kept_for_a_retry(db: Database, caplog: pytest.LogCapture
 def test_send_with_pending_deliveries_is_retried(db: Database) -> None:
     db.set_meta(SEND_STATE_KEY, SendState(last_due=T0 - timedelta(days=7)).to_json())
     clock = Clock(T0 + timedelta(seconds=5))
-    send = FakeSend(results=[Summary({"issue": 1, "delivered": 2, "pending": 1})])
+    send = FakeSend(results=[SendSummary(issue=1, sent=2, pending=1)])
     d = Daemon(db, make_settings(), send=send, clock=clock)
     d.check_sends()
     assert state(db) == SendState(last_due=T0 - timedelta(days=7), in_progress=T0)
     d.check_sends()
     assert send.calls == [T0, T0]
     assert state(db) == SendState(last_due=T0)
-
-
-def test_without_digest_send_nothing_is_marked_done(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(daemon_module, "_real_send", lambda: None)
-    db.set_meta(SEND_STATE_KEY, SendState(last_due=T0 - timedelta(days=7)).to_json())
-    Daemon(db, make_settings(), clock=Clock(T0 + timedelta(seconds=5))).check_sends()
-    assert state(db) == SendState(last_due=T0 - timedelta(days=7), in_progress=None)
 
 
 def test_cron_send_at(db: Database) -> None:
@@ -348,26 +330,33 @@ def test_web_endpoint_that_dies_stops_the_daemon(
     assert "the web endpoint on 127.0.0.1:8080 stopped" in caplog.text
 
 
-def test_web_disabled_or_missing_is_not_served(
-    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setattr(daemon_module, "_real_serve", lambda: None)
-    d = Daemon(db, make_settings(web_enabled="true"), poll=FakePoll())
-    thread, codes = start(d)
-    d.stop.set()
-    thread.join(15)
-    assert codes == [0]
-    assert "no web endpoint in this build" in caplog.text
+def test_web_disabled_or_not_given_is_not_served(db: Database) -> None:
+    served: list[str] = []
+
+    def serve(db: Database, settings: Settings, *, stop: threading.Event | None = None) -> None:
+        served.append("served")
+
+    for d in (
+        Daemon(db, make_settings(web_enabled="false"), poll=FakePoll(), serve=serve),
+        Daemon(db, make_settings(web_enabled="true"), poll=FakePoll()),  # no serve given
+    ):
+        thread, codes = start(d)
+        d.stop.set()
+        thread.join(15)
+        assert codes == [0] and d._web is None
+    assert served == []
 
 
 def test_taken_web_port_stops_the_daemon_with_status_1(db: Database) -> None:
     import socket
 
+    from digest.web import serve
+
     taken = socket.create_server(("127.0.0.1", 0))
     port = taken.getsockname()[1]
     try:
         settings = make_settings(web_enabled="true", web_port=str(port))
-        d = Daemon(db, settings, poll=FakePoll())  # the real digest.web.serve
+        d = Daemon(db, settings, poll=FakePoll(), serve=serve)  # the real digest.web.serve
         began = time.monotonic()
         assert d.run() == 1
         assert time.monotonic() - began < 5

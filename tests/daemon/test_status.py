@@ -10,8 +10,7 @@ from pathlib import Path
 
 from digest.config import load_settings
 from digest.daemon.lock import DaemonLock
-from digest.daemon.schedule import SendState
-from digest.daemon.service import SEND_STATE_KEY
+from digest.daemon.schedule import SEND_STATE_KEY, SendState
 from digest.daemon.status import collect_status, format_status
 from digest.models import Delivery, Feed, Issue, Subscriber
 from digest.storage import Database, utcnow

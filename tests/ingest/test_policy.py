@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from digest.ingest import policy
-from digest.ingest.policy import Existing, Merge, Outcome
+from digest.ingest.policy import Existing, Merge
+from digest.types import FeedStatus, Outcome
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -17,7 +18,7 @@ HOUR = timedelta(hours=1)
 
 @dataclass
 class State:
-    status: str = policy.NEW
+    status: FeedStatus = FeedStatus.NEW
     error_count: int = 0
     failing_since: datetime | None = None
     due_at: datetime | None = None
@@ -29,10 +30,10 @@ def rng() -> random.Random:
 
 
 def test_success_resets_errors_and_schedules_within_ten_percent() -> None:
-    state = State(policy.ERROR, error_count=3, failing_since=NOW - timedelta(days=2))
-    h = policy.next_health(state, Outcome(policy.OK, 200), NOW, HOUR, rng())
+    state = State(FeedStatus.ERROR, error_count=3, failing_since=NOW - timedelta(days=2))
+    h = policy.next_health(state, Outcome(FeedStatus.OK, 200), NOW, HOUR, rng())
     assert (h.status, h.error_count, h.failing_since, h.next_fetch_at, h.last_error) == (
-        policy.OK,
+        FeedStatus.OK,
         0,
         None,
         None,
@@ -50,17 +51,19 @@ def test_schedule_is_jittered() -> None:
 
 
 def test_not_modified_is_healthy() -> None:
-    h = policy.next_health(State(policy.OK), Outcome(policy.NOT_MODIFIED, 304), NOW, HOUR, rng())
-    assert h.status == policy.NOT_MODIFIED and h.error_count == 0 and h.next_fetch_at is None
+    h = policy.next_health(
+        State(FeedStatus.OK), Outcome(FeedStatus.NOT_MODIFIED, 304), NOW, HOUR, rng()
+    )
+    assert h.status == FeedStatus.NOT_MODIFIED and h.error_count == 0 and h.next_fetch_at is None
 
 
 def test_errors_back_off_exponentially_and_are_capped_at_a_day() -> None:
-    state = State(policy.OK)
+    state = State(FeedStatus.OK)
     holds = []
     for _ in range(12):
         outcome = policy.outcome_for_status(500)
         h = policy.next_health(state, outcome, NOW, HOUR, rng())
-        assert h.status == policy.ERROR and h.last_error == "HTTP 500 Internal Server Error"
+        assert h.status == FeedStatus.ERROR and h.last_error == "HTTP 500 Internal Server Error"
         assert h.next_fetch_at is not None and h.due_at == h.next_fetch_at
         holds.append(h.next_fetch_at - NOW)
         state = State(h.status, h.error_count, h.failing_since, h.due_at, h.next_fetch_at)
@@ -75,45 +78,45 @@ def test_errors_back_off_exponentially_and_are_capped_at_a_day() -> None:
 def test_failing_since_is_kept_through_an_error_streak() -> None:
     since = NOW - timedelta(days=8)
     h = policy.next_health(
-        State(policy.ERROR, 5, since), policy.outcome_for_status(404), NOW, HOUR, rng()
+        State(FeedStatus.ERROR, 5, since), policy.outcome_for_status(404), NOW, HOUR, rng()
     )
     assert h.failing_since == since and h.error_count == 6
-    assert policy.is_long_failing(State(policy.ERROR, 6, since), NOW)
-    assert not policy.is_long_failing(State(policy.ERROR, 6, NOW - timedelta(days=6)), NOW)
-    assert not policy.is_long_failing(State(policy.OK), NOW)
+    assert policy.is_long_failing(State(FeedStatus.ERROR, 6, since), NOW)
+    assert not policy.is_long_failing(State(FeedStatus.ERROR, 6, NOW - timedelta(days=6)), NOW)
+    assert not policy.is_long_failing(State(FeedStatus.OK), NOW)
 
 
 def test_gone_is_the_only_permanent_stop() -> None:
-    h = policy.next_health(State(policy.OK), policy.outcome_for_status(410), NOW, HOUR, rng())
-    assert h.status == policy.GONE and h.next_fetch_at is None and h.due_at is None
+    h = policy.next_health(State(FeedStatus.OK), policy.outcome_for_status(410), NOW, HOUR, rng())
+    assert h.status == FeedStatus.GONE and h.next_fetch_at is None and h.due_at is None
     assert "410" in (h.last_error or "")
-    assert not policy.is_fetchable(State(policy.GONE), NOW + timedelta(days=365))
+    assert not policy.is_fetchable(State(FeedStatus.GONE), NOW + timedelta(days=365))
 
 
 def test_429_honours_retry_after() -> None:
     outcome = policy.outcome_for_status(429, NOW + timedelta(seconds=120))
-    h = policy.next_health(State(policy.OK), outcome, NOW, HOUR, rng())
-    assert h.status == policy.BACKOFF
+    h = policy.next_health(State(FeedStatus.OK), outcome, NOW, HOUR, rng())
+    assert h.status == FeedStatus.BACKOFF
     assert h.next_fetch_at == NOW + timedelta(seconds=120)
 
 
 def test_429_without_retry_after_backs_off_exponentially() -> None:
-    h = policy.next_health(State(policy.OK), policy.outcome_for_status(429), NOW, HOUR, rng())
-    assert h.status == policy.BACKOFF
+    h = policy.next_health(State(FeedStatus.OK), policy.outcome_for_status(429), NOW, HOUR, rng())
+    assert h.status == FeedStatus.BACKOFF
     assert h.next_fetch_at is not None
     assert timedelta(minutes=4) < h.next_fetch_at - NOW < timedelta(minutes=6)
 
 
 def test_503_with_retry_after_is_a_backoff_and_retry_after_is_capped() -> None:
     outcome = policy.outcome_for_status(503, NOW + timedelta(days=60))
-    h = policy.next_health(State(policy.OK), outcome, NOW, HOUR, rng())
-    assert h.status == policy.BACKOFF and h.next_fetch_at == NOW + timedelta(days=7)
+    h = policy.next_health(State(FeedStatus.OK), outcome, NOW, HOUR, rng())
+    assert h.status == FeedStatus.BACKOFF and h.next_fetch_at == NOW + timedelta(days=7)
 
 
 def test_retry_after_on_a_404_is_ignored() -> None:
     outcome = policy.outcome_for_status(404, NOW + timedelta(days=3))
-    h = policy.next_health(State(policy.OK), outcome, NOW, HOUR, rng())
-    assert h.status == policy.ERROR
+    h = policy.next_health(State(FeedStatus.OK), outcome, NOW, HOUR, rng())
+    assert h.status == FeedStatus.ERROR
     assert h.next_fetch_at is not None and h.next_fetch_at - NOW < timedelta(minutes=6)
 
 
@@ -138,17 +141,17 @@ def test_parse_retry_after(value: str | None, expected: datetime | None) -> None
 
 def test_retry_after_zero_still_holds_a_minute() -> None:
     outcome = policy.outcome_for_status(429, NOW)
-    h = policy.next_health(State(policy.OK), outcome, NOW, HOUR, rng())
+    h = policy.next_health(State(FeedStatus.OK), outcome, NOW, HOUR, rng())
     assert h.next_fetch_at == NOW + timedelta(minutes=1)
 
 
 def test_is_fetchable() -> None:
     assert policy.is_fetchable(State(), NOW)
     assert policy.is_fetchable(State(), NOW, due_only=True)
-    held = State(policy.ERROR, next_fetch_at=NOW + timedelta(minutes=1))
+    held = State(FeedStatus.ERROR, next_fetch_at=NOW + timedelta(minutes=1))
     assert not policy.is_fetchable(held, NOW)
     assert policy.is_fetchable(held, NOW + timedelta(minutes=2))
-    later = State(policy.OK, due_at=NOW + HOUR)
+    later = State(FeedStatus.OK, due_at=NOW + HOUR)
     assert policy.is_fetchable(later, NOW)  # a manual poll ignores the schedule
     assert not policy.is_fetchable(later, NOW, due_only=True)
     assert policy.is_fetchable(later, NOW + HOUR, due_only=True)

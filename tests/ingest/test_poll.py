@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from digest.config import Settings
-from digest.ingest import policy
+from digest.feedlist.opml import read_opml
 from digest.ingest import poll as poll_module
 from digest.ingest import worker as parse_rows
 from digest.ingest.feedsync import sync_feeds
@@ -20,7 +20,7 @@ from digest.ingest.health import list_feeds
 from digest.ingest.poll import poll_feeds
 from digest.models import Feed, Fetch, Post
 from digest.storage import Database
-from digest.types import FeedSource
+from digest.types import FeedSource, FeedStatus
 from tests.poll_helpers import Item, atom, items, rss, write_opml
 from tests.servers import FeedServer, Request, Response
 
@@ -42,7 +42,7 @@ class Setup:
         )
 
     def poll(self, now: datetime = T0, **kw: Any) -> poll_module.PollSummary:
-        return poll_feeds(self.db, self.settings, now=now, **kw)
+        return poll_feeds(self.db, self.settings, read_opml(self.opml), now=now, **kw)
 
     def feed(self, path: str) -> Feed:
         with self.db.session() as s:
@@ -129,7 +129,7 @@ def test_first_poll_stores_every_post(env: Setup) -> None:
     assert post.from_first_poll and "Body of post 4" in post.text
     feed = env.feed("/atom")
     assert (feed.status, feed.section, feed.polled_once, feed.last_status_code) == (
-        policy.OK,
+        FeedStatus.OK,
         "systems",
         True,
         200,
@@ -215,7 +215,7 @@ def test_unchanged_body_is_not_parsed_again(env: Setup, monkeypatch: pytest.Monk
     summary = env.poll(T0 + timedelta(hours=1))
     assert len(calls) == 1 and len(env.http.hits("/f")) == 2
     assert (summary.not_modified, summary.new_posts) == (1, 0)
-    assert env.feed("/f").status == policy.NOT_MODIFIED
+    assert env.feed("/f").status == FeedStatus.NOT_MODIFIED
     with env.db.session() as s:
         assert [f.outcome for f in s.scalars(select(Fetch).order_by(Fetch.id))] == [
             "new",
@@ -245,7 +245,7 @@ def test_304_costs_no_parse_and_saves_new_validators(
     assert summary.not_modified == 1 and parsed == []
     feed = env.feed("/f")
     assert (feed.etag, feed.last_modified) == ('"v2"', "Mon, 02 Mar 2026 09:00:00 GMT")
-    assert feed.status == policy.NOT_MODIFIED and feed.last_status_code == 304
+    assert feed.status == FeedStatus.NOT_MODIFIED and feed.last_status_code == 304
     assert env.http.hits("/f")[1].headers["if-modified-since"] == "Mon, 02 Mar 2026 08:00:00 GMT"
 
 
@@ -278,7 +278,7 @@ def test_bad_bodies_get_readable_errors_and_the_others_go_on(env: Setup) -> None
     assert len(env.posts("/good")) == 3
     for path in ("/malformed", "/html"):
         feed = env.feed(path)
-        assert feed.status == policy.ERROR and feed.last_error
+        assert feed.status == FeedStatus.ERROR and feed.last_error
         assert "\n" not in feed.last_error and "Traceback" not in feed.last_error
         assert feed.etag is None and feed.body_hash is None  # a broken body is parsed again
     assert summary.errors >= 2
@@ -296,7 +296,7 @@ def test_410_marks_the_feed_gone_and_it_is_never_fetched_again(env: Setup) -> No
     summary = env.poll()
     assert summary.errors == 1
     feed = env.feed("/gone")
-    assert feed.status == policy.GONE and feed.last_status_code == 410
+    assert feed.status == FeedStatus.GONE and feed.last_status_code == 410
     env.poll(T0 + timedelta(days=30))
     assert len(env.http.hits("/gone")) == 1
     [row] = list_feeds(env.db, T0)
@@ -309,7 +309,7 @@ def test_errors_back_off_and_are_retried_later(env: Setup, code: int) -> None:
     env.feeds(("ML", "B", "/bad"))
     env.poll()
     feed = env.feed("/bad")
-    assert feed.status == policy.ERROR and feed.error_count == 1 and feed.failing_since == T0
+    assert feed.status == FeedStatus.ERROR and feed.error_count == 1 and feed.failing_since == T0
     assert feed.next_fetch_at is not None and feed.next_fetch_at > T0
     env.poll(T0 + timedelta(minutes=1))
     assert len(env.http.hits("/bad")) == 1  # held back
@@ -323,7 +323,7 @@ def test_errors_back_off_and_are_retried_later(env: Setup, code: int) -> None:
     env.http.route("/bad", Response(200, rss(1)))
     env.poll(T0 + timedelta(days=1, minutes=1))
     feed = env.feed("/bad")
-    assert (feed.status, feed.error_count, feed.failing_since) == (policy.OK, 0, None)
+    assert (feed.status, feed.error_count, feed.failing_since) == (FeedStatus.OK, 0, None)
 
 
 @pytest.mark.parametrize(
@@ -337,7 +337,7 @@ def test_429_is_not_fetched_before_retry_after(
     env.feeds(("ML", "B", "/busy"))
     env.poll()
     feed = env.feed("/busy")
-    assert feed.status == policy.BACKOFF and feed.next_fetch_at == T0 + hold
+    assert feed.status == FeedStatus.BACKOFF and feed.next_fetch_at == T0 + hold
     env.poll(T0 + hold - timedelta(seconds=1))
     assert len(env.http.hits("/busy")) == 1
     [row] = list_feeds(env.db, T0)
@@ -361,7 +361,7 @@ def test_503_with_retry_after(env: Setup) -> None:
     env.feeds(("ML", "D", "/down"))
     env.poll()
     feed = env.feed("/down")
-    assert feed.status == policy.BACKOFF and feed.next_fetch_at == T0 + timedelta(hours=1)
+    assert feed.status == FeedStatus.BACKOFF and feed.next_fetch_at == T0 + timedelta(hours=1)
 
 
 def test_301_updates_the_url_and_keeps_the_opml_identity(
@@ -452,14 +452,14 @@ def test_stop_drops_fetches_in_flight_unsaved(env: Setup) -> None:
     started = time.monotonic()
     summary = env.poll(stop=stop)
     assert time.monotonic() - started < 2
-    assert env.feed("/fast").status == policy.OK
+    assert env.feed("/fast").status == FeedStatus.OK
     slow = env.feed("/slow")
-    assert slow.status == policy.NEW and slow.last_fetched_at is None  # nothing half-written
+    assert slow.status == FeedStatus.NEW and slow.last_fetched_at is None  # nothing half-written
     assert summary.feeds == 1 and summary.skipped == 1
     # The next poll finishes the job.
     env.http.route("/slow", Response(200, rss(1)))
     env.poll(T0 + timedelta(minutes=1))
-    assert env.feed("/slow").status == policy.OK
+    assert env.feed("/slow").status == FeedStatus.OK
 
 
 def test_many_feeds_parse_in_worker_processes(env: Setup) -> None:
@@ -472,7 +472,7 @@ def test_many_feeds_parse_in_worker_processes(env: Setup) -> None:
     env.settings = env.settings.replace(feeds={"workers": 2})
     summary = env.poll()
     assert (summary.feeds, summary.new_posts, summary.errors) == (n + 1, 3 * n, 1)
-    assert env.feed("/page").status == policy.ERROR
+    assert env.feed("/page").status == FeedStatus.ERROR
 
 
 def test_a_parser_bug_costs_one_feed(env: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -524,29 +524,3 @@ def test_long_failing_feeds_are_flagged(env: Setup) -> None:
     [row] = list_feeds(env.db, T0 + timedelta(days=8))
     assert row.long_failing and "failing for 8 days" in row.health
     assert row.as_json()["error"] == "HTTP 500 Internal Server Error"
-
-
-def test_dispatcher_counts_a_platforms_blogs_as_one_host() -> None:
-    # Every *.github.io blog is served by GitHub Pages: they share its per-host slots.
-    urls = ["https://a.github.io/f", "https://b.github.io/f", "https://c.github.io/f"]
-    jobs = [poll_module.Job(i, url, None, None, None) for i, url in enumerate(urls)]
-    d = poll_module._Dispatcher(jobs, per_host=2, total=10)
-    assert [j.feed_id for j in d.take()] == [0, 1]
-    d.release(jobs[0].url)
-    assert [j.feed_id for j in d.take()] == [2]
-
-
-def test_dispatcher_gives_hosts_turns_within_both_caps() -> None:
-    jobs = [
-        poll_module.Job(i, f"https://{h}.example/{i}", None, None, None)
-        for i, h in enumerate("aaaabbc")
-    ]
-    d = poll_module._Dispatcher(jobs, per_host=2, total=4)
-    assert [j.feed_id for j in d.take()] == [0, 4, 6, 1]  # a, b, c, a: then the total is full
-    d.release(jobs[0].url)
-    assert [j.feed_id for j in d.take()] == [5]  # b's turn comes before a's
-    d.release(jobs[4].url)
-    assert [j.feed_id for j in d.take()] == [2]
-    d.close()
-    d.release(jobs[1].url)
-    assert list(d.take()) == [] and d.waiting == 1  # a stop: job 3 never starts

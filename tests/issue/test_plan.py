@@ -140,6 +140,7 @@ def test_sections_and_recorded_renders(db: Database) -> None:
 def test_the_preview_carries_a_feed_health_note(db: Database) -> None:
     feed = add_feed(db, "Broken blog")
     add_post(db, feed, "p", date=SAT - timedelta(1))
+    from digest.ingest.health import failing_note
     from digest.models import Feed
 
     with db.session() as s:
@@ -147,8 +148,8 @@ def test_the_preview_carries_a_feed_health_note(db: Database) -> None:
         assert row is not None
         row.failing_since, row.last_error = SAT - timedelta(days=9), "HTTP 500"
     plan = plan_issue(db, Settings(), SAT)
-    _, preview = render_plan(db, Settings(), plan, preview=True, now=SAT)
-    _, copy = render_plan(db, Settings(), plan, now=SAT)
+    _, preview = render_plan(db, Settings(), plan, health=failing_note(db, SAT))
+    _, copy = render_plan(db, Settings(), plan)
     assert "Broken blog: failing since" in preview.text and "HTTP 500" in preview.html
     assert "failing since" not in copy.text + copy.html
 

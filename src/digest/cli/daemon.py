@@ -28,6 +28,7 @@ def run(app: App) -> None:
     """
     from digest.daemon.service import Daemon
     from digest.feedlist.opml import read_opml
+    from digest.web import serve
 
     ctx = click.get_current_context()
     root = ctx.find_root()
@@ -36,7 +37,7 @@ def run(app: App) -> None:
         logging.getLogger("alembic").setLevel(logging.WARNING)  # "running upgrade" chatter
     settings = app.settings
     read_opml(settings.feeds.opml)  # a missing or broken feed list is fatal at start-up only
-    daemon = Daemon(app.db, settings)
+    daemon = Daemon(app.db, settings, serve=serve)
     code = daemon.run()
     app.close()
     if daemon.abandoned:

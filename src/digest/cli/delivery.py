@@ -11,6 +11,7 @@ import click
 from digest.cli import cli
 from digest.cli.context import App, pass_app
 from digest.errors import InputError
+from digest.types import SubscriberStatus
 
 
 @cli.group()
@@ -52,7 +53,7 @@ def subscribers_remove(app: App, email: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.option(
     "--status",
-    type=click.Choice(["active", "unsubscribed", "bounced"]),
+    type=click.Choice([str(s) for s in SubscriberStatus]),
     help="Only subscribers in this status.",
 )
 @pass_app
@@ -60,7 +61,7 @@ def subscribers_list(app: App, as_json: bool, status: str | None) -> None:
     """List subscribers: email, name, status (with when they left), sections."""
     from digest.delivery.subscribers import list_subscribers
 
-    rows = list_subscribers(app.db, status)
+    rows = list_subscribers(app.db, SubscriberStatus(status) if status else None)
     if as_json:
         click.echo(json.dumps([r.as_json() for r in rows], indent=2))
         return
@@ -69,7 +70,7 @@ def subscribers_list(app: App, as_json: bool, status: str | None) -> None:
         return
     width = max(len(r.email) for r in rows)
     for r in rows:
-        state = r.status
+        state = str(r.status)
         if r.unsubscribed_at is not None:
             state += f" {r.unsubscribed_at:%Y-%m-%d %H:%M} UTC"
         sections = ",".join(r.sections) if r.sections else "all"

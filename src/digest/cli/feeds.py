@@ -21,9 +21,10 @@ def poll(app: App, as_json: bool) -> None:
     recorded (see `digest feeds --errors`) and retried later with backoff; the exit status
     is 0 as long as the poll ran.
     """
+    from digest.feedlist.opml import read_opml
     from digest.ingest.poll import poll_feeds
 
-    summary = poll_feeds(app.db, app.settings)
+    summary = poll_feeds(app.db, app.settings, read_opml(app.settings.feeds.opml))
     if as_json:
         click.echo(json.dumps(summary.as_json()))
         return

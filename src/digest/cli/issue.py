@@ -94,9 +94,11 @@ def preview(
 def _build(
     db: Database, settings: Settings, plan: IssuePlan, fmt: str
 ) -> tuple[dict[str, object], str]:
+    from digest.ingest.health import failing_note
     from digest.issue.plan import render_plan
+    from digest.storage import utcnow
 
-    layout, rendered = render_plan(db, settings, plan, preview=True)
+    layout, rendered = render_plan(db, settings, plan, health=failing_note(db, utcnow()))
     if fmt != "eml":
         rendered = rendered.personal(_preview_unsubscribe(settings))
     summary: dict[str, object] = {

@@ -2,7 +2,8 @@
 
 Everything it must remember across restarts is in the database: each feed's next poll
 (``feeds.due_at``), the send state (``meta``, see schedule.SendState) and the lock that keeps
-one daemon per database. The decisions are in schedule.py; this module acts on them.
+one daemon per database. The decisions are in schedule.py; sends.py runs the sends; this
+module runs the jobs and the web thread, and stops them.
 """
 
 from __future__ import annotations
@@ -18,40 +19,27 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any, Protocol
 
-from sqlalchemy import select
-
-from digest.config import Settings, format_duration
+from digest.config import Settings
 from digest.daemon.lock import HEARTBEAT_EVERY, DaemonLock
-from digest.daemon.schedule import (
-    SendAction,
-    SendSchedule,
-    SendState,
-    decide_send,
-    first_state,
-    handled,
-    poll_tick,
-    spread_times,
-    start_spread,
-    started,
-)
+from digest.daemon.schedule import SendState, poll_tick, start_spread
+from digest.daemon.sends import SendFn, Sends
+from digest.daemon.status import show_time
+from digest.delivery.send import send_issue
 from digest.errors import DigestError
-from digest.ingest import policy
+from digest.feedlist.opml import read_opml
+from digest.ingest.feedstore import spread_overdue_polls
 from digest.ingest.health import list_feeds
-from digest.ingest.poll import PollSummary
-from digest.models import Feed
+from digest.ingest.poll import PollSummary, poll_feeds
+from digest.settingvalues import format_duration
 from digest.storage import Database, utcnow
 
 log = logging.getLogger(__name__)
 
-SEND_STATE_KEY = "daemon_send_state"
 # SIGTERM to exit must take under 10 s: running work gets this long, then it is abandoned.
 STOP_DEADLINE_S = 7.0
 WEB_STOP_S = 1.5
-SEND_RETRY_AFTER = timedelta(minutes=5)
 REPEAT_ERROR_AFTER = timedelta(minutes=10)
 HEALTH_REPORT_EVERY = timedelta(days=1)
-# Sends run back to back in one check at most this many times (a resume, then a missed one).
-MAX_SENDS_PER_CHECK = 4
 
 
 class PollFn(Protocol):
@@ -65,29 +53,30 @@ class PollFn(Protocol):
     ) -> PollSummary: ...
 
 
-class SendFn(Protocol):
-    def __call__(
-        self,
-        db: Database,
-        settings: Settings,
-        *,
-        as_of: datetime | None = ...,
-        stop: threading.Event | None = ...,
-    ) -> Any: ...
-
-
 class ServeFn(Protocol):
     def __call__(
         self, db: Database, settings: Settings, *, stop: threading.Event | None = ...
     ) -> None: ...
 
 
+def poll_listed(
+    db: Database,
+    settings: Settings,
+    *,
+    due_only: bool = False,
+    stop: threading.Event | None = None,
+) -> PollSummary:
+    """One poll of the feeds the OPML file lists now (read every round: edits take effect)."""
+    sources = read_opml(settings.feeds.opml)
+    return poll_feeds(db, settings, sources, due_only=due_only, stop=stop)
+
+
 class Daemon:
     """One `digest run`: the lock, the scheduler and its jobs, the web thread, and shutdown.
 
-    ``poll``, ``send`` and ``serve`` default to digest.ingest.poll.poll_feeds,
-    digest.delivery.send.send_issue and digest.web.serve (the last two imported when first
-    needed); tests pass fakes.
+    ``poll`` and ``send`` default to poll_listed and digest.delivery.send.send_issue; ``serve``
+    (the web endpoint, an edge above the daemon) is given by the CLI, and without it
+    web.enabled serves nothing. Tests pass fakes.
     """
 
     def __init__(
@@ -95,8 +84,8 @@ class Daemon:
         db: Database,
         settings: Settings,
         *,
-        poll: PollFn | None = None,
-        send: SendFn | None = None,
+        poll: PollFn = poll_listed,
+        send: SendFn = send_issue,
         serve: ServeFn | None = None,
         stop: threading.Event | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -104,27 +93,31 @@ class Daemon:
     ) -> None:
         self.db = db
         self.settings = settings
-        self.schedule = SendSchedule.from_settings(settings)
         self.stop = stop or threading.Event()
         self.clock = clock
         self.rng = rng or random.Random()
         self.lock = DaemonLock(db)
-        self.retry_after = SEND_RETRY_AFTER
+        self.sends = Sends(
+            db,
+            settings,
+            send,
+            stop=self.stop,
+            clock=clock,
+            report_error=self._log_error,
+            retry=self._retry_sends,
+        )
         self.exit_code = 0
         # Work still running at the stop deadline: the caller must exit without joining threads.
         self.abandoned = False
         self._poll = poll
-        self._send = send
         self._serve = serve
         self._scheduler: Any = None
         self._web: threading.Thread | None = None
         self._web_error: BaseException | None = None
         self._running = 0
         self._running_cond = threading.Condition()
-        self._send_lock = threading.Lock()
         self._last_errors: dict[str, tuple[str, datetime]] = {}
         self._last_health: datetime | None = None
-        self._started_at = clock()
         self._ready = threading.Event()
 
     # --- life cycle ------------------------------------------------------------------------
@@ -157,10 +150,10 @@ class Daemon:
         from apscheduler.triggers.interval import IntervalTrigger
 
         now = self.clock()
-        self._started_at = now
+        self.sends.started_at = now
         interval = self.settings.feeds.poll_interval
         spread = spread_overdue_polls(self.db, now, start_spread(interval), self.rng)
-        state = self._load_state(now)
+        state = self.sends.state(now)
         self._start_web()
         scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -178,7 +171,7 @@ class Daemon:
         # The send job fires at each send time, and once at start-up for a missed send.
         scheduler.add_job(
             self._job("send", self.check_sends),
-            self.schedule.trigger,
+            self.sends.schedule.trigger,
             id="send",
             next_run_time=started_at,
         )
@@ -193,14 +186,15 @@ class Daemon:
 
     def _log_start(self, tick: timedelta, spread: int, state: SendState) -> None:
         settings = self.settings
-        next_send = self.schedule.next_after(self.clock())
+        schedule = self.sends.schedule
+        next_send = schedule.next_after(self.clock())
         log.info(
             "digest daemon started: polling every %s (due feeds checked every %s), "
             "sending at %s, next send %s",
             format_duration(settings.feeds.poll_interval),
             format_duration(tick),
-            self.schedule.describe(),
-            _show(next_send, settings.newsletter.timezone),
+            schedule.describe(),
+            show_time(next_send, settings.newsletter.timezone),
             extra={
                 "fields": {
                     "event": "start",
@@ -326,8 +320,7 @@ class Daemon:
         log.error("%s: %s", job, message, extra={"fields": {"event": job, "error": message}})
 
     def _poll_round(self) -> None:
-        poll = self._poll or _real_poll()
-        summary = poll(self.db, self.settings, due_only=True, stop=self.stop)
+        summary = self._poll(self.db, self.settings, due_only=True, stop=self.stop)
         fields = {"event": "poll", **summary.as_json(), "elapsed_s": round(summary.elapsed_s, 2)}
         if summary.feeds:
             log.info("poll round: %s", summary.line(), extra={"fields": fields})
@@ -368,112 +361,26 @@ class Daemon:
     # --- sends -----------------------------------------------------------------------------
 
     def check_sends(self) -> None:
-        """Run the send that is due, if any: on schedule, missed while down, or interrupted."""
-        # The scheduled job and a retry may meet; one check at a time, and it loops.
-        if not self._send_lock.acquire(blocking=False):
-            return
-        try:
-            for _ in range(MAX_SENDS_PER_CHECK):
-                if self.stop.is_set():
-                    return
-                now = self.clock()
-                state = self._load_state(now)
-                latest = self.schedule.latest_until(now)
-                action = decide_send(now, state, latest, self.settings.newsletter.send_grace)
-                if action is None:
-                    return
-                if action.kind == "skip":
-                    self._skip(action, state)
-                elif not self._send_one(action, state):
-                    return
-        finally:
-            self._send_lock.release()
+        """Run the send that is due, if any (see sends.Sends.check)."""
+        self.sends.check()
 
-    def _skip(self, action: SendAction, state: SendState) -> None:
-        self._save_state(handled(state, action.due))
-        what = "the interrupted send" if action.resume else "the send"
-        log.warning(
-            "skipping %s due %s: more than newsletter.send_grace (%s) ago",
-            what,
-            _show(action.due, self.settings.newsletter.timezone),
-            format_duration(self.settings.newsletter.send_grace),
-            extra={"fields": {"event": "send_skipped", "due": action.due.isoformat()}},
-        )
-
-    def _send_one(self, action: SendAction, state: SendState) -> bool:
-        """Send the issue due at ``action.due``; True when it is done."""
-        send = self._send or _real_send()
-        if send is None:
-            self._log_error(
-                "send", "sending is not available: this build has no digest.delivery.send"
-            )
-            return False
-        zone = self.settings.newsletter.timezone
-        if action.resume:
-            log.info("send: resuming the interrupted send due %s", _show(action.due, zone))
-        elif action.due < self._started_at:
-            log.info(
-                "send: the send due %s was missed while down; sending now", _show(action.due, zone)
-            )
-        self._save_state(started(state, action.due))
-        try:
-            summary = send(self.db, self.settings, as_of=action.due, stop=self.stop)
-        except Exception as e:
-            if not isinstance(e, DigestError):
-                log.exception("send failed unexpectedly")
-            self._retry_send(action.due, str(e) or type(e).__name__)
-            return False
-        if not _complete(summary) and self.stop.is_set():
-            log.info("send: stopped part-way; the next start completes it")
-            return False
-        if not _complete(summary):
-            self._retry_send(action.due, "some deliveries are not done yet")
-            return False
-        self._save_state(handled(state, action.due))
-        self._log_send(action.due, summary)
-        return True
-
-    def _retry_send(self, due: datetime, error: str) -> None:
+    def _retry_sends(self, after: timedelta) -> None:
         from apscheduler.triggers.date import DateTrigger
 
-        when = format_duration(self.retry_after)
-        self._log_error(
-            "send", f"the send due {due:%Y-%m-%d %H:%M} UTC failed: {error}; retry in {when}"
-        )
         if self._scheduler is None or self.stop.is_set():
             return
         self._scheduler.add_job(
             self._job("send", self.check_sends),
-            DateTrigger(run_date=datetime.now(UTC) + self.retry_after, timezone=UTC),
+            DateTrigger(run_date=datetime.now(UTC) + after, timezone=UTC),
             id="send-retry",
             replace_existing=True,
         )
 
-    def _log_send(self, due: datetime, summary: Any) -> None:
-        fields = {"event": "send", "due": due.isoformat(), **_as_fields(summary)}
-        line = summary.line() if callable(getattr(summary, "line", None)) else str(summary)
-        zone = self.settings.newsletter.timezone
-        log.info("send due %s: %s", _show(due, zone), line, extra={"fields": fields})
-
-    def _load_state(self, now: datetime) -> SendState:
-        state = SendState.from_json(self.db.get_meta(SEND_STATE_KEY))
-        if state is None:
-            # A database the daemon never ran on: sends start with the next send time.
-            state = first_state(now, self.schedule.latest_until(now))
-            self._save_state(state)
-        return state
-
-    def _save_state(self, state: SendState) -> None:
-        self.db.set_meta(SEND_STATE_KEY, state.to_json())
-
     # --- the web endpoint ------------------------------------------------------------------
 
     def _start_web(self) -> None:
-        if not self.settings.web.enabled:
-            return
-        serve = self._serve or _real_serve()
-        if serve is None:
-            log.warning("no web endpoint in this build (digest.web is missing): not serving")
+        serve = self._serve
+        if not self.settings.web.enabled or serve is None:
             return
 
         def target() -> None:
@@ -485,73 +392,3 @@ class Daemon:
         # serve() logs where it listens; a port it cannot take ends the thread (see _wait).
         self._web = threading.Thread(target=target, name="digest-web", daemon=True)
         self._web.start()
-
-
-def spread_overdue_polls(
-    db: Database, now: datetime, window: timedelta, rng: random.Random | None = None
-) -> int:
-    """Spread the polls that fell due while no daemon ran over ``window``, longest waiting first.
-
-    Feeds never polled stay due at once: a new feed's posts are wanted now.
-    """
-    with db.session() as s:
-        feeds = list(
-            s.scalars(
-                select(Feed)
-                .where(Feed.active.is_(True), Feed.polled_once.is_(True))
-                .where(Feed.status != policy.GONE, Feed.due_at.is_not(None), Feed.due_at <= now)
-                .order_by(Feed.due_at, Feed.id)
-            )
-        )
-        for feed, when in zip(feeds, spread_times(len(feeds), now, window, rng), strict=True):
-            feed.due_at = when
-    return len(feeds)
-
-
-def _complete(summary: Any) -> bool:
-    """Did the send finish every delivery? (A stop or transient failures leave some for later.)"""
-    data = _as_fields(summary)
-    if data.get("interrupted") or data.get("stopped") or data.get("aborted"):
-        return False
-    return not data.get("pending")
-
-
-def _as_fields(summary: Any) -> dict[str, Any]:
-    as_json = getattr(summary, "as_json", None)
-    data = as_json() if callable(as_json) else None
-    return dict(data) if isinstance(data, dict) else {}
-
-
-def _real_poll() -> PollFn:
-    from digest.ingest.poll import poll_feeds
-
-    return poll_feeds
-
-
-def _real_send() -> SendFn | None:
-    # Until the delivery part lands, the daemon polls and logs that it cannot send.
-    try:
-        from digest.delivery.send import send_issue  # type: ignore[import-not-found, unused-ignore]
-    except ModuleNotFoundError as e:
-        if e.name != "digest.delivery.send":
-            raise
-        return None
-    return send_issue  # type: ignore[no-any-return, unused-ignore]
-
-
-def _real_serve() -> ServeFn | None:
-    try:
-        from digest.web import serve  # type: ignore[import-not-found, unused-ignore]
-    except ModuleNotFoundError as e:
-        if e.name != "digest.web":
-            raise
-        return None
-    return serve  # type: ignore[no-any-return, unused-ignore]
-
-
-def _show(value: datetime | None, zone: str) -> str:
-    if value is None:
-        return "never"
-    from zoneinfo import ZoneInfo
-
-    return value.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")

@@ -10,13 +10,13 @@ from sqlalchemy import func, select
 
 from digest.config import Settings
 from digest.daemon.lock import holder_alive, read_holder
-from digest.daemon.schedule import SendSchedule, SendState, decide_send
-from digest.daemon.service import SEND_STATE_KEY
+from digest.daemon.schedule import SEND_STATE_KEY, SendState, decide_send
+from digest.delivery.subscribers import count_by_status
 from digest.ingest import policy
-from digest.models import Delivery, Feed, Issue, Subscriber
+from digest.issue.sendtimes import SendSchedule
+from digest.models import Delivery, Feed, Issue
 from digest.storage import Database
-
-SUBSCRIBER_STATUSES = ("active", "unsubscribed", "bounced")
+from digest.types import DeliveryStatus, FeedStatus
 
 
 def collect_status(db: Database, settings: Settings, now: datetime) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def collect_status(db: Database, settings: Settings, now: datetime) -> dict[str,
         "last_issue": last_issue(db),
         "feeds": feed_counts(db),
         "feeds_in_error": feeds_in_error(db, now),
-        "subscribers": subscribers_by_status(db),
+        "subscribers": count_by_status(db),
     }
 
 
@@ -55,7 +55,7 @@ def next_poll(db: Database, now: datetime) -> datetime | None:
     with db.session() as s:
         rows = s.execute(
             select(Feed.due_at, Feed.next_fetch_at).where(
-                Feed.active.is_(True), Feed.status != policy.GONE
+                Feed.active.is_(True), Feed.status != FeedStatus.GONE
             )
         ).all()
     times = [max(t for t in (due, hold, now) if t is not None) for due, hold in rows]
@@ -90,7 +90,7 @@ def last_issue(db: Database) -> dict[str, Any] | None:
             .where(Delivery.issue_id == issue.id)
             .group_by(Delivery.status)
         ).all()
-    counts: dict[str, int] = {status: n for status, n in rows}
+    counts: dict[DeliveryStatus, int] = {status: n for status, n in rows}
     return {
         "number": issue.number,
         "created_at": issue.created_at.isoformat(),
@@ -98,9 +98,9 @@ def last_issue(db: Database) -> dict[str, Any] | None:
         "status": issue.status,
         "posts": issue.post_count,
         "subject": issue.subject,
-        "delivered": counts.get("sent", 0),
-        "failed": counts.get("failed", 0),
-        "pending": counts.get("pending", 0) + counts.get("sending", 0),
+        "delivered": counts.get(DeliveryStatus.SENT, 0),
+        "failed": counts.get(DeliveryStatus.FAILED, 0),
+        "pending": counts.get(DeliveryStatus.PENDING, 0) + counts.get(DeliveryStatus.SENDING, 0),
     }
 
 
@@ -129,14 +129,6 @@ def feed_counts(db: Database) -> dict[str, int]:
         rows = s.execute(select(Feed.active, func.count()).group_by(Feed.active)).all()
     by_flag = {bool(active): n for active, n in rows}
     return {"active": by_flag.get(True, 0), "inactive": by_flag.get(False, 0)}
-
-
-def subscribers_by_status(db: Database) -> dict[str, int]:
-    with db.session() as s:
-        rows = s.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all()
-    counts = dict.fromkeys(SUBSCRIBER_STATUSES, 0)
-    counts.update({status: n for status, n in rows})
-    return counts
 
 
 def format_status(status: dict[str, Any], zone: str) -> list[str]:
@@ -198,6 +190,11 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _local(value: str | None, zone: str) -> str:
-    if not value:
-        return ""
-    return datetime.fromisoformat(value).astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
+    return show_time(datetime.fromisoformat(value), zone) if value else ""
+
+
+def show_time(value: datetime | None, zone: str) -> str:
+    """A time as the daemon's log and `digest status` show it: in the newsletter's zone."""
+    if value is None:
+        return "never"
+    return value.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")

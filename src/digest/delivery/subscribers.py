@@ -17,10 +17,8 @@ from digest.delivery.tokens import check_token, token_id
 from digest.errors import InputError
 from digest.models import Subscriber
 from digest.storage import Database, utcnow
-from digest.types import SECTION_ORDER
+from digest.types import SECTION_ORDER, SubscriberStatus
 
-ACTIVE, UNSUBSCRIBED, BOUNCED = "active", "unsubscribed", "bounced"
-STATUSES = (ACTIVE, UNSUBSCRIBED, BOUNCED)
 # Hard failures (5xx) in a row, across issues, after which we stop mailing an address.
 BOUNCE_AFTER = 3
 # Line breaks end a mail header; with them an "address" could add a Bcc: of its own.
@@ -36,7 +34,7 @@ class SubscriberInfo:
     id: int
     email: str
     name: str | None
-    status: str
+    status: SubscriberStatus
     sections: tuple[str, ...] | None  # None: every section
     created_at: datetime
     unsubscribed_at: datetime | None
@@ -146,14 +144,18 @@ def add_subscriber(
         row = s.scalars(select(Subscriber).where(Subscriber.email == address)).one_or_none()
         if row is None:
             row = Subscriber(
-                email=address, name=name, status=ACTIVE, sections=stored_sections, created_at=now
+                email=address,
+                name=name,
+                status=SubscriberStatus.ACTIVE,
+                sections=stored_sections,
+                created_at=now,
             )
             row.hard_bounces = 0
             s.add(row)
             s.flush()
             return _info(row), "added"
-        outcome = "updated" if row.status == ACTIVE else "resubscribed"
-        row.status, row.unsubscribed_at, row.hard_bounces = ACTIVE, None, 0
+        outcome = "updated" if row.status == SubscriberStatus.ACTIVE else "resubscribed"
+        row.status, row.unsubscribed_at, row.hard_bounces = SubscriberStatus.ACTIVE, None, 0
         if name is not None:
             row.name = name
         if sections is not None:
@@ -173,7 +175,7 @@ def remove_subscriber(db: Database, email: str) -> SubscriberInfo:
         return info
 
 
-def list_subscribers(db: Database, status: str | None = None) -> list[SubscriberInfo]:
+def list_subscribers(db: Database, status: SubscriberStatus | None = None) -> list[SubscriberInfo]:
     with db.session() as s:
         query = select(Subscriber).order_by(Subscriber.email)
         if status:
@@ -182,10 +184,11 @@ def list_subscribers(db: Database, status: str | None = None) -> list[Subscriber
 
 
 def count_by_status(db: Database) -> dict[str, int]:
+    """Subscribers in each status (every status named, zeros included), for `digest status`."""
     with db.session() as s:
         rows = s.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status))
-        counts = {status: 0 for status in STATUSES}
-        counts.update({status: n for status, n in rows})
+        counts = dict.fromkeys(map(str, SubscriberStatus), 0)
+        counts.update({str(status): n for status, n in rows})
         return counts
 
 
@@ -221,7 +224,7 @@ def import_subscribers(
                 Subscriber(
                     email=address,
                     name=name or None,
-                    status=ACTIVE,
+                    status=SubscriberStatus.ACTIVE,
                     sections=row_sections,
                     created_at=now,
                     hard_bounces=0,
@@ -261,9 +264,9 @@ def unsubscribe(db: Database, subscriber_id: int, *, now: datetime | None = None
     """Mark a subscriber unsubscribed; False when already not active or unknown."""
     with db.session() as s:
         row = s.get(Subscriber, subscriber_id)
-        if row is None or row.status == UNSUBSCRIBED:
+        if row is None or row.status == SubscriberStatus.UNSUBSCRIBED:
             return False
-        row.status, row.unsubscribed_at = UNSUBSCRIBED, now or utcnow()
+        row.status, row.unsubscribed_at = SubscriberStatus.UNSUBSCRIBED, now or utcnow()
         return True
 
 

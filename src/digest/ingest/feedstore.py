@@ -8,6 +8,7 @@ consistent database and the next poll finishes the job.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,17 +16,25 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
 
+from digest import columns as width
+from digest.columns import fit
 from digest.errors import StorageError
 from digest.ingest import policy
-from digest.ingest.worker import POST_COLUMNS, ParsedFeed, fit
 from digest.models import FEEDS, FETCHES, POSTS, Fetch
 from digest.storage import Database
-from digest.types import FetchedFeed
+from digest.types import (
+    POST_COLUMNS,
+    FeedJob,
+    FeedResult,
+    FeedStatus,
+    FetchedFeed,
+    FetchOutcome,
+    Outcome,
+)
 
 log = logging.getLogger(__name__)
 
-FETCH_HISTORY = timedelta(days=14)
-# What choosing the feeds to fetch reads (the policy's FeedState, and a Job's fields).
+# What choosing the feeds to fetch reads (the policy's FeedState, and a FeedJob's fields).
 JOB_STATE = tuple(
     FEEDS.c[n]
     for n in (
@@ -44,34 +53,10 @@ JOB_STATE = tuple(
 PRUNE_EVERY = timedelta(days=1)
 
 
-@dataclass(frozen=True)
-class Job:
-    """A snapshot of what fetching one feed needs, taken before the poll starts."""
-
-    feed_id: int
-    url: str
-    etag: str | None
-    last_modified: str | None
-    body_hash: str | None
-
-
-@dataclass(frozen=True)
-class FeedResult:
-    """One feed's fetch, classified and (when its body changed) parsed, ready to store."""
-
-    job: Job
-    outcome: policy.Outcome
-    fetch_outcome: str  # new | not_modified | unchanged | error (Fetch.outcome)
-    fetched: FetchedFeed | None = None
-    data: ParsedFeed | None = None
-    body_hash: str | None = None
-    nbytes: int = 0  # size of the body; the body itself is dropped once hashed or parsed
-
-
 # --- selecting ---------------------------------------------------------------------------
 
 
-def select_jobs(db: Database, now: datetime, due_only: bool) -> tuple[list[Job], int]:
+def select_jobs(db: Database, now: datetime, due_only: bool) -> tuple[list[FeedJob], int]:
     """The active feeds that may be fetched now, longest waiting first; and how many may not."""
     with db.session() as s:
         rows = s.connection().execute(select(*JOB_STATE).where(FEEDS.c.active.is_(True)))
@@ -79,7 +64,7 @@ def select_jobs(db: Database, now: datetime, due_only: bool) -> tuple[list[Job],
     fetchable = sorted(
         (f for f in feeds if policy.is_fetchable(f, now, due_only)), key=policy.fetch_order
     )
-    jobs = [Job(f.id, f.url, f.etag, f.last_modified, f.body_hash) for f in fetchable]
+    jobs = [FeedJob(f.id, f.url, f.etag, f.last_modified, f.body_hash) for f in fetchable]
     return jobs, len(feeds) - len(jobs)
 
 
@@ -167,9 +152,8 @@ def store_result(
         return store_results(db, [result], now, poll_interval)[0]
     except StorageError as e:
         log.warning("feed %s: %s", result.job.url, e)
-        failed = FeedResult(
-            result.job, policy.Outcome(policy.ERROR, None, f"cannot store: {e}"), "error"
-        )
+        outcome = Outcome(FeedStatus.ERROR, None, f"cannot store: {e}")
+        failed = FeedResult(result.job, outcome, FetchOutcome.ERROR)
         return store_results(db, [failed], now, poll_interval)[0]
 
 
@@ -187,10 +171,10 @@ def _store(
     values: dict[str, Any] = {name: getattr(feed, name) for name in FEED_WRITES}
     values.update(vars(health), feed_id_=feed.id, last_fetched_at=now)
     moved = fetched.permanent_redirect if fetched is not None else None
-    if moved and moved != feed.url and len(moved) <= 2048:
+    if moved and moved != feed.url and len(moved) <= width.URL:
         log.warning("feed moved permanently: %s -> %s", feed.url, moved)
         values["url"] = moved
-    if outcome.status in (policy.OK, policy.NOT_MODIFIED):
+    if outcome.status in policy.HEALTHY:
         values["last_success_at"] = now
         if fetched is not None:
             values.update(_validators(feed, fetched))
@@ -203,15 +187,15 @@ def _store(
         values["title"] = feed.title or data.title
         values["site_url"] = feed.site_url or data.site_url
         values["last_warning"] = data.warning
-    if outcome.status != policy.OK and outcome.status != policy.NOT_MODIFIED:
+    if outcome.status not in policy.HEALTHY:
         log.info("feed %s: %s", feed.url, outcome.error)
     return values, new, updated
 
 
 def _validators(feed: Row[Any], fetched: FetchedFeed) -> dict[str, str | None]:
     etag, modified = (
-        fit(fetched.etag, 1024, cut=False),
-        fit(fetched.last_modified, 128, cut=False),
+        fit(fetched.etag, width.ETAG, cut=False),
+        fit(fetched.last_modified, width.LAST_MODIFIED, cut=False),
     )
     if fetched.not_modified:
         # A 304 may repeat or renew the validators; it never takes them away.
@@ -227,7 +211,7 @@ def _fetch_row(
     return {
         "feed_id": feed_id,
         "at": now,
-        "url": (fetched.final_url if fetched else feed_url)[:2048],
+        "url": (fetched.final_url if fetched else feed_url)[: width.URL],
         "status_code": outcome.status_code,
         "outcome": result.fetch_outcome,
         "new_posts": new,
@@ -305,5 +289,33 @@ def prune_fetches(db: Database, now: datetime) -> None:
     if last is not None and now - datetime.fromisoformat(last) < PRUNE_EVERY:
         return
     with db.session() as s:
-        s.execute(delete(Fetch).where(Fetch.at < now - FETCH_HISTORY))
+        s.execute(delete(Fetch).where(Fetch.at < now - policy.FETCH_HISTORY))
     db.set_meta("fetches_pruned_at", now.isoformat())
+
+
+# --- the daemon's schedule -----------------------------------------------------------------
+
+
+def spread_overdue_polls(
+    db: Database, now: datetime, window: timedelta, rng: random.Random | None = None
+) -> int:
+    """Spread the polls that fell due while no daemon ran over ``window``, longest waiting
+    first; how many there were. Feeds never polled stay due at once: a new feed's posts are
+    wanted now."""
+    overdue = (
+        select(FEEDS.c.id)
+        .where(FEEDS.c.active.is_(True), FEEDS.c.polled_once.is_(True))
+        .where(FEEDS.c.status != FeedStatus.GONE, FEEDS.c.due_at.is_not(None))
+        .where(FEEDS.c.due_at <= now)
+        .order_by(FEEDS.c.due_at, FEEDS.c.id)
+    )
+    move = update(FEEDS).where(FEEDS.c.id == bindparam("feed_id_")).values(due_at=bindparam("at"))
+    with db.session() as s:
+        conn = s.connection()
+        ids = list(conn.execute(overdue).scalars())
+        times = policy.spread_times(len(ids), now, window, rng)
+        if ids:
+            conn.execute(
+                move, [{"feed_id_": i, "at": at} for i, at in zip(ids, times, strict=True)]
+            )
+    return len(ids)

@@ -9,11 +9,11 @@ from typing import Any
 
 from sqlalchemy import Row, bindparam, insert, select, update
 
-from digest.ingest import policy
-from digest.ingest.worker import fit
+from digest import columns as width
+from digest.columns import fit
 from digest.models import FEEDS
 from digest.storage import Database
-from digest.types import FeedSource, section_for
+from digest.types import FeedSource, FeedStatus, section_for
 
 # What the OPML file decides about a feed; what syncing reads.
 SYNCED_FROM_FILE = ("title", "site_url", "category", "section")
@@ -52,7 +52,7 @@ def sync_feeds(db: Database, sources: Iterable[FeedSource], now: datetime) -> Sy
         updates: list[dict[str, Any]] = []
         for src in sources:
             url = src.url.strip()
-            if url in seen or len(url) > 2048:
+            if url in seen or len(url) > width.URL:
                 continue
             seen.add(url)
             feed = feeds.get(url)
@@ -81,13 +81,13 @@ def _new_feed(src: FeedSource, url: str, now: datetime) -> dict[str, Any]:
     return {
         "source_url": url,
         "url": url,
-        "title": fit(src.title, 512),
-        "site_url": fit(src.site_url, 2048, cut=False),
-        "category": fit(src.category, 512),
+        "title": fit(src.title, width.NAME),
+        "site_url": fit(src.site_url, width.URL, cut=False),
+        "category": fit(src.category, width.NAME),
         "section": section_for(src.category),
         "active": True,
         "added_at": now,
-        "status": policy.NEW,
+        "status": FeedStatus.NEW,
         "error_count": 0,
         "polled_once": False,
     }
@@ -100,8 +100,8 @@ def _synced_values(feed: Row[Any]) -> dict[str, Any]:
 def _follow_source(feed: Row[Any], src: FeedSource) -> dict[str, Any]:
     """The values the file gives the feed (a file without a title or site keeps the feed's)."""
     return {
-        "title": fit(src.title, 512) if src.title else feed.title,
-        "site_url": fit(src.site_url, 2048, cut=False) if src.site_url else feed.site_url,
-        "category": fit(src.category, 512),
+        "title": fit(src.title, width.NAME) if src.title else feed.title,
+        "site_url": fit(src.site_url, width.URL, cut=False) if src.site_url else feed.site_url,
+        "category": fit(src.category, width.NAME),
         "section": section_for(src.category),
     }

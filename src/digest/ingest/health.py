@@ -1,4 +1,4 @@
-"""Feed health as `digest feeds` and the daemon report it."""
+"""Feed health as `digest feeds`, the daemon's log and the preview's note report it."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from digest.ingest import policy
-from digest.ingest.feedstore import FETCH_HISTORY
 from digest.models import Feed, Fetch, Post
 from digest.storage import Database, utcnow
+from digest.types import FeedStatus, FetchOutcome
 
 
 def post_counts(s: Session) -> dict[int, int]:
@@ -40,16 +40,16 @@ class FetchStats:
 def fetch_stats(s: Session, since: datetime) -> dict[int, FetchStats]:
     """FetchStats per feed id, from the Fetch rows since ``since``."""
 
-    def count(outcome: str) -> Any:
+    def count(outcome: FetchOutcome) -> Any:
         return func.sum(case((Fetch.outcome == outcome, 1), else_=0))
 
     rows = s.execute(
         select(
             Fetch.feed_id,
             func.count(),
-            count("not_modified"),
-            count("unchanged"),
-            count("error"),
+            count(FetchOutcome.NOT_MODIFIED),
+            count(FetchOutcome.UNCHANGED),
+            count(FetchOutcome.ERROR),
             func.sum(Fetch.bytes),
             func.avg(Fetch.elapsed_ms),
         )
@@ -74,7 +74,7 @@ class FeedHealth:
     title: str | None
     section: str
     active: bool
-    status: str
+    status: FeedStatus
     health: str  # the status in words, e.g. "backing off until 2026-11-22 15:00 UTC"
     last_status_code: int | None
     error: str | None
@@ -120,7 +120,7 @@ def list_feeds(db: Database, now: datetime | None = None) -> list[FeedHealth]:
     """Every feed with its health and post count, active ones first, by section and title."""
     now = now or utcnow()
     with db.session() as s:
-        counts, stats = post_counts(s), fetch_stats(s, now - FETCH_HISTORY)
+        counts, stats = post_counts(s), fetch_stats(s, now - policy.FETCH_HISTORY)
         feeds = list(s.scalars(select(Feed)))
         rows = [_health_row(f, counts.get(f.id, 0), stats.get(f.id), now) for f in feeds]
     return sorted(rows, key=lambda r: (not r.active, r.section, (r.title or r.url).lower(), r.id))
@@ -152,26 +152,42 @@ def _health_row(feed: Feed, posts: int, stats: FetchStats | None, now: datetime)
 def describe_health(feed: Feed, now: datetime) -> str:
     """The feed's health in a few words."""
     held = feed.next_fetch_at if feed.next_fetch_at and feed.next_fetch_at > now else None
-    if feed.status == policy.GONE:
+    if feed.status == FeedStatus.GONE:
         text = f"gone ({feed.last_status_code or 410})"
-    elif feed.status == policy.BACKOFF:
+    elif feed.status == FeedStatus.BACKOFF:
         text = f"backing off until {_when(held or now)}: {feed.last_error}"
-    elif feed.status == policy.ERROR:
+    elif feed.status == FeedStatus.ERROR:
         text = f"error: {feed.last_error}"
         if held:
             text += f" (retry after {_when(held)})"
-    elif feed.status == policy.NOT_MODIFIED:
+    elif feed.status == FeedStatus.NOT_MODIFIED:
         text = "not modified"
-    elif feed.status == policy.OK:
+    elif feed.status == FeedStatus.OK:
         text = "ok"
     else:
         text = "not polled yet"
     if not feed.active:
         text = "inactive (not in the OPML file); " + text
-    since = policy.failing_for(feed, now)
-    if since is not None and since >= policy.LONG_FAILING:
-        text += f" [failing for {since.days} days]"
+    if policy.is_long_failing(feed, now) and feed.failing_since is not None:
+        text += f" [failing for {(now - feed.failing_since).days} days]"
     return text
+
+
+def failing_note(db: Database, now: datetime) -> tuple[str, ...]:
+    """One line per active feed failing for a week or more: the preview's feed health note
+    (never in subscribers' copies)."""
+    with db.session() as s:
+        feeds = s.scalars(
+            select(Feed)
+            .where(Feed.active, Feed.failing_since <= now - policy.LONG_FAILING)
+            .order_by(Feed.failing_since)
+        ).all()
+        return tuple(
+            f"{f.title or f.url}: failing since {f.failing_since:%Y-%m-%d}"
+            f" ({f.last_error or f.status})"
+            for f in feeds
+            if f.failing_since is not None
+        )
 
 
 def _when(value: datetime) -> str:

@@ -11,7 +11,6 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import httpx
 from sqlalchemy import bindparam, func, or_, select, update
@@ -19,6 +18,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 from digest.config import FeedsSettings
 from digest.errors import FetchError
 from digest.ingest.fetch import fetch_feed
+from digest.ingest.slots import politely
 from digest.models import FEEDS, POSTS
 from digest.storage import Database
 from digest.text import page_words
@@ -95,33 +95,18 @@ async def count_pages(
     jobs = await asyncio.to_thread(select_pages, db, now)
     if not jobs:
         return 0
-    in_flight = asyncio.Semaphore(feeds.concurrency)
-    sites: dict[str, asyncio.Semaphore] = {}
 
     async def one(job: PageJob) -> tuple[int, int]:
-        site = sites.setdefault(site_of(job.url), asyncio.Semaphore(feeds.per_host))
-        async with site, in_flight:
-            return job.post_id, await _page_words(client, job.url, feeds)
+        return job.post_id, await _page_words(client, job.url, feeds)
 
-    tasks = [asyncio.create_task(one(job)) for job in jobs if job.on_feeds_site]
+    on_site = [job for job in jobs if job.on_feeds_site]
     elsewhere = [(job.post_id, 0) for job in jobs if not job.on_feeds_site]
-    if tasks:
-        watcher = asyncio.create_task(_cancel_on_stop(stop, tasks)) if stop else None
-        await asyncio.wait(tasks)
-        if watcher:
-            watcher.cancel()
-    counted = [t.result() for t in tasks if not t.cancelled()]
+    counted = await politely(
+        on_site, one, per_host=feeds.per_host, total=feeds.concurrency, stop=stop
+    )
     await asyncio.to_thread(store_pages, db, counted + elsewhere)
     log.info("counted the words of %d teaser-only posts' pages", len(counted))
     return len(counted)
-
-
-async def _cancel_on_stop(stop: threading.Event, tasks: list[asyncio.Task[Any]]) -> None:
-    """A stop drops the pages in flight (the daemon exits within seconds, not a timeout)."""
-    while not stop.is_set():
-        await asyncio.sleep(0.1)
-    for task in tasks:
-        task.cancel()
 
 
 async def _page_words(client: httpx.AsyncClient, url: str, feeds: FeedsSettings) -> int:

@@ -15,13 +15,7 @@ from enum import Enum
 from http import HTTPStatus
 from typing import Protocol
 
-# Health statuses stored in Feed.status.
-NEW = "new"
-OK = "ok"
-NOT_MODIFIED = "not_modified"
-ERROR = "error"
-GONE = "gone"
-BACKOFF = "backoff"  # the server asked us to wait (429, or 503 with Retry-After)
+from digest.types import FeedStatus, Outcome
 
 BACKOFF_BASE = timedelta(minutes=5)
 BACKOFF_CAP = timedelta(days=1)
@@ -29,10 +23,15 @@ RETRY_AFTER_CAP = timedelta(days=7)
 RETRY_AFTER_MIN = timedelta(minutes=1)
 SCHEDULE_JITTER = 0.1  # due_at = now + interval * (1 ± 10%)
 BACKOFF_JITTER = 0.1
+# Failing this long without a success: worth telling the operator (log, digest feeds, preview).
 LONG_FAILING = timedelta(days=7)
+# How long each request is remembered (the Fetch rows behind `digest feeds --json`).
+FETCH_HISTORY = timedelta(days=14)
 
 # Health statuses of a feed that is not being read: shown with their error.
-FAILING = frozenset({ERROR, BACKOFF, GONE})
+FAILING = frozenset({FeedStatus.ERROR, FeedStatus.BACKOFF, FeedStatus.GONE})
+# Fetch results that leave a feed healthy.
+HEALTHY = frozenset({FeedStatus.OK, FeedStatus.NOT_MODIFIED})
 
 # Statuses that mean "the server asks us to wait" rather than "something is broken".
 WAIT_STATUSES = frozenset({429, 503})
@@ -42,7 +41,7 @@ class FeedState(Protocol):
     """What the policy reads of a feed (the ORM Feed satisfies it)."""
 
     @property
-    def status(self) -> str: ...
+    def status(self) -> FeedStatus: ...
     @property
     def error_count(self) -> int: ...
     @property
@@ -54,20 +53,10 @@ class FeedState(Protocol):
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What one fetch of a feed came to, as the policy needs it."""
-
-    status: str  # OK, NOT_MODIFIED, ERROR or GONE
-    status_code: int | None = None
-    error: str | None = None
-    retry_after: datetime | None = None
-
-
-@dataclass(frozen=True)
 class Health:
     """The health fields of a feed after a fetch (copied onto Feed as they are)."""
 
-    status: str
+    status: FeedStatus
     last_status_code: int | None
     last_error: str | None
     error_count: int
@@ -79,10 +68,10 @@ class Health:
 def outcome_for_status(code: int, retry_after: datetime | None = None) -> Outcome:
     """Classify a final HTTP status that brought no usable body (304, 4xx, 5xx)."""
     if code == 304:
-        return Outcome(NOT_MODIFIED, code)
+        return Outcome(FeedStatus.NOT_MODIFIED, code)
     if code == 410:
-        return Outcome(GONE, code, "gone (HTTP 410): the feed was removed")
-    return Outcome(ERROR, code, f"HTTP {code} {reason(code)}".rstrip(), retry_after)
+        return Outcome(FeedStatus.GONE, code, "gone (HTTP 410): the feed was removed")
+    return Outcome(FeedStatus.ERROR, code, f"HTTP {code} {reason(code)}".rstrip(), retry_after)
 
 
 def next_health(
@@ -94,7 +83,7 @@ def next_health(
 ) -> Health:
     """The feed's health after ``outcome``: status, error streak, hold and schedule."""
     rng = rng or random.Random()
-    if outcome.status in (OK, NOT_MODIFIED):
+    if outcome.status in HEALTHY:
         return Health(
             status=outcome.status,
             last_status_code=outcome.status_code,
@@ -105,10 +94,10 @@ def next_health(
             due_at=schedule(now, poll_interval, rng),
         )
     failing_since = feed.failing_since or now
-    if outcome.status == GONE:
+    if outcome.status == FeedStatus.GONE:
         # The only permanent stop, and only because the server said so.
         return Health(
-            status=GONE,
+            status=FeedStatus.GONE,
             last_status_code=outcome.status_code,
             last_error=outcome.error,
             error_count=feed.error_count + 1,
@@ -122,7 +111,8 @@ def next_health(
         hold = clamp(outcome.retry_after, now + RETRY_AFTER_MIN, now + RETRY_AFTER_CAP)
     else:
         hold = now + backoff_delay(errors, rng)
-    status = BACKOFF if outcome.status_code == 429 or (waiting and outcome.retry_after) else ERROR
+    asked_to_wait = outcome.status_code == 429 or (waiting and outcome.retry_after)
+    status = FeedStatus.BACKOFF if asked_to_wait else FeedStatus.ERROR
     return Health(
         status=status,
         last_status_code=outcome.status_code,
@@ -149,6 +139,14 @@ def schedule(now: datetime, interval: timedelta, rng: random.Random | None = Non
     return now + interval * rng.uniform(1 - SCHEDULE_JITTER, 1 + SCHEDULE_JITTER)
 
 
+def spread_times(
+    count: int, now: datetime, window: timedelta, rng: random.Random | None = None
+) -> list[datetime]:
+    """``count`` random times in [now, now + window), earliest first."""
+    rng = rng or random.Random()
+    return sorted(now + window * rng.random() for _ in range(count))
+
+
 def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
     """The time a Retry-After header (seconds or an HTTP date) names; None if unreadable."""
     if not value:
@@ -167,7 +165,7 @@ def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
 
 def is_fetchable(feed: FeedState, now: datetime, due_only: bool = False) -> bool:
     """May the feed be fetched now? Gone: never; held: not yet; due_only: only when due."""
-    if feed.status == GONE:
+    if feed.status == FeedStatus.GONE:
         return False
     if feed.next_fetch_at is not None and feed.next_fetch_at > now:
         return False

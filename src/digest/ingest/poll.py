@@ -1,11 +1,10 @@
-"""Polling: sync the feeds with the OPML file, fetch the fetchable ones concurrently on one
+"""Polling: sync the feeds with the feed list, fetch the fetchable ones concurrently on one
 event loop, parse changed bodies in a process pool, store each result as it is ready.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import dataclasses
 import functools
@@ -15,7 +14,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -23,23 +22,24 @@ import httpx
 
 from digest.config import Settings
 from digest.errors import FetchError, ParseError, StorageError
-from digest.feedlist.opml import read_opml
 from digest.ingest import policy
-from digest.ingest.feedstore import (
-    FeedResult,
-    Job,
-    prune_fetches,
-    select_jobs,
-    store_result,
-    store_results,
-)
+from digest.ingest.feedstore import prune_fetches, select_jobs, store_result, store_results
 from digest.ingest.feedsync import SyncResult, sync_feeds
 from digest.ingest.fetch import fetch_feed, make_client
 from digest.ingest.pages import count_pages
-from digest.ingest.worker import ParsedFeed, parse_or_failure
+from digest.ingest.slots import HostSlots
+from digest.ingest.worker import parse_or_failure
 from digest.storage import Database, utcnow
-from digest.types import FeedSource, FetchedFeed
-from digest.urls import site_of
+from digest.types import (
+    FeedJob,
+    FeedResult,
+    FeedSource,
+    FeedStatus,
+    FetchedFeed,
+    FetchOutcome,
+    Outcome,
+    ParsedFeed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,23 +87,22 @@ class PollSummary:
 def poll_feeds(
     db: Database,
     settings: Settings,
+    sources: Sequence[FeedSource],
     *,
     now: datetime | None = None,
     due_only: bool = False,
     stop: threading.Event | None = None,
     client: httpx.AsyncClient | None = None,
-    sources: list[FeedSource] | None = None,
 ) -> PollSummary:
-    """Sync with the OPML file, then fetch every fetchable feed once and store the results.
+    """Sync with the feed list (``sources``: the OPML file's feeds), then fetch every fetchable
+    feed once and store the results.
 
     ``due_only`` (the daemon) fetches only feeds whose regular time has come. When ``stop``
     is set, no new fetch starts; fetches in flight are dropped unsaved, stores in flight finish.
-    Raises ConfigError for an unreadable OPML file and StorageError when the database fails.
+    Raises StorageError when the database fails.
     """
     started = time.monotonic()
     now = now or utcnow()
-    if sources is None:
-        sources = read_opml(settings.feeds.opml)
     summary = PollSummary(sync=sync_feeds(db, sources, now))
     jobs, summary.skipped = select_jobs(db, now, due_only)
     if jobs and not (stop and stop.is_set()):
@@ -140,16 +139,16 @@ class _Poller:
         """The poll's time plus the whole seconds it has run (Retry-After has seconds)."""
         return self.now + timedelta(seconds=int(time.monotonic() - self._started))
 
-    async def run(self, jobs: list[Job], client: httpx.AsyncClient | None) -> None:
+    async def run(self, jobs: list[FeedJob], client: httpx.AsyncClient | None) -> None:
         own_client = client is None
         self.client = client or make_client(self.feeds)
         self.writer = _Writer(self.db, self.now, self.feeds.poll_interval)
         self.parsers = _Parsers(self.feeds.workers, len(jobs))
         # Bodies waiting for a parser or being parsed: enough to keep every worker fed.
         self.parse_slots = asyncio.Semaphore(2 * self.parsers.workers + 2)
-        self.dispatcher = _Dispatcher(jobs, self.feeds.per_host, self.feeds.concurrency)
+        self.slots = HostSlots(jobs, self.feeds.per_host, self.feeds.concurrency)
         self.results: list[BaseException | None] = []
-        self.live: dict[asyncio.Task[None], Job] = {}
+        self.live: dict[asyncio.Task[None], FeedJob] = {}
         self.idle = asyncio.Event()
         watcher = asyncio.create_task(self._watch_stop())
         try:
@@ -167,14 +166,14 @@ class _Poller:
             self.writer.close()
             self.parsers.close()
         cancelled = sum(isinstance(r, asyncio.CancelledError) for r in self.results)
-        self.summary.skipped += cancelled + self.dispatcher.waiting
+        self.summary.skipped += cancelled + self.slots.waiting
         failures = [r for r in self.results if isinstance(r, Exception)]
         if failures:
             raise failures[0]
 
     def _start_more(self) -> None:
         """Start the jobs that have room now; note when nothing is left to run."""
-        for job in self.dispatcher.take():
+        for job in self.slots.take():
             task = asyncio.create_task(self._one(job))
             self.live[task] = job
             task.add_done_callback(self._finished)
@@ -188,10 +187,10 @@ class _Poller:
         self.results.append(task.exception() if not task.cancelled() else asyncio.CancelledError())
         self._start_more()
 
-    def _release(self, job: Job) -> None:
+    def _release(self, job: FeedJob) -> None:
         """The job's fetch is over: its host slot goes to the next job waiting."""
         self.released.add(job.feed_id)
-        self.dispatcher.release(job.url)
+        self.slots.release(job.url)
         self._start_more()
 
     async def _watch_stop(self) -> None:
@@ -200,19 +199,19 @@ class _Poller:
         while not self.stop.is_set():
             await asyncio.sleep(0.1)
         log.info("stop requested: dropping fetches in flight, finishing stores")
-        self.dispatcher.close()
+        self.slots.close()
         for task, job in list(self.live.items()):
             if job.feed_id not in self.storing:
                 task.cancel()
 
-    async def _one(self, job: Job) -> None:
+    async def _one(self, job: FeedJob) -> None:
         result = await self._fetch_and_parse(job)
         # From here on the result is stored whatever happens: a stop no longer cancels it.
         self.storing.add(job.feed_id)
         new, updated = await asyncio.shield(self.writer.store(result))
         self._count(result, new, updated)
 
-    async def _fetch_and_parse(self, job: Job) -> FeedResult:
+    async def _fetch_and_parse(self, job: FeedJob) -> FeedResult:
         # The job keeps its fetch slot (its host's and the poll's) until its body has a parser
         # slot: while the parsers are behind, fetching pauses instead of piling bodies up.
         try:
@@ -224,12 +223,11 @@ class _Poller:
                 timeout=self.feeds.timeout.total_seconds(),
                 max_bytes=self.feeds.max_bytes,
                 user_agent=self.feeds.user_agent,
-                now=self._clock(),  # Retry-After counts from the answer, not the poll's start
             )
         except FetchError as e:
             self._release(job)
-            outcome = policy.Outcome(policy.ERROR, e.status_code, e.message)
-            return FeedResult(job, outcome, "error")
+            outcome = Outcome(FeedStatus.ERROR, e.status_code, e.message)
+            return FeedResult(job, outcome, FetchOutcome.ERROR)
         body_hash = _body_hash(fetched.body) if fetched.body is not None else None
         done = self._classify(job, fetched, body_hash)
         if done is not None:
@@ -242,20 +240,25 @@ class _Poller:
         finally:
             self.parse_slots.release()
 
-    def _classify(self, job: Job, fetched: FetchedFeed, body_hash: str | None) -> FeedResult | None:
+    def _classify(
+        self, job: FeedJob, fetched: FetchedFeed, body_hash: str | None
+    ) -> FeedResult | None:
         """The result of a fetch that needs no parse (no body, or the same body); else None."""
         code = fetched.status_code
         if fetched.body is None:
-            outcome = policy.outcome_for_status(code, fetched.retry_after)
-            kind = "not_modified" if outcome.status == policy.NOT_MODIFIED else "error"
+            # Retry-After counts from the answer, not from the poll's start.
+            retry_after = policy.parse_retry_after(fetched.retry_after, self._clock())
+            outcome = policy.outcome_for_status(code, retry_after)
+            not_modified = outcome.status == FeedStatus.NOT_MODIFIED
+            kind = FetchOutcome.NOT_MODIFIED if not_modified else FetchOutcome.ERROR
             return FeedResult(job, outcome, kind, fetched)
         if body_hash == job.body_hash:
-            outcome = policy.Outcome(policy.NOT_MODIFIED, code)
+            outcome = Outcome(FeedStatus.NOT_MODIFIED, code)
             slim = _without_body(fetched)
-            return FeedResult(job, outcome, "unchanged", slim, nbytes=len(fetched.body))
+            return FeedResult(job, outcome, FetchOutcome.UNCHANGED, slim, nbytes=len(fetched.body))
         return None
 
-    async def _parse(self, job: Job, fetched: FetchedFeed, body_hash: str | None) -> FeedResult:
+    async def _parse(self, job: FeedJob, fetched: FetchedFeed, body_hash: str | None) -> FeedResult:
         assert fetched.body is not None
         code, nbytes = fetched.status_code, len(fetched.body)
         slim = _without_body(fetched)
@@ -264,72 +267,20 @@ class _Poller:
                 fetched.body, fetched.final_url, fetched.headers, self.now
             )
         except ParseError as e:
-            outcome = policy.Outcome(policy.ERROR, code, e.message)
-            return FeedResult(job, outcome, "error", slim, nbytes=nbytes)
-        outcome = policy.Outcome(policy.OK, code)
-        return FeedResult(job, outcome, "new", slim, data, body_hash, nbytes)
+            outcome = Outcome(FeedStatus.ERROR, code, e.message)
+            return FeedResult(job, outcome, FetchOutcome.ERROR, slim, nbytes=nbytes)
+        outcome = Outcome(FeedStatus.OK, code)
+        return FeedResult(job, outcome, FetchOutcome.NEW, slim, data, body_hash, nbytes)
 
     def _count(self, result: FeedResult, new: int, updated: int) -> None:
         s = self.summary
         s.feeds += 1
         s.new_posts += new
         s.updated_posts += updated
-        if result.outcome.status == policy.NOT_MODIFIED:
+        if result.outcome.status == FeedStatus.NOT_MODIFIED:
             s.not_modified += 1
-        elif result.outcome.status in (policy.ERROR, policy.GONE):
+        elif result.outcome.status in (FeedStatus.ERROR, FeedStatus.GONE):
             s.errors += 1
-
-
-class _Dispatcher:
-    """Hands out jobs as their hosts have room: ``per_host`` per host, ``total`` in all.
-
-    A host here is a site (urls.site_of): every *.github.io blog waits for the same slots.
-
-    Jobs start only when they can run, so a poll of 5,000 feeds holds a few dozen tasks
-    rather than 5,000 waiting on semaphores. Hosts take turns (round robin); each host's
-    jobs keep their order (longest waiting first).
-    """
-
-    def __init__(self, jobs: Iterable[Job], per_host: int, total: int) -> None:
-        self.per_host, self.total = per_host, total
-        self.queues: dict[str, collections.deque[Job]] = {}
-        for job in jobs:
-            self.queues.setdefault(site_of(job.url), collections.deque()).append(job)
-        # Hosts with jobs waiting and a free slot, in turn order.
-        self.ready: dict[str, None] = dict.fromkeys(self.queues)
-        self.busy: collections.Counter[str] = collections.Counter()
-        self.running = 0
-        self.closed = False
-
-    @property
-    def waiting(self) -> int:
-        return sum(len(q) for q in self.queues.values())
-
-    def take(self) -> Iterator[Job]:
-        """The jobs that may start now (each one counts as running from here on)."""
-        while self.ready and self.running < self.total and not self.closed:
-            host = next(iter(self.ready))
-            queue = self.queues[host]
-            job = queue.popleft()
-            self.busy[host] += 1
-            self.running += 1
-            del self.ready[host]
-            if not queue:
-                del self.queues[host]
-            elif self.busy[host] < self.per_host:
-                self.ready[host] = None  # to the back: the other hosts' turn first
-            yield job
-
-    def release(self, url: str) -> None:
-        host = site_of(url)
-        self.busy[host] -= 1
-        self.running -= 1
-        if host in self.queues and host not in self.ready:
-            self.ready[host] = None
-
-    def close(self) -> None:
-        """Start nothing more (a stop)."""
-        self.closed = True
 
 
 def _body_hash(body: bytes) -> str:

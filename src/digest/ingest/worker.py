@@ -8,39 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from digest import columns as width
+from digest.columns import clean, fit
 from digest.errors import ParseError
-from digest.types import FeedData, PostData
+from digest.types import FeedData, ParsedFeed, PostData
 from digest.urls import canonical_url
-
-# A post's stored values, in this order (rows cross the process boundary as plain tuples).
-POST_COLUMNS = (
-    "key",
-    "title",
-    "link",
-    "canonical_url",
-    "author",
-    "published",
-    "updated",
-    "date",
-    "text",
-    "words",
-    "teaser",
-    "content_hash",
-)
-
-
-@dataclass(frozen=True)
-class ParsedFeed:
-    """A parsed feed as the store needs it: names fitted to the columns, one row per post."""
-
-    title: str | None
-    site_url: str | None
-    rows: tuple[tuple[Any, ...], ...]  # POST_COLUMNS values, fitted to the columns
-    warning: str | None = None  # the parser's complaint about a body it could still read
 
 
 def parse_feed(
@@ -66,10 +41,10 @@ def parse_or_failure(
     try:
         data = parse_feed(body, url, headers, now=now)
         return ParsedFeed(
-            title=fit(data.title, 512),
-            site_url=fit(data.site_url, 2048, cut=False),
+            title=fit(data.title, width.NAME),
+            site_url=fit(data.site_url, width.URL, cut=False),
             rows=tuple(post_row(p) for p in data.posts),
-            warning=fit(data.warning, 512),
+            warning=fit(data.warning, width.WARNING),
         )
     except ParseError as e:
         return e.message
@@ -79,21 +54,21 @@ def parse_or_failure(
 
 def post_row(post: PostData) -> tuple[Any, ...]:
     """A post's POST_COLUMNS values, fitted to the columns (hostile feeds send anything)."""
-    key = post.key if len(post.key) <= 2048 else "sha256:" + _sha(post.key)
-    link = fit(post.link, 2048, cut=False)
+    key = post.key if len(post.key) <= width.URL else "sha256:" + _sha(post.key)
+    link = fit(post.link, width.URL, cut=False)
     return (
         clean(key),
         clean(post.title),
         link,
         _canonical(link),
-        fit(post.author, 512),
+        fit(post.author, width.NAME),
         post.published,
         post.updated,
         post.published or post.updated,
         clean(post.text),
         post.words,
         post.teaser,
-        post.content_hash[:64],
+        post.content_hash[: width.HASH],
     )
 
 
@@ -104,22 +79,7 @@ def _canonical(link: str | None) -> str | None:
         value = canonical_url(link, normalized=True)
     except ValueError:
         return link
-    return value if len(value) <= 2048 else link
-
-
-def fit(value: str | None, size: int, *, cut: bool = True) -> str | None:
-    """``value`` without NUL characters, cut to ``size`` (or None if too long and not cut)."""
-    if value is None:
-        return None
-    value = clean(value)
-    if len(value) <= size:
-        return value
-    return value[:size] if cut else None
-
-
-def clean(value: str) -> str:
-    # PostgreSQL refuses NUL in text.
-    return value.replace("\x00", "") if "\x00" in value else value
+    return value if len(value) <= width.URL else link
 
 
 def _sha(text: str) -> str:

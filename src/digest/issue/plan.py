@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,9 +18,7 @@ from digest.issue.compose import LATE_GRACE, Layout, Window, belongs, unique_art
 from digest.issue.render import IssueMeta, Renderer
 from digest.models import Feed, Issue, Post
 from digest.storage import Database, utcnow
-from digest.types import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail, StoredPost
-
-FAILING_NOTE_AFTER = timedelta(days=7)
+from digest.types import UNSUBSCRIBE_PLACEHOLDER, IssueStatus, RenderedEmail, StoredPost
 
 
 @dataclass(frozen=True)
@@ -112,7 +110,7 @@ def record_issue(db: Database, settings: Settings, plan: IssuePlan) -> RecordedI
             html=rendered.html,
             text=rendered.text,
             post_count=len(plan.posts),
-            status="recorded",
+            status=IssueStatus.RECORDED,
         )
         s.add(issue)
         s.flush()
@@ -133,12 +131,11 @@ def render_plan(
     plan: IssuePlan,
     sections: frozenset[str] | None = None,
     *,
-    preview: bool = False,
-    now: datetime | None = None,
+    health: Sequence[str] = (),
 ) -> tuple[Layout, RenderedEmail]:
-    """The plan rendered within the size budget; a preview carries the feed health note."""
-    health = feed_health_note(db, now or utcnow()) if preview else ()
-    meta = _meta(settings, plan, health=health)
+    """The plan rendered within the size budget; a preview passes the feed health note
+    (ingest.health.failing_note), which subscribers' copies never carry."""
+    meta = _meta(settings, plan, health=tuple(health))
     return _renderer(settings).fit(plan.posts, meta, budget_bytes(settings), sections)
 
 
@@ -194,22 +191,6 @@ def last_issue_end(db: Database) -> datetime | None:
         return s.scalar(select(func.max(Issue.window_end)))
 
 
-def feed_health_note(db: Database, now: datetime) -> tuple[str, ...]:
-    """One line per active feed failing for a week or more (previews and logs only)."""
-    with db.session() as s:
-        feeds = s.scalars(
-            select(Feed)
-            .where(Feed.active, Feed.failing_since <= now - FAILING_NOTE_AFTER)
-            .order_by(Feed.failing_since)
-        ).all()
-        return tuple(
-            f"{f.title or f.url}: failing since {f.failing_since:%Y-%m-%d}"
-            f" ({f.last_error or f.status})"
-            for f in feeds
-            if f.failing_since is not None
-        )
-
-
 # ---- dates ------------------------------------------------------------------------------
 
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -236,7 +217,7 @@ def parse_as_of(text: str, settings: Settings) -> datetime:
 
 def default_as_of(settings: Settings, now: datetime) -> datetime:
     """This week's issue ends at the next send time."""
-    from digest.daemon.schedule import next_send_time
+    from digest.issue.sendtimes import next_send_time
 
     return next_send_time(settings, now)
 

@@ -1,0 +1,186 @@
+"""The delivery log: one row per (issue, subscriber), the ledger that makes sending resumable.
+
+Each row goes pending -> sending (committed before the message is handed to SMTP) -> sent |
+failed | skipped. A run that dies leaves at most the messages in flight as ``sending``, one per
+SMTP connection (smtp.connections); the next run sends those again (they may have arrived: at
+most that many duplicates per crash) and everything still ``pending``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, func, insert, select, update
+
+from digest.delivery.subscribers import BOUNCE_AFTER, sections_of
+from digest.models import Delivery, Issue, Subscriber
+from digest.storage import Database, utcnow, wrap_db_errors
+from digest.types import DeliveryStatus, IssueStatus, SubscriberStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    """A pending delivery with what sending it needs of its subscriber."""
+
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    name: str | None
+    status: SubscriberStatus
+    sections: frozenset[str] | None  # None: every section
+    hard_bounces: int
+
+
+class DeliveryLog:
+    """Writes one run's delivery outcomes on one held connection, one transaction per message.
+
+    An outcome waits and is written in the transaction that claims the next row, so a message
+    costs one commit, and at any moment at most smtp.connections rows are 'sending': those
+    whose messages are with SMTP. The last outcomes are written on close.
+    """
+
+    _claim = (
+        update(Delivery)
+        .where(Delivery.id == bindparam("row_id"), Delivery.status == DeliveryStatus.PENDING)
+        .values(
+            status=DeliveryStatus.SENDING,
+            attempts=Delivery.attempts + 1,
+            message_id=bindparam("message_id"),
+            updated_at=bindparam("now"),
+        )
+    )
+    _outcome = (
+        update(Delivery)
+        .where(Delivery.id == bindparam("row_id"))
+        .values(
+            status=bindparam("status"),
+            last_error=bindparam("error"),
+            updated_at=bindparam("now"),
+            sent_at=bindparam("sent_at"),
+        )
+    )
+    _good = update(Subscriber).where(Subscriber.id == bindparam("sub_id")).values(hard_bounces=0)
+    _hard = (
+        update(Subscriber)
+        .where(Subscriber.id == bindparam("sub_id"))
+        .values(hard_bounces=func.coalesce(Subscriber.hard_bounces, 0) + 1)
+    )
+    _bounce = (
+        update(Subscriber)
+        .where(
+            Subscriber.id == bindparam("sub_id"),
+            Subscriber.status == SubscriberStatus.ACTIVE,
+            Subscriber.hard_bounces >= BOUNCE_AFTER,
+        )
+        .values(status=SubscriberStatus.BOUNCED)
+    )
+
+    def __init__(self, db: Database) -> None:
+        self.conn = db.engine.connect()
+        self.waiting: list[tuple[DeliveryRow, DeliveryStatus, str | None]] = []
+        self.bounced: list[str] = []
+
+    def __enter__(self) -> DeliveryLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._write()
+        finally:
+            self.conn.close()
+
+    def finish(self, row: DeliveryRow, status: DeliveryStatus, error: str | None) -> None:
+        """Note an outcome; it is written with the next claim (or on close)."""
+        self.waiting.append((row, status, error))
+
+    def claim(self, row: DeliveryRow, message_id: str) -> bool:
+        """Mark row 'sending' and commit, before SMTP sees its message; False if taken."""
+        return self._write((row, message_id))
+
+    def _write(self, claim: tuple[DeliveryRow, str] | None = None) -> bool:
+        now = utcnow()
+        claimed = True
+        with wrap_db_errors("writing the delivery log"), self.conn.begin():
+            for row, status, error in self.waiting:
+                sent_at = now if status == DeliveryStatus.SENT else None
+                params = {"row_id": row.delivery_id, "status": status, "error": error}
+                self.conn.execute(self._outcome, {**params, "now": now, "sent_at": sent_at})
+                if status == DeliveryStatus.SENT and row.hard_bounces:
+                    self.conn.execute(self._good, {"sub_id": row.subscriber_id})
+                elif status == DeliveryStatus.FAILED:
+                    self.conn.execute(self._hard, {"sub_id": row.subscriber_id})
+                    if self.conn.execute(self._bounce, {"sub_id": row.subscriber_id}).rowcount:
+                        self.bounced.append(row.email)
+            if claim is not None:
+                row, message_id = claim
+                params = {"row_id": row.delivery_id, "message_id": message_id, "now": now}
+                claimed = bool(self.conn.execute(self._claim, params).rowcount)
+        self.waiting = []
+        return claimed
+
+
+def snapshot(db: Database, issue_id: int) -> None:
+    """On the first run for an issue, one pending delivery per active subscriber.
+
+    The audience is fixed then: someone who subscribes while the issue is going out gets the
+    next one, and a resumed run doesn't reach past the original list.
+    """
+    with db.session() as s:
+        if s.scalar(select(func.count()).where(Delivery.issue_id == issue_id)):
+            return
+        if s.scalar(select(Issue.status).where(Issue.id == issue_id)) == IssueStatus.SENT:
+            return
+        active = Subscriber.status == SubscriberStatus.ACTIVE
+        ids = s.scalars(select(Subscriber.id).where(active).order_by(Subscriber.id)).all()
+        now = utcnow()
+        pending = {"status": DeliveryStatus.PENDING, "attempts": 0, "updated_at": now}
+        rows = [{"issue_id": issue_id, "subscriber_id": i, **pending} for i in ids]
+        if rows:
+            s.execute(insert(Delivery), rows)
+
+
+def recover_in_flight(db: Database, issue_id: int) -> int:
+    """Rows a dead run left 'sending': they go again (each may already have arrived)."""
+    with db.session() as s:
+        result = s.execute(
+            update(Delivery)
+            .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.SENDING)
+            .values(
+                status=DeliveryStatus.PENDING, last_error="in flight when a run stopped; sent again"
+            )
+        )
+        count = int(getattr(result, "rowcount", 0) or 0)
+    if count:
+        log.warning("send: %d message(s) were in flight when a run died; sending them again", count)
+    return count
+
+
+def pending_rows(db: Database, issue_id: int) -> list[DeliveryRow]:
+    """The issue's deliveries still to make, in the order they were snapshotted."""
+    query = (
+        select(Delivery.id, Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.status)
+        .add_columns(Subscriber.sections, Subscriber.hard_bounces)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.PENDING)
+        .order_by(Delivery.id)
+    )
+    with db.session() as s:
+        return [
+            DeliveryRow(d, sub, email, name, status, choice_of(sections), bounces or 0)
+            for d, sub, email, name, status, sections, bounces in s.execute(query)
+        ]
+
+
+def choice_of(stored: str | None) -> frozenset[str] | None:
+    """A subscriber's stored sections as the section choice an issue is rendered for."""
+    keys = sections_of(stored)
+    return frozenset(keys) if keys is not None else None
+
+
+def count(db: Database, issue_id: int, status: DeliveryStatus) -> int:
+    with db.session() as s:
+        query = select(func.count()).where(Delivery.issue_id == issue_id, Delivery.status == status)
+        return int(s.scalar(query) or 0)

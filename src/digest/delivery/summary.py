@@ -1,0 +1,77 @@
+"""What one `digest send` did (or, dry run, would do): the record the CLI prints and the daemon
+reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass
+class SendSummary:
+    """What one `digest send` did (or, dry run, would do)."""
+
+    mode: str = "send"  # send | dry-run | test | off | empty
+    issue: int | None = None
+    subject: str | None = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    sent: int = 0
+    failed: int = 0  # a 5xx for that recipient
+    skipped: int = 0  # no longer active, or their sections are empty this week
+    pending: int = 0  # left for the next run (transient failures, a stop)
+    already: int = 0  # delivered by an earlier run
+    resent: int = 0  # in flight when a run died: sent again, may be duplicates
+    renders: int = 0  # distinct section choices rendered
+    bounced: list[str] = field(default_factory=list)
+    stopped: bool = False
+    aborted: str | None = None
+    test_to: str | None = None
+    recipients: list[dict[str, Any]] = field(default_factory=list)  # dry run: who gets what
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        name = f"issue #{self.issue}" if self.issue is not None else "the issue"
+        if self.mode == "empty":
+            return f"nothing to send: no new posts from {_day(self.window_start)} to " + _day(
+                self.window_end
+            )
+        if self.mode == "off":
+            return f"sending is off (smtp.host is not set): {name} recorded, nothing sent"
+        if self.mode == "test":
+            return f"test copy of {name} sent to {self.test_to}; nothing recorded"
+        if self.mode == "dry-run":
+            gets = sum(1 for r in self.recipients if r["gets"])
+            return (
+                f"dry run: {name} ({self.subject}) would go to {gets} of "
+                f"{len(self.recipients)} active subscriber(s); nothing sent"
+            )
+        parts = [f"{self.sent} sent", f"{self.failed} failed", f"{self.skipped} skipped"]
+        if self.already:
+            parts.append(f"{self.already} sent before")
+        if self.pending:
+            parts.append(f"{self.pending} left for the next `digest send`")
+        line = f"{name}: " + ", ".join(parts) + f" in {self.seconds:.1f}s"
+        if self.resent:
+            line += f"; {self.resent} in flight at a crash were sent again"
+        if self.bounced:
+            line += f"; now bounced: {', '.join(self.bounced)}"
+        if self.aborted:
+            line += f"; stopped early: {self.aborted}"
+        elif self.stopped:
+            line += "; stopped on request"
+        return line
+
+    def as_json(self) -> dict[str, Any]:
+        data = {
+            k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()
+        }
+        data["seconds"] = round(self.seconds, 3)
+        if self.mode != "dry-run":
+            del data["recipients"]
+        return data
+
+
+def _day(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "?"

@@ -1,0 +1,170 @@
+"""Setting values from text: durations, sizes, numbers, choices, URLs, time zones, paths.
+
+Each parser takes what TOML or an environment variable gave and returns the value, or raises
+ValueError saying what it expected; config.py declares which setting uses which.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+Parser = Callable[[Any], Any]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``10s``, ``30m``, ``1h30m``, ``2d`` or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 10s, 30m, 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        if not text or _DURATION.sub("", text):
+            raise ValueError("expected a duration such as 10s, 30m, 1h")
+        seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text))
+    if seconds <= 0:
+        raise ValueError("must be more than zero")
+    return timedelta(seconds=seconds)
+
+
+def parse_int(low: int, high: int | None = None) -> Parser:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError("expected a whole number")
+        try:
+            number = int(str(value).strip().replace("_", ""))
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+        if number < low or (high is not None and number > high):
+            limit = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise ValueError(f"must be {limit}")
+        return number
+
+    return parse
+
+
+def parse_size(value: Any) -> int:
+    """``5MB``, ``512KB``, ``1048576``."""
+    text = str(value).strip().upper().replace(" ", "")
+    match = re.fullmatch(r"(\d+)(B|KB|KIB|MB|MIB|GB|GIB)?", text)
+    if not match:
+        raise ValueError("expected a size such as 10MB, 512KB or a number of bytes")
+    unit = match.group(2) or "B"
+    factor = {"B": 1, "KB": 1000, "KIB": 1024, "MB": 10**6, "MIB": 2**20, "GB": 10**9}
+    factor["GIB"] = 2**30
+    size = int(match.group(1)) * factor[unit]
+    if size < 1024:
+        raise ValueError("must be at least 1KB")
+    return size
+
+
+def parse_float_or_none(value: Any) -> float | None:
+    if value in (None, "", 0, "0"):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected a number") from None
+    if number <= 0:
+        raise ValueError("must be more than zero")
+    return number
+
+
+def parse_str(value: Any) -> str:
+    if isinstance(value, dict | list):
+        raise ValueError("expected a string")
+    text = str(value)
+    if "\r" in text or "\n" in text:
+        raise ValueError("must be a single line")
+    return text
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def parse_choice(*choices: str) -> Parser:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError("must be one of " + ", ".join(choices))
+        return text
+
+    return parse
+
+
+def parse_timezone(value: Any) -> str:
+    name = str(value).strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("expected an IANA time zone such as Europe/Berlin or UTC") from None
+    return name
+
+
+def parse_url(value: Any) -> str:
+    text = parse_str(value).strip().rstrip("/")
+    if not re.match(r"https?://[^/\s]+", text):
+        raise ValueError("expected an http:// or https:// URL")
+    return text
+
+
+def parse_database_url(value: Any) -> str:
+    text = parse_str(value).strip()
+    if not re.match(r"(sqlite|postgresql)(\+\w+)?://", text):
+        raise ValueError("expected sqlite:///PATH or postgresql://USER@HOST/DB")
+    if text.startswith("postgresql://"):
+        text = "postgresql+psycopg://" + text[len("postgresql://") :]
+    return text
+
+
+def parse_send_at(value: Any) -> str:
+    """``saturday 08:00`` or ``cron: 0 8 * * sat``; checked again by the scheduler."""
+    text = parse_str(value).strip().lower()
+    if text.startswith("cron:"):
+        if len(text[5:].split()) != 5:
+            raise ValueError("a cron expression has five fields: cron: MIN HOUR DAY MONTH WEEKDAY")
+        return "cron: " + " ".join(text[5:].split())
+    days = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+    match = re.fullmatch(r"([a-z]+)\s+(\d{1,2}):(\d{2})", text)
+    if not match or not any(d.startswith(match.group(1)[:3]) for d in days):
+        raise ValueError("expected a weekday and time such as 'saturday 08:00', or 'cron: ...'")
+    if int(match.group(2)) > 23 or int(match.group(3)) > 59:
+        raise ValueError("the time must be between 00:00 and 23:59")
+    day = next(d for d in days if d.startswith(match.group(1)[:3]))
+    return f"{day} {int(match.group(2)):02d}:{match.group(3)}"
+
+
+def parse_optional_path(value: Any) -> Path | None:
+    text = parse_str(value).strip()
+    return Path(text).expanduser() if text else None
+
+
+def parse_path(value: Any) -> Path:
+    text = parse_str(value).strip()
+    if not text:
+        raise ValueError("expected a path")
+    return Path(text).expanduser()
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
