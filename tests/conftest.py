@@ -104,3 +104,18 @@ def run_digest(
         text=True,
         timeout=timeout,
     )
+
+
+def session_processes(sid: int) -> list[int]:
+    """The pids of the live processes in session ``sid`` (a process started with
+    start_new_session=True and everything it started: forkserver, parser workers, ...)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        # After the command: state, ppid, pgrp, session (proc(5)); zombies are gone already.
+        if int(fields[3]) == sid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids

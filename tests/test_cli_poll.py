@@ -13,7 +13,7 @@ from sqlalchemy import select, text
 
 from digest.models import Post
 from digest.storage import Database
-from tests.conftest import run_cli, run_digest
+from tests.conftest import run_cli, run_digest, session_processes
 from tests.daemon_helpers import wait_until
 from tests.poll_helpers import rss, write_opml
 from tests.servers import FeedServer, Request, Response
@@ -185,17 +185,9 @@ def test_kill_9_mid_poll_then_a_poll_stores_every_post_once(
         http.route(f"/k{i}.xml", Response(200, rss(3, site=f"https://k{i}.example"), delay=0.15))
     write_opml(workdir / "feeds.opml", [("ML", f"K{i}", http.url(f"/k{i}.xml")) for i in range(n)])
     env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml")}
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | env
-    poll = subprocess.Popen(
-        [sys.executable, "-m", "digest", "poll"],
-        env=full_env,
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_until(lambda: len(http.requests) >= n // 2, 30, "half the feeds fetched")
-    poll.kill()  # SIGKILL: no clean-up of any kind
-    poll.wait()
+    # Two parser processes whatever the machine: the kill must find workers to leave behind.
+    env["DIGEST_FEEDS_WORKERS"] = "2"
+    kill_mid_poll(["poll"], env, workdir, http, n)
     assert len(http.requests) < n  # killed part-way
 
     again = run_digest(["poll", "--json"], env, workdir)
@@ -212,3 +204,44 @@ def test_kill_9_mid_poll_then_a_poll_stores_every_post_once(
                 assert s.execute(text("PRAGMA integrity_check")).scalar() == "ok"
     finally:
         db.dispose()
+
+
+def kill_mid_poll(
+    args: list[str], env: dict[str, str], cwd: Path, http: FeedServer, n: int
+) -> None:
+    """Start `digest ARGS`, kill -9 it once half the feeds are fetched and its parser workers
+    run; then every process it started (forkserver, workers) must be gone within 10 s."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | env
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digest", *args],
+        env=full_env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its session holds it and every process it starts
+    )
+    try:
+        wait_until(lambda: len(http.requests) >= n // 2, 30, "half the feeds fetched")
+        # digest, the forkserver and the two parser workers (the resource tracker may come too).
+        wait_until(lambda: len(session_processes(proc.pid)) >= 4, 30, "the parser workers")
+    finally:
+        proc.kill()  # SIGKILL: no clean-up of any kind
+        proc.wait()
+    wait_until(lambda: not session_processes(proc.pid), 10, "no digest process left")
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_daemon_mid_poll_leaves_no_parser_process(
+    workdir: Path, sqlite_url: str, http: FeedServer
+) -> None:
+    n = 24
+    for i in range(n):
+        http.route(f"/d{i}.xml", Response(200, rss(3, site=f"https://d{i}.example"), delay=0.15))
+    write_opml(workdir / "feeds.opml", [("ML", f"D{i}", http.url(f"/d{i}.xml")) for i in range(n)])
+    env = {
+        "DIGEST_DATABASE_URL": sqlite_url,
+        "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml"),
+        "DIGEST_FEEDS_WORKERS": "2",
+        "DIGEST_WEB_ENABLED": "false",
+    }
+    kill_mid_poll(["run"], env, workdir, http, n)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from digest.errors import LockedError, StorageError
 from digest.models import Meta
+from digest.processes import pid_alive
 from digest.storage import Database, utcnow
 
 log = logging.getLogger(__name__)
@@ -93,19 +94,6 @@ def is_stale(
     if holder.pid == pid:
         return not held_here
     return not pid_alive
-
-
-def pid_alive(pid: int) -> bool:
-    """Does a process with this pid exist on this host?"""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, owned by someone else
-    except OSError:
-        return False
-    return True
 
 
 class DaemonLock:

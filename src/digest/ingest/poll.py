@@ -28,7 +28,7 @@ from digest.ingest.feedsync import SyncResult, sync_feeds
 from digest.ingest.fetch import fetch_feed, make_client
 from digest.ingest.pages import count_pages
 from digest.ingest.slots import HostSlots
-from digest.ingest.worker import parse_or_failure
+from digest.ingest.worker import exit_with_parent, parse_or_failure
 from digest.storage import Database, utcnow
 from digest.types import (
     FeedJob,
@@ -387,7 +387,12 @@ class _Parsers:
             # forkserver: never fork this (threaded) process; workers start from a clean one.
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["digest.ingest.worker", "digest.ingest.parse"])
-            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=ctx)
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                self.workers,
+                mp_context=ctx,
+                initializer=exit_with_parent,
+                initargs=(os.getpid(),),
+            )
         return self._pool
 
     def close(self) -> None:

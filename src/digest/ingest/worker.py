@@ -7,6 +7,9 @@ and returns plain tuples (they pickle fastest).
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -14,8 +17,28 @@ from typing import Any
 from digest import columns as width
 from digest.columns import clean, fit
 from digest.errors import ParseError
+from digest.processes import pid_alive
 from digest.types import FeedData, ParsedFeed, PostData
 from digest.urls import canonical_url
+
+# How often a worker looks for its poll process; it exits within this long of that one's death.
+PARENT_CHECK_S = 1.0
+
+
+def exit_with_parent(poll_pid: int) -> None:
+    """Run in each parser process as it starts: end it when the poll's process is gone.
+
+    A `kill -9` of `digest poll` or `digest run` (or the OOM killer) tells the pool nothing:
+    its workers would wait on their task queue forever, and keep the forkserver and the
+    resource tracker alive with them (both hold on while any worker does).
+    """
+
+    def watch() -> None:
+        while pid_alive(poll_pid):
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="digest-parent-watch", daemon=True).start()
 
 
 def parse_feed(
