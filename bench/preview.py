@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT / "src"))
 from busy_week import END, fill_week  # noqa: E402
 
 from digest.config import Settings  # noqa: E402
+from digest.ingest.health import failing_note  # noqa: E402
 from digest.issue import render  # noqa: E402
 from digest.issue.plan import plan_issue, render_plan  # noqa: E402
-from digest.ingest.health import failing_note  # noqa: E402
 from digest.storage import Database, utcnow  # noqa: E402
 
 

@@ -181,9 +181,7 @@ def test_kill_9_mid_poll_then_a_poll_stores_every_post_once(
     workdir: Path, db_url: str, http: FeedServer
 ) -> None:
     n = 24
-    for i in range(n):
-        http.route(f"/k{i}.xml", Response(200, rss(3, site=f"https://k{i}.example"), delay=0.15))
-    write_opml(workdir / "feeds.opml", [("ML", f"K{i}", http.url(f"/k{i}.xml")) for i in range(n)])
+    slow_feeds(http, workdir / "feeds.opml", "k", n)
     env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml")}
     # Two parser processes whatever the machine: the kill must find workers to leave behind.
     env["DIGEST_FEEDS_WORKERS"] = "2"
@@ -204,6 +202,14 @@ def test_kill_9_mid_poll_then_a_poll_stores_every_post_once(
                 assert s.execute(text("PRAGMA integrity_check")).scalar() == "ok"
     finally:
         db.dispose()
+
+
+def slow_feeds(http: FeedServer, opml: Path, name: str, n: int) -> None:
+    """``n`` feeds of three posts each that take 0.15 s to answer, listed in ``opml``."""
+    for i in range(n):
+        site = f"https://{name}{i}.example"
+        http.route(f"/{name}{i}.xml", Response(200, rss(3, site=site), delay=0.15))
+    write_opml(opml, [("ML", f"{name}{i}", http.url(f"/{name}{i}.xml")) for i in range(n)])
 
 
 def kill_mid_poll(
@@ -235,9 +241,7 @@ def test_kill_9_of_the_daemon_mid_poll_leaves_no_parser_process(
     workdir: Path, sqlite_url: str, http: FeedServer
 ) -> None:
     n = 24
-    for i in range(n):
-        http.route(f"/d{i}.xml", Response(200, rss(3, site=f"https://d{i}.example"), delay=0.15))
-    write_opml(workdir / "feeds.opml", [("ML", f"D{i}", http.url(f"/d{i}.xml")) for i in range(n)])
+    slow_feeds(http, workdir / "feeds.opml", "d", n)
     env = {
         "DIGEST_DATABASE_URL": sqlite_url,
         "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml"),
