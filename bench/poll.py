@@ -252,7 +252,9 @@ class Tool:
 def digest_tool(
     opml: Path, digest_cmd: list[str], extra_env: dict[str, str], name: str = "digest"
 ) -> Tool:
-    env = {"DIGEST_FEEDS_OPML": str(opml), **extra_env}
+    # The farm serves on 127.0.0.x, which the network policy refuses unless opened.
+    env = {"DIGEST_FEEDS_OPML": str(opml), "DIGEST_FEEDS_ALLOW_NETWORKS": "127.0.0.0/8"}
+    env.update(extra_env)
 
     def setup(work: Path) -> None:
         env["DIGEST_DATABASE_URL"] = f"sqlite:///{work / 'digest.db'}"

@@ -19,6 +19,9 @@ from tests.servers import FeedServer, SMTPSink
 pytest_plugins = ["tests.daemon_helpers"]  # the farm and runs fixtures of the daemon tests
 
 PG_URL = os.environ.get("DIGEST_TEST_DATABASE_URL", "")
+# The test servers listen on loopback, which the network policy refuses by default.
+LOOPBACK = "127.0.0.0/8"
+LOOPBACK_ENV = {"DIGEST_FEEDS_ALLOW_NETWORKS": LOOPBACK}
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
@@ -73,12 +76,19 @@ def smtp() -> Iterator[SMTPSink]:
     sink.close()
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty working directory with no DIGEST_* variables leaking in."""
+@pytest.fixture(autouse=True)
+def digest_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No DIGEST_* variable of the shell running the tests leaks in; loopback is allowed."""
     for name in list(os.environ):
         if name.startswith("DIGEST_") and name != "DIGEST_TEST_DATABASE_URL":
             monkeypatch.delenv(name)
+    for name, value in LOOPBACK_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory (no digest.toml of the operator's)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -95,6 +105,7 @@ def run_digest(
 ) -> subprocess.CompletedProcess[str]:
     """Run `digest` as a real process, the way a user does."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    full_env.update(LOOPBACK_ENV)
     full_env.update(env)
     return subprocess.run(
         [sys.executable, "-m", "digest", *args],

@@ -40,7 +40,8 @@ Handler = Callable[[Request], Response]
 class FeedServer:
     """Routes paths to canned or computed responses and records every request."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.routes: dict[str, Handler] = {}
         self.requests: list[Request] = []
         self.lock = threading.Lock()
@@ -60,7 +61,7 @@ class FeedServer:
             def do_HEAD(self) -> None:
                 server._serve(self)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd = ThreadingHTTPServer((host, 0), _Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         # serve_forever looks for shutdown() every poll_interval: at the default 0.5 s, every
@@ -72,7 +73,7 @@ class FeedServer:
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def url(self, path: str) -> str:
         return self.base + path

@@ -93,3 +93,9 @@ def test_config_command_bad_value_is_one_line(workdir: Path) -> None:
     assert result.exit_code == 1
     assert result.output.count("\n") == 1
     assert "feeds.timeout" in result.output
+
+
+def test_the_readme_lists_every_setting() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    missing = [i.dotted for i in declared() if f"| `{i.dotted}` | `{i.env}` |" not in readme]
+    assert missing == []

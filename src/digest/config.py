@@ -18,6 +18,7 @@ from typing import Any
 from digest import HOME_PAGE, __version__
 from digest.errors import ConfigError
 from digest.settingvalues import (
+    Network,
     Parser,
     format_duration,
     parse_bool,
@@ -26,6 +27,7 @@ from digest.settingvalues import (
     parse_duration,
     parse_float_or_none,
     parse_int,
+    parse_networks,
     parse_optional_path,
     parse_path,
     parse_send_at,
@@ -73,6 +75,11 @@ class FeedsSettings:
     workers: int = setting(0, parse_int(0, 64), "parser processes (0: one per core)")
     fetch_pages: bool = setting(
         True, parse_bool, "fetch a new teaser-only post's page once, for its reading time"
+    )
+    allow_networks: tuple[Network, ...] = setting(
+        (),
+        parse_networks,
+        "private ranges feeds may reach, comma-separated CIDRs (default: public addresses only)",
     )
 
 
@@ -283,6 +290,8 @@ def effective(settings: Settings, *, show_secrets: bool = False) -> dict[str, di
 def _plain(value: Any) -> Any:
     if isinstance(value, timedelta):
         return format_duration(value)
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value))
     if isinstance(value, Path):
         return str(value)
     return value

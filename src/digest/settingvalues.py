@@ -6,6 +6,7 @@ ValueError saying what it expected; config.py declares which setting uses which.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -14,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 Parser = Callable[[Any], Any]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -160,6 +162,20 @@ def parse_path(value: Any) -> Path:
     if not text:
         raise ValueError("expected a path")
     return Path(text).expanduser()
+
+
+def parse_networks(value: Any) -> tuple[Network, ...]:
+    """``10.0.0.0/8, 127.0.0.1, fd00::/8`` (or a TOML list of them) as networks."""
+    parts = value if isinstance(value, list) else parse_str(value).replace(";", ",").split(",")
+    networks = []
+    for part in map(str, parts):
+        if not part.strip():
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{part.strip()!r} is not an address or a CIDR range") from None
+    return tuple(networks)
 
 
 def format_duration(value: timedelta) -> str:

@@ -18,13 +18,25 @@ from digest.config import FeedsSettings
 from digest.errors import FetchError
 from digest.ingest.fetch import fetch_feed, make_client
 from digest.ingest.policy import parse_retry_after
+from digest.settingvalues import parse_networks
 from digest.types import FetchedFeed
+from tests.conftest import LOOPBACK
 from tests.poll_helpers import rss
 from tests.servers import FeedServer, Request, Response
 
 UA = f"digest/{__version__} (+https://github.com/digest-dev/digest)"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FEED = "https://blog.example/feed.xml"
+
+
+def response(
+    status: int, *, content: Any = b"", headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """A response whose body streams as it would off the wire: httpx.Response(content=bytes)
+    reads (and decodes) the bytes at once, and fetch reads the raw stream itself."""
+    if isinstance(content, bytes):
+        return httpx.Response(status, headers=headers, stream=httpx.ByteStream(content))
+    return httpx.Response(status, headers=headers, content=content)  # an async iterator
 
 
 def mock_client(handler: Callable[[httpx.Request], Any]) -> httpx.AsyncClient:
@@ -51,7 +63,7 @@ def test_sends_user_agent_accept_and_validators() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(304, headers={"ETag": '"v2"'})
+        return response(304, headers={"ETag": '"v2"'})
 
     got = get(mock_client(handler), etag='"v1"', last_modified="Sun, 01 Mar 2026 10:00:00 GMT")
     headers = seen[0].headers
@@ -68,7 +80,7 @@ def test_no_validators_no_conditional_headers() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, content=b"<rss/>", headers={"Content-Type": "text/xml"})
+        return response(200, content=b"<rss/>", headers={"Content-Type": "text/xml"})
 
     got = get(mock_client(handler))
     assert "if-none-match" not in seen[0].headers and "if-modified-since" not in seen[0].headers
@@ -83,14 +95,14 @@ def test_compressed_bodies_are_decoded(encoding: str, compress: Callable[[bytes]
     body = rss(20)
 
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=compress(body), headers={"Content-Encoding": encoding})
+        return response(200, content=compress(body), headers={"Content-Encoding": encoding})
 
     assert get(mock_client(handler)).body == body
 
 
 def test_corrupt_gzip_is_a_readable_error() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=b"not gzip at all", headers={"Content-Encoding": "gzip"})
+        return response(200, content=b"not gzip at all", headers={"Content-Encoding": "gzip"})
 
     with pytest.raises(FetchError, match="cannot decode"):
         get(mock_client(handler))
@@ -100,8 +112,8 @@ def redirects(chain: dict[str, tuple[int, str]]) -> Callable[[httpx.Request], ht
     def handler(request: httpx.Request) -> httpx.Response:
         hop = chain.get(str(request.url))
         if hop:
-            return httpx.Response(hop[0], headers={"Location": hop[1]})
-        return httpx.Response(200, content=b"<rss/>")
+            return response(hop[0], headers={"Location": hop[1]})
+        return response(200, content=b"<rss/>")
 
     return handler
 
@@ -142,17 +154,17 @@ def test_redirect_loop_is_an_error() -> None:
 
 @pytest.mark.parametrize("code", [404, 410, 500, 503])
 def test_error_statuses_come_back_without_a_body(code: int) -> None:
-    got = get(mock_client(lambda r: httpx.Response(code, content=b"oops")))
+    got = get(mock_client(lambda r: response(code, content=b"oops")))
     assert got.status_code == code and got.body is None and got.retry_after is None
 
 
 def test_retry_after_seconds_and_http_date() -> None:
     # The fetch brings the header as sent; the policy reads it against the time of the answer.
-    got = get(mock_client(lambda r: httpx.Response(429, headers={"Retry-After": "120"})))
+    got = get(mock_client(lambda r: response(429, headers={"Retry-After": "120"})))
     retry_after = parse_retry_after(got.retry_after, NOW)
     assert got.status_code == 429 and retry_after == NOW + timedelta(seconds=120)
     date = "Sun, 01 Mar 2026 14:00:00 GMT"
-    got = get(mock_client(lambda r: httpx.Response(503, headers={"Retry-After": date})))
+    got = get(mock_client(lambda r: response(503, headers={"Retry-After": date})))
     retry_after = parse_retry_after(got.retry_after, NOW)
     assert got.status_code == 503 and retry_after == NOW + timedelta(hours=2)
 
@@ -190,7 +202,7 @@ class Drip:
 def test_body_cap_stops_reading_a_stream_without_length() -> None:
     drip = Drip(b"x" * 65536, count=10_000)  # 655 MB if read to the end
     with pytest.raises(FetchError, match="body larger than 1000000 bytes"):
-        get(mock_client(lambda r: httpx.Response(200, content=drip)), max_bytes=1_000_000)
+        get(mock_client(lambda r: response(200, content=drip)), max_bytes=1_000_000)
     assert drip.sent <= 1_000_000 + 65536
 
 
@@ -198,7 +210,7 @@ def test_body_cap_trusts_a_declared_length_and_reads_nothing() -> None:
     drip = Drip(b"x" * 1024, count=3000)
 
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=drip, headers={"Content-Length": "3072000"})
+        return response(200, content=drip, headers={"Content-Length": "3072000"})
 
     with pytest.raises(FetchError, match="body larger than"):
         get(mock_client(handler), max_bytes=100_000)
@@ -206,7 +218,7 @@ def test_body_cap_trusts_a_declared_length_and_reads_nothing() -> None:
 
 
 def test_a_body_exactly_at_the_cap_is_fine() -> None:
-    got = get(mock_client(lambda r: httpx.Response(200, content=b"y" * 5000)), max_bytes=5000)
+    got = get(mock_client(lambda r: response(200, content=b"y" * 5000)), max_bytes=5000)
     assert got.body == b"y" * 5000
 
 
@@ -214,7 +226,7 @@ def test_deadline_covers_a_slow_dripping_body() -> None:
     drip = Drip(b"<rss>", count=100, pause=0.05)  # 5 s in all, each chunk quick
     started = time.monotonic()
     with pytest.raises(FetchError, match=r"timed out after 0\.5 s"):
-        get(mock_client(lambda r: httpx.Response(200, content=drip)), timeout=0.5)
+        get(mock_client(lambda r: response(200, content=drip)), timeout=0.5)
     assert time.monotonic() - started < 1.5
 
 
@@ -222,7 +234,7 @@ def test_deadline_covers_a_slow_dripping_body() -> None:
 
 
 def settings(**values: Any) -> FeedsSettings:
-    base = FeedsSettings()
+    base = FeedsSettings(allow_networks=parse_networks(LOOPBACK))
     return FeedsSettings(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, **values})
 
 

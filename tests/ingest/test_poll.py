@@ -19,8 +19,10 @@ from digest.ingest.feedsync import sync_feeds
 from digest.ingest.health import list_feeds
 from digest.ingest.poll import poll_feeds
 from digest.models import Feed, Fetch, Post
+from digest.settingvalues import parse_networks
 from digest.storage import Database
 from digest.types import FeedSource, FeedStatus
+from tests.conftest import LOOPBACK
 from tests.poll_helpers import Item, atom, items, rss, write_opml
 from tests.servers import FeedServer, Request, Response
 
@@ -33,7 +35,12 @@ class Setup:
     def __init__(self, db: Database, http: FeedServer, tmp: Path) -> None:
         self.db, self.http, self.opml = db, http, tmp / "feeds.opml"
         self.settings = Settings().replace(
-            feeds={"opml": self.opml, "timeout": timedelta(seconds=1), "workers": 1}
+            feeds={
+                "opml": self.opml,
+                "timeout": timedelta(seconds=1),
+                "workers": 1,
+                "allow_networks": parse_networks(LOOPBACK),
+            }
         )
 
     def feeds(self, *entries: tuple[str, str, str]) -> None:

@@ -11,13 +11,15 @@ from digest import __version__
 from digest.config import FeedsSettings
 from digest.errors import FetchError
 from digest.ingest.fetch import fetch_feed, make_client
+from digest.settingvalues import parse_networks
 from digest.types import FetchedFeed
+from tests.conftest import LOOPBACK
 
 UA = f"digest/{__version__} (+https://github.com/digest-dev/digest)"
 
 
 def settings() -> FeedsSettings:
-    return FeedsSettings()
+    return FeedsSettings(allow_networks=parse_networks(LOOPBACK))
 
 
 def real_get(url: str) -> FetchedFeed:

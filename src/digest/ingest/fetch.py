@@ -7,12 +7,19 @@ import contextlib
 import time
 import urllib.request
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import httpx
 
 from digest.config import FeedsSettings
 from digest.errors import FetchError
-from digest.ingest.transport import KEEPALIVE_S, FeedTransport
+from digest.ingest.inflate import BodyError, BoundedBody
+from digest.ingest.transport import (
+    KEEPALIVE_S,
+    CheckedTransport,
+    FeedTransport,
+    RefusedAddressError,
+)
 from digest.types import FetchedFeed
 
 ACCEPT = (
@@ -35,11 +42,15 @@ def make_client(
 
     Without a ``transport``, requests go through FeedTransport (a fraction of the CPU of
     httpx's default one), unless the environment names a proxy, which only the default
-    transport honours.
+    transport honours (then CheckedTransport applies the network policy to what this host
+    resolves). Either way, only the addresses feeds.allow_networks opens besides public ones.
     """
     seconds = settings.timeout.total_seconds()
-    if transport is None and not env_proxies():
-        transport = FeedTransport(max_idle=settings.concurrency, keepalive_expiry=KEEPALIVE_S)
+    allowed = settings.allow_networks
+    if transport is None and env_proxies():
+        transport = CheckedTransport(httpx.AsyncHTTPTransport(trust_env=True), allowed)
+    elif transport is None:
+        transport = FeedTransport(settings.concurrency, KEEPALIVE_S, allowed)
     return httpx.AsyncClient(
         transport=transport,
         headers={"User-Agent": settings.user_agent},
@@ -51,6 +62,18 @@ def make_client(
         timeout=httpx.Timeout(seconds),
         follow_redirects=False,
     )
+
+
+def origin(url: str) -> tuple[str, int | None]:
+    """Host and port of a URL, the port None when it is its scheme's default (so an upgrade
+    from http to https on the same host keeps the origin)."""
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # a port that is no number matches nothing
+    return (parts.hostname or "", None if port in (None, default) else port)
 
 
 def env_proxies() -> bool:
@@ -68,6 +91,7 @@ async def fetch_feed(
     max_bytes: int,
     user_agent: str,
     accept: str = ACCEPT,
+    same_origin: bool = False,
 ) -> FetchedFeed:
     """GET one feed (or a post's page), conditionally; every final status comes back, only
     network trouble raises.
@@ -76,7 +100,9 @@ async def fetch_feed(
     a timeout (the whole request, redirects and body included, within ``timeout`` seconds), a
     body over ``max_bytes``, too many redirects or any network error.
 
-    ``accept`` asks for something other than a feed (a post's page). How many requests run
+    ``accept`` asks for something other than a feed (a post's page); ``same_origin`` follows
+    redirects only within the URL's own host and port (http may become https). Every hop goes
+    to an address the network policy allows (the transport checks). How many requests run
     at once, per host and in all, is the caller's business (ingest.slots).
     """
     headers = {"User-Agent": user_agent, "Accept": accept, "Accept-Encoding": ACCEPT_ENCODING}
@@ -87,7 +113,7 @@ async def fetch_feed(
     started = time.monotonic()
     with fetch_errors(url, timeout):
         async with asyncio.timeout(timeout):
-            return await _follow(client, url, headers, max_bytes, started)
+            return await _follow(client, url, headers, max_bytes, started, same_origin)
     raise AssertionError("unreachable")  # pragma: no cover - for type checkers
 
 
@@ -97,6 +123,7 @@ async def _follow(
     headers: dict[str, str],
     max_bytes: int,
     started: float,
+    same_origin: bool,
 ) -> FetchedFeed:
     current, permanent, hops = url, True, 0
     while True:
@@ -108,6 +135,8 @@ async def _follow(
                     raise FetchError(url, f"more than {MAX_REDIRECTS} redirects", resp.status_code)
                 permanent = permanent and resp.status_code in PERMANENT
                 current = str(resp.url.join(location.strip()))
+                if same_origin and origin(current) != origin(url):
+                    raise FetchError(url, f"redirect to {current} leaves the page's site: refused")
                 await _drain(resp)
                 continue
             if resp.is_success:
@@ -130,26 +159,27 @@ async def _follow(
 
 
 async def read_capped(resp: httpx.Response, max_bytes: int, url: str) -> bytes:
-    """The decoded body, streamed; stops reading as soon as it passes ``max_bytes``."""
-    too_big = FetchError(url, f"body larger than {max_bytes} bytes", resp.status_code)
+    """The decoded body, streamed; stops reading as soon as it passes ``max_bytes``, counted
+    on the wire and again as it is decompressed (see inflate.py)."""
     declared = resp.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
-        raise too_big
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in resp.aiter_bytes():
-        total += len(chunk)
-        if total > max_bytes:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
+        raise FetchError(url, f"body larger than {max_bytes} bytes", resp.status_code)
+    try:
+        body = BoundedBody(resp.headers.get("content-encoding"), max_bytes)
+        async for chunk in resp.aiter_raw():
+            body.feed(chunk)
+        return body.result()
+    except BodyError as e:
+        raise FetchError(url, str(e), resp.status_code) from None
 
 
 async def _drain(resp: httpx.Response) -> None:
-    """Read a short body we don't need so the connection can be reused (a 304, an error page)."""
+    """Read a short body we don't need so the connection can be reused (a 304, an error page);
+    as it came, never decompressed."""
     declared = resp.headers.get("content-length", "")
     if resp.status_code == 304 or (declared.isdigit() and int(declared) <= DRAIN_BYTES):
-        await resp.aread()
+        async for _chunk in resp.aiter_raw():
+            pass
 
 
 @contextlib.contextmanager
@@ -159,6 +189,8 @@ def fetch_errors(url: str, timeout: float) -> Iterator[None]:
         yield
     except FetchError:
         raise
+    except RefusedAddressError as e:
+        raise FetchError(url, str(e)) from e
     except (TimeoutError, httpx.TimeoutException) as e:
         raise FetchError(url, f"timed out after {timeout:g} s") from e
     except httpx.DecodingError as e:

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 
 from digest.config import FeedsSettings
 from digest.errors import FetchError
-from digest.ingest.fetch import fetch_feed
+from digest.ingest.fetch import fetch_feed, origin
 from digest.ingest.slots import politely
 from digest.models import FEEDS, POSTS
 from digest.storage import Database
@@ -42,9 +42,12 @@ class PageJob:
 
     @property
     def on_feeds_site(self) -> bool:
-        """Is the page on its feed's own site? A feed can make us request its own site's
-        pages only: a hostile one must not point us at another host, or into our network."""
-        return site_of(self.url) == site_of(self.feed_url)
+        """Is the page on its feed's own site, and port? A feed can make us request its own
+        site's pages only: a hostile one must not point us at another host or another port
+        of its host (a service behind it), nor, by redirecting, anywhere else (fetched with
+        same_origin)."""
+        same_port = origin(self.url)[1] == origin(self.feed_url)[1]
+        return same_port and site_of(self.url) == site_of(self.feed_url)
 
 
 def select_pages(db: Database, now: datetime, limit: int = MAX_PAGES) -> list[PageJob]:
@@ -119,6 +122,7 @@ async def _page_words(client: httpx.AsyncClient, url: str, feeds: FeedsSettings)
             max_bytes=feeds.max_bytes,
             user_agent=feeds.user_agent,
             accept=PAGE_ACCEPT,
+            same_origin=True,
         )
         content_type = fetched.headers.get("content-type", "text/html").lower()
         if fetched.body is None or "html" not in content_type:

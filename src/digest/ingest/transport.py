@@ -1,16 +1,45 @@
-"""A lean HTTP/1.1 transport for httpx: asyncio streams and h11, keep-alive per host."""
+"""A lean HTTP/1.1 transport for httpx: asyncio streams and h11, keep-alive per host, and
+connections only to the addresses the network policy allows (ingest.addresses)."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import h11
 import httpx
 
+from digest.ingest.addresses import refusal
+from digest.settingvalues import Network
+
 KEEPALIVE_S = 30.0
+
+
+class RefusedAddressError(httpx.TransportError):
+    """Every address of the host is one the network policy refuses."""
+
+    def __init__(self, host: str, address: str, why: str | None) -> None:
+        where = address if address == host else f"{address} ({host})"
+        super().__init__(
+            f"refused to connect to {where}: {why}; feeds.allow_networks opens a range"
+        )
+
+
+async def allowed_addresses(host: str, port: int, allowed: Sequence[Network]) -> list[str]:
+    """The host's addresses that the policy allows, resolved now: the caller connects to one of
+    these, so a name cannot resolve to another address in between (DNS rebinding)."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise httpx.ConnectError(f"cannot resolve {host}: {e.strerror}") from e
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    usable = [a for a in addresses if refusal(a, allowed) is None]
+    if not usable:
+        raise RefusedAddressError(host, addresses[0], refusal(addresses[0], allowed))
+    return usable
 
 
 class FeedTransport(httpx.AsyncBaseTransport):
@@ -20,9 +49,17 @@ class FeedTransport(httpx.AsyncBaseTransport):
     costs about 1.5 ms of CPU for each, on the one core the event loop has; this one costs
     a fifth of that. No HTTP/2 and no proxies (make_client keeps the default transport when
     the environment names one). Concurrency is the host slots' job (ingest.slots), not the pool's.
+    Every connection goes to an address the policy allows (``allowed`` opens private ranges),
+    checked after resolving, so each redirect hop is checked again.
     """
 
-    def __init__(self, max_idle: int = 32, keepalive_expiry: float = KEEPALIVE_S) -> None:
+    def __init__(
+        self,
+        max_idle: int = 32,
+        keepalive_expiry: float = KEEPALIVE_S,
+        allowed: Sequence[Network] = (),
+    ) -> None:
+        self.allowed = tuple(allowed)
         self.max_idle = max_idle
         self.keepalive_expiry = keepalive_expiry
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
@@ -59,9 +96,8 @@ class FeedTransport(httpx.AsyncBaseTransport):
             context = self._ssl
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    host, port, ssl=context, server_hostname=host if context else None
-                )
+                addresses = await allowed_addresses(host, port, self.allowed)
+                reader, writer = await _open_first(addresses, port, context, host)
         except TimeoutError as e:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from e
         except OSError as e:
@@ -93,6 +129,41 @@ class FeedTransport(httpx.AsyncBaseTransport):
                 conn.close()
         self._idle.clear()
         self._idle_count = 0
+
+
+async def _open_first(
+    addresses: list[str], port: int, context: ssl.SSLContext | None, host: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the first of ``addresses`` that answers (TLS checked against ``host``)."""
+    for address in addresses[:-1]:
+        try:
+            return await asyncio.open_connection(
+                address, port, ssl=context, server_hostname=host if context else None
+            )
+        except OSError:
+            continue
+    return await asyncio.open_connection(
+        addresses[-1], port, ssl=context, server_hostname=host if context else None
+    )
+
+
+class CheckedTransport(httpx.AsyncBaseTransport):
+    """Another transport (httpx's own, which a proxy needs), after the same policy check of the
+    host's addresses. Through a proxy the proxy connects: the check is on the addresses this
+    machine resolves, the best digest can do there."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, allowed: Sequence[Network]) -> None:
+        self.inner, self.allowed = inner, tuple(allowed)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        await allowed_addresses(
+            url.host, url.port or (443 if url.scheme == "https" else 80), self.allowed
+        )
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 class _StaleConnectionError(Exception):
