@@ -25,6 +25,7 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    drip: float = 0.0  # seconds between the body's bytes, sent one at a time
 
 
 @dataclass
@@ -106,7 +107,12 @@ class FeedServer:
                 h.send_header(k, v)
             h.send_header("Content-Length", str(len(body)))
             h.end_headers()
-            if h.command != "HEAD":
+            if h.command != "HEAD" and resp.drip:
+                for k in range(len(body)):
+                    h.wfile.write(body[k : k + 1])
+                    h.wfile.flush()
+                    time.sleep(resp.drip)
+            elif h.command != "HEAD":
                 h.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             pass

@@ -127,3 +127,7 @@ def test_canonical_url_keeps_different_articles_apart() -> None:
 )
 def test_site_of_groups_a_platforms_blogs(url: str, site: str) -> None:
     assert site_of(url) == site
+
+
+def test_site_of_a_broken_url_is_the_url() -> None:
+    assert site_of("http://[not a host/") == "http://[not a host/"

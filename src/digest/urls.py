@@ -131,7 +131,10 @@ def site_of(url: str) -> str:
     public suffix this rule does not know (city.kawasaki.jp) is taken for a site, so an
     error groups more hosts together: the cap errs towards politeness, never against it.
     """
-    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    try:
+        host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    except ValueError:  # "http://[not a host/": a site of its own; fetching it says why
+        return url
     if ":" in host or host.replace(".", "").isdigit():
         return host
     labels = host.split(".")

@@ -113,7 +113,7 @@ def test_build_sources_pins_discovers_once_and_reports_the_rest() -> None:
         asked.append(site)
         return "https://found.example/feed" if site == "https://found.example/" else None
 
-    sources, unresolved = build_sources(entries, discover, workers=4)
+    sources, unresolved = build_sources(entries, discover)
     assert sorted(asked) == ["https://found.example/", "https://lost.example/"]
     assert sources == [
         FeedSource("https://p.example/a.xml", "Pinned (p.example)", "https://p.example/", "ML"),

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
 
-import httpx
 import pytest
 
+from digest.config import FeedsSettings
 from digest.feedlist.discover import (
     alternate_links,
     common_feed_urls,
-    discover_feed,
+    discover_sites,
     looks_like_feed,
 )
+from digest.settingvalues import parse_networks
+from tests.conftest import LOOPBACK, run_cli
 from tests.servers import FeedServer, Response
 
 RSS = b'<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel/></rss>'
@@ -33,13 +38,13 @@ def xml(body: bytes) -> Response:
     return Response(200, body, {"Content-Type": "application/xml"})
 
 
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=2) as c:
-        yield c
+def find(home: str, timeout: float = 2.0, allow: str = LOOPBACK) -> str | None:
+    """The feed discovery finds for one home page, under the network policy (loopback open)."""
+    feeds = FeedsSettings(timeout=timedelta(seconds=timeout), allow_networks=parse_networks(allow))
+    return discover_sites([home], feeds)[home]
 
 
-def test_alternate_link_relative_href(http: FeedServer, client: httpx.Client) -> None:
+def test_alternate_link_relative_href(http: FeedServer) -> None:
     http.route(
         "/blog/",
         page(
@@ -50,29 +55,29 @@ def test_alternate_link_relative_href(http: FeedServer, client: httpx.Client) ->
     )
     http.route("/blog/comments.xml", xml(RSS))
     http.route("/blog/atom.xml", xml(ATOM))
-    assert discover_feed(client, http.url("/blog/")) == http.url("/blog/atom.xml")
+    assert find(http.url("/blog/")) == http.url("/blog/atom.xml")
     assert not http.hits("/blog/comments.xml")  # the posts feed is preferred over comments
 
 
 def test_broken_alternate_falls_back_to_common_paths(
-    http: FeedServer, client: httpx.Client
+    http: FeedServer,
 ) -> None:
     # eatonphil.com's case: the advertised /rss.xml does not exist.
     http.route("/", page('<link rel="alternate" type="application/rss+xml" href="/rss.xml">'))
     http.route("/feed", page(""))  # an HTML page at /feed is not a feed
     http.route("/atom.xml", xml(ATOM))
-    assert discover_feed(client, http.url("/")) == http.url("/atom.xml")
+    assert find(http.url("/")) == http.url("/atom.xml")
     assert http.hits("/rss.xml") and http.hits("/feed")
 
 
-def test_common_path_next_to_the_home_page(http: FeedServer, client: httpx.Client) -> None:
+def test_common_path_next_to_the_home_page(http: FeedServer) -> None:
     # brendangregg.com/blog keeps its feed at /blog/rss.xml
     http.route("/blog", page(""))
     http.route("/blog/rss.xml", xml(RDF))
-    assert discover_feed(client, http.url("/blog")) == http.url("/blog/rss.xml")
+    assert find(http.url("/blog")) == http.url("/blog/rss.xml")
 
 
-def test_json_feed_and_base_href(http: FeedServer, client: httpx.Client) -> None:
+def test_json_feed_and_base_href(http: FeedServer) -> None:
     http.route(
         "/home",
         page(
@@ -81,18 +86,18 @@ def test_json_feed_and_base_href(http: FeedServer, client: httpx.Client) -> None
         ),
     )
     http.route("/site/feed.json", Response(200, JSON_FEED, {"Content-Type": "application/json"}))
-    assert discover_feed(client, http.url("/home")) == http.url("/site/feed.json")
+    assert find(http.url("/home")) == http.url("/site/feed.json")
 
 
-def test_home_page_that_is_a_feed_after_a_redirect(http: FeedServer, client: httpx.Client) -> None:
+def test_home_page_that_is_a_feed_after_a_redirect(http: FeedServer) -> None:
     http.route("/old", Response(301, b"", {"Location": "/index.xml"}))
     http.route("/index.xml", xml(RSS))
-    assert discover_feed(client, http.url("/old")) == http.url("/index.xml")
+    assert find(http.url("/old")) == http.url("/index.xml")
 
 
-def test_html_only_site_has_no_feed(http: FeedServer, client: httpx.Client) -> None:
+def test_html_only_site_has_no_feed(http: FeedServer) -> None:
     http.route("/", Response(200, HTML, {"Content-Type": "text/html"}))
-    assert discover_feed(client, http.url("/")) is None
+    assert find(http.url("/")) is None
     asked = {r.path for r in http.requests}
     assert {"/", "/feed", "/rss.xml", "/atom.xml", "/index.xml", "/feed.xml", "/rss/"} <= asked
 
@@ -100,10 +105,9 @@ def test_html_only_site_has_no_feed(http: FeedServer, client: httpx.Client) -> N
 def test_timeouts_and_dead_hosts_are_none(http: FeedServer) -> None:
     http.route("/", Response(200, HTML, delay=1.0))
     http.route("/feed", Response(200, RSS, delay=1.0))
-    with httpx.Client(timeout=0.2) as quick:
-        assert discover_feed(quick, http.url("/")) is None
-        assert discover_feed(quick, "http://127.0.0.1:9/") is None  # nothing listens on port 9
-        assert discover_feed(quick, "http://[not a host/") is None
+    assert find(http.url("/"), timeout=0.2) is None
+    assert find("http://127.0.0.1:9/", timeout=0.2) is None  # nothing listens on port 9
+    assert find("http://[not a host/", timeout=0.2) is None
 
 
 def test_alternate_links_ignores_non_feeds_and_odd_schemes() -> None:
@@ -157,3 +161,54 @@ def test_hostile_hrefs_are_skipped() -> None:
         '<link rel="alternate" type="application/rss+xml" href="/ok.xml">'
     )
     assert alternate_links(html, "https://site.example/") == ["https://site.example/ok.xml"]
+
+
+def test_a_dripping_home_page_costs_the_timeout_not_minutes(http: FeedServer) -> None:
+    http.route("/", Response(200, HTML * 3, {"Content-Type": "text/html"}, drip=0.5))
+    http.route("/feed", xml(RSS))
+    began = time.monotonic()
+    assert find(http.url("/"), timeout=1.0) == http.url("/feed")
+    assert time.monotonic() - began < 5
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[FeedServer]:
+    """Another host, on 127.0.0.1, which the policy of these tests (127.0.0.2 only) refuses."""
+    server = FeedServer("127.0.0.1")
+    server.route("/feed.xml", xml(RSS))
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def home() -> Iterator[FeedServer]:
+    server = FeedServer("127.0.0.2")
+    yield server
+    server.close()
+
+
+def test_discovery_keeps_to_the_allowed_networks(home: FeedServer, elsewhere: FeedServer) -> None:
+    home.route("/moved", Response(301, b"", {"Location": elsewhere.url("/feed.xml")}))
+    home.route(
+        "/blog/",
+        page(
+            f'<link rel="alternate" type="application/rss+xml" href="{elsewhere.url("/feed.xml")}">'
+        ),
+    )
+    assert find(home.url("/moved"), allow="127.0.0.2/32") is None
+    assert find(home.url("/blog/"), allow="127.0.0.2/32") is None
+    assert elsewhere.requests == []
+
+
+def test_opml_build_never_writes_a_feed_the_policy_refuses(
+    workdir: Path, home: FeedServer, elsewhere: FeedServer
+) -> None:
+    home.route("/", Response(302, b"", {"Location": elsewhere.url("/feed.xml")}))
+    (workdir / "lists").mkdir()
+    (workdir / "lists" / "ml.md").write_text(f"## ML\n\n- [Moved]({home.url('/')})\n")
+    env = {"DIGEST_FEEDS_ALLOW_NETWORKS": "127.0.0.2/32", "DIGEST_FEEDS_TIMEOUT": "2s"}
+    result = run_cli(["opml", "build"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"warning: Moved ({home.url('/')}): no feed found" in result.stderr
+    assert elsewhere.url("/") not in (workdir / "feeds.opml").read_text()
+    assert elsewhere.requests == []

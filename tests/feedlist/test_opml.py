@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import listparser
@@ -11,6 +12,7 @@ from digest.errors import ConfigError
 from digest.feedlist.opml import merge_sources, parse_opml, read_opml, write_opml
 from digest.types import ML, SYSTEMS, FeedSource, section_for
 from tests.conftest import run_cli, run_digest
+from tests.poll_helpers import opml
 from tests.servers import FeedServer, Response
 
 DATA = Path(__file__).parents[1] / "data" / "opml"
@@ -379,3 +381,49 @@ def test_build_and_export_as_a_real_process(tmp_path: Path) -> None:
     broken = run_digest(["opml", "import", str(DATA / "xxe.opml")], env={}, cwd=tmp_path)
     assert broken.returncode == 1
     assert broken.stderr.startswith("Error: ") and broken.stderr.count("\n") == 1
+
+
+@pytest.fixture
+def opml_server() -> Iterator[FeedServer]:
+    """Another reader's OPML file, served from 127.0.0.2."""
+    server = FeedServer("127.0.0.2")
+    feeds = [
+        ("ML", "Public", "https://blog.example/feed.xml"),
+        ("ML", "By address", "http://93.184.215.14/feed.xml"),
+        ("Systems", "Loopback", "http://127.0.0.1:8080/admin"),
+        ("Systems", "Localhost", "http://localhost/feed"),
+        ("Systems", "Intranet", "http://10.0.0.5/feed"),
+    ]
+    server.route("/list.opml", Response(200, opml(feeds), {"Content-Type": "text/x-opml"}))
+    yield server
+    server.close()
+
+
+def test_import_by_url_under_the_network_policy(workdir: Path, opml_server: FeedServer) -> None:
+    url = opml_server.url("/list.opml")
+    result = run_cli(["opml", "import", url], env={"DIGEST_FEEDS_ALLOW_NETWORKS": "127.0.0.2/32"})
+    assert result.exit_code == 0, result.output
+    assert f"{url}: 2 feeds added, 0 already present, 3 skipped" in result.stdout
+    assert "skipped http://127.0.0.1:8080/admin: a loopback address" in result.stderr
+    assert "skipped http://localhost/feed: a loopback address" in result.stderr
+    assert "skipped http://10.0.0.5/feed: a private address" in result.stderr
+    assert "http://93.184.215.14/feed.xml names an IP address" in result.stderr
+    assert [s.url for s in read_opml(workdir / "feeds.opml")] == [
+        "https://blog.example/feed.xml",
+        "http://93.184.215.14/feed.xml",
+    ]
+
+
+def test_import_by_url_is_refused_where_the_policy_says_so(
+    workdir: Path, opml_server: FeedServer
+) -> None:
+    url = opml_server.url("/list.opml")
+    result = run_cli(["opml", "import", url], env={"DIGEST_FEEDS_ALLOW_NETWORKS": ""})
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == (
+        f"Error: {url}: refused to connect to 127.0.0.2: a loopback address; "
+        "feeds.allow_networks opens a range\n"
+    )
+    missing = run_cli(["opml", "import", opml_server.url("/nothing.opml")])
+    assert missing.exit_code == 1 and "HTTP 404, no OPML file" in missing.stderr
+    assert not (workdir / "feeds.opml").exists()

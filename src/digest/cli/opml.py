@@ -6,22 +6,19 @@ import json
 import os
 import sys
 import tempfile
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 
 from digest.cli import cli
 from digest.cli.context import App, pass_app
 from digest.errors import ConfigError, InputError
 from digest.feedlist.bloglists import BlogEntry, build_sources, read_lists
-from digest.feedlist.discover import discover_feed
+from digest.feedlist.discover import discover_sites
 from digest.feedlist.opml import merge_sources, parse_opml, read_opml, write_opml
+from digest.feedlist.remote import fetch_list, is_url, screen
 from digest.types import FeedSource
-
-DISCOVERY_WORKERS = 8
 
 
 @cli.group("opml")
@@ -93,35 +90,46 @@ def build_cmd(
 
 
 @opml_group.command("import")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.argument("source")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @pass_app
-def import_cmd(app: App, file: Path, as_json: bool) -> None:
+def import_cmd(app: App, source: str, as_json: bool) -> None:
     """Add the feeds of an OPML file to feeds.opml.
 
-    FILE is any feed reader's OPML (`-` reads stdin). Feeds already present stay as they are;
-    the feeds.opml file is created when missing.
+    SOURCE is any feed reader's OPML: a file, `-` for stdin, or an http(s) URL (fetched under
+    the network policy, feeds.allow_networks). Feeds already present stay as they are; feeds
+    on addresses the policy refuses (127.0.0.1, localhost, 10.x...) are skipped with a line
+    each; the feeds.opml file is created when missing.
     """
-    name = "<stdin>" if str(file) == "-" else str(file)
-    added_sources = parse_opml(_read_input(file), origin=name)
-    target = app.settings.feeds.opml
+    feeds = app.settings.feeds
+    if is_url(source):
+        name, data = source, fetch_list(source, feeds)
+    else:
+        name, data = ("<stdin>" if source == "-" else source), _read_input(Path(source))
+    read, notes = screen(parse_opml(data, origin=name), feeds)
+    target = feeds.opml
     existing = read_opml(target) if target.exists() else []
-    merged, added = merge_sources(existing, added_sources)
+    merged, added = merge_sources(existing, read)
     if added or not target.exists():
         _write_atomically(target, write_opml(merged))
+    skipped = sum(1 for note in notes if note.startswith("skipped "))
     summary = {
         "file": str(target),
-        "read": len(added_sources),
+        "read": len(read) + skipped,
         "added": added,
-        "already_present": len(added_sources) - added,
+        "already_present": len(read) - added,
+        "skipped": skipped,
         "feeds": len(merged),
     }
+    for note in notes:
+        click.echo(note, err=True)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(
-            f"{name}: {added} feeds added, {summary['already_present']} already present; "
-            f"{target} lists {len(merged)} feeds"
+            f"{name}: {added} feeds added, {summary['already_present']} already present"
+            + (f", {skipped} skipped" if skipped else "")
+            + f"; {target} lists {len(merged)} feeds"
         )
 
 
@@ -150,13 +158,8 @@ def export_cmd(app: App, output: Path) -> None:
 
 
 def _discover_all(app: App, entries: list[BlogEntry]) -> tuple[list[FeedSource], list[str]]:
-    settings = app.settings.feeds
-    client = httpx.Client(
-        timeout=settings.timeout.total_seconds(),
-        headers={"User-Agent": settings.user_agent},
-    )
-    with client:
-        return build_sources(entries, partial(discover_feed, client), workers=DISCOVERY_WORKERS)
+    found = discover_sites([e.site for e in entries if not e.feeds], app.settings.feeds)
+    return build_sources(entries, found.get)
 
 
 def _report_build(summary: dict[str, Any], as_json: bool, no_discover: bool) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -90,13 +89,11 @@ def read_lists(folder: Path) -> list[BlogEntry]:
 def build_sources(
     entries: Iterable[BlogEntry],
     discover: Callable[[str], str | None],
-    workers: int = 1,
 ) -> tuple[list[FeedSource], list[str]]:
     """The entries' feeds (pinned, else discovered), each once, and the blogs left without one."""
     entries = list(entries)
     to_discover = list(dict.fromkeys(e.site for e in entries if not e.feeds))
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        found = dict(zip(to_discover, pool.map(discover, to_discover), strict=True))
+    found = {site: discover(site) for site in to_discover}
     sources: list[FeedSource] = []
     unresolved: list[str] = []
     seen: set[str] = set()

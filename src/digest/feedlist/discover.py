@@ -1,14 +1,27 @@
-"""Feed discovery: from a blog's home page to its feed URL (alternate links, then common paths)."""
+"""Feed discovery: from a blog's home page to its feed URL (alternate links, then common paths).
+
+Every GET goes through ingest's fetch: the network policy, the size cap counted as the body is
+decompressed, and feeds.timeout as a deadline for the whole request (a home page that drips a
+byte a second costs feeds.timeout, not minutes).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+
+from digest.config import FeedsSettings
+from digest.errors import FetchError
+from digest.ingest.fetch import ACCEPT, fetch_feed, make_client
+from digest.ingest.slots import politely
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +38,36 @@ FEED_ROOTS = {"rss", "feed", "rdf"}
 
 HOME_MAX_BYTES = 2_000_000  # the <head> is what matters; a huge home page is cut here
 FEED_SNIFF_BYTES = 64_000  # enough to see the root element of a feed
+HTML_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
+WORKERS = 8  # home pages looked at at once (and feeds.per_host per site)
 
 
-def discover_feed(client: httpx.Client, home_url: str) -> str | None:
+@dataclass(frozen=True)
+class _Site:
+    url: str
+
+
+def discover_sites(sites: Iterable[str], feeds: FeedsSettings) -> dict[str, str | None]:
+    """The feed of each blog home page (None where none was found), several at once."""
+    return asyncio.run(discover_all(sites, feeds))
+
+
+async def discover_all(sites: Iterable[str], feeds: FeedsSettings) -> dict[str, str | None]:
+    async with make_client(feeds) as client:
+
+        async def one(site: _Site) -> tuple[str, str | None]:
+            return site.url, await discover_feed(client, site.url, feeds)
+
+        unique = [_Site(url) for url in dict.fromkeys(sites)]
+        found = await politely(unique, one, per_host=feeds.per_host, total=WORKERS)
+    return dict(found)
+
+
+async def discover_feed(
+    client: httpx.AsyncClient, home_url: str, feeds: FeedsSettings
+) -> str | None:
     """The feed of the blog at home_url, or None when none of the candidates is a feed."""
-    page = _get(client, home_url, HOME_MAX_BYTES)
+    page = await _get(client, home_url, feeds, HOME_MAX_BYTES, HTML_ACCEPT)
     candidates: list[str] = []
     if page is not None:
         final_url, body = page
@@ -42,7 +80,7 @@ def discover_feed(client: httpx.Client, home_url: str) -> str | None:
         if url in tried:
             continue
         tried.add(url)
-        got = _get(client, url, FEED_SNIFF_BYTES)
+        got = await _get(client, url, feeds, FEED_SNIFF_BYTES, ACCEPT)
         if got is not None and looks_like_feed(got[1]):
             return got[0]  # after redirects, so polls don't pay for them every time
     return None
@@ -110,22 +148,26 @@ def _is_json_feed(body: bytes) -> bool:
     )
 
 
-def _get(client: httpx.Client, url: str, max_bytes: int) -> tuple[str, bytes] | None:
-    """(final URL, the first max_bytes of the body) of a 2xx answer, else None."""
+async def _get(
+    client: httpx.AsyncClient, url: str, feeds: FeedsSettings, keep: int, accept: str
+) -> tuple[str, bytes] | None:
+    """(final URL, the first ``keep`` bytes of the body) of a 2xx answer, else None."""
     try:
-        with client.stream("GET", url, follow_redirects=True) as response:
-            if not response.is_success:
-                log.debug("discover: %s answered %s", url, response.status_code)
-                return None
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) >= max_bytes:
-                    break
-            return str(response.url), bytes(body[:max_bytes])
-    except (httpx.HTTPError, httpx.InvalidURL) as e:
-        log.debug("discover: %s failed: %s", url, e)
+        fetched = await fetch_feed(
+            client,
+            url,
+            timeout=feeds.timeout.total_seconds(),
+            max_bytes=feeds.max_bytes,
+            user_agent=feeds.user_agent,
+            accept=accept,
+        )
+    except FetchError as e:
+        log.info("discover: %s: %s", url, e.message)
         return None
+    if fetched.body is None or not 200 <= fetched.status_code < 300:
+        log.debug("discover: %s answered %s", url, fetched.status_code)
+        return None
+    return fetched.final_url, fetched.body[:keep]
 
 
 class _LinkFinder(HTMLParser):
