@@ -205,6 +205,56 @@ def test_kill_9_mid_send_then_send_again(workdir: Path, db_url: str, sink: Flaky
     assert delivery_counts(db_url) == {"sent": 1000}
 
 
+def test_two_overlapping_sends_deliver_each_message_once(
+    workdir: Path, db_url: str, sink: FlakySMTP
+) -> None:
+    env = env_for(db_url, sink)
+    everyone = [f"reader{i:02d}@example.com" for i in range(20)]
+    (workdir / "list.txt").write_text("\n".join(everyone) + "\n")
+    assert "20 added" in cli(["subscribers", "import", "list.txt"], env)
+    week_of_posts(db_url)
+    sink.handler.delay = 0.2  # a slow server: the first send takes ~2 s over 2 connections
+    send = ["send", "--as-of", "2026-01-10T08:00Z"]
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | env
+    first = subprocess.Popen(
+        [sys.executable, "-m", "digest", *send], env=full_env, cwd=workdir,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _wait("the first messages", lambda: len(sink.recipients()) >= 2)
+        second = run_digest(send, env, workdir)
+        assert second.returncode == 1 and second.stdout == ""
+        assert re.fullmatch(
+            rf"Error: another send holds database \S+: pid {first.pid} on \S+, running since "
+            r"[\d-]+ [\d:]+ UTC, last heartbeat [\d:]+ UTC\n",
+            second.stderr,
+        ), second.stderr
+        waiting = run_digest([*send, "--wait"], env, workdir)
+    finally:
+        first.wait(30)
+    assert first.returncode == 0, first.stderr
+    assert waiting.returncode == 0, waiting.stderr
+    assert "another send holds database" in waiting.stderr and "waiting for it" in waiting.stderr
+    assert "0 sent, 0 failed, 0 skipped, 20 sent before" in waiting.stdout
+    got = Counter(sink.recipients())
+    assert set(got) == set(everyone) and max(got.values()) == 1  # each one message
+    assert delivery_counts(db_url) == {"sent": 20}
+
+
+def test_a_test_copy_to_a_subscriber_before_any_key_is_stored(
+    workdir: Path, sqlite_url: str, sink: FlakySMTP
+) -> None:
+    env = env_for(sqlite_url, sink)
+    cli(["subscribers", "add", "ada@example.com"], env)  # no secret key stored yet
+    week_of_posts(sqlite_url)
+    began = time.monotonic()
+    out = digest(["send", "--as-of", "2026-01-10T08:00Z", "--to", "ada@example.com"], env, workdir)
+    assert time.monotonic() - began < 10  # it waited 30 s for SQLite's lock, then failed
+    assert "test copy of issue #1 sent to ada@example.com" in out
+    [raw] = sink.raw
+    assert "/unsubscribe/" in raw.decode() and "test-copy" not in raw.decode()
+
+
 def test_header_injection_refused_by_add_and_import(
     workdir: Path, sqlite_url: str, sink: FlakySMTP
 ) -> None:

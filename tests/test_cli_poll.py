@@ -13,7 +13,7 @@ from sqlalchemy import select, text
 
 from digest.models import Post
 from digest.storage import Database
-from tests.conftest import run_cli, run_digest, session_processes
+from tests.conftest import LOOPBACK_ENV, run_cli, run_digest, session_processes
 from tests.daemon_helpers import wait_until
 from tests.poll_helpers import rss, write_opml
 from tests.servers import FeedServer, Request, Response
@@ -249,3 +249,31 @@ def test_kill_9_of_the_daemon_mid_poll_leaves_no_parser_process(
         "DIGEST_WEB_ENABLED": "false",
     }
     kill_mid_poll(["run"], env, workdir, http, n)
+
+
+def test_a_second_poll_is_refused_while_one_runs(
+    workdir: Path, db_url: str, http: FeedServer
+) -> None:
+    slow_feeds(http, workdir / "feeds.opml", "p", 8)
+    env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml")}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "digest", "poll", "--json"],
+        env=full_env | LOOPBACK_ENV | env,
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: len(http.requests) >= 1, 30, "the first poll's requests")
+        second = run_digest(["poll"], env, workdir)
+    finally:
+        out, err = first.communicate(timeout=60)
+    assert second.returncode == 1 and second.stdout == ""
+    assert second.stderr.startswith("Error: another poll holds database ")
+    assert f": pid {first.pid} on " in second.stderr and second.stderr.count("\n") == 1
+    assert first.returncode == 0, err
+    assert json.loads(out)["new_posts"] == 8 * 3 and json.loads(out)["errors"] == 0
+    again = run_digest(["poll", "--json"], env, workdir)
+    assert again.returncode == 0 and json.loads(again.stdout)["errors"] == 0

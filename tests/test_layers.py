@@ -10,6 +10,7 @@ fails, lazy imports inside functions included.
     delivery, feedlist       built on the layer below: delivery sends recorded issues,
                              feedlist discovers feeds over ingest's HTTP
     issue, ingest            the weekly issue; polling
+    locks                    one daemon, one sender, one poller per database
     storage, migrations      the database
     models                   the schema
     columns, text, urls      column widths; plain text; URLs
@@ -35,6 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("digest.daemon",),
     ("digest.delivery", "digest.feedlist"),
     ("digest.issue", "digest.ingest"),
+    ("digest.locks",),
     ("digest.storage", "digest.migrations"),
     ("digest.models",),
     ("digest.columns", "digest.text", "digest.urls"),

@@ -362,3 +362,16 @@ def test_taken_web_port_stops_the_daemon_with_status_1(db: Database) -> None:
         assert time.monotonic() - began < 5
     finally:
         taken.close()
+
+
+def test_a_poll_round_waits_for_a_poll_by_hand(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    def busy(db: Database, settings: Settings, **kwargs: Any) -> PollSummary:
+        raise LockedError("another poll holds database x: pid 7 on here")
+
+    d = Daemon(db, make_settings(), poll=busy)
+    with caplog.at_level(logging.INFO, logger="digest.daemon.service"):
+        d._poll_round()
+    assert "poll round skipped: another poll holds database x: pid 7 on here" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from digest.config import load_settings
-from digest.daemon.lock import DaemonLock
 from digest.daemon.schedule import SEND_STATE_KEY, SendState
 from digest.daemon.status import collect_status, format_status
+from digest.locks import DaemonLock
 from digest.models import Delivery, Feed, Issue, Subscriber
 from digest.storage import Database, utcnow
 from tests.conftest import run_cli

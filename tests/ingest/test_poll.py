@@ -531,3 +531,25 @@ def test_long_failing_feeds_are_flagged(env: Setup) -> None:
     [row] = list_feeds(env.db, T0 + timedelta(days=8))
     assert row.long_failing and "failing for 8 days" in row.health
     assert row.as_json()["error"] == "HTTP 500 Internal Server Error"
+
+
+def test_a_store_that_fails_counts_as_an_error(env: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    from digest.errors import StorageError
+    from digest.ingest import feedstore
+
+    real = feedstore.store_results
+
+    def failing(db: Database, results: list[Any], *args: Any) -> Any:
+        if any(r.job.url.endswith("/bad.xml") and r.data for r in results):
+            raise StorageError("database error while storing: a unique violation")
+        return real(db, results, *args)
+
+    monkeypatch.setattr(feedstore, "store_results", failing)
+    monkeypatch.setattr(poll_module, "store_results", failing)
+    env.http.route("/good.xml", Response(200, rss(2)))
+    env.http.route("/bad.xml", Response(200, rss(3, site="https://bad.example")))
+    env.feeds(("ML", "Good", "/good.xml"), ("ML", "Bad", "/bad.xml"))
+    summary = env.poll()
+    assert (summary.feeds, summary.new_posts, summary.errors) == (2, 2, 1)
+    bad = env.feed("/bad.xml")
+    assert bad.status == FeedStatus.ERROR and "cannot store" in (bad.last_error or "")

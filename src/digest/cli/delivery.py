@@ -106,22 +106,28 @@ def subscribers_import(app: App, file: Path, sections: str | None, as_json: bool
 @click.option("--as-of", "as_of", metavar="DATETIME", help="Send the issue whose week ends then.")
 @click.option("--dry-run", is_flag=True, help="Print who would get what; send nothing.")
 @click.option("--to", "to", metavar="EMAIL", help="Send a test copy to EMAIL; record nothing.")
+@click.option(
+    "--wait", is_flag=True, help="If another send is running, wait for it instead of refusing."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
-def send(app: App, as_of: str | None, dry_run: bool, to: str | None, as_json: bool) -> None:
+def send(
+    app: App, as_of: str | None, dry_run: bool, to: str | None, wait: bool, as_json: bool
+) -> None:
     """Build this week's issue, record it and deliver it to every active subscriber.
 
     Safe to run again: each issue reaches each subscriber once (a delivery log per issue and
     subscriber); after a crash it sends only what was not sent (the messages in flight at the
     crash, one per connection of smtp.connections, may arrive twice). With no smtp.host it
-    records the issue and sends nothing.
+    records the issue and sends nothing. One send at a time per database: while another runs
+    (the daemon's or another `digest send`), this one refuses naming it, or waits (--wait).
     Exit status 1 when deliveries are left for a later run.
     """
     from digest.delivery.send import send_issue
     from digest.issue.plan import parse_as_of
 
     when = parse_as_of(as_of, app.settings) if as_of else None
-    summary = send_issue(app.db, app.settings, as_of=when, dry_run=dry_run, to=to)
+    summary = send_issue(app.db, app.settings, as_of=when, dry_run=dry_run, to=to, wait=wait)
     if as_json:
         click.echo(json.dumps(summary.as_json(), indent=2))
     else:

@@ -20,16 +20,16 @@ from types import FrameType
 from typing import Any, Protocol
 
 from digest.config import Settings
-from digest.daemon.lock import HEARTBEAT_EVERY, DaemonLock
 from digest.daemon.schedule import SendState, poll_tick, start_spread
 from digest.daemon.sends import SendFn, Sends
 from digest.daemon.status import show_time
 from digest.delivery.send import send_issue
-from digest.errors import DigestError
+from digest.errors import DigestError, LockedError
 from digest.feedlist.opml import read_opml
 from digest.ingest.feedstore import spread_overdue_polls
 from digest.ingest.health import list_feeds
 from digest.ingest.poll import PollSummary, poll_feeds
+from digest.locks import HEARTBEAT_EVERY, DaemonLock
 from digest.settingvalues import format_duration
 from digest.storage import Database, utcnow
 
@@ -320,7 +320,12 @@ class Daemon:
         log.error("%s: %s", job, message, extra={"fields": {"event": job, "error": message}})
 
     def _poll_round(self) -> None:
-        summary = self._poll(self.db, self.settings, due_only=True, stop=self.stop)
+        try:
+            summary = self._poll(self.db, self.settings, due_only=True, stop=self.stop)
+        except LockedError as e:
+            # A `digest poll` by hand: its feeds are fresh; the next tick looks again.
+            log.info("poll round skipped: %s", e)
+            return
         fields = {"event": "poll", **summary.as_json(), "elapsed_s": round(summary.elapsed_s, 2)}
         if summary.feeds:
             log.info("poll round: %s", summary.line(), extra={"fields": fields})

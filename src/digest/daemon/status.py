@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from digest.config import Settings
-from digest.daemon.lock import holder_alive, read_holder
 from digest.daemon.schedule import SEND_STATE_KEY, SendState, decide_send
 from digest.delivery.subscribers import count_by_status
 from digest.ingest import policy
 from digest.issue.sendtimes import SendSchedule
+from digest.locks import holder_alive, read_holder
 from digest.models import Delivery, Feed, Issue
 from digest.storage import Database
 from digest.types import DeliveryStatus, FeedStatus

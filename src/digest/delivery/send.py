@@ -20,7 +20,15 @@ from digest.delivery.subscribers import parse_address, secret
 from digest.delivery.summary import SendSummary
 from digest.delivery.tokens import make_token
 from digest.errors import InputError
-from digest.issue.plan import plan_issue, record_issue, render_plan, render_recorded
+from digest.issue.plan import (
+    IssuePlan,
+    RecordedIssue,
+    plan_issue,
+    record_issue,
+    render_plan,
+    render_recorded,
+)
+from digest.locks import SENDER, holding
 from digest.models import Issue, Subscriber
 from digest.storage import Database
 from digest.types import DeliveryStatus, IssueStatus, RenderedEmail
@@ -37,45 +45,72 @@ def send_issue(
     to: str | None = None,
     stop: threading.Event | None = None,
     now: datetime | None = None,
+    wait: bool = False,
 ) -> SendSummary:
-    """Build this week's issue (or the one ending at as_of), record it, deliver it."""
+    """Build this week's issue (or the one ending at as_of), record it, deliver it.
+
+    One send at a time per database (the daemon's or another `digest send`): LockedError
+    names the one running, unless ``wait``. A test copy (``to``) and a dry run record
+    nothing and need no lock.
+    """
+    if to is not None or dry_run:
+        return _try_out(db, settings, as_of, to, now)
+    with holding(db, SENDER, wait=wait):
+        plan = plan_issue(db, settings, as_of, now=now)
+        if plan.empty:
+            return _empty(plan)
+        recorded = record_issue(db, settings, plan)
+        assert recorded is not None  # not empty
+        if not settings.sending_enabled:
+            return _recorded_only(db, recorded)
+        return deliver(
+            db,
+            settings,
+            recorded.id,
+            lambda sections: render_recorded(db, settings, recorded.id, sections),
+            stop=stop,
+        )
+
+
+def _try_out(
+    db: Database, settings: Settings, as_of: datetime | None, to: str | None, now: datetime | None
+) -> SendSummary:
+    """A test copy to ``to``, or else a dry run: nothing recorded either way."""
     plan = plan_issue(db, settings, as_of, now=now)
+    if plan.empty:
+        return _empty(plan)
     summary = SendSummary(window_start=plan.window_start, window_end=plan.window_end)
     summary.issue = plan.number
-    if plan.empty:
-        summary.mode = "empty"
-        return summary
-    if to is not None or dry_run:
-        choices: dict[frozenset[str] | None, RenderedEmail | None] = {}
+    choices: dict[frozenset[str] | None, RenderedEmail | None] = {}
 
-        def render_for(sections: frozenset[str] | None) -> RenderedEmail | None:
-            if sections not in choices:
-                layout, rendered = render_plan(db, settings, plan, sections)
-                choices[sections] = None if layout.empty else rendered
-            return choices[sections]
+    def render_for(sections: frozenset[str] | None) -> RenderedEmail | None:
+        if sections not in choices:
+            layout, rendered = render_plan(db, settings, plan, sections)
+            choices[sections] = None if layout.empty else rendered
+        return choices[sections]
 
-        if to is not None:
-            return send_test(db, settings, render_for, to, summary)
-        return dry_run_summary(db, render_for, plan.issue_id, summary)
-    recorded = record_issue(db, settings, plan)
-    assert recorded is not None  # not empty
-    summary.issue, summary.subject = recorded.number, recorded.subject
-    if not settings.sending_enabled:
-        with db.session() as s:
-            s.execute(
-                update(Issue)
-                .where(Issue.id == recorded.id, Issue.status == IssueStatus.RECORDED)
-                .values(status=IssueStatus.SKIPPED)
-            )
-        summary.mode = "off"
-        return summary
-    return deliver(
-        db,
-        settings,
-        recorded.id,
-        lambda sections: render_recorded(db, settings, recorded.id, sections),
-        stop=stop,
-    )
+    if to is not None:
+        return send_test(db, settings, render_for, to, summary)
+    return dry_run_summary(db, render_for, plan.issue_id, summary)
+
+
+def _empty(plan: IssuePlan) -> SendSummary:
+    summary = SendSummary(window_start=plan.window_start, window_end=plan.window_end)
+    summary.issue, summary.mode = plan.number, "empty"
+    return summary
+
+
+def _recorded_only(db: Database, recorded: RecordedIssue) -> SendSummary:
+    """Sending is off: the issue stays recorded (the archive shows it), mailed to no one."""
+    with db.session() as s:
+        s.execute(
+            update(Issue)
+            .where(Issue.id == recorded.id, Issue.status == IssueStatus.RECORDED)
+            .values(status=IssueStatus.SKIPPED)
+        )
+    summary = SendSummary(mode="off", issue=recorded.number, subject=recorded.subject)
+    summary.window_start, summary.window_end = recorded.window_start, recorded.window_end
+    return summary
 
 
 def deliver(
@@ -141,10 +176,13 @@ def send_test(
     rendered = render_for(None)
     assert rendered is not None  # the plan is not empty
     summary.subject = rendered.subject
+    # The key first: storing a new one takes SQLite's write lock, which a session held
+    # open around it would wait for until "database is locked".
+    key = secret(db, settings)
     with db.session() as s:
         subscriber = s.scalar(select(Subscriber).where(Subscriber.email == address))
         token = (
-            make_token(secret(db, settings), subscriber.id, subscriber.email)
+            make_token(key, subscriber.id, subscriber.email)
             if subscriber is not None
             else "test-copy"  # not a subscriber: the link leads to the "not valid" page
         )

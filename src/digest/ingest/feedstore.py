@@ -12,7 +12,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
 
@@ -51,6 +51,14 @@ JOB_STATE = tuple(
     )
 )
 PRUNE_EVERY = timedelta(days=1)
+
+
+class Stored(NamedTuple):
+    """What storing one feed's result came to."""
+
+    new: int = 0  # posts added
+    updated: int = 0  # posts changed
+    failed: bool = False  # the result could not be stored: recorded as the feed's error
 
 
 # --- selecting ---------------------------------------------------------------------------
@@ -109,8 +117,8 @@ _REKEY_POST = update(POSTS).where(POSTS.c.id == bindparam("post_id_")).values(ke
 
 def store_results(
     db: Database, results: list[FeedResult], now: datetime, poll_interval: timedelta
-) -> list[tuple[int, int]]:
-    """Store several feeds' fetches in one transaction: (new, updated) posts for each.
+) -> list[Stored]:
+    """Store several feeds' fetches in one transaction: new and updated posts for each.
 
     Core statements, not the ORM: one SELECT of the feeds' state, one executemany for their
     updates and one for the Fetch rows, whatever the batch size.
@@ -123,16 +131,16 @@ def store_results(
         feed_rows: list[dict[str, Any]] = []
         fetch_rows: list[dict[str, Any]] = []
         writes = PostWrites()
-        counts: list[tuple[int, int]] = []
+        counts: list[Stored] = []
         for result in results:
             feed = feeds.get(result.job.feed_id)
             if feed is None:  # deleted while we fetched
-                counts.append((0, 0))
+                counts.append(Stored())
                 continue
             values, new, updated = _store(conn, feed, result, now, poll_interval, writes)
             feed_rows.append(values)
             fetch_rows.append(_fetch_row(feed.id, feed.url, result, now, new, updated))
-            counts.append((new, updated))
+            counts.append(Stored(new, updated))
         writes.execute(conn)
         if feed_rows:
             conn.execute(_UPDATE_FEED, feed_rows)
@@ -142,11 +150,11 @@ def store_results(
 
 def store_result(
     db: Database, result: FeedResult, now: datetime, poll_interval: timedelta
-) -> tuple[int, int]:
+) -> Stored:
     """Store one feed's fetch in one transaction: health, validators, posts, a Fetch row.
 
-    Returns (new posts, updated posts). A failure to store the posts is recorded as the
-    feed's error; a database that fails even for that raises StorageError.
+    A failure to store the posts is recorded as the feed's error (and comes back as failed);
+    a database that fails even for that raises StorageError.
     """
     try:
         return store_results(db, [result], now, poll_interval)[0]
@@ -154,7 +162,8 @@ def store_result(
         log.warning("feed %s: %s", result.job.url, e)
         outcome = Outcome(FeedStatus.ERROR, None, f"cannot store: {e}")
         failed = FeedResult(result.job, outcome, FetchOutcome.ERROR)
-        return store_results(db, [failed], now, poll_interval)[0]
+        store_results(db, [failed], now, poll_interval)
+        return Stored(failed=True)
 
 
 def _store(

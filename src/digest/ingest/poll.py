@@ -23,12 +23,19 @@ import httpx
 from digest.config import Settings
 from digest.errors import FetchError, ParseError, StorageError
 from digest.ingest import policy
-from digest.ingest.feedstore import prune_fetches, select_jobs, store_result, store_results
+from digest.ingest.feedstore import (
+    Stored,
+    prune_fetches,
+    select_jobs,
+    store_result,
+    store_results,
+)
 from digest.ingest.feedsync import SyncResult, sync_feeds
 from digest.ingest.fetch import fetch_feed, make_client
 from digest.ingest.pages import count_pages
 from digest.ingest.slots import HostSlots
 from digest.ingest.worker import exit_with_parent, parse_or_failure
+from digest.locks import POLLER, holding
 from digest.storage import Database, utcnow
 from digest.types import (
     FeedJob,
@@ -99,18 +106,20 @@ def poll_feeds(
 
     ``due_only`` (the daemon) fetches only feeds whose regular time has come. When ``stop``
     is set, no new fetch starts; fetches in flight are dropped unsaved, stores in flight finish.
-    Raises StorageError when the database fails.
+    One poll at a time per database: LockedError names the poll that runs (the daemon's, or
+    another `digest poll`). Raises StorageError when the database fails.
     """
     started = time.monotonic()
     now = now or utcnow()
-    summary = PollSummary(sync=sync_feeds(db, sources, now))
-    jobs, summary.skipped = select_jobs(db, now, due_only)
-    if jobs and not (stop and stop.is_set()):
-        poller = _Poller(db, settings, now, stop, summary)
-        asyncio.run(poller.run(jobs, client))
-    elif jobs:
-        summary.skipped += len(jobs)
-    prune_fetches(db, now)
+    with holding(db, POLLER):
+        summary = PollSummary(sync=sync_feeds(db, sources, now))
+        jobs, summary.skipped = select_jobs(db, now, due_only)
+        if jobs and not (stop and stop.is_set()):
+            poller = _Poller(db, settings, now, stop, summary)
+            asyncio.run(poller.run(jobs, client))
+        elif jobs:
+            summary.skipped += len(jobs)
+        prune_fetches(db, now)
     summary.elapsed_s = time.monotonic() - started
     return summary
 
@@ -208,8 +217,8 @@ class _Poller:
         result = await self._fetch_and_parse(job)
         # From here on the result is stored whatever happens: a stop no longer cancels it.
         self.storing.add(job.feed_id)
-        new, updated = await asyncio.shield(self.writer.store(result))
-        self._count(result, new, updated)
+        stored = await asyncio.shield(self.writer.store(result))
+        self._count(result, stored)
 
     async def _fetch_and_parse(self, job: FeedJob) -> FeedResult:
         # The job keeps its fetch slot (its host's and the poll's) until its body has a parser
@@ -272,15 +281,15 @@ class _Poller:
         outcome = Outcome(FeedStatus.OK, code)
         return FeedResult(job, outcome, FetchOutcome.NEW, slim, data, body_hash, nbytes)
 
-    def _count(self, result: FeedResult, new: int, updated: int) -> None:
+    def _count(self, result: FeedResult, stored: Stored) -> None:
         s = self.summary
         s.feeds += 1
-        s.new_posts += new
-        s.updated_posts += updated
-        if result.outcome.status == FeedStatus.NOT_MODIFIED:
-            s.not_modified += 1
-        elif result.outcome.status in (FeedStatus.ERROR, FeedStatus.GONE):
+        s.new_posts += stored.new
+        s.updated_posts += stored.updated
+        if stored.failed or result.outcome.status in (FeedStatus.ERROR, FeedStatus.GONE):
             s.errors += 1
+        elif result.outcome.status == FeedStatus.NOT_MODIFIED:
+            s.not_modified += 1
 
 
 def _body_hash(body: bytes) -> str:
@@ -302,12 +311,12 @@ class _Writer:
         self.db, self.now, self.poll_interval = db, now, poll_interval
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="digest-store")
         self._lock = threading.Lock()
-        self._pending: list[tuple[FeedResult, asyncio.Future[tuple[int, int]]]] = []
+        self._pending: list[tuple[FeedResult, asyncio.Future[Stored]]] = []
         self._scheduled = False
 
-    def store(self, result: FeedResult) -> asyncio.Future[tuple[int, int]]:
+    def store(self, result: FeedResult) -> asyncio.Future[Stored]:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[int, int]] = loop.create_future()
+        future: asyncio.Future[Stored] = loop.create_future()
         with self._lock:
             self._pending.append((result, future))
             if not self._scheduled:
@@ -325,7 +334,7 @@ class _Writer:
             else:
                 self._scheduled = False
         results = [r for r, _f in batch]
-        outcomes: list[tuple[int, int] | BaseException]
+        outcomes: list[Stored | BaseException]
         try:
             outcomes = list(store_results(self.db, results, self.now, self.poll_interval))
         except StorageError:
@@ -343,9 +352,7 @@ class _Writer:
         self._executor.shutdown(wait=True)
 
 
-def _settle(
-    future: asyncio.Future[tuple[int, int]], outcome: tuple[int, int] | BaseException
-) -> None:
+def _settle(future: asyncio.Future[Stored], outcome: Stored | BaseException) -> None:
     if future.cancelled():
         return
     if isinstance(outcome, BaseException):

@@ -1,28 +1,40 @@
-"""One daemon per database: a lock row in `meta` with a heartbeat, taken over when stale."""
+"""One holder at a time per database: a lock row in `meta` with a heartbeat, taken over when
+its holder is dead (its pid gone, on this host) or stale (no heartbeat for a minute).
+
+Three locks: the daemon's (one `digest run` per database), the sender's (one send at a
+time, the daemon's or `digest send`, so a live run's rows are never taken for a crash's) and
+the poller's (one poll at a time, so two never store the same feed at once).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import secrets
 import socket
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from digest.errors import LockedError, StorageError
+from digest.errors import DigestError, LockedError, StorageError
 from digest.models import Meta
 from digest.processes import pid_alive
-from digest.storage import Database, utcnow
+from digest.storage import Database, safe_url, utcnow
 
 log = logging.getLogger(__name__)
 
-LOCK_KEY = "daemon_lock"
+# name -> what holds it, as messages say it.
+DAEMON, SENDER, POLLER = "daemon", "send", "poll"
+WHAT = {DAEMON: "digest daemon", SENDER: "send", POLLER: "poll"}
+LOCK_KEY = "daemon_lock"  # the daemon's row; the others are "<name>_lock" too
+WAIT_EVERY = 1.0  # seconds between tries of a lock that is waited for
 HEARTBEAT_EVERY = timedelta(seconds=10)
 # A holder whose heartbeat is this old is presumed dead (another host, a frozen VM); on our
 # own host a dead pid is noticed at once.
@@ -36,7 +48,7 @@ _HELD_LOCK = threading.Lock()
 
 @dataclass(frozen=True)
 class LockHolder:
-    """Who holds the daemon lock, as stored in the lock row."""
+    """Who holds a lock, as stored in the lock row."""
 
     pid: int
     host: str
@@ -96,11 +108,15 @@ def is_stale(
     return not pid_alive
 
 
-class DaemonLock:
-    """The lock row of one database, as held (or wanted) by this process."""
+class DatabaseLock:
+    """A named lock row of one database, as held (or wanted) by this process."""
 
-    def __init__(self, db: Database, *, stale_after: timedelta = STALE_AFTER) -> None:
+    def __init__(
+        self, db: Database, name: str = DAEMON, *, stale_after: timedelta = STALE_AFTER
+    ) -> None:
         self.db = db
+        self.name = name
+        self.key = f"{name}_lock"
         self.stale_after = stale_after
         self.host = socket.gethostname()
         self.pid = os.getpid()
@@ -117,9 +133,9 @@ class DaemonLock:
             _HELD_HERE.add(self.token)
         try:
             with self.db.session() as s:
-                row = _lock_row(s)
+                row = _lock_row(s, self.key)
                 if row is None:
-                    s.add(Meta(key=LOCK_KEY, value=me.to_json(), updated_at=now))
+                    s.add(Meta(key=self.key, value=me.to_json(), updated_at=now))
                 else:
                     self._take_over(row, me, now)
         except LockedError:
@@ -127,9 +143,9 @@ class DaemonLock:
             raise
         except StorageError:
             self._forget()
-            # Another daemon inserted the row between our read and our insert (a unique key
+            # Another process inserted the row between our read and our insert (a unique key
             # violation); anything else is a real database error.
-            holder = read_holder(self.db)
+            holder = read_holder(self.db, self.name)
             if holder is None or holder.token == self.token:
                 raise
             raise self._locked(holder) from None
@@ -154,19 +170,21 @@ class DaemonLock:
             assert holder is not None
             raise self._locked(holder)
         if holder is not None:
-            log.warning("taking over the daemon lock of a dead daemon (%s)", holder.describe())
+            what = WHAT.get(self.name, self.name)
+            log.warning("taking over the %s lock of a dead %s (%s)", what, what, holder.describe())
         row.value, row.updated_at = me.to_json(), now
 
     def _locked(self, holder: LockHolder) -> LockedError:
+        what = WHAT.get(self.name, self.name)
         return LockedError(
-            f"another digest daemon holds database {safe_url(self.db.url)}: {holder.describe()}"
+            f"another {what} holds database {safe_url(self.db.url)}: {holder.describe()}"
         )
 
     def heartbeat(self) -> bool:
         """Refresh our heartbeat; False when the lock is no longer ours (taken over)."""
         now = utcnow()
         with self.db.session() as s:
-            row = _lock_row(s)
+            row = _lock_row(s, self.key)
             holder = LockHolder.from_json(row.value) if row else None
             if row is None or holder is None or holder.token != self.token:
                 self._forget()
@@ -180,7 +198,7 @@ class DaemonLock:
         if not self.held:
             return
         with self.db.session() as s:
-            row = _lock_row(s)
+            row = _lock_row(s, self.key)
             holder = LockHolder.from_json(row.value) if row else None
             if row is not None and holder is not None and holder.token == self.token:
                 s.delete(row)
@@ -192,16 +210,64 @@ class DaemonLock:
             _HELD_HERE.discard(self.token)
 
 
-def _lock_row(s: Session) -> Meta | None:
+class DaemonLock(DatabaseLock):
+    """One `digest run` per database."""
+
+    def __init__(self, db: Database, *, stale_after: timedelta = STALE_AFTER) -> None:
+        super().__init__(db, DAEMON, stale_after=stale_after)
+
+
+@contextlib.contextmanager
+def holding(db: Database, name: str, *, wait: bool = False) -> Iterator[LockHolder]:
+    """Hold lock ``name`` for the block, its heartbeat kept fresh by a thread; LockedError
+    naming the holder when another process has it, unless ``wait``, which tries again every
+    second (saying once, in the log, whom it waits for)."""
+    lock = DatabaseLock(db, name)
+    me = _acquire(lock, wait)
+    stop = threading.Event()
+    beat = threading.Thread(target=_beat, args=(lock, stop), name=f"digest-{name}-lock")
+    beat.daemon = True
+    beat.start()
+    try:
+        yield me
+    finally:
+        stop.set()
+        beat.join()
+        lock.release()
+
+
+def _acquire(lock: DatabaseLock, wait: bool) -> LockHolder:
+    said = False
+    while True:
+        try:
+            return lock.acquire()
+        except LockedError as e:
+            if not wait:
+                raise
+            if not said:
+                log.warning("%s; waiting for it to end", e)
+                said = True
+        time.sleep(WAIT_EVERY)
+
+
+def _beat(lock: DatabaseLock, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_EVERY.total_seconds()):
+        try:
+            if not lock.heartbeat():
+                log.error("the %s lock was taken over while held", WHAT[lock.name])
+                return
+        except DigestError as e:
+            log.warning("could not refresh the %s lock: %s", WHAT[lock.name], e)
+
+
+def _lock_row(s: Session, key: str) -> Meta | None:
     # FOR UPDATE serialises takeovers on PostgreSQL; SQLite's BEGIN IMMEDIATE already does.
-    return s.execute(
-        select(Meta).where(Meta.key == LOCK_KEY).with_for_update()
-    ).scalar_one_or_none()
+    return s.execute(select(Meta).where(Meta.key == key).with_for_update()).scalar_one_or_none()
 
 
-def read_holder(db: Database) -> LockHolder | None:
-    """The lock holder as stored (possibly stale), or None."""
-    value = db.get_meta(LOCK_KEY)
+def read_holder(db: Database, name: str = DAEMON) -> LockHolder | None:
+    """The holder of lock ``name`` as stored (possibly stale), or None."""
+    value = db.get_meta(f"{name}_lock")
     return LockHolder.from_json(value) if value else None
 
 
@@ -210,11 +276,3 @@ def holder_alive(holder: LockHolder, now: datetime, stale_after: timedelta = STA
     if now - holder.heartbeat > stale_after:
         return False
     return holder.host != socket.gethostname() or pid_alive(holder.pid)
-
-
-def safe_url(url: str) -> str:
-    """The database URL without its password, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a message must never fail
-        return "(database)"

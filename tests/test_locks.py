@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from digest.daemon.lock import LOCK_KEY, DaemonLock, LockHolder, is_stale, read_holder
 from digest.errors import LockedError
+from digest.locks import LOCK_KEY, DaemonLock, LockHolder, is_stale, read_holder
 from digest.storage import Database, utcnow
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
