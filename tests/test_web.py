@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -151,3 +156,65 @@ def test_serve_until_stopped(db: Database) -> None:
         stop.set()
         thread.join(10)
     assert not thread.is_alive()
+
+
+@pytest.mark.parametrize(
+    "path", ["/issues/99999999999999999999999999", "/issues/2147483648", "/issues/-1", "/issues/x"]
+)
+def test_an_issue_number_out_of_range_is_404(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 404
+
+
+def test_no_page_can_be_framed_by_another_site(db: Database, client: TestClient) -> None:
+    add_subscriber(db, "a@example.com")
+    feed = add_feed(db, "Blog")
+    add_post(db, feed, "Consensus", date=SAT - timedelta(days=1))
+    assert record_issue(db, SETTINGS, plan_issue(db, SETTINGS, SAT)) is not None
+    for path in (
+        "/",
+        "/issues/1",
+        "/issues/7",
+        "/nowhere",
+        f"/unsubscribe/{token_for(db, 'a@example.com')}",
+    ):
+        r = client.get(path)
+        assert r.headers["x-frame-options"] == "DENY", path
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"], path
+
+
+@pytest.mark.slow
+def test_slow_clients_are_dropped_and_the_others_served(db_url: str, tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_WEB_PORT": str(port)}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | env
+    server = subprocess.Popen(
+        [sys.executable, "-m", "digest", "serve"], env=full_env, cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    slow: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the web endpoint did not start"
+                time.sleep(0.1)
+        for _ in range(60):  # half-open requests: headers that never end
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            slow.append(s)
+        began = time.monotonic()
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=3).status_code == 200
+        for s in slow:  # each one is closed by the server within HEADERS_S (5 s) and a bit
+            s.settimeout(max(0.1, began + 8 - time.monotonic()))
+            assert s.recv(1024) == b""
+        assert time.monotonic() - began < 8
+    finally:
+        for s in slow:
+            s.close()
+        server.terminate()
+        server.wait(10)

@@ -8,6 +8,7 @@ synchronous database calls don't block the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import threading
@@ -32,7 +33,22 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
-_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+# On every response: no page of ours in another site's frame (clickjacking of the buttons).
+_FRAMING = [(b"x-frame-options", b"DENY")]
+_PAGE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+)
+_ISSUE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; "
+    "frame-ancestors 'none'"
+)
+# Issue numbers are stored as 32-bit integers; a larger one is no issue (404), not a 500.
+MAX_NUMBER = 2**31 - 1
+# A request's headers must be complete this long after its first byte (or the connection's
+# start): a client that sends them a byte at a time (slowloris) is dropped.
+HEADERS_S = 5.0
+# Connections at once; past this, uvicorn answers 503 (the daemon is no public web server).
+MAX_CONNECTIONS = 100
 _PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
 
 
@@ -72,12 +88,11 @@ def make_app(db: Database, settings: Settings) -> Starlette:
             number = int(request.path_params["number"])
         except ValueError:
             number = -1
-        html = web_version(db, settings, number) if number > 0 else None
+        html = web_version(db, settings, number) if 0 < number <= MAX_NUMBER else None
         if html is None:
             return page("not_found", 404)
         # The issue's own HTML: inline styles, remote images; no scripts, no forms.
-        csp = "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:"
-        return HTMLResponse(html, headers={**_HEADERS, "Content-Security-Policy": csp})
+        return HTMLResponse(html, headers={**_HEADERS, "Content-Security-Policy": _ISSUE_CSP})
 
     def archive_endpoint(request: Request) -> Response:
         from digest.issue.plan import list_issues
@@ -92,7 +107,28 @@ def make_app(db: Database, settings: Settings) -> Starlette:
         Route("/issues/{number}", issue_endpoint, methods=["GET"]),
         Route("/unsubscribe/{token}", unsubscribe_endpoint, methods=["GET", "POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers={404: not_found})
+    app = Starlette(routes=routes, exception_handlers={404: not_found})
+    app.add_middleware(_NoFraming)
+    return app
+
+
+class _NoFraming:
+    """ASGI middleware: X-Frame-Options: DENY on every response, errors and 404s included."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def framed(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *_FRAMING]
+            await send(message)
+
+        await self.app(scope, receive, framed)
 
 
 def serve(db: Database, settings: Settings, *, stop: threading.Event | None = None) -> None:
@@ -102,7 +138,12 @@ def serve(db: Database, settings: Settings, *, stop: threading.Event | None = No
 
     sock = listen(settings.web.host, settings.web.port)
     config = uvicorn.Config(
-        make_app(db, settings), log_level="warning", access_log=False, lifespan="off"
+        make_app(db, settings),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        http=_protocol(),
+        limit_concurrency=MAX_CONNECTIONS,
     )
     server = uvicorn.Server(config)
     if stop is not None:
@@ -118,6 +159,42 @@ def serve(db: Database, settings: Settings, *, stop: threading.Event | None = No
         server.run(sockets=[sock])
     finally:
         sock.close()
+
+
+def _protocol() -> type:
+    """uvicorn's h11 protocol with a deadline for each request's headers."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderDeadline(H11Protocol):
+        deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self.deadline = self.loop.call_later(HEADERS_S, self._too_slow)
+
+        def data_received(self, data: bytes) -> None:
+            if self.deadline is None and self._between_requests():
+                self.deadline = self.loop.call_later(HEADERS_S, self._too_slow)
+            super().data_received(data)
+            if self.deadline is not None and not self._between_requests():
+                self.deadline.cancel()
+                self.deadline = None
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.deadline is not None:
+                self.deadline.cancel()
+            super().connection_lost(exc)
+
+        def _between_requests(self) -> bool:
+            return self.cycle is None or self.cycle.response_complete
+
+        def _too_slow(self) -> None:
+            self.deadline = None
+            if self._between_requests() and not self.transport.is_closing():
+                log.info("dropped a connection whose request took over %.0f s", HEADERS_S)
+                self.transport.close()
+
+    return HeaderDeadline
 
 
 def listen(host: str, port: int) -> socket.socket:
