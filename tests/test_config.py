@@ -99,3 +99,43 @@ def test_the_readme_lists_every_setting() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     missing = [i.dotted for i in declared() if f"| `{i.dotted}` | `{i.env}` |" not in readme]
     assert missing == []
+
+
+def test_the_database_password_is_never_shown(workdir: Path) -> None:
+    env = {"DIGEST_DATABASE_URL": "postgresql://digest:s3cret@127.0.0.1:1/digest"}
+    shown = run_cli(["config"], env=env)
+    assert 'url = "postgresql+psycopg://digest:***@127.0.0.1:1/digest"' in shown.stdout
+    assert "s3cret" not in shown.stdout + run_cli(["config", "--json"], env=env).stdout
+    unreachable = run_cli(["feeds"], env=env)  # nothing listens on port 1
+    assert unreachable.exit_code == 1 and "s3cret" not in unreachable.output
+    assert unreachable.stderr.count("\n") == 1
+    bad = run_cli(["feeds"], env={"DIGEST_DATABASE_URL": "mysql://digest:s3cret@db/digest"})
+    assert bad.exit_code == 1 and "s3cret" not in bad.output
+    assert "database.url: bad value 'mysql://digest:***@db/digest'" in bad.stderr
+
+
+def test_a_new_sqlite_database_is_readable_by_its_owner_only(workdir: Path) -> None:
+    from digest.storage import Database
+
+    db = Database(f"sqlite:///{workdir / 'digest.db'}")
+    db.set_meta("x", "y")  # a write: the -wal and -shm files exist while connections are open
+    try:
+        for name in ("digest.db", "digest.db-wal", "digest.db-shm"):
+            assert (workdir / name).stat().st_mode & 0o777 == 0o600, name
+    finally:
+        db.dispose()
+
+
+def test_the_secret_key_can_come_from_a_file(workdir: Path, sqlite_url: str) -> None:
+    from digest.delivery.subscribers import secret
+    from digest.storage import Database
+
+    (workdir / "key").write_text("a-key-kept-elsewhere\n")
+    settings = load_settings(env={"DIGEST_NEWSLETTER_SECRET_KEY_FILE": str(workdir / "key")})
+    db = Database(sqlite_url)
+    assert secret(db, settings) == "a-key-kept-elsewhere"
+    assert db.get_meta("secret_key") is None  # nothing generated, nothing stored
+    (workdir / "key").write_text("")
+    with pytest.raises(ConfigError, match="newsletter.secret_key_file: .* is empty"):
+        secret(db, settings)
+    db.dispose()

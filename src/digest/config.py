@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +21,7 @@ from digest.settingvalues import (
     Network,
     Parser,
     format_duration,
+    hide_password,
     parse_bool,
     parse_choice,
     parse_database_url,
@@ -38,9 +39,18 @@ from digest.settingvalues import (
 )
 
 
-def setting(default: Any, parse: Parser, doc: str, *, secret: bool = False, key: str = "") -> Any:
-    """Declare one setting: its default, how to parse it and what it means."""
-    meta = {"parse": parse, "doc": doc, "secret": secret, "key": key}
+def setting(
+    default: Any,
+    parse: Parser,
+    doc: str,
+    *,
+    secret: bool = False,
+    key: str = "",
+    shown: Callable[[Any], Any] | None = None,
+) -> Any:
+    """Declare one setting: its default, how to parse it and what it means. A ``secret`` one is
+    shown as ******** (`digest config`, error messages); ``shown`` masks part of a value."""
+    meta = {"parse": parse, "doc": doc, "secret": secret, "key": key, "shown": shown}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -49,7 +59,10 @@ def setting(default: Any, parse: Parser, doc: str, *, secret: bool = False, key:
 @dataclass(frozen=True)
 class DatabaseSettings:
     url: str = setting(
-        "sqlite:///digest.db", parse_database_url, "SQLAlchemy URL (SQLite or PostgreSQL)"
+        "sqlite:///digest.db",
+        parse_database_url,
+        "SQLAlchemy URL (SQLite or PostgreSQL)",
+        shown=hide_password,
     )
 
 
@@ -103,6 +116,9 @@ class NewsletterSettings:
     secret_key: str = setting(
         "", parse_str, "signs unsubscribe tokens; generated and stored when unset", secret=True
     )
+    secret_key_file: Path | None = setting(
+        None, parse_optional_path, "file holding the secret key (instead of secret_key)"
+    )
     templates: Path = setting(Path("templates"), parse_path, "folder of Jinja2 templates")
     max_kb: int = setting(90, parse_int(20, 1000), "size budget of the HTML part, in KB")
 
@@ -143,6 +159,22 @@ class Settings:
     @property
     def sending_enabled(self) -> bool:
         return bool(self.smtp.host)
+
+    def secret_key(self) -> str:
+        """newsletter.secret_key, else what newsletter.secret_key_file holds, else "" (then
+        the key generated and stored in the database signs the links)."""
+        path = self.newsletter.secret_key_file
+        if self.newsletter.secret_key or path is None:
+            return self.newsletter.secret_key
+        try:
+            key = path.read_text().strip()
+        except OSError as e:
+            raise ConfigError(
+                f"newsletter.secret_key_file: cannot read {path}: {e.strerror}"
+            ) from e
+        if not key:
+            raise ConfigError(f"newsletter.secret_key_file: {path} is empty")
+        return key
 
     def smtp_password(self) -> str:
         path = self.smtp.password_file
@@ -269,7 +301,8 @@ def _parse_section(
         try:
             values[f.name] = f.metadata["parse"](raw)
         except ValueError as e:
-            raise ConfigError(f"{section}.{key}: bad value {raw!r} ({origin}): {e}") from None
+            shown = _shown(f, raw)
+            raise ConfigError(f"{section}.{key}: bad value {shown!r} ({origin}): {e}") from None
     return values
 
 
@@ -281,10 +314,18 @@ def effective(settings: Settings, *, show_secrets: bool = False) -> dict[str, di
         out[section] = {}
         for f in dataclasses.fields(cls):
             value = getattr(values, f.name)
-            if f.metadata["secret"] and value and not show_secrets:
-                value = "********"
+            if not show_secrets:
+                value = _shown(f, value)
             out[section][f.metadata.get("key") or f.name] = _plain(value)
     return out
+
+
+def _shown(f: dataclasses.Field[Any], value: Any) -> Any:
+    """A value as messages may show it: secrets masked, a database password hidden."""
+    if f.metadata["secret"] and value:
+        return "********"
+    shown = f.metadata.get("shown")
+    return shown(value) if shown and isinstance(value, str) else value
 
 
 def _plain(value: Any) -> Any:

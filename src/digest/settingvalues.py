@@ -178,6 +178,20 @@ def parse_networks(value: Any) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+def hide_password(url: str) -> str:
+    """A URL with the password of its user part shown as ***, for messages and `digest config`:
+    ``postgresql://digest:s3cret@db/digest`` -> ``postgresql://digest:***@db/digest``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}{slash}{path}"
+
+
 def format_duration(value: timedelta) -> str:
     seconds = value.total_seconds()
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):

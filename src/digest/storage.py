@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,19 +18,30 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.errors import StorageError
 from digest.models import Meta
+from digest.settingvalues import hide_password
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 @contextlib.contextmanager
-def wrap_db_errors(doing: str) -> Iterator[None]:
-    """Turn SQLAlchemy's exceptions into one-line StorageErrors."""
+def wrap_db_errors(doing: str, url: str | None = None) -> Iterator[None]:
+    """Turn SQLAlchemy's exceptions into one-line StorageErrors (never showing the password
+    of ``url``)."""
     try:
         yield
     except SQLAlchemyError as e:
         detail = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-        raise StorageError(f"database error while {doing}: {detail}") from e
+        raise StorageError(f"database error while {doing}: {scrub(detail, url)}") from e
+
+
+def scrub(text: str, url: str | None) -> str:
+    """``text`` with the password of database ``url`` replaced by ***, wherever it appears."""
+    try:
+        password = make_url(url).password if url else None
+    except Exception:  # noqa: BLE001 - a URL that can't be read has no password to hide
+        password = None
+    return text.replace(str(password), "***") if password else text
 
 
 class Database:
@@ -55,7 +67,7 @@ class Database:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        with wrap_db_errors("migrating the schema"), self.engine.begin() as conn:
+        with wrap_db_errors("migrating the schema", self.url), self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
@@ -70,7 +82,7 @@ class Database:
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
         """A session in a transaction: committed on success, rolled back on error."""
-        with wrap_db_errors("talking to the database"), self.sessions.begin() as session:
+        with wrap_db_errors("talking to the database", self.url), self.sessions.begin() as session:
             yield session
 
     def get_meta(self, key: str) -> str | None:
@@ -119,24 +131,50 @@ def _make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except Exception as e:  # any parse failure is a bad setting
-        raise StorageError(f"database.url is not a valid URL: {url}") from e
+        raise StorageError(f"database.url is not a valid URL: {safe_url(url)}") from e
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            folder = Path(parsed.database).expanduser().resolve().parent
-            if not folder.is_dir():
-                raise StorageError(f"database.url: folder {folder} does not exist")
+            _private_file(Path(parsed.database).expanduser())
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
     try:
         engine = create_engine(url, **kwargs)
     except Exception as e:  # missing driver, bad URL parts
-        raise StorageError(f"cannot open database {url}: {e}") from e
+        raise StorageError(f"cannot open database {safe_url(url)}: {scrub(str(e), url)}") from e
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def _private_file(path: Path) -> None:
+    """Create a new SQLite file readable by its owner only (it holds every subscriber's address
+    and the key that signs their links; SQLite gives its -wal and -shm files the same mode);
+    say so when an existing one is readable by others."""
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        raise StorageError(f"database.url: folder {folder} does not exist")
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise StorageError(f"database.url: cannot create {path}: {e.strerror}") from e
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077 and str(path) not in _WARNED:
+        _WARNED.add(str(path))
+        log.warning(
+            "%s can be read by other users (mode %04o): it holds subscribers' addresses and "
+            "the key that signs their links; chmod 600 it",
+            path,
+            mode,
+        )
+
+
+_WARNED: set[str] = set()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -158,7 +196,4 @@ def _sqlite_begin(conn: Any) -> None:
 
 def safe_url(url: str) -> str:
     """The database URL without its password, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a message must never fail
-        return "(database)"
+    return hide_password(url)

@@ -272,7 +272,7 @@ def unsubscribe(db: Database, subscriber_id: int, *, now: datetime | None = None
 
 def secret(db: Database, settings: Settings) -> str:
     """The key that signs unsubscribe tokens (configured, else generated once and stored)."""
-    return db.secret_key(settings.newsletter.secret_key)
+    return db.secret_key(settings.secret_key())
 
 
 def subscriber_for_token(db: Database, key: str, token: str) -> SubscriberInfo | None:
