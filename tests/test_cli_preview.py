@@ -163,3 +163,33 @@ def test_serve_renders_again_on_every_reload(workdir: Path, sqlite_url: str) -> 
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_future_date_waits_for_its_week_and_a_far_one_counts_from_now(
+    workdir: Path, db_url: str, http: FeedServer
+) -> None:
+    now = datetime.now(UTC)
+    past = Item("past", "Yesterday", "https://f.example/past", "Past.", now - timedelta(1))
+    soon = Item("soon", "Three days ahead", "https://f.example/soon", "Soon.", now + timedelta(3))
+    far = Item(
+        "far", "Dated 2099", "https://f.example/far", "Far.", datetime(2099, 1, 1, tzinfo=UTC)
+    )
+    feed = {"posts": [past]}
+    http.route("/f.xml", lambda _r: Response(200, rss(feed["posts"], "F", "https://f.example")))
+    write_opml(workdir / "feeds.opml", [("ML", "Future blog", http.url("/f.xml"))])
+    env = {"DIGEST_DATABASE_URL": db_url}
+    assert run_digest(["poll"], env, workdir).returncode == 0
+    feed["posts"] = [far, soon, past]  # both new since the feed's first poll
+    assert run_digest(["poll"], env, workdir).returncode == 0
+
+    def preview(days: float) -> str:
+        as_of = (now + timedelta(days=days)).isoformat()
+        out = run_digest(["preview", "--as-of", as_of, "--format", "text", "-o", "-"], env, workdir)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    this_week = preview(1)
+    assert "Yesterday" in this_week and "Three days ahead" not in this_week
+    assert "Dated 2099" in this_week  # a date years ahead is a mistake: dated when first seen
+    next_week = preview(8)
+    assert "Three days ahead" in next_week and "Yesterday" not in next_week

@@ -139,3 +139,40 @@ def test_the_secret_key_can_come_from_a_file(workdir: Path, sqlite_url: str) -> 
     with pytest.raises(ConfigError, match="newsletter.secret_key_file: .* is empty"):
         secret(db, settings)
     db.dispose()
+
+
+def test_a_huge_duration_is_one_clear_line(workdir: Path) -> None:
+    (workdir / "digest.toml").write_text('[feeds]\npoll_interval = "99999999999d"\n')
+    result = run_cli(["config"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: feeds.poll_interval: bad value '99999999999d' (feeds.poll_interval in "
+        "digest.toml): must be at most 3650d\n"
+    )
+    with pytest.raises(ConfigError, match="must be at most 3650d"):
+        load_settings(env={"DIGEST_NEWSLETTER_SEND_GRACE": "1e999s"})
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("a@b.example, evil@x.example", "expected exactly one address, not 2"),
+        ("Weekend Reading", "expected an address such as"),
+    ],
+)
+def test_from_is_exactly_one_address(workdir: Path, value: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=f"newsletter.from: .*{why}"):
+        load_settings(env={"DIGEST_NEWSLETTER_FROM": value})
+    quoted = load_settings(env={"DIGEST_NEWSLETTER_FROM": '"Doe, Jane" <jane@x.example>'})
+    assert quoted.newsletter.from_addr == '"Doe, Jane" <jane@x.example>'
+
+
+def test_a_misspelt_variable_gets_a_warning_naming_the_setting(workdir: Path) -> None:
+    result = run_cli(["config", "--json"], env={"DIGEST_FEEDS_TIMEOT": "5s"})
+    assert result.exit_code == 0
+    assert (
+        "environment variable DIGEST_FEEDS_TIMEOT names no setting; "
+        "did you mean DIGEST_FEEDS_TIMEOUT?"
+    ) in result.stderr
+    quiet = run_cli(["config", "--json"], env={"DIGEST_FEEDS_TIMEOUT": "5s"})
+    assert "names no setting" not in quiet.stderr

@@ -142,3 +142,34 @@ def test_page_words_reads_the_declared_charset_and_survives_garbage() -> None:
     assert page_words(b"") == 0
     assert page_words(b"\x00\xff\xfe") in (0, 1)
     assert page_words(b"<" * 10_000) >= 0
+
+
+def test_invisible_format_characters_are_stripped_but_scripts_and_emoji_keep_theirs() -> None:
+    from digest.text import html_to_text, one_line, strip_invisible
+
+    assert one_line("Invoice \u202eexe.txt\u202c ready") == "Invoice exe.txt ready"
+    assert one_line("\u2066isolated\u2069 and so\u00adft and \ufeffBOM\u200e") == (
+        "isolated and soft and BOM"
+    )
+    assert html_to_text("<p>Hello\u202e world</p>") == "Hello world"
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # one emoji, joined
+    persian = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # a ZWNJ inside a word
+    wales = "\U0001f3f4\U000e0067\U000e0062\U000e0077\U000e006c\U000e0073\U000e007f"
+    for kept in (family, persian, wales, "\u0600\u0661\u0662"):
+        assert strip_invisible(kept) == kept
+    assert strip_invisible("a \u200d b\u200c") == "a  b"  # joiners joining nothing
+    assert strip_invisible("tag\U000e0041\U000e0042") == "tag"  # tags outside a flag
+
+
+def test_every_format_character_is_either_stripped_or_kept_on_purpose() -> None:
+    import unicodedata
+
+    from digest.text import strip_invisible
+
+    kept = {0x200C, 0x200D, *range(0x0600, 0x0606), 0x06DD, 0x070F, 0x0890, 0x0891, 0x08E2}
+    kept |= {0x110BD, 0x110CD, *range(0x13430, 0x13440), *range(0x1BCA0, 0x1BCA4)}
+    kept |= set(range(0x1D173, 0x1D17B))
+    for code in range(0x110000):
+        char = chr(code)
+        if unicodedata.category(char) == "Cf" and code not in kept:
+            assert strip_invisible(f"a{char}b") == "ab", f"U+{code:04X}"

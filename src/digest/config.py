@@ -7,6 +7,8 @@ environment (``DIGEST_<SECTION>_<KEY>``).
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -28,7 +30,9 @@ from digest.settingvalues import (
     parse_duration,
     parse_float_or_none,
     parse_int,
+    parse_mailbox,
     parse_networks,
+    parse_optional_mailbox,
     parse_optional_path,
     parse_path,
     parse_send_at,
@@ -54,6 +58,9 @@ def setting(
     if isinstance(default, list | dict):
         return field(default_factory=lambda: default, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,9 +117,9 @@ class NewsletterSettings:
         "http://127.0.0.1:8080", parse_url, "public URL of the web endpoint (links in mails)"
     )
     from_addr: str = setting(
-        "Weekend Reading <digest@localhost>", parse_str, "From: address", key="from"
+        "Weekend Reading <digest@localhost>", parse_mailbox, "From: address", key="from"
     )
-    reply_to: str = setting("", parse_str, "Reply-To: address (optional)")
+    reply_to: str = setting("", parse_optional_mailbox, "Reply-To: address (optional)")
     secret_key: str = setting(
         "", parse_str, "signs unsubscribe tokens; generated and stored when unset", secret=True
     )
@@ -269,6 +276,7 @@ def load_settings(
             f"unknown section [{sorted(unknown_sections)[0]}] in {path}; "
             f"known: {', '.join(SECTIONS)}"
         )
+    warn_unknown_variables(env)
     sections: dict[str, Any] = {}
     for section, cls in SECTIONS.items():
         given = data.get(section, {})
@@ -276,6 +284,21 @@ def load_settings(
             raise ConfigError(f"[{section}] in {path} must be a table")
         sections[section] = cls(**_parse_section(section, cls, given, env, path))
     return Settings(**sections)
+
+
+def warn_unknown_variables(env: Mapping[str, str]) -> None:
+    """A warning for each DIGEST_* variable that names no setting (a misspelt TOML key is an
+    error; a misspelt variable would otherwise change nothing, silently)."""
+    known = {info.env for info in declared()} | {"DIGEST_CONFIG"}
+    for name in sorted(env):
+        if name.startswith("DIGEST_") and name not in known and not name.startswith(_TEST):
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else "; `digest config --keys` lists them"
+            log.warning("environment variable %s names no setting%s", name, hint)
+
+
+# DIGEST_TEST_* is the test suite's own (DIGEST_TEST_DATABASE_URL), never a setting.
+_TEST = "DIGEST_TEST_"
 
 
 def _parse_section(

@@ -10,11 +10,14 @@ import ipaddress
 import re
 from collections.abc import Callable
 from datetime import timedelta
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 Parser = Callable[[Any], Any]
+# Longer than anything a setting means (a poll interval, a grace, a timeout): ten years.
+MAX_DURATION = timedelta(days=3650)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
@@ -34,6 +37,8 @@ def parse_duration(value: Any) -> timedelta:
         seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text))
     if seconds <= 0:
         raise ValueError("must be more than zero")
+    if not seconds <= MAX_DURATION.total_seconds():  # (also catches an infinite 1e999s)
+        raise ValueError(f"must be at most {format_duration(MAX_DURATION)}")
     return timedelta(seconds=seconds)
 
 
@@ -176,6 +181,22 @@ def parse_networks(value: Any) -> tuple[Network, ...]:
         except ValueError:
             raise ValueError(f"{part.strip()!r} is not an address or a CIDR range") from None
     return tuple(networks)
+
+
+def parse_mailbox(value: Any) -> str:
+    """Exactly one address, with or without a display name: ``Name <a@b.example>``."""
+    text = parse_str(value).strip()
+    found = [address for _name, address in getaddresses([text]) if address]
+    if len(found) > 1:
+        raise ValueError(f"expected exactly one address, not {len(found)}")
+    if not found or "@" not in found[0]:
+        raise ValueError("expected an address such as 'Name <name@example.org>'")
+    return text
+
+
+def parse_optional_mailbox(value: Any) -> str:
+    """parse_mailbox, or empty."""
+    return parse_mailbox(value) if parse_str(value).strip() else ""
 
 
 def hide_password(url: str) -> str:

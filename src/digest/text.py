@@ -84,6 +84,21 @@ _ESCAPED_MARKUP = re.compile(
 # feedparser's forgiving parser turns a bare "R&D" into "R&D;": an entity nobody defined.
 _UNKNOWN_ENTITY = re.compile(r"&([A-Za-z][A-Za-z0-9]{0,31});")
 WORDS_PER_MINUTE = 230
+# Invisible format characters (Unicode category Cf) that can only mislead in a title, a name or
+# an excerpt: bidi overrides and isolates (U+202E turns "txt.exe" into "exe.txt"), marks, soft
+# hyphens, word joiners, BOMs, annotation marks, language tags. Kept: the joiners inside a word
+# or an emoji (ZWJ, ZWNJ), the tags of a flag (U+1F3F4 ...), and the prepended marks scripts
+# need (U+0600-0605 and such). tests/test_text.py checks this against unicodedata.
+_INVISIBLE = re.compile(
+    r"[\u00ad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
+    r"\ufff9-\ufffb\U000e0001]"
+    r"|(?<![\U0001f3f4\U000e0020-\U000e007f])[\U000e0020-\U000e007f]+"
+    r"|(?<!\S)[\u200c\u200d]+|[\u200c\u200d]+(?!\S)"
+)
+_MAYBE_INVISIBLE = re.compile(
+    r"[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb"
+    r"\U000e0001-\U000e007f]"
+)
 # A web page's furniture around its article: menus, banners, footers, sidebars.
 _FURNITURE = ("nav", "header", "footer", "aside")
 
@@ -135,7 +150,8 @@ def _tidy(text: str, limit: int | None) -> str:
         text = _UNKNOWN_ENTITY.sub(_bare_ampersand, html.unescape(text))
     if "\u200b" in text:  # zero-width space: not whitespace to str.split
         text = text.replace("\u200b", " ")
-    text = "\n".join(filter(None, (one_line(line) for line in text.split("\n"))))
+    text = strip_invisible(text)
+    text = "\n".join(filter(None, (" ".join(line.split()) for line in text.split("\n"))))
     if limit is not None and len(text) > limit:
         text = cut_at_word(text, limit)
     return text
@@ -147,8 +163,23 @@ def _bare_ampersand(match: re.Match[str]) -> str:
 
 
 def one_line(text: str) -> str:
-    """Text with every run of whitespace made one space (titles, authors)."""
-    return " ".join(text.split())
+    """Text with every run of whitespace made one space and no invisible format characters
+    (titles, authors)."""
+    return " ".join(strip_invisible(text).split())
+
+
+def strip_invisible(text: str) -> str:
+    """``text`` without the invisible format characters that could mislead a reader (bidi
+    overrides, soft hyphens, word joiners...), keeping those a script or an emoji needs."""
+    if _MAYBE_INVISIBLE.search(text) is None:  # the common case: one scan, no copy
+        return text
+    return _INVISIBLE.sub("", text)
+
+
+def invisible_chars(text: str) -> list[str]:
+    """The invisible format characters strip_invisible would drop, as U+XXXX names."""
+    dropped = "".join(m.group(0) for m in _INVISIBLE.finditer(text))
+    return [f"U+{ord(c):04X}" for c in dict.fromkeys(dropped)]
 
 
 def cut_at_word(text: str, limit: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -144,9 +145,11 @@ def test_import_csv_with_header(db: Database) -> None:
     )
     summary = import_subscribers(db, text, sections="systems")
     assert (summary.added, summary.skipped) == (2, 0)
-    assert [n for n, _t, _w in summary.invalid] == [3, 6]
-    assert "line break" in summary.invalid[0][2]
-    assert "unknown section" in summary.invalid[1][2]
+    # One record per line (no field of ours holds a line break): Bob's quote never closes on
+    # its line, and the injected header on the next line is no row either.
+    assert [n for n, _t, _w in summary.invalid] == [3, 4, 6]
+    assert "a quote is opened and never closed" in summary.invalid[0][2]
+    assert "unknown section" in summary.invalid[2][2]
     rows = {s.email: (s.name, s.sections) for s in list_subscribers(db)}
     assert rows == {"ann@example.com": ("Ann", ("ml",)), "cy@example.com": ("Cy", ("systems",))}
     assert summary.as_json()["invalid"][0]["line"] == 3
@@ -169,3 +172,41 @@ def test_token_lookup(db: Database) -> None:
     assert subscriber_for_token(db, "key", "nonsense") is None
     remove_subscriber(db, "reader@example.com")
     assert subscriber_for_token(db, "key", token) is None
+
+
+def test_a_bad_csv_row_costs_its_own_line_only(db: Database) -> None:
+    text = (
+        "email,name\n"
+        'ann@example.com,"Ann\n'  # the quote is never closed
+        "bob@example.com,Bob\n"
+        f"cy@example.com,{'x' * 200_000}\n"  # a field past csv's 128 KB limit
+        'di@example.com,"Di, the ""quoted"""\n'
+        "eve@example.com,Eve\u202e\n"  # a bidi override in a name
+        f"fay@example.com,{'F' * 201}\n"
+    )
+    summary = import_subscribers(db, text)
+    assert summary.added == 2
+    problems = {n: why for n, _raw, why in summary.invalid}
+    assert problems == {
+        2: "not a CSV row: a quote is opened and never closed",
+        4: "not a CSV row: a field is longer than 131,072 characters",
+        6: "a name can't contain invisible format characters (U+202E)",
+        7: "a name has at most 200 characters (this one has 201)",
+    }
+    assert all(len(raw) <= 120 for _n, raw, _why in summary.invalid)
+    names = {s.email: s.name for s in list_subscribers(db)}
+    assert names == {"bob@example.com": "Bob", "di@example.com": 'Di, the "quoted"'}
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("Ada\x07", "control characters"),
+        ("Ada\u2066Lovelace", "invisible format characters (U+2066)"),
+        ("A" * 5000, "at most 200 characters (this one has 5000)"),
+    ],
+)
+def test_add_refuses_a_name_that_would_fail_later(db: Database, name: str, why: str) -> None:
+    with pytest.raises(InputError, match=re.escape(why)):
+        add_subscriber(db, "ada@example.com", name=name)
+    assert list_subscribers(db) == []

@@ -147,17 +147,20 @@ def test_dates_are_utc_and_untrustworthy_ones_are_none() -> None:
     assert posts["Updated inside an item"].updated == utc(2007, 1, 17, 18, 19, 17)
 
 
-def test_a_date_just_ahead_of_the_clock_is_trusted() -> None:
+def test_a_date_ahead_of_the_clock_is_kept_up_to_a_month() -> None:
     body = (
         b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
         b"<entry><id>1</id><title>a</title><updated>2026-11-23T20:00:00Z</updated></entry>"
         b"<entry><id>2</id><title>b</title><updated>2026-11-25T12:00:00Z</updated></entry>"
         b"<entry><id>3</id><title>c</title><updated>0001-01-01T00:00:00Z</updated></entry>"
+        b"<entry><id>4</id><title>d</title><updated>2027-02-01T00:00:00Z</updated></entry>"
         b"</feed>"
     )
-    a, b, c = parse_feed(body, FEED_URL, now=NOW).posts
+    a, b, c, d = parse_feed(body, FEED_URL, now=NOW).posts
     assert a.updated == utc(2026, 11, 23, 20)  # time zone slips are not "the future"
-    assert b.updated is None and c.updated is None
+    # Days ahead: the post waits for its week (it went into this week's issue before).
+    assert b.updated == utc(2026, 11, 25, 12)
+    assert c.updated is None and d.updated is None  # year one; months ahead: mistakes
 
 
 # --- text ---------------------------------------------------------------------------------

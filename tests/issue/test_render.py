@@ -97,6 +97,21 @@ def test_feed_text_never_injects_markup() -> None:
     assert 'onclick="x"' not in email.html and "javascript:" not in email.html
 
 
+def test_invisible_format_characters_reach_no_part_of_the_issue() -> None:
+    # Stored before titles were cleaned at parse time: the issue cleans them again.
+    tricky = post(
+        1,
+        1,
+        title="Invoice \u202eexe.txt\u202c for you",
+        feed_title="Blog\u2066 of \u2069lies",
+        text="Read \u202emore\u202c here. " * 20,
+    )
+    email = Renderer(None, ZoneInfo("UTC")).render(arrange([tricky], LEVELS[0]), META)
+    for part in (email.subject, email.preheader, email.html, email.text):
+        assert not {"\u202e", "\u202c", "\u2066", "\u2069"} & set(part)
+    assert "Invoice exe.txt for you" in email.preheader and "Blog of lies" in email.html
+
+
 def test_text_part_lines_fit_78_columns() -> None:
     posts = many(40, 3) + [post(999, 77, OTHER, title="A very long title " * 10)]
     email = Renderer(None, ZoneInfo("UTC")).fit(posts, META, 90_000)[1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,11 +16,14 @@ from digest.delivery.tokens import check_token, token_id
 from digest.errors import InputError
 from digest.models import Subscriber
 from digest.storage import Database, utcnow
+from digest.text import invisible_chars
 from digest.types import SECTION_ORDER, SubscriberStatus
 
 # Hard failures (5xx) in a row, across issues, after which we stop mailing an address.
 BOUNCE_AFTER = 3
 # Line breaks end a mail header; with them an "address" could add a Bcc: of its own.
+# Longest display name: the To: header and a page's greeting, never an essay (the column: 256).
+NAME_MAX = 200
 _BREAKS = re.compile(r"[\r\n\x0b\x0c\x85\u2028\u2029]")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
 _EMAIL_HEADERS = ("email", "e-mail", "email address", "e-mail address", "address", "mail")
@@ -102,6 +104,25 @@ def parse_address(text: str) -> tuple[str, str | None]:
     return address.lower(), (valid.display_name or None)
 
 
+def parse_name(name: str | None) -> str | None:
+    """A display name as stored: no line break, control or invisible format character (they
+    end up in the To: header and on pages), at most NAME_MAX characters; InputError saying
+    which rule it breaks."""
+    if name is None:
+        return None
+    if _BREAKS.search(name):
+        raise InputError("a name can't contain a line break")
+    if _CONTROLS.search(name):
+        raise InputError("a name can't contain control characters")
+    hidden = invisible_chars(name)
+    if hidden:
+        raise InputError(f"a name can't contain invisible format characters ({', '.join(hidden)})")
+    name = name.strip()
+    if len(name) > NAME_MAX:
+        raise InputError(f"a name has at most {NAME_MAX} characters (this one has {len(name)})")
+    return name or None
+
+
 def parse_sections(text: str | None) -> str | None:
     """``ml,systems`` -> the stored form (known keys, in issue order); None means every section."""
     if text is None or text.strip().lower() in ("", "all"):
@@ -135,9 +156,7 @@ def add_subscriber(
     ``resubscribed`` (an operator typed the address of someone unsubscribed or bounced).
     """
     address, display = parse_address(email)
-    if name is not None and _BREAKS.search(name):
-        raise InputError("a name can't contain a line break")
-    name = name or display
+    name = parse_name(name or display)
     stored_sections = parse_sections(sections) if sections is not None else None
     now = now or utcnow()
     with db.session() as s:
@@ -206,13 +225,14 @@ def import_subscribers(
     with db.session() as s:
         known = set(s.scalars(select(Subscriber.email)))
         for number, raw, fields in _rows(text):
+            if isinstance(fields, str):
+                summary.invalid.append((number, raw, fields))
+                continue
             try:
                 address, display = parse_address(fields.get("email", ""))
                 chosen = fields.get("sections")
                 row_sections = parse_sections(chosen) if chosen else default_sections
-                name = fields.get("name") or display
-                if name and _BREAKS.search(name):
-                    raise InputError("a name can't contain a line break")
+                name = parse_name(fields.get("name") or display)
             except InputError as e:
                 summary.invalid.append((number, raw, str(e)))
                 continue
@@ -234,11 +254,14 @@ def import_subscribers(
     return summary
 
 
-def _rows(text: str) -> list[tuple[int, str, dict[str, str]]]:
-    """(line number, raw text, fields) for each entry; fields has at least "email"."""
+def _rows(text: str) -> list[tuple[int, str, dict[str, str] | str]]:
+    """(line number, raw text, fields or why the line is unreadable) for each entry; fields
+    have at least "email". One entry per line: no field of ours may hold a line break, so a
+    quote left open costs its own line only, never the lines after it."""
     text = text.removeprefix("\ufeff")
-    first = next((line for line in text.split("\n") if line.strip()), "")
-    header = [cell.strip().lower() for cell in next(csv.reader([first]), [])]
+    lines = [line.removesuffix("\r") for line in text.split("\n")]  # a CR alone stays
+    first = next((k for k, line in enumerate(lines) if line.strip()), 0)
+    header = [cell.strip().lower() for cell in _cells(lines[first] if lines else "")]
     email_column = next((h for h in header if h in _EMAIL_HEADERS), None)
     if email_column is None:
         # One address per line; split on LF only, so a stray CR stays in (and is refused).
@@ -247,17 +270,36 @@ def _rows(text: str) -> list[tuple[int, str, dict[str, str]]]:
             for n, line in enumerate(text.split("\n"), 1)
             if line.strip() and not line.lstrip().startswith("#")
         ]
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    reader.fieldnames = [h.strip().lower() for h in reader.fieldnames or []]
-    out = []
-    start = 1  # DictReader's line_num is where a record ends; quoted fields can span lines
-    for record in reader:
-        fields = {k: (v or "").strip(" \t") for k, v in record.items() if isinstance(k, str)}
+    out: list[tuple[int, str, dict[str, str] | str]] = []
+    for n, line in enumerate(lines[first + 1 :], first + 2):
+        if not line.strip():
+            continue
+        try:
+            cells = _cells(line)
+        except csv.Error as e:
+            out.append((n, _cut(line), f"not a CSV row: {_csv_problem(e)}"))
+            continue
+        fields = {h: c.strip(" \t") for h, c in zip(header, cells, strict=False)}
         fields["email"] = fields.pop(email_column, "")
-        if any(v.strip() for v in fields.values()):
-            out.append((start + 1, fields["email"], fields))
-        start = reader.line_num
+        out.append((n, _cut(fields["email"]), fields))
     return out
+
+
+def _cells(line: str) -> list[str]:
+    return next(csv.reader([line], strict=True), [])
+
+
+def _csv_problem(error: csv.Error) -> str:
+    text = str(error)
+    if "unexpected end of data" in text:
+        return "a quote is opened and never closed"
+    if "field larger than field limit" in text:
+        return f"a field is longer than {csv.field_size_limit():,} characters"
+    return text
+
+
+def _cut(text: str, size: int = 120) -> str:
+    return text if len(text) <= size else text[: size - 1] + "…"
 
 
 def unsubscribe(db: Database, subscriber_id: int, *, now: datetime | None = None) -> bool:

@@ -29,7 +29,9 @@ TEASER_WORDS = 400
 _TAG = re.compile(r"<[^>]*>")
 TITLE_FROM_TEXT = 80  # characters of an untitled entry's text that make its title
 OLDEST_TRUSTED = datetime(1990, 1, 1, tzinfo=UTC)
-FUTURE_SLACK = timedelta(days=1)  # clock skew and time zone mistakes are not "the future"
+# A date ahead of the clock is kept (its post waits for its week, as the README says) up to
+# this far; further ahead it is taken for a mistake (a year 2099, a day and month swapped).
+FUTURE_TRUSTED = timedelta(days=30)
 _XML_START = re.compile(rb"^(?:\xef\xbb\xbf)?\s+(?=<)")
 _HTML_START = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>])", re.I | re.S)
 _CLOSED_ROOT = re.compile(rb"</(?:[\w-]+:)?(?:rss|feed|rdf|RDF)\s*>\s*$")
@@ -195,7 +197,7 @@ def _trusted_date(entry: Any, name: str, now: datetime) -> datetime | None:
         value = datetime.fromtimestamp(calendar.timegm(struct), UTC)
     except (OverflowError, ValueError, OSError):
         return None
-    if value < OLDEST_TRUSTED or value > now + FUTURE_SLACK:
+    if value < OLDEST_TRUSTED or value > now + FUTURE_TRUSTED:
         return None
     return value
 

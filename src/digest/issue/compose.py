@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from digest.text import excerpt, one_line, reading_minutes
+from digest.text import excerpt, one_line, reading_minutes, strip_invisible
 from digest.types import OTHER, SECTION_ORDER, SECTION_TITLES, StoredPost
 
 FIRST_WINDOW = timedelta(days=7)  # the first issue looks back a week
@@ -194,7 +194,7 @@ def _section(key: str, blogs: tuple[tuple[StoredPost, ...], ...], level: Level) 
         # Items are built only for what is shown: a busy week has thousands of posts.
         items = tuple(_item(p, level.excerpt_words) for p in posts[:take])
         blog = Blog(
-            posts[0].feed_title,
+            one_line(posts[0].feed_title),
             web_link(posts[0].feed_site_url),
             items,
             len(posts) - take,
@@ -209,7 +209,7 @@ def _item(post: StoredPost, excerpt_words: int) -> Item:
     return Item(
         title=one_line(post.title) or "(untitled)",
         link=web_link(post.link),
-        blog=post.feed_title,
+        blog=one_line(post.feed_title),
         author=_distinct_author(post.author, post.feed_title),
         date=post_date(post),
         minutes=reading_minutes(post.words or len(post.text.split())),
@@ -239,4 +239,6 @@ _MATH = re.compile(r"\$\$.*?\$\$|\\\[.*?\\\]|\\begin\{(\w+\*?)\}.*?\\end\{\1\}",
 def _cut(text: str, words: int) -> str:
     if not words:
         return ""
-    return excerpt(_MATH.sub(" ", text), min_words=max(1, words - 15), max_words=words)
+    # Stored text is clean since it is made (text.strip_invisible); a post stored before may not be.
+    clean = strip_invisible(_MATH.sub(" ", text))
+    return excerpt(clean, min_words=max(1, words - 15), max_words=words)
