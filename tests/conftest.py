@@ -100,16 +100,20 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, stdin: str | Non
     return CliRunner().invoke(cli, args, env=env, input=stdin, catch_exceptions=False)
 
 
+def digest_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment of a `digest` process: this one's without its DIGEST_* variables,
+    loopback allowed (the test servers), then ``env``."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    return full_env | LOOPBACK_ENV | env
+
+
 def run_digest(
     args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run `digest` as a real process, the way a user does."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    full_env.update(LOOPBACK_ENV)
-    full_env.update(env)
     return subprocess.run(
         [sys.executable, "-m", "digest", *args],
-        env=full_env,
+        env=digest_env(env),
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -4,7 +4,6 @@ and their fixtures (registered for every test module by conftest's pytest_plugin
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -74,8 +73,9 @@ class Running:
     """`digest run` as a real process, its log (JSON lines) in a file."""
 
     def __init__(self, env: dict[str, str], cwd: Path, log: Path) -> None:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-        full_env.update(env)
+        from tests.conftest import digest_env
+
+        full_env = digest_env(env)
         self.log = log
         self.stderr = log.open("ab")
         self.proc = subprocess.Popen(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -25,7 +24,7 @@ from sqlalchemy import func, select
 
 from digest.models import Delivery
 from digest.storage import Database
-from tests.conftest import run_cli, run_digest
+from tests.conftest import digest_env, run_cli, run_digest
 from tests.issue_helpers import SAT, add_feed, add_post
 from tests.smtp_helpers import FlakySMTP
 
@@ -179,7 +178,7 @@ def test_kill_9_mid_send_then_send_again(workdir: Path, db_url: str, sink: Flaky
     assert "1000 added" in cli(["subscribers", "import", "list.txt"], env)
     week_of_posts(db_url)
     sink.handler.delay = 0.001  # a slower server: time to kill the send part-way
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | env
+    full_env = digest_env(env)
     proc = subprocess.Popen(
         [sys.executable, "-m", "digest", "send", "--as-of", "2026-01-10T08:00Z"],
         env=full_env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -215,7 +214,7 @@ def test_two_overlapping_sends_deliver_each_message_once(
     week_of_posts(db_url)
     sink.handler.delay = 0.2  # a slow server: the first send takes ~2 s over 2 connections
     send = ["send", "--as-of", "2026-01-10T08:00Z"]
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | env
+    full_env = digest_env(env)
     first = subprocess.Popen(
         [sys.executable, "-m", "digest", *send], env=full_env, cwd=workdir,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -294,7 +293,7 @@ def test_one_click_unsubscribe_over_http(workdir: Path, db_url: str, sink: Flaky
     digest(["send", "--as-of", "2026-01-10T08:00Z"], env, workdir)
     by_to = {str(parsed(raw)["To"]): parsed(raw) for raw in sink.raw}
     url = str(by_to["bob@example.com"]["List-Unsubscribe"]).strip("<>")
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | env
+    full_env = digest_env(env)
     server = subprocess.Popen(
         [sys.executable, "-m", "digest", "serve"], env=full_env, cwd=workdir,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from sqlalchemy import select, text
 
 from digest.models import Post
 from digest.storage import Database
-from tests.conftest import LOOPBACK_ENV, run_cli, run_digest, session_processes
+from tests.conftest import digest_env, run_cli, run_digest, session_processes
 from tests.daemon_helpers import wait_until
 from tests.poll_helpers import rss, write_opml
 from tests.servers import FeedServer, Request, Response
@@ -217,7 +216,7 @@ def kill_mid_poll(
 ) -> None:
     """Start `digest ARGS`, kill -9 it once half the feeds are fetched and its parser workers
     run; then every process it started (forkserver, workers) must be gone within 10 s."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | env
+    full_env = digest_env(env)
     proc = subprocess.Popen(
         [sys.executable, "-m", "digest", *args],
         env=full_env,
@@ -256,10 +255,9 @@ def test_a_second_poll_is_refused_while_one_runs(
 ) -> None:
     slow_feeds(http, workdir / "feeds.opml", "p", 8)
     env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml")}
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     first = subprocess.Popen(
         [sys.executable, "-m", "digest", "poll", "--json"],
-        env=full_env | LOOPBACK_ENV | env,
+        env=digest_env(env),
         cwd=workdir,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -9,7 +9,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.conftest import run_digest
+from tests.conftest import digest_env, run_digest
 from tests.poll_helpers import Item, rss, write_opml
 from tests.servers import FeedServer, Response
 
@@ -118,7 +118,6 @@ def test_a_bad_date_is_one_line(workdir: Path, sqlite_url: str) -> None:
 
 
 def test_serve_renders_again_on_every_reload(workdir: Path, sqlite_url: str) -> None:
-    import os
     import subprocess
     import sys
     import urllib.request
@@ -129,10 +128,7 @@ def test_serve_renders_again_on_every_reload(workdir: Path, sqlite_url: str) -> 
     db = Database(sqlite_url)
     feed = add_feed(db, "Served blog")
     add_post(db, feed, "First post", date=SAT - timedelta(days=1))
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")},
-        "DIGEST_DATABASE_URL": sqlite_url,
-    }
+    env = digest_env({"DIGEST_DATABASE_URL": sqlite_url})
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -4,7 +4,6 @@ Real `digest` processes, real loopback servers, both databases."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LOOPBACK_ENV, run_digest
+from tests.conftest import digest_env, run_digest
 from tests.poll_helpers import Item, rss, write_opml
 from tests.servers import FeedServer, Response
 
@@ -34,8 +33,7 @@ def peak_run(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str,
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
         "sys.exit(done.returncode)\n"
     )
-    full = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    full |= LOOPBACK_ENV | env
+    full = digest_env(env)
     cmd = [sys.executable, "-c", wrapper, sys.executable, "-m", "digest", *args]
     proc = subprocess.run(cmd, env=full, cwd=cwd, capture_output=True, text=True, timeout=120)
     peak_kb = int(proc.stderr.strip().splitlines()[-1])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from digest.errors import ConfigError
 from digest.issue.plan import plan_issue, record_issue
 from digest.storage import Database
 from digest.web import make_app, serve
+from tests.conftest import digest_env
 from tests.issue_helpers import SAT, add_feed, add_post
 
 SETTINGS = Settings().replace(newsletter={"secret_key": "web-test-key"})
@@ -188,7 +188,7 @@ def test_slow_clients_are_dropped_and_the_others_served(db_url: str, tmp_path: P
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_WEB_PORT": str(port)}
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | env
+    full_env = digest_env(env)
     server = subprocess.Popen(
         [sys.executable, "-m", "digest", "serve"], env=full_env, cwd=tmp_path,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
