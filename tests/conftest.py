@@ -77,8 +77,10 @@ def smtp() -> Iterator[SMTPSink]:
 
 
 @pytest.fixture(autouse=True)
-def digest_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No DIGEST_* variable of the shell running the tests leaks in; loopback is allowed."""
+def digest_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test runs in an empty folder of its own (no digest.toml of the operator's), with
+    no DIGEST_* variable of the shell running the tests, and loopback allowed."""
+    monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
         if name.startswith("DIGEST_") and name != "DIGEST_TEST_DATABASE_URL":
             monkeypatch.delenv(name)
