@@ -275,3 +275,24 @@ def test_a_second_poll_is_refused_while_one_runs(
     assert json.loads(out)["new_posts"] == 8 * 3 and json.loads(out)["errors"] == 0
     again = run_digest(["poll", "--json"], env, workdir)
     assert again.returncode == 0 and json.loads(again.stdout)["errors"] == 0
+
+
+def test_feeds_sort_naturally_and_fit_the_terminal(workdir: Path, sqlite_url: str) -> None:
+    from digest.models import Feed
+    from digest.storage import utcnow
+
+    db = Database(sqlite_url)
+    with db.session() as s:
+        for title, section in [("Blog 10", "ml"), ("Blog 2", "ml"), ("Alpha", "systems")]:
+            url = f"https://{title.replace(' ', '').lower()}.example/feed"
+            s.add(Feed(source_url=url, url=url, title=title, section=section, active=True,
+                       added_at=utcnow(), status="error", error_count=1,
+                       last_error="HTTP 500 " + "very long error text " * 20))  # fmt: skip
+    db.dispose()
+    env = {"DIGEST_DATABASE_URL": sqlite_url, "COLUMNS": "80"}
+    table = run_cli(["feeds"], env=env).stdout.splitlines()
+    assert [line.split("<")[0].split()[-1] for line in table[1:]] == ["2", "10", "Alpha"]
+    assert all(len(line) <= 80 for line in table)
+    assert "…" in table[1]
+    whole = json.loads(run_cli(["feeds", "--json"], env=env).stdout)
+    assert whole[0]["error"] == "HTTP 500 " + "very long error text " * 20

@@ -176,3 +176,33 @@ def test_a_misspelt_variable_gets_a_warning_naming_the_setting(workdir: Path) ->
     ) in result.stderr
     quiet = run_cli(["config", "--json"], env={"DIGEST_FEEDS_TIMEOUT": "5s"})
     assert "names no setting" not in quiet.stderr
+
+
+def test_digest_config_prints_toml_that_config_reads_back(workdir: Path) -> None:
+    env = {
+        "DIGEST_FEEDS_POLL_INTERVAL": "30m",
+        "DIGEST_FEEDS_ALLOW_NETWORKS": "10.0.0.0/8, 192.168.1.0/24",
+        "DIGEST_NEWSLETTER_SECRET_KEY": "kept-out-of-the-file",
+        "DIGEST_SMTP_RATE": "2.5",
+    }
+    printed = run_cli(["config"], env=env)
+    assert printed.exit_code == 0
+    (workdir / "x.toml").write_text(printed.stdout)
+    again = load_settings("x.toml", env={})
+    expected = load_settings(env={**env, "DIGEST_NEWSLETTER_SECRET_KEY": ""})
+    assert again == expected  # the secret stays out: commented, never a mask as a value
+    assert '# secret_key = "********"  (set, but not shown)' in printed.stdout
+    assert "# password_file =" in printed.stdout  # unset: commented, with its help above
+    reread = run_cli(["--config", "x.toml", "config"], env={})
+    unset = printed.stdout.replace(
+        '# secret_key = "********"  (set, but not shown)', "# secret_key ="
+    )
+    assert reread.exit_code == 0 and reread.stdout == unset
+
+
+@pytest.mark.parametrize(
+    "url", ["postgres://u:p@db.example:5432/d", "postgresql://u:p@db.example:5432/d"]
+)
+def test_the_urls_hosting_providers_hand_out_are_taken(url: str) -> None:
+    settings = load_settings(env={"DIGEST_DATABASE_URL": url})
+    assert settings.database.url == "postgresql+psycopg://u:p@db.example:5432/d"

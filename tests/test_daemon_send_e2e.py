@@ -173,6 +173,8 @@ def test_without_smtp_issues_are_recorded_and_logged_once(
     assert code == 0
     off = [r for r in run.records() if "sending is off (smtp.host is empty)" in r["message"]]
     assert len(off) == 1
+    assert "To send mail, set smtp.host (and smtp.port" in off[0]["message"]
+    assert "newsletter.from" in off[0]["message"] and "newsletter.base_url" in off[0]["message"]
     assert sink.raw == []
     report = json.loads(run_digest(["status", "--json"], env, workdir, timeout=30).stdout)
     assert report["last_issue"]["number"] == 1 and report["last_issue"]["posts"] == 9

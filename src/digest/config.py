@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import logging
 import os
 import tomllib
@@ -341,6 +342,36 @@ def effective(settings: Settings, *, show_secrets: bool = False) -> dict[str, di
                 value = _shown(f, value)
             out[section][f.metadata.get("key") or f.name] = _plain(value)
     return out
+
+
+def as_toml(settings: Settings) -> str:
+    """The effective settings as a TOML file that ``--config`` reads back: each setting with
+    its help above it; unset ones, and ones shown masked (a secret, a database password),
+    commented out, so that reading the file back never plants a mask as a value."""
+    lines: list[str] = []
+    for section, cls in SECTIONS.items():
+        lines.append(f"[{section}]")
+        values = getattr(settings, section)
+        for f in dataclasses.fields(cls):
+            raw = getattr(values, f.name)
+            shown = _shown(f, raw)
+            lines.append(f"# {f.metadata['doc']}")
+            line = f"{_key(f)} = {_toml_value(_plain(shown))}"
+            if raw is None or raw == "" or raw == ():
+                line = f"# {_key(f)} ="
+            elif shown != raw:
+                line = f"# {line}  (set, but not shown)"
+            lines.append(line)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value))  # a JSON string is a TOML basic string
 
 
 def _shown(f: dataclasses.Field[Any], value: Any) -> Any:

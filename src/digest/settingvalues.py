@@ -132,11 +132,14 @@ def parse_url(value: Any) -> str:
 
 
 def parse_database_url(value: Any) -> str:
+    """``sqlite:///PATH``, or ``postgresql://`` / ``postgres://`` (what hosting providers hand
+    out) for PostgreSQL through psycopg 3, the driver digest installs."""
     text = parse_str(value).strip()
-    if not re.match(r"(sqlite|postgresql)(\+\w+)?://", text):
+    match = re.match(r"(sqlite|postgresql|postgres)(\+\w+)?://", text)
+    if not match:
         raise ValueError("expected sqlite:///PATH or postgresql://USER@HOST/DB")
-    if text.startswith("postgresql://"):
-        text = "postgresql+psycopg://" + text[len("postgresql://") :]
+    if match.group(1) != "sqlite" and match.group(2) in (None, "+psycopg2", "+psycopg"):
+        text = "postgresql+psycopg://" + text[match.end() :]
     return text
 
 

@@ -375,3 +375,19 @@ def test_a_poll_round_waits_for_a_poll_by_hand(
         d._poll_round()
     assert "poll round skipped: another poll holds database x: pid 7 on here" in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_the_setup_hints_name_what_is_left_to_set() -> None:
+    from digest.daemon.service import mail_setup_hints
+
+    defaults = mail_setup_hints(make_settings())
+    assert [h.split(" ")[0] for h in defaults] == [
+        "smtp.host",
+        "newsletter.from",
+        "newsletter.base_url",
+    ]
+    ready = make_settings(
+        newsletter_from="Reading <reading@news.example.org>",
+        newsletter_base_url="https://news.example.org",
+    )
+    assert [h.split(" ")[0] for h in mail_setup_hints(ready)] == ["smtp.host"]

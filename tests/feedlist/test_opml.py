@@ -338,6 +338,19 @@ def test_build_discovers_feeds_and_reports_the_rest(workdir: Path, http: FeedSer
     assert '"unresolved": [\n    "HTML only' in strict.stdout
 
 
+def test_strict_build_writes_nothing_when_a_blog_has_no_feed(
+    workdir: Path, http: FeedServer
+) -> None:
+    write_lists(workdir / "lists", http)
+    strict = run_cli(["opml", "build", "--strict"])
+    assert strict.exit_code == 1
+    assert "--strict: 1 blog(s) without a feed; feeds.opml left as it was" in strict.stderr
+    assert not (workdir / "feeds.opml").exists()
+    (workdir / "feeds.opml").write_bytes(b"<opml version='2.0'><body/></opml>")
+    assert run_cli(["opml", "build", "--strict"]).exit_code == 1
+    assert (workdir / "feeds.opml").read_bytes() == b"<opml version='2.0'><body/></opml>"
+
+
 def test_build_without_discovery_keeps_imported_feeds_unless_pruned(
     workdir: Path, http: FeedServer
 ) -> None:

@@ -13,7 +13,7 @@ import click
 
 from digest import __version__
 from digest.cli.context import App, pass_app
-from digest.config import declared, effective
+from digest.config import as_toml, declared, effective
 from digest.errors import DigestError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,9 +33,41 @@ COMMAND_MODULES = {
 }
 
 
+# Options of `digest` itself that may also come after the command: `digest run --log-level info`.
+GLOBAL_OPTIONS = ("--config", "--log-level", "--log-format")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """``args`` with the global options found after the command moved before it."""
+    hoisted: list[str] = []
+    rest: list[str] = []
+    k = _command_start(args)
+    while k < len(args):
+        arg = args[k]
+        if arg == "--":
+            rest += args[k:]
+            break
+        is_global = arg.split("=", 1)[0] in GLOBAL_OPTIONS
+        takes = 2 if is_global and "=" not in arg else 1
+        (hoisted if is_global else rest).extend(args[k : k + takes])
+        k += takes
+    return args[: _command_start(args)] + hoisted + rest
+
+
+def _command_start(args: list[str]) -> int:
+    """Where the command's name is: after `digest`'s own options and their values."""
+    k = 0
+    while k < len(args) and args[k].startswith("-"):
+        k += 2 if args[k] in GLOBAL_OPTIONS else 1
+    return k
+
+
 class DigestGroup(click.Group):
     """Translates DigestError (and bad input in general) into one line on stderr, exit 1;
-    loads command modules on demand."""
+    loads command modules on demand; takes the global options after the command too."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         for module in sorted(set(COMMAND_MODULES.values())):
@@ -97,20 +129,19 @@ def cli(ctx: click.Context, config_file: str | None, log_level: str, log_format:
 @click.option("--keys", is_flag=True, help="List every setting with its env variable and help.")
 @pass_app
 def config_cmd(app: App, as_json: bool, keys: bool) -> None:
-    """Print the effective settings (secrets masked)."""
+    """Print the effective settings as TOML (secrets masked), a file --config reads back.
+
+    `digest config > digest.toml` starts a config file: unset settings, and secrets, are
+    there commented out with their help.
+    """
     if keys:
         for info in declared():
             click.echo(f"{info.dotted:28} {info.env:34} {info.doc}")
         return
-    values = effective(app.settings)
     if as_json:
-        click.echo(json.dumps(values, indent=2))
+        click.echo(json.dumps(effective(app.settings), indent=2))
         return
-    for section, items in values.items():
-        click.echo(f"[{section}]")
-        for key, value in items.items():
-            click.echo(f"{key} = {json.dumps(value)}")
-        click.echo()
+    click.echo(as_toml(app.settings), nl=False)
 
 
 def main() -> None:

@@ -69,6 +69,7 @@ def subscribers_list(app: App, as_json: bool, status: str | None) -> None:
         click.echo("no subscribers yet: `digest subscribers add EMAIL`")
         return
     width = max(len(r.email) for r in rows)
+    click.echo(f"{'EMAIL':{width}}  {'STATUS':28}  {'SECTIONS':16}  NAME")
     for r in rows:
         state = str(r.status)
         if r.unsubscribed_at is not None:

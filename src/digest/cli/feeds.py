@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime
 
 import click
@@ -41,7 +42,9 @@ def feeds(app: App, as_json: bool, errors_only: bool) -> None:
     """List every feed: section, health, last success, post count.
 
     Health is ok, not modified, error (with the message), gone, or backing off until a
-    time; feeds failing for 7 days or more are flagged. A feed whose last body was broken
+    time; feeds failing for 7 days or more are flagged. Feeds are listed by section, then by
+    title as people sort them; long messages are cut to the terminal's width (--json has them
+    whole). A feed whose last body was broken
     but readable (bad XML, a wrong charset) gets a warning line for its owner to fix.
     """
     from digest.ingest.health import list_feeds
@@ -55,19 +58,26 @@ def feeds(app: App, as_json: bool, errors_only: bool) -> None:
     if not rows:
         click.echo("no failing feeds" if errors_only else "no feeds yet: run `digest poll`")
         return
-    width = min(60, max(len(r.health) for r in rows))
-    click.echo(f"{'SECTION':8} {'POSTS':>6}  {'LAST SUCCESS (UTC)':18}  {'HEALTH':{width}}  FEED")
+    columns = shutil.get_terminal_size((120, 24)).columns
+    health_width = min(max(len(r.health) for r in rows), max(24, columns - 70))
+    click.echo(
+        f"{'SECTION':8} {'POSTS':>6}  {'LAST SUCCESS (UTC)':18}  {'HEALTH':{health_width}}  FEED"
+    )
     for r in rows:
         name = f"{r.title} <{r.url}>" if r.title else r.url
-        line = (
-            f"{r.section:8} {r.posts:>6}  {_date(r.last_success_at):18}  {r.health:{width}}  {name}"
-        )
-        click.echo(line.rstrip())
+        health = _cut(r.health, health_width)
+        line = f"{r.section:8} {r.posts:>6}  {_date(r.last_success_at):18}  {health:{health_width}}"
+        click.echo(_cut(f"{line}  {name}", columns).rstrip())
         if r.warning:
-            click.echo(f"{'':8} {'':>6}  {'':18}  warning: {r.warning}")
+            click.echo(_cut(f"{'':8} {'':>6}  {'':18}  warning: {r.warning}", columns))
     failing = sum(r.long_failing for r in rows)
     if failing:
         click.echo(f"{failing} feed(s) failing for 7 days or more", err=True)
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` cut to ``width`` columns with an ellipsis (the whole text is in --json)."""
+    return text if len(text) <= width else text[: max(1, width - 1)] + "…"
 
 
 def _date(value: datetime | None) -> str:

@@ -74,9 +74,12 @@ def build_cmd(
     if not prune and target.exists():
         sources, _added = merge_sources(sources, read_opml(target))
         kept = sources[from_lists:]
-    _write_atomically(target, write_opml(sources))
+    failed = strict and bool(unresolved)
+    if not failed:  # --strict: all or nothing, never a file with blogs missing
+        _write_atomically(target, write_opml(sources))
     summary = {
         "file": str(target),
+        "written": not failed,
         "feeds": len(sources),
         "blogs": len(entries),
         "pinned": sum(1 for s in sources[:from_lists] if s.url in pinned),
@@ -85,7 +88,7 @@ def build_cmd(
         "unresolved": unresolved,
     }
     _report_build(summary, as_json, no_discover)
-    if strict and unresolved:
+    if failed:
         sys.exit(1)
 
 
@@ -165,6 +168,12 @@ def _discover_all(app: App, entries: list[BlogEntry]) -> tuple[list[FeedSource],
 def _report_build(summary: dict[str, Any], as_json: bool, no_discover: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary, indent=2))
+    elif not summary["written"]:
+        click.echo(
+            f"--strict: {len(summary['unresolved'])} blog(s) without a feed; "
+            f"{summary['file']} left as it was",
+            err=True,
+        )
     else:
         click.echo(
             f"wrote {summary['file']}: {summary['feeds']} feeds ({summary['pinned']} pinned and "

@@ -59,6 +59,20 @@ class ServeFn(Protocol):
     ) -> None: ...
 
 
+def mail_setup_hints(settings: Settings) -> list[str]:
+    """The settings a new operator still has to set before mail can go out, each with why."""
+    hints = ["smtp.host (and smtp.port, smtp.security, smtp.username and a password)"]
+    nl = settings.newsletter
+    if "@localhost" in nl.from_addr or nl.from_addr.endswith("localhost>"):
+        hints.append(f"newsletter.from (now {nl.from_addr!r}): an address of your own domain")
+    if not nl.base_url.startswith("https://") or "127.0.0.1" in nl.base_url:
+        hints.append(
+            f"newsletter.base_url (now {nl.base_url}): the public https address of the web "
+            "endpoint, where the unsubscribe links in every mail point"
+        )
+    return hints
+
+
 def poll_listed(
     db: Database,
     settings: Settings,
@@ -216,7 +230,9 @@ class Daemon:
         if not settings.sending_enabled:
             log.warning(
                 "sending is off (smtp.host is empty): each issue is recorded (see the archive "
-                "and `digest preview`) and mailed to no one"
+                "and `digest preview`) and mailed to no one. To send mail, set %s",
+                "; ".join(mail_setup_hints(settings)),
+                extra={"fields": {"event": "setup", "to_set": mail_setup_hints(settings)}},
             )
 
     def _wait(self) -> None:

@@ -80,7 +80,7 @@ def _try_out(
     if plan.empty:
         return _empty(plan)
     summary = SendSummary(window_start=plan.window_start, window_end=plan.window_end)
-    summary.issue = plan.number
+    summary.issue, summary.sending = plan.number, settings.sending_enabled
     choices: dict[frozenset[str] | None, RenderedEmail | None] = {}
 
     def render_for(sections: frozenset[str] | None) -> RenderedEmail | None:

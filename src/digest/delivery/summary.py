@@ -29,6 +29,7 @@ class SendSummary:
     aborted: str | None = None
     test_to: str | None = None
     recipients: list[dict[str, Any]] = field(default_factory=list)  # dry run: who gets what
+    sending: bool = True  # smtp.host is set (a dry run says what a real send would do)
     seconds: float = 0.0
 
     def line(self) -> str:
@@ -42,11 +43,7 @@ class SendSummary:
         if self.mode == "test":
             return f"test copy of {name} sent to {self.test_to}; nothing recorded"
         if self.mode == "dry-run":
-            gets = sum(1 for r in self.recipients if r["gets"])
-            return (
-                f"dry run: {name} ({self.subject}) would go to {gets} of "
-                f"{len(self.recipients)} active subscriber(s); nothing sent"
-            )
+            return self._dry_run_line(name)
         parts = [f"{self.sent} sent", f"{self.failed} failed", f"{self.skipped} skipped"]
         if self.already:
             parts.append(f"{self.already} sent before")
@@ -62,6 +59,31 @@ class SendSummary:
         elif self.stopped:
             line += "; stopped on request"
         return line
+
+    def _dry_run_line(self, name: str) -> str:
+        gets = sum(1 for r in self.recipients if r["gets"])
+        line = f"dry run: {name} would go to {gets} of {len(self.recipients)} active subscriber(s)"
+        choices = self.by_choice()
+        if choices:
+            line += ": " + "; ".join(
+                f"{sections} ({n}): {subject}" for sections, (n, subject) in choices.items()
+            )
+        if not self.sending:
+            return line + (
+                "; sending is off (smtp.host is not set): `digest send` would record the "
+                "issue and mail no one"
+            )
+        return line + "; nothing sent"
+
+    def by_choice(self) -> dict[str, tuple[int, str]]:
+        """For a dry run: each choice of sections that gets mail, its subscribers and subject."""
+        out: dict[str, tuple[int, str]] = {}
+        for r in self.recipients:
+            if r["gets"]:
+                key = ",".join(r["sections"]) if isinstance(r["sections"], list) else "all"
+                count, _subject = out.get(key, (0, ""))
+                out[key] = (count + 1, r["subject"])
+        return out
 
     def as_json(self) -> dict[str, Any]:
         data = {

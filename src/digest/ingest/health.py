@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from digest.ingest import policy
 from digest.models import Feed, Fetch, Post
 from digest.storage import Database, utcnow
-from digest.types import FeedStatus, FetchOutcome
+from digest.types import SECTION_ORDER, FeedStatus, FetchOutcome
 
 
 def post_counts(s: Session) -> dict[int, int]:
@@ -123,7 +124,20 @@ def list_feeds(db: Database, now: datetime | None = None) -> list[FeedHealth]:
         counts, stats = post_counts(s), fetch_stats(s, now - policy.FETCH_HISTORY)
         feeds = list(s.scalars(select(Feed)))
         rows = [_health_row(f, counts.get(f.id, 0), stats.get(f.id), now) for f in feeds]
-    return sorted(rows, key=lambda r: (not r.active, r.section, (r.title or r.url).lower(), r.id))
+    return sorted(rows, key=_listing_order)
+
+
+def _listing_order(row: FeedHealth) -> tuple[Any, ...]:
+    """Active feeds first, by section in issue order, then title as people sort ("Blog 2"
+    before "Blog 10")."""
+    section = SECTION_ORDER.index(row.section) if row.section in SECTION_ORDER else 99
+    return (not row.active, section, natural_key(row.title or row.url), row.id)
+
+
+def natural_key(text: str) -> tuple[tuple[int, str], ...]:
+    """A sort key that reads the numbers in ``text`` as numbers."""
+    parts = re.split(r"(\d+)", text.casefold())
+    return tuple((int(p), "") if p.isdigit() else (0, p) for p in parts if p)
 
 
 def _health_row(feed: Feed, posts: int, stats: FetchStats | None, now: datetime) -> FeedHealth:
