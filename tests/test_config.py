@@ -178,7 +178,10 @@ def test_a_misspelt_variable_gets_a_warning_naming_the_setting(workdir: Path) ->
     assert "names no setting" not in quiet.stderr
 
 
-def test_digest_config_prints_toml_that_config_reads_back(workdir: Path) -> None:
+def test_digest_config_prints_toml_that_config_reads_back(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DIGEST_FEEDS_ALLOW_NETWORKS")  # the tests' own opening of loopback
     env = {
         "DIGEST_FEEDS_POLL_INTERVAL": "30m",
         "DIGEST_FEEDS_ALLOW_NETWORKS": "10.0.0.0/8, 192.168.1.0/24",
