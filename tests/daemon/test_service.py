@@ -391,3 +391,24 @@ def test_the_setup_hints_name_what_is_left_to_set() -> None:
         newsletter_base_url="https://news.example.org",
     )
     assert [h.split(" ")[0] for h in mail_setup_hints(ready)] == ["smtp.host"]
+
+
+def test_a_shorter_poll_interval_brings_feeds_forward_at_start(db: Database) -> None:
+    from digest.ingest.feedstore import bring_forward
+
+    for k in range(10):  # scheduled under an hourly interval
+        add_feed(db, f"https://h{k}.example/feed", due_at=T0 + timedelta(minutes=50 + k))
+    add_feed(
+        db,
+        "https://held.example/feed",
+        status="backoff",
+        due_at=T0 + timedelta(hours=2),
+        next_fetch_at=T0 + timedelta(hours=2),  # Retry-After: not shortened
+    )
+    add_feed(db, "https://soon.example/feed", due_at=T0 + timedelta(seconds=10))
+    assert bring_forward(db, T0, timedelta(seconds=30)) == 10
+    times = due_at(db)
+    moved = [times[f"https://h{k}.example/feed"] for k in range(10)]
+    assert all(t is not None and T0 <= t < T0 + timedelta(seconds=30) for t in moved)
+    assert times["https://held.example/feed"] == T0 + timedelta(hours=2)
+    assert times["https://soon.example/feed"] == T0 + timedelta(seconds=10)

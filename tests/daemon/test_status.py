@@ -160,3 +160,29 @@ def test_status_command(workdir: Path, db_url: str) -> None:
     text = run_cli(["status"], env=env)
     assert text.exit_code == 0
     assert "feeds in error: 2" in text.output
+
+
+def test_status_reads_the_running_daemons_schedule_not_the_shells(db: Database) -> None:
+    from digest.daemon.schedule import RUNNING_SETTINGS_KEY, RunningSettings
+
+    shell = load_settings(env={})  # saturday 08:00, hourly polls
+    daemons = load_settings(
+        env={"DIGEST_NEWSLETTER_SEND_AT": "cron: * * * * *", "DIGEST_FEEDS_POLL_INTERVAL": "30s"}
+    )
+    db.set_meta(RUNNING_SETTINGS_KEY, RunningSettings.of(daemons).to_json())
+    now = datetime(2026, 11, 23, 12, 0, 30, tzinfo=UTC)  # a Monday
+    lock = DaemonLock(db)
+    lock.acquire()
+    try:
+        status = collect_status(db, shell, now)
+        assert status["next_send"] == "2026-11-23T12:01:00+00:00"  # the daemon's cron
+        assert status["daemon"]["settings_differ"] == ["feeds.poll_interval", "newsletter.send_at"]
+        text = "\n".join(format_status(status, "UTC"))
+        assert "note: the running daemon's settings differ from this shell's" in text
+        assert "polling every 30s, sending at cron: * * * * * (UTC)" in text
+        same = collect_status(db, daemons, now)
+        assert same["daemon"]["settings_differ"] == []
+    finally:
+        lock.release()
+    stopped = collect_status(db, shell, now)  # no daemon: this shell's settings
+    assert stopped["next_send"] == "2026-11-28T08:00:00+00:00"

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-# Where the daemon keeps its SendState (the meta table).
+from digest.config import Settings
+
+# Where the daemon keeps its SendState, and the settings it runs with (the meta table).
 SEND_STATE_KEY = "daemon_send_state"
+RUNNING_SETTINGS_KEY = "daemon_settings"
 MAX_POLL_TICK = timedelta(seconds=30)
 MIN_POLL_TICK = timedelta(seconds=1)
 MAX_START_SPREAD = timedelta(minutes=10)
@@ -84,6 +87,43 @@ def handled(state: SendState, due: datetime) -> SendState:
     """The state once the send due at ``due`` is done (or given up): never moves backwards."""
     last = due if state.last_due is None else max(state.last_due, due)
     return SendState(last, None)
+
+
+@dataclass(frozen=True)
+class RunningSettings:
+    """The settings a running daemon schedules by, stored at its start for `digest status`
+    (which may run in a shell with other settings, or none)."""
+
+    poll_interval: timedelta
+    send_at: str
+    timezone: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> RunningSettings:
+        nl = settings.newsletter
+        return cls(settings.feeds.poll_interval, nl.send_at, nl.timezone)
+
+    def to_json(self) -> str:
+        data = {"poll_interval_s": self.poll_interval.total_seconds()}
+        return json.dumps({**data, "send_at": self.send_at, "timezone": self.timezone})
+
+    @classmethod
+    def from_json(cls, text: str | None) -> RunningSettings | None:
+        if not text:
+            return None
+        try:
+            data: dict[str, Any] = json.loads(text)
+            interval = timedelta(seconds=float(data["poll_interval_s"]))
+            return cls(interval, str(data["send_at"]), str(data["timezone"]))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+    def differences(self, other: RunningSettings) -> list[str]:
+        """The settings that differ from ``other``'s, by name."""
+        names = ("feeds.poll_interval", "newsletter.send_at", "newsletter.timezone")
+        pairs = zip(names, (self.poll_interval, self.send_at, self.timezone), strict=True)
+        theirs = (other.poll_interval, other.send_at, other.timezone)
+        return [name for (name, mine), their in zip(pairs, theirs, strict=True) if mine != their]
 
 
 # --- poll pacing ---------------------------------------------------------------------------

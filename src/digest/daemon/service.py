@@ -20,13 +20,19 @@ from types import FrameType
 from typing import Any, Protocol
 
 from digest.config import Settings
-from digest.daemon.schedule import SendState, poll_tick, start_spread
+from digest.daemon.schedule import (
+    RUNNING_SETTINGS_KEY,
+    RunningSettings,
+    SendState,
+    poll_tick,
+    start_spread,
+)
 from digest.daemon.sends import SendFn, Sends
 from digest.daemon.status import show_time
 from digest.delivery.send import send_issue
 from digest.errors import DigestError, LockedError
 from digest.feedlist.opml import read_opml
-from digest.ingest.feedstore import spread_overdue_polls
+from digest.ingest.feedstore import bring_forward, spread_overdue_polls
 from digest.ingest.health import list_feeds
 from digest.ingest.poll import PollSummary, poll_feeds
 from digest.locks import HEARTBEAT_EVERY, DaemonLock
@@ -166,7 +172,9 @@ class Daemon:
         now = self.clock()
         self.sends.started_at = now
         interval = self.settings.feeds.poll_interval
-        spread = spread_overdue_polls(self.db, now, start_spread(interval), self.rng)
+        overdue = spread_overdue_polls(self.db, now, start_spread(interval), self.rng)
+        brought = bring_forward(self.db, now, interval, self.rng)
+        self.db.set_meta(RUNNING_SETTINGS_KEY, RunningSettings.of(self.settings).to_json())
         state = self.sends.state(now)
         self._start_web()
         scheduler = BackgroundScheduler(
@@ -196,9 +204,27 @@ class Daemon:
         )
         self._scheduler = scheduler
         scheduler.start()
-        self._log_start(tick, spread, state)
+        self._log_start(tick, state)
+        self._log_moved(overdue, brought)
 
-    def _log_start(self, tick: timedelta, spread: int, state: SendState) -> None:
+    def _log_moved(self, overdue: int, brought: int) -> None:
+        interval = self.settings.feeds.poll_interval
+        if overdue:
+            log.info(
+                "%d feeds fell due while the daemon was down: polling them over the next %s",
+                overdue,
+                format_duration(start_spread(interval)),
+            )
+        if brought:
+            log.info(
+                "%d feeds were due later than feeds.poll_interval (%s) allows: polling them "
+                "over the next %s",
+                brought,
+                format_duration(interval),
+                format_duration(interval),
+            )
+
+    def _log_start(self, tick: timedelta, state: SendState) -> None:
         settings = self.settings
         schedule = self.sends.schedule
         next_send = schedule.next_after(self.clock())
@@ -221,12 +247,6 @@ class Daemon:
                 }
             },
         )
-        if spread:
-            log.info(
-                "%d feeds fell due while the daemon was down: polling them over the next %s",
-                spread,
-                format_duration(start_spread(settings.feeds.poll_interval)),
-            )
         if not settings.sending_enabled:
             log.warning(
                 "sending is off (smtp.host is empty): each issue is recorded (see the archive "

@@ -9,25 +9,39 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from digest.config import Settings
-from digest.daemon.schedule import SEND_STATE_KEY, SendState, decide_send
+from digest.daemon.schedule import (
+    RUNNING_SETTINGS_KEY,
+    SEND_STATE_KEY,
+    RunningSettings,
+    SendState,
+    decide_send,
+)
 from digest.delivery.subscribers import count_by_status
 from digest.ingest import policy
 from digest.issue.sendtimes import SendSchedule
 from digest.locks import holder_alive, read_holder
 from digest.models import Delivery, Feed, Issue
+from digest.settingvalues import format_duration
 from digest.storage import Database
 from digest.types import DeliveryStatus, FeedStatus
 
 
 def collect_status(db: Database, settings: Settings, now: datetime) -> dict[str, Any]:
-    """The state of things as plain data (times as ISO strings in UTC), for text or JSON."""
+    """The state of things as plain data (times as ISO strings in UTC), for text or JSON.
+
+    While a daemon runs, the next send is the one its settings schedule, not this shell's.
+    """
     poll_at = next_poll(db, now)
+    daemon = daemon_status(db, now, settings)
+    running = daemon_settings(db) if daemon and daemon["alive"] else None
+    schedule = RunningSettings.of(settings) if running is None else running
     return {
         "now": now.isoformat(),
-        "daemon": daemon_status(db, now),
+        "daemon": daemon,
+        "daemon_timezone": running.timezone if running else None,
         "next_poll": _iso(poll_at),
         "poll_due_now": poll_at is not None and poll_at <= now,
-        **send_status(db, settings, now),
+        **send_status(db, settings, now, schedule),
         "sending": settings.sending_enabled,
         "last_issue": last_issue(db),
         "feeds": feed_counts(db),
@@ -36,18 +50,32 @@ def collect_status(db: Database, settings: Settings, now: datetime) -> dict[str,
     }
 
 
-def daemon_status(db: Database, now: datetime) -> dict[str, Any] | None:
-    """The daemon holding the lock (None: none), and whether it looks alive."""
+def daemon_status(
+    db: Database, now: datetime, settings: Settings | None = None
+) -> dict[str, Any] | None:
+    """The daemon holding the lock (None: none), whether it looks alive, the settings it
+    schedules by, and which of those differ from ``settings`` (this shell's)."""
     holder = read_holder(db)
     if holder is None:
         return None
+    running = daemon_settings(db)
+    differ = running.differences(RunningSettings.of(settings)) if running and settings else []
     return {
         "pid": holder.pid,
         "host": holder.host,
         "started": holder.started.isoformat(),
         "heartbeat": holder.heartbeat.isoformat(),
         "alive": holder_alive(holder, now),
+        "poll_interval": format_duration(running.poll_interval) if running else None,
+        "send_at": running.send_at if running else None,
+        "timezone": running.timezone if running else None,
+        "settings_differ": differ,
     }
+
+
+def daemon_settings(db: Database) -> RunningSettings | None:
+    """The settings the daemon stored at its start (possibly a dead one's)."""
+    return RunningSettings.from_json(db.get_meta(RUNNING_SETTINGS_KEY))
 
 
 def next_poll(db: Database, now: datetime) -> datetime | None:
@@ -62,9 +90,13 @@ def next_poll(db: Database, now: datetime) -> datetime | None:
     return min(times) if times else None
 
 
-def send_status(db: Database, settings: Settings, now: datetime) -> dict[str, Any]:
-    """The next send, and a send that is owed now (missed or interrupted, within grace)."""
-    schedule = SendSchedule.from_settings(settings)
+def send_status(
+    db: Database, settings: Settings, now: datetime, running: RunningSettings | None = None
+) -> dict[str, Any]:
+    """The next send, and a send that is owed now (missed or interrupted, within grace), by
+    the schedule of ``running`` (the daemon's) else of ``settings``."""
+    running = running or RunningSettings.of(settings)
+    schedule = SendSchedule.parse(running.send_at, running.timezone)
     upcoming = schedule.next_after(now)
     state = SendState.from_json(db.get_meta(SEND_STATE_KEY))
     owed = None
@@ -132,9 +164,11 @@ def feed_counts(db: Database) -> dict[str, int]:
 
 
 def format_status(status: dict[str, Any], zone: str) -> list[str]:
-    """The report as lines for people, times in the newsletter's time zone."""
+    """The report as lines for people, times in the newsletter's time zone (the daemon's)."""
+    zone = status.get("daemon_timezone") or zone
     return [
         "daemon:      " + _daemon_line(status["daemon"], zone),
+        *_differ_lines(status["daemon"]),
         "next poll:   " + _next_poll_line(status, zone),
         "next send:   " + _next_send_line(status, zone),
         "last issue:  " + _issue_line(status["last_issue"], zone),
@@ -151,6 +185,17 @@ def _daemon_line(daemon: dict[str, Any] | None, zone: str) -> str:
     state = "running" if daemon["alive"] else "not responding (its lock will be taken over)"
     since = _local(daemon["started"], zone)
     return f"{state}, pid {daemon['pid']} on {daemon['host']} since {since}"
+
+
+def _differ_lines(daemon: dict[str, Any] | None) -> list[str]:
+    if not daemon or not daemon["alive"] or not daemon["settings_differ"]:
+        return []
+    return [
+        "             note: the running daemon's settings differ from this shell's ("
+        + ", ".join(daemon["settings_differ"])
+        + f"); the times shown are the daemon's: polling every {daemon['poll_interval']}, "
+        f"sending at {daemon['send_at']} ({daemon['timezone']})"
+    ]
 
 
 def _next_poll_line(status: dict[str, Any], zone: str) -> str:

@@ -23,6 +23,8 @@ from digest.errors import InputError
 from digest.issue.plan import (
     IssuePlan,
     RecordedIssue,
+    default_as_of,
+    last_issue_end,
     plan_issue,
     record_issue,
     render_plan,
@@ -30,7 +32,7 @@ from digest.issue.plan import (
 )
 from digest.locks import SENDER, holding
 from digest.models import Issue, Subscriber
-from digest.storage import Database
+from digest.storage import Database, utcnow
 from digest.types import DeliveryStatus, IssueStatus, RenderedEmail
 
 log = logging.getLogger(__name__)
@@ -53,30 +55,61 @@ def send_issue(
     names the one running, unless ``wait``. A test copy (``to``) and a dry run record
     nothing and need no lock.
     """
+    end = send_end(settings, as_of, now or utcnow())
     if to is not None or dry_run:
-        return _try_out(db, settings, as_of, to, now)
+        return _try_out(db, settings, end, to)
     with holding(db, SENDER, wait=wait):
-        plan = plan_issue(db, settings, as_of, now=now)
+        unfinished = _finish_unfinished(db, settings, stop)
+        if unfinished is not None and (unfinished.pending or unfinished.window_end == end):
+            return unfinished  # still not done, or it was the issue asked for
+        plan = plan_issue(db, settings, end)
+        last = last_issue_end(db)
+        if plan.issue_id is None and last is not None and end <= last:
+            return _covered(plan, last)
         if plan.empty:
             return _empty(plan)
         recorded = record_issue(db, settings, plan)
         assert recorded is not None  # not empty
         if not settings.sending_enabled:
             return _recorded_only(db, recorded)
-        return deliver(
-            db,
-            settings,
-            recorded.id,
-            lambda sections: render_recorded(db, settings, recorded.id, sections),
-            stop=stop,
+        return _deliver_recorded(db, settings, recorded.id, stop)
+
+
+def send_end(settings: Settings, as_of: datetime | None, now: datetime) -> datetime:
+    """Where the issue sent now ends: at ``as_of`` (default: the next send time), but never
+    after now. An issue sent by hand early in the week ends when it is sent, so the next one
+    starts there: windows never overlap, and posts of the days between wait for it."""
+    return min(as_of or default_as_of(settings, now), now)
+
+
+def _finish_unfinished(
+    db: Database, settings: Settings, stop: threading.Event | None
+) -> SendSummary | None:
+    """An issue recorded and not yet delivered to everyone (a crash, a stop, a failing
+    server): its deliveries first, before any new issue."""
+    if not settings.sending_enabled:
+        return None
+    with db.session() as s:
+        issue_id = s.scalar(
+            select(Issue.id).where(Issue.status == IssueStatus.RECORDED).order_by(Issue.number)
         )
+    if issue_id is None:
+        return None
+    return _deliver_recorded(db, settings, issue_id, stop)
 
 
-def _try_out(
-    db: Database, settings: Settings, as_of: datetime | None, to: str | None, now: datetime | None
+def _deliver_recorded(
+    db: Database, settings: Settings, issue_id: int, stop: threading.Event | None
 ) -> SendSummary:
+    def render_for(sections: frozenset[str] | None) -> RenderedEmail | None:
+        return render_recorded(db, settings, issue_id, sections)
+
+    return deliver(db, settings, issue_id, render_for, stop=stop)
+
+
+def _try_out(db: Database, settings: Settings, end: datetime, to: str | None) -> SendSummary:
     """A test copy to ``to``, or else a dry run: nothing recorded either way."""
-    plan = plan_issue(db, settings, as_of, now=now)
+    plan = plan_issue(db, settings, end)
     if plan.empty:
         return _empty(plan)
     summary = SendSummary(window_start=plan.window_start, window_end=plan.window_end)
@@ -92,6 +125,13 @@ def _try_out(
     if to is not None:
         return send_test(db, settings, render_for, to, summary)
     return dry_run_summary(db, render_for, plan.issue_id, summary)
+
+
+def _covered(plan: IssuePlan, last: datetime) -> SendSummary:
+    """The window asked for ends before the last issue's: those posts went out already."""
+    summary = SendSummary(window_start=plan.window_start, window_end=plan.window_end)
+    summary.mode, summary.covered_until = "covered", last
+    return summary
 
 
 def _empty(plan: IssuePlan) -> SendSummary:

@@ -12,7 +12,7 @@ from typing import Any
 class SendSummary:
     """What one `digest send` did (or, dry run, would do)."""
 
-    mode: str = "send"  # send | dry-run | test | off | empty
+    mode: str = "send"  # send | dry-run | test | off | empty | covered
     issue: int | None = None
     subject: str | None = None
     window_start: datetime | None = None
@@ -30,6 +30,7 @@ class SendSummary:
     test_to: str | None = None
     recipients: list[dict[str, Any]] = field(default_factory=list)  # dry run: who gets what
     sending: bool = True  # smtp.host is set (a dry run says what a real send would do)
+    covered_until: datetime | None = None  # covered: the last issue's end, past the one asked
     seconds: float = 0.0
 
     def line(self) -> str:
@@ -37,6 +38,11 @@ class SendSummary:
         if self.mode == "empty":
             return f"nothing to send: no new posts from {_day(self.window_start)} to " + _day(
                 self.window_end
+            )
+        if self.mode == "covered":
+            return (
+                f"nothing to send: the issues sent already cover up to {_day(self.covered_until)}"
+                f" (asked for the week ending {_day(self.window_end)})"
             )
         if self.mode == "off":
             return f"sending is off (smtp.host is not set): {name} recorded, nothing sent"

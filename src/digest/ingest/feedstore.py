@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, insert, or_, select, update
 
 from digest import columns as width
 from digest.columns import fit
@@ -318,13 +318,39 @@ def spread_overdue_polls(
         .where(FEEDS.c.due_at <= now)
         .order_by(FEEDS.c.due_at, FEEDS.c.id)
     )
-    move = update(FEEDS).where(FEEDS.c.id == bindparam("feed_id_")).values(due_at=bindparam("at"))
+    return _spread(db, overdue, now, window, rng)
+
+
+def bring_forward(
+    db: Database, now: datetime, interval: timedelta, rng: random.Random | None = None
+) -> int:
+    """Feeds due later than one ``interval`` from now (scheduled under a longer interval
+    than today's) are spread over the next interval instead; how many moved. A hold the
+    server asked for (backoff, Retry-After) is not shortened."""
+    later = (
+        select(FEEDS.c.id)
+        .where(FEEDS.c.active.is_(True), FEEDS.c.status != FeedStatus.GONE)
+        .where(FEEDS.c.due_at > now + interval)
+        .where(or_(FEEDS.c.next_fetch_at.is_(None), FEEDS.c.next_fetch_at <= now))
+        .order_by(FEEDS.c.due_at, FEEDS.c.id)
+    )
+    return _spread(db, later, now, interval, rng)
+
+
+_MOVE = update(FEEDS).where(FEEDS.c.id == bindparam("feed_id_")).values(due_at=bindparam("at"))
+
+
+def _spread(
+    db: Database, feeds: Any, now: datetime, window: timedelta, rng: random.Random | None
+) -> int:
+    """Give the feeds ``feeds`` selects (ids, in order) random times in [now, now + window),
+    in that order."""
     with db.session() as s:
         conn = s.connection()
-        ids = list(conn.execute(overdue).scalars())
+        ids = list(conn.execute(feeds).scalars())
         times = policy.spread_times(len(ids), now, window, rng)
         if ids:
             conn.execute(
-                move, [{"feed_id_": i, "at": at} for i, at in zip(ids, times, strict=True)]
+                _MOVE, [{"feed_id_": i, "at": at} for i, at in zip(ids, times, strict=True)]
             )
     return len(ids)
