@@ -378,7 +378,7 @@ def test_a_poll_round_waits_for_a_poll_by_hand(
 
 
 def test_the_setup_hints_name_what_is_left_to_set() -> None:
-    from digest.daemon.service import mail_setup_hints
+    from digest.daemon.startup import mail_setup_hints
 
     defaults = mail_setup_hints(make_settings())
     assert [h.split(" ")[0] for h in defaults] == [

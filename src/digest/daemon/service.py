@@ -20,15 +20,14 @@ from types import FrameType
 from typing import Any, Protocol
 
 from digest.config import Settings
+from digest.daemon import startup
 from digest.daemon.schedule import (
     RUNNING_SETTINGS_KEY,
     RunningSettings,
-    SendState,
     poll_tick,
     start_spread,
 )
 from digest.daemon.sends import SendFn, Sends
-from digest.daemon.status import show_time
 from digest.delivery.send import send_issue
 from digest.errors import DigestError, LockedError
 from digest.feedlist.opml import read_opml
@@ -36,7 +35,6 @@ from digest.ingest.feedstore import bring_forward, spread_overdue_polls
 from digest.ingest.health import list_feeds
 from digest.ingest.poll import PollSummary, poll_feeds
 from digest.locks import HEARTBEAT_EVERY, DaemonLock
-from digest.settingvalues import format_duration
 from digest.storage import Database, utcnow
 
 log = logging.getLogger(__name__)
@@ -63,20 +61,6 @@ class ServeFn(Protocol):
     def __call__(
         self, db: Database, settings: Settings, *, stop: threading.Event | None = ...
     ) -> None: ...
-
-
-def mail_setup_hints(settings: Settings) -> list[str]:
-    """The settings a new operator still has to set before mail can go out, each with why."""
-    hints = ["smtp.host (and smtp.port, smtp.security, smtp.username and a password)"]
-    nl = settings.newsletter
-    if "@localhost" in nl.from_addr or nl.from_addr.endswith("localhost>"):
-        hints.append(f"newsletter.from (now {nl.from_addr!r}): an address of your own domain")
-    if not nl.base_url.startswith("https://") or "127.0.0.1" in nl.base_url:
-        hints.append(
-            f"newsletter.base_url (now {nl.base_url}): the public https address of the web "
-            "endpoint, where the unsubscribe links in every mail point"
-        )
-    return hints
 
 
 def poll_listed(
@@ -204,56 +188,8 @@ class Daemon:
         )
         self._scheduler = scheduler
         scheduler.start()
-        self._log_start(tick, state)
-        self._log_moved(overdue, brought)
-
-    def _log_moved(self, overdue: int, brought: int) -> None:
-        interval = self.settings.feeds.poll_interval
-        if overdue:
-            log.info(
-                "%d feeds fell due while the daemon was down: polling them over the next %s",
-                overdue,
-                format_duration(start_spread(interval)),
-            )
-        if brought:
-            log.info(
-                "%d feeds were due later than feeds.poll_interval (%s) allows: polling them "
-                "over the next %s",
-                brought,
-                format_duration(interval),
-                format_duration(interval),
-            )
-
-    def _log_start(self, tick: timedelta, state: SendState) -> None:
-        settings = self.settings
-        schedule = self.sends.schedule
-        next_send = schedule.next_after(self.clock())
-        log.info(
-            "digest daemon started: polling every %s (due feeds checked every %s), "
-            "sending at %s, next send %s",
-            format_duration(settings.feeds.poll_interval),
-            format_duration(tick),
-            schedule.describe(),
-            show_time(next_send, settings.newsletter.timezone),
-            extra={
-                "fields": {
-                    "event": "start",
-                    "poll_interval_s": settings.feeds.poll_interval.total_seconds(),
-                    "send_at": settings.newsletter.send_at,
-                    "next_send": next_send.isoformat() if next_send else None,
-                    "last_send_due": state.last_due.isoformat() if state.last_due else None,
-                    "sending": settings.sending_enabled,
-                    "web": self._web is not None,
-                }
-            },
-        )
-        if not settings.sending_enabled:
-            log.warning(
-                "sending is off (smtp.host is empty): each issue is recorded (see the archive "
-                "and `digest preview`) and mailed to no one. To send mail, set %s",
-                "; ".join(mail_setup_hints(settings)),
-                extra={"fields": {"event": "setup", "to_set": mail_setup_hints(settings)}},
-            )
+        startup.report(self.settings, self.sends.schedule, self.clock(), tick, state, self._web)
+        startup.report_moved(self.settings.feeds.poll_interval, overdue, brought)
 
     def _wait(self) -> None:
         while not self.stop.wait(0.5):
