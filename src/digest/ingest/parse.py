@@ -168,14 +168,14 @@ def _entry_text(entry: Any) -> tuple[str, int]:
     bodies.append((entry.get("summary", "") or "", summary.get("type")))
     value, content_type = max(bodies, key=lambda body: len(body[0]))
     if len(value) <= MARKUP_READ:
-        full = feed_text(value, content_type)
+        full = feed_text(value, content_type, article=True)
         return cut_at_word(full, TEXT_LIMIT), word_count(full)
     # A long post: its text is made from the head of the markup only (an lxml parse of the
     # whole was a quarter of a cold poll's CPU), and its words counted between the tags.
     head = value[:MARKUP_READ]
     tag = head.rfind("<")
     head = head[:tag] if tag > MARKUP_READ // 2 else head
-    text = cut_at_word(feed_text(head, content_type), TEXT_LIMIT)
+    text = cut_at_word(feed_text(head, content_type, article=True), TEXT_LIMIT)
     plain = content_type and "html" not in content_type.lower()
     return text, word_count(value if plain else _TAG.sub(" ", value))
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from digest.text import excerpt, one_line, reading_minutes
+from digest.issue.excerpts import excerpt
+from digest.text import one_line, reading_minutes
 from digest.types import OTHER, SECTION_ORDER, SECTION_TITLES, StoredPost
 
 FIRST_WINDOW = timedelta(days=7)  # the first issue looks back a week
@@ -213,7 +213,7 @@ def _item(post: StoredPost, excerpt_words: int) -> Item:
         author=_distinct_author(post.author, post.feed_title),
         date=post_date(post),
         minutes=reading_minutes(post.words or len(post.text.split())),
-        excerpt=_cut(post.text, excerpt_words),
+        excerpt=excerpt(post.text, post.title, excerpt_words),
     )
 
 
@@ -230,13 +230,3 @@ def _distinct_author(author: str | None, blog: str) -> str | None:
         return None
     a, b = author.strip().lower(), blog.strip().lower()
     return None if not a or a in b or b in a else author.strip()
-
-
-# TeX blocks (MathJax/KaTeX macros at the top of a post) read as noise in an excerpt.
-_MATH = re.compile(r"\$\$.*?\$\$|\\\[.*?\\\]|\\begin\{(\w+\*?)\}.*?\\end\{\1\}", re.S)
-
-
-def _cut(text: str, words: int) -> str:
-    if not words:
-        return ""
-    return excerpt(_MATH.sub(" ", text), min_words=max(1, words - 15), max_words=words)
