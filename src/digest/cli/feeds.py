@@ -42,7 +42,8 @@ def feeds(app: App, as_json: bool, errors_only: bool) -> None:
 
     Health is ok, not modified, error (with the message), gone, or backing off until a
     time; feeds failing for 7 days or more are flagged. A feed whose last body was broken
-    but readable (bad XML, a wrong charset) gets a warning line for its owner to fix.
+    but readable (bad XML, a wrong charset) gets a warning line for its owner to fix, and a
+    feed with rules (`skip:`, `section:` in its list entry) a line with them.
     """
     from digest.ingest.health import list_feeds
 
@@ -65,6 +66,8 @@ def feeds(app: App, as_json: bool, errors_only: bool) -> None:
         click.echo(line.rstrip())
         if r.warning:
             click.echo(f"{'':8} {'':>6}  {'':18}  warning: {r.warning}")
+        if r.rules:
+            click.echo(f"{'':8} {'':>6}  {'':18}  rules: {r.rules_line()}")
     failing = sum(r.long_failing for r in rows)
     if failing:
         click.echo(f"{failing} feed(s) failing for 7 days or more", err=True)

@@ -16,9 +16,16 @@ from digest.config import Settings
 from digest.errors import InputError
 from digest.issue.compose import LATE_GRACE, Layout, Window, belongs, unique_articles, window_for
 from digest.issue.render import IssueMeta, Renderer
+from digest.issue.rules import apply_rules
 from digest.models import Feed, Issue, Post
 from digest.storage import Database, utcnow
-from digest.types import UNSUBSCRIBE_PLACEHOLDER, IssueStatus, RenderedEmail, StoredPost
+from digest.types import (
+    UNSUBSCRIBE_PLACEHOLDER,
+    FeedRules,
+    IssueStatus,
+    RenderedEmail,
+    StoredPost,
+)
 
 
 @dataclass(frozen=True)
@@ -242,19 +249,24 @@ def _candidates(s: Session, window: Window) -> list[StoredPost]:
         # Unclaimed posts; and, for an older week rendered again, those later issues took.
         .where(or_(Post.issue_id.is_(None), Post.issue_id.in_(later)))
     )
-    return [_stored(row) for row in s.execute(query)]
+    return [post for row in s.execute(query) if (post := _stored(row))]
 
 
 def _claimed_posts(s: Session, issue_id: int) -> list[StoredPost]:
-    return [_stored(row) for row in s.execute(_post_query().where(Post.issue_id == issue_id))]
+    rows = s.execute(_post_query().where(Post.issue_id == issue_id))
+    return [post for row in rows if (post := _stored(row))]
 
 
 # A teaser-only post's length is its page's, once counted (pages.py).
 _READ_WORDS = case((Post.page_words > Post.words, Post.page_words), else_=Post.words)
 
 
+# After StoredPost's fields: what naming the feed and applying its rules need.
+_RULE_COLUMNS = (Feed.url, Post.categories, Feed.rule_skip, Feed.rule_section, Feed.rule_section_if)
+
+
 def _post_query() -> Select[*tuple[Any, ...]]:
-    # Columns in StoredPost's field order, then the feed's URL: rows unpack straight into it.
+    # Columns in StoredPost's field order, then _RULE_COLUMNS: rows unpack straight into it.
     return select(
         Post.id,
         Post.feed_id,
@@ -270,14 +282,15 @@ def _post_query() -> Select[*tuple[Any, ...]]:
         Post.from_first_poll,
         Post.text,
         _READ_WORDS,
-        Feed.url,
+        *_RULE_COLUMNS,
     ).join(Feed, Feed.id == Post.feed_id)
 
 
-def _stored(row: Row[Any]) -> StoredPost:
+def _stored(row: Row[Any]) -> StoredPost | None:
+    """The row as a post, its feed's rules applied; None when a skip rule leaves it out."""
     values: list[Any] = list(row)
-    feed_url = values.pop()
-    post = StoredPost(*values)
+    feed_url, categories, *rules = values[-len(_RULE_COLUMNS) :]
+    post = StoredPost(*values[: -len(_RULE_COLUMNS)])
     if not post.feed_title or post.text is None or post.words is None:
         post = replace(
             post,
@@ -285,7 +298,7 @@ def _stored(row: Row[Any]) -> StoredPost:
             text=post.text or "",
             words=post.words or 0,
         )
-    return post
+    return apply_rules(post, categories, FeedRules(*rules))
 
 
 def _host(url: str) -> str:
