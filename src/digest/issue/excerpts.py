@@ -48,41 +48,40 @@ HEADING_WORDS = frozenset(
 )
 _NUMBERING = re.compile(r"^(?:\d+(?:\.\d+)*|[IVX]+)[.)]?\s+")
 _NOTES = [
-    r"contributed equally",
-    r"^\*?\s*equal contribution",
-    r"^(?:corresponding )?authors?\s*:",
-    r"^(?:written |posted |published )?by [A-Z][\w.'-]*(?: [A-Z][\w.'-]*){0,3}$",
-    r"^(?:\[\s*)?(?:special )?thanks? (?:you )?to\b",
-    r"^\[.*\]$",  # "[Updated on 2023-01-24: …]", "[Special thank you to …]"
-    r"^(?:editor'?s )?note\s*:",
-    r"^\(\s*(?:edit|update|note)\b",
-    r"^(?:update|updated|edit|edited)(?: on [^:]{1,40})?\s*:",
-    r"^(?:this (?:post|article|piece|essay) )?(?:was )?(?:originally|first) "
+    r"\*?\s*equal contribution",
+    r"(?:corresponding )?authors?\s*:",
+    r"(?:written |posted |published )?by [A-Z][\w.'-]*(?: [A-Z][\w.'-]*){0,3}$",
+    r"(?:\[\s*)?(?:special )?thanks? (?:you )?to\b",
+    r"\[.*\]$",  # "[Updated on 2023-01-24: …]", "[Special thank you to …]"
+    r"(?:editor'?s )?note\s*:",
+    r"\(\s*(?:edit|update|note)\b",
+    r"(?:update|updated|edit|edited)(?: on [^:]{1,40})?\s*:",
+    r"(?:this (?:post|article|piece|essay) )?(?:was )?(?:originally|first) "
     r"(?:published|posted|appeared)\b",
-    r"^cross-?posted\b",
-    r"^(?:posted|published|last updated|updated)(?: on)? [\w ,.-]{0,30}\d{4}\.?$",
-    r"^\d+\s*min(?:ute)?s?\s*read$",
+    r"cross-?posted\b",
+    r"(?:posted|published|last updated|updated)(?: on)? [\w ,.-]{0,30}\d{4}\.?$",
+    r"\d+\s*min(?:ute)?s?\s*read$",
 ]
 _FURNITURE = [
-    r"^(?:subscribe(?: now| for free| to \S+(?: \S+){0,3})?|share(?: this (?:post|article|page))?"
+    r"(?:subscribe(?: now| for free| to \S+(?: \S+){0,3})?|share(?: this (?:post|article|page))?"
     r"|restack|like|comment|leave a comment|listen now|copy link|upgrade to paid"
     r"|give a gift subscription|sign up(?: now)?|read more|continue reading|read on substack"
     r"|share on \w+|follow (?:me|us) on \w+)\s*[.!→»…]*$",
-    r"^thanks for reading\b.*\bsubscribe\b",
-    r"^this is a reader-supported publication\b",
+    r"thanks for reading\b.*\bsubscribe\b",
+    r"this is a reader-supported publication\b",
 ]
 _CAPTIONS = [
-    r"^(?:fig(?:ure)?|table|listing)\.?\s*\d+\s*[:.)-]",
-    r"^\(?(?:image|photo|illustration|picture|diagram|chart|video)\s*"
+    r"(?:fig(?:ure)?|table|listing)\.?\s*\d+\s*[:.)-]",
+    r"\(?(?:image|photo|illustration|picture|diagram|chart|video)\s*"
     r"(?:\d+\s*)?(?::|by\b|from\b|credit|source|courtesy)",
-    r"^\(?(?:image |photo )?(?:source|credit|credits|via)\s*:",
+    r"\(?(?:image |photo )?(?:source|credit|credits|via)\s*:",
 ]
-_CONTENTS = r"(?:^|\b)(?:table of )?contents\s*:?$"
+# Matched at a line's start (re.match: a search would try every pattern at every position).
 _NOTE = re.compile("|".join(_NOTES), re.I)
+_AUTHORS = re.compile(r"contributed equally", re.I)
 _FURNISHING = re.compile("|".join(_FURNITURE), re.I)
 _CAPTION = re.compile("|".join(_CAPTIONS), re.I)
-_TOC = re.compile(_CONTENTS, re.I)
-_TAGS = re.compile(r"^tags?\s*:", re.I)
+_TAGS = re.compile(r"tags?\s*:", re.I)
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([,.;:!?)])")
 _ENDS = (".", "!", "?", ".”", "!”", "?”", '."', '!"', '?"', ".’", ".)", "?)", "!)")
 _ABBREVIATIONS = frozenset(
@@ -114,7 +113,7 @@ def _from_prose(lines: list[str], title: str) -> list[str]:
         if _furniture(line, title):
             # "Originally published on …. The post …": the note is one sentence; a note in
             # brackets or parentheses is the whole paragraph.
-            note = _NOTE.search(line) and not line.startswith(("(", "["))
+            note = _NOTE.match(line) and not line.startswith(("(", "["))
             rest = _after_first_sentence(line) if note else ""
             if rest and not _furniture(rest, title):
                 return [rest, *lines[index + 1 :]]
@@ -136,8 +135,8 @@ def _furniture(line: str, title: str) -> bool:
     return (
         _same_title(line, title)
         or _heading_word(line)
-        or bool(_NOTE.search(line) or _FURNISHING.search(line))
-        or bool(_CAPTION.search(line) or _TOC.search(line))
+        or bool(_NOTE.match(line) or _AUTHORS.search(line) or _FURNISHING.match(line))
+        or bool(_CAPTION.match(line) or _contents(line))
     )
 
 
@@ -148,9 +147,9 @@ def _prose_words(lines: list[str], max_words: int) -> list[str]:
     words: list[str] = []
     in_list = False
     for index, line in enumerate(lines):
-        if _TAGS.search(line) or (words and _TOC.search(line)):
+        if _TAGS.match(line) or (words and _contents(line)):
             break
-        if _FURNISHING.search(line) or _CAPTION.search(line):
+        if _FURNISHING.match(line) or _CAPTION.match(line):
             continue
         if _item(line) and (in_list or (words and words[-1].endswith(":"))):
             if in_list:
@@ -169,6 +168,12 @@ def _prose_words(lines: list[str], max_words: int) -> list[str]:
         if len(words) > max_words:
             break
     return words
+
+
+def _contents(line: str) -> bool:
+    """A table of contents' heading or lead-in ("Contents", "here's a table of contents:")."""
+    bare = line.rstrip(" :").lower()
+    return bare.endswith("contents") and (len(bare) == 8 or not bare[-9].isalnum())
 
 
 def _after(lines: list[str], index: int) -> str:
@@ -219,6 +224,8 @@ def _heading_word(line: str) -> bool:
 
 def _same_title(line: str, title: str) -> bool:
     """The post's title again (a link blog's bold link, "Release: name 1.0")."""
+    if len(line) > 2 * len(title) + 20:
+        return False  # a paragraph, not a title: no need to compare letter by letter
     a, b = _letters(line), _letters(title)
     return bool(b) and (a == b or (a.endswith(b) and len(a) <= len(b) + 12))
 
