@@ -177,6 +177,7 @@ def test_excerpts_of_real_feed_shapes_open_with_prose(
         http.route(f"/{name}", Response(200, (data / name).read_bytes()))
     write_opml(workdir / "feeds.opml", [(f, t, http.url(f"/{n}")) for f, t, n in feeds])
     env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_FEEDS_FETCH_PAGES": "false"}
+    env.update(DIGEST_NEWSLETTER_MAX_PER_BLOG="10")  # every post, with its excerpt
     assert run_digest(["poll"], env, workdir).returncode == 0
     out = run_digest(
         ["preview", "--as-of", "2026-03-07", "--format", "text", "-o", "-"], env, workdir
