@@ -1,5 +1,5 @@
 """The week's picks end to end: a realistic week of feeds served over HTTP, a real poll, a real
-database, `digest preview` (HTML, text, --json).
+database, `digest preview` (HTML, text, --json), the curator's `pick`/`skip`/`picks`.
 
 The week: a link blog with 30 short posts, a blog whose only post in 120 days is a 9,000-word
 essay, a post linked by three other blogs on the list, and eight ordinary posts.
@@ -215,3 +215,40 @@ def test_the_size_budget_still_holds_and_picks_can_be_off(
     five = preview({**env, "DIGEST_NEWSLETTER_MAX_PER_BLOG": "5"})
     assert "and 25 more from Link Roundup" in (workdir / "week.html").read_text()
     assert len(five["picks"]) == 4  # type: ignore[arg-type]
+
+
+def test_the_curator_picks_and_skips_for_the_coming_issue(
+    workdir: Path, db_url: str, http: FeedServer
+) -> None:
+    env = setup(workdir, db_url, http)
+    ordinary = "https://e.example/p1"
+    picked = run_cli(["pick", ordinary], env)
+    assert picked.exit_code == 0, picked.output
+    assert "pick for the coming issue: E this week 1" in picked.output
+    assert run_cli(["skip", LINKED + "?utm_source=feed"], env).exit_code == 0  # canonical
+    assert run_cli(["pick", "https://nowhere.example/x"], env).exit_code == 0
+    assert run_cli(["pick", "--undo", "https://nowhere.example/x"], env).exit_code == 0
+    listed = json.loads(run_cli(["picks", "--json"], env).stdout)
+    assert [(r["verdict"], r["title"]) for r in listed] == [
+        ("pick", "E this week 1"),
+        ("skip", "The linked post"),
+    ]
+
+    built = preview(env)
+    picks = {row["title"]: row for row in built["picks"]}  # type: ignore[attr-defined]
+    assert "E this week 1" in picks and picks["E this week 1"]["reason"] == "the editor's pick"
+    assert "The linked post" not in picks
+    skipped = next(r for r in built["scores"] if r["title"] == "The linked post")  # type: ignore[attr-defined]
+    assert skipped["score"] == 0 and skipped["parts"]["curator"] == "skip"
+
+    # Recording the issue (sending is off) spends them: the next issue starts afresh.
+    assert run_cli(["send", "--as-of", AS_OF], env).exit_code == 0
+    assert run_cli(["picks"], env).stdout.strip() == "no picks or skips for the coming issue"
+    again = preview(env)  # the recorded issue keeps its own
+    assert "E this week 1" in titles(again["picks"])
+
+
+def test_bad_urls_are_one_line_errors(workdir: Path, sqlite_url: str) -> None:
+    out = run_cli(["pick", "javascript:alert(1)"], {"DIGEST_DATABASE_URL": sqlite_url})
+    assert out.exit_code == 1 and "is not an http(s) URL" in out.output
+    assert out.output.strip().count("\n") == 0
