@@ -78,7 +78,7 @@ def test_a_small_week_gets_the_richest_layout() -> None:
     assert "3–10 January 2026" in email.html
     assert "Machine Learning" in email.html and "Systems" in email.html
     assert "Other" not in email.html  # shown only when not empty
-    assert "6 min read" in email.html  # 1200 words
+    assert "6\u00a0min\u00a0read" in email.html  # 1200 words, never split across lines
 
 
 def test_feed_text_never_injects_markup() -> None:
