@@ -190,7 +190,8 @@ def test_a_realistic_week_leads_with_the_essay_and_the_linked_post(
     assert "and 27 more from Link Roundup" in body
     assert len(re.findall(r">Link: tool number \d+<", body)) == 3
     assert "In this issue: 36 Machine Learning posts, 4 Systems posts." in body
-    assert "Picks: " in body and "first post in 4 months" in body
+    assert "Picks:" in body and "first post in 4 months" in body
+    assert body.count('class="why"') == 4  # every pick says why
     # Each pick is shown once, in the picks, not again in its section.
     assert body.count(">On slowness<") == 1 and body.count(">The linked post<") == 1
 

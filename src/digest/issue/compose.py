@@ -109,12 +109,16 @@ class Item:
 
 @dataclass(frozen=True)
 class Pick:
-    """One of the week's picks: the post, its section's title and why it was picked ("" when
-    the reason is its reading time, which the item shows anyway)."""
+    """One of the week's picks: the post, its section's title and why it was picked."""
 
     item: Item
     section: str
     reason: str
+
+    @property
+    def says_minutes(self) -> bool:
+        """The reason is the reading time ("28 min read"): shown once, as the reason."""
+        return self.reason == f"{self.item.minutes} min read"
 
 
 @dataclass(frozen=True)
@@ -236,10 +240,8 @@ def arrange(
 
 def _pick(post: StoredPost, grouped: Grouped, level: Level) -> Pick:
     scores = grouped.ranking.scores
-    item = _item(post, level.excerpt_words)
     why = scores[post.id].reason if post.id in scores else ""
-    # "28 min read" is said once, where every post says it.
-    return Pick(item, SECTION_TITLES[post.section], "" if why.endswith(" min read") else why)
+    return Pick(_item(post, level.excerpt_words), SECTION_TITLES[post.section], why)
 
 
 def _section(section: GroupedSection, level: Level, max_per_blog: int) -> Section:
