@@ -189,3 +189,31 @@ def test_a_future_date_waits_for_its_week_and_a_far_one_counts_from_now(
     assert "Dated 2099" in this_week  # a date years ahead is a mistake: dated when first seen
     next_week = preview(8)
     assert "Three days ahead" in next_week and "Yesterday" not in next_week
+
+
+def test_excerpts_of_real_feed_shapes_open_with_prose(
+    workdir: Path, db_url: str, http: FeedServer
+) -> None:
+    """The shapes of al-folio, Substack and Hugo feeds (tests/data/excerpts/), polled over
+    HTTP and previewed: no heading glued to a sentence, no button, caption or note."""
+    data = Path(__file__).parent / "data" / "excerpts"
+    feeds = [("ML", "Workshop", "alfolio.atom"), ("ML", "Forge", "substack.rss")]
+    feeds.append(("Systems", "Terminal", "hugo.atom"))
+    for _, _, name in feeds:
+        http.route(f"/{name}", Response(200, (data / name).read_bytes()))
+    write_opml(workdir / "feeds.opml", [(f, t, http.url(f"/{n}")) for f, t, n in feeds])
+    env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_FEEDS_FETCH_PAGES": "false"}
+    env.update(DIGEST_NEWSLETTER_MAX_PER_BLOG="10")  # every post, with its excerpt
+    assert run_digest(["poll"], env, workdir).returncode == 0
+    out = run_digest(
+        ["preview", "--as-of", "2026-03-07", "--format", "text", "-o", "-"], env, workdir
+    )
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    for glued in ("Introduction Differential", "Background The", "contributed equally"):
+        assert glued not in text
+    for furniture in ("Subscribe", "Share", "Photo by", "Figure 1", "Updated on", "Tags:"):
+        assert furniture not in text.split("--")[0]  # the footer has its own words
+    assert "Differential privacy is a way to reason" in text
+    assert "Imagine you are new to a city and looking for dinner." in text
+    assert "some combination of: Your operating system’s job; Your shell’s job;" in text

@@ -1,4 +1,4 @@
-"""Plain text from feed HTML: text.html_to_text, plain_to_text, feed_text and excerpts."""
+"""Plain text from feed HTML: text.html_to_text (a post's prose too), plain_to_text, feed_text."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 
 from digest.text import (
     cut_at_word,
-    excerpt,
     feed_text,
     html_to_text,
     one_line,
@@ -58,6 +57,29 @@ def test_html_to_text(markup: str, text: str) -> None:
     assert html_to_text(markup) == text
 
 
+@pytest.mark.parametrize(
+    ("markup", "text"),
+    [
+        ("<h2>Introduction</h2><p>Differential privacy is</p>", "Differential privacy is"),
+        ("<p>a hard-wrapped\nparagraph</p><p>next</p>", "a hard-wrapped paragraph\nnext"),
+        ("<figure><img><figcaption>Figure 1</figcaption></figure><p>x</p>", "x"),
+        ("<p>cite<d-cite key=k></d-cite> and<d-footnote>note</d-footnote> on</p>", "cite and on"),
+        ("<p>x<sup class=footnote-ref><a href='#fn1'>1</a></sup> y</p>", "x y"),
+        ("<p>x<sup><a href='#fn1'>1</a></sup> and 2<sup>10</sup></p>", "x and 210"),
+        ("<p class='button-wrapper'><a class='button'>Share</a></p><p>x</p>", "x"),
+        ("<div class='subscription-widget'><p>Subscribe!</p></div><p>x</p>", "x"),
+        ("<nav id='TableOfContents'><a href='#a'>A</a></nav><p>x</p>", "x"),
+        ("<ul><li><a href='#a'>Part A</a></li><li><a href='#b'>B</a></li></ul><p>x</p>", "x"),
+        ("<ul><li><a href='https://a.example/'>A</a></li><li>b</li></ul>", "A\nb"),  # kept
+        # A wrapper whose class looks like furniture holds the post: it stays.
+        ("<div class='post toc-enabled'><p>" + "word " * 20 + "</p></div>", ("word " * 20).strip()),
+        ("<h2>Only a heading</h2>", "Only a heading"),  # nothing else: better than nothing
+    ],
+)
+def test_article_text_is_the_prose(markup: str, text: str) -> None:
+    assert html_to_text(markup, article=True) == text
+
+
 def test_html_to_text_survives_broken_markup() -> None:
     assert html_to_text("<p>unclosed <b>bold <i>and <a href='x'>link") == "unclosed bold and link"
     assert html_to_text("</p></div>stray closers") == "stray closers"
@@ -89,22 +111,6 @@ def test_cut_at_word() -> None:
     assert cut_at_word("alpha beta gamma delta", 12) == "alpha beta…"
     assert cut_at_word("alpha, beta gamma", 7) == "alpha…"  # trailing punctuation goes
     assert cut_at_word("x" * 20, 10) == "x" * 10 + "…"  # no space: a hard cut
-
-
-def test_excerpt_ends_at_a_sentence_in_range() -> None:
-    first = " ".join(["word"] * 44) + " end."
-    text = first + " " + " ".join(["more"] * 40)
-    assert excerpt(text, 40, 60) == first
-
-
-def test_excerpt_without_a_sentence_end_is_cut_with_an_ellipsis() -> None:
-    text = " ".join(f"w{i}" for i in range(100))
-    out = excerpt(text, 40, 60)
-    assert out.endswith("w59…") and len(out.split()) == 60
-
-
-def test_short_text_is_its_own_excerpt() -> None:
-    assert excerpt("  Just a\nfew words. ", 40, 60) == "Just a few words."
 
 
 def test_tag_soup_nested_past_the_parsers_limit_keeps_its_text() -> None:

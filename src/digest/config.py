@@ -129,6 +129,14 @@ class NewsletterSettings:
     )
     templates: Path = setting(Path("templates"), parse_path, "folder of Jinja2 templates")
     max_kb: int = setting(90, parse_int(20, 1000), "size budget of the HTML part, in KB")
+    picks: int = setting(
+        4, parse_int(0, 10), "posts in the week's picks at the top of an issue (0: none)"
+    )
+    max_per_blog: int = setting(
+        3,
+        parse_int(1, 50),
+        "a blog with more posts in a week shows its best this many and 'and N more'",
+    )
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from digest.types import (
     FetchOutcome,
     IssueStatus,
     SubscriberStatus,
+    Verdict,
 )
 
 
@@ -117,6 +118,10 @@ class Feed(Base):
     # A hold from backoff or Retry-After: not fetched before this, by anyone (None: no hold).
     next_fetch_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     polled_once: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The list entry's rules (types.FeedRules), as the OPML file gives them.
+    rule_skip: Mapped[str | None] = mapped_column(Text)
+    rule_section: Mapped[str | None] = mapped_column(String(width.STATUS))
+    rule_section_if: Mapped[str | None] = mapped_column(Text)
 
 
 class Post(Base):
@@ -149,6 +154,9 @@ class Post(Base):
     # (page_words; 0 when the page could not be read, None while not yet fetched).
     teaser: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     page_words: Mapped[int | None] = mapped_column(Integer)
+    # The entry's categories, and its links to other hosts as canonical URLs, one a line.
+    categories: Mapped[str | None] = mapped_column(Text)
+    links: Mapped[str | None] = mapped_column(Text)
     content_hash: Mapped[str] = mapped_column(String(width.HASH))
     # The one issue this post went into (the ledger that stops it going out twice).
     issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="SET NULL"))
@@ -189,6 +197,20 @@ class Issue(Base):
     status: Mapped[IssueStatus] = mapped_column(
         StatusText(IssueStatus), default=IssueStatus.RECORDED
     )
+
+
+class Curation(Base):
+    """`digest pick URL` / `digest skip URL`: pending (issue_id None) until an issue is
+    recorded, then that issue's."""
+
+    __tablename__ = "curations"
+    __table_args__ = (Index("ix_curations_issue_url", "issue_id", "url"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(width.URL))  # canonical, as posts.canonical_url
+    verdict: Mapped[Verdict] = mapped_column(StatusText(Verdict))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
 
 
 class Subscriber(Base):

@@ -1,4 +1,4 @@
-"""Plain text from feed HTML: markup, scripts and entities out; excerpts cut at a word."""
+"""Plain text from feed HTML: markup, scripts and entities out; a post's prose; reading time."""
 
 from __future__ import annotations
 
@@ -101,14 +101,43 @@ _MAYBE_INVISIBLE = re.compile(
 )
 # A web page's furniture around its article: menus, banners, footers, sidebars.
 _FURNITURE = ("nav", "header", "footer", "aside")
+# What a post's body holds besides its prose, which an excerpt must never start with (seen in
+# real feeds: al-folio's <h2>Introduction</h2> and <d-footnote>, Substack's captioned images
+# and Subscribe/Share buttons, Hugo's <nav id="TableOfContents">, footnote markers).
+_NOT_PROSE = (
+    *(f"h{level}" for level in range(1, 7)),
+    "figure",
+    "figcaption",
+    *_FURNITURE,
+    "d-footnote",
+    "d-cite",
+    "d-contents",
+    "d-byline",
+    "d-front-matter",
+    "d-appendix",
+)
+_FURNITURE_WORDS = frozenset({"share", "sharing", "button", "buttons", "toc", "social"})
+_FURNITURE_PREFIXES = ("subscri", "caption", "footnote", "sharedaddy")
+FURNITURE_CHARS = 300  # Substack's subscribe widget, caption and all: 105 characters
+_CLASS_WORD = re.compile(r"[\s_-]+")
+_MARKED = lxml.etree.XPath("//*[@class or @id] | //sup[.//a[starts-with(@href, '#')]]")
+_LINKED_LISTS = lxml.etree.XPath("//ul[.//a] | //ol[.//a]")
 
 
-def html_to_text(markup: str, *, limit: int | None = None, _unescaped: bool = False) -> str:
-    """Readable text of an HTML fragment; never leaves markup or entities behind."""
+def html_to_text(
+    markup: str, *, limit: int | None = None, article: bool = False, _unescaped: bool = False
+) -> str:
+    """Readable text of an HTML fragment; never leaves markup or entities behind.
+
+    ``article``: a post's body, read for its prose (see _strip_furniture): line breaks of the
+    source are spaces, so each line of the text is one block of the post.
+    """
     if not markup or not markup.strip():
         return ""
     if "<" not in markup and "&" not in markup:
         return _tidy(markup, limit)
+    if article:
+        markup = markup.replace("\r", " ").replace("\n", " ")
     try:
         root = lxml.etree.fromstring(_BLOCK_TAG.sub("\n<", markup), _PARSER)
     except (lxml.etree.LxmlError, ValueError):
@@ -116,15 +145,76 @@ def html_to_text(markup: str, *, limit: int | None = None, _unescaped: bool = Fa
     text = ""
     if root is not None:
         lxml.etree.strip_elements(root, *_DROP, with_tail=False)
-        text = lxml.etree.tostring(root, method="text", encoding="unicode")
+        if article:
+            text = _prose(root)
+        if not text.strip():
+            text = lxml.etree.tostring(root, method="text", encoding="unicode")
     if not text.strip():
         # Unparseable, or nested past libxml2's limit: strip the tags by pattern instead
         # (yields nothing either when the markup holds no text, e.g. only a comment).
         return _tidy(html.unescape(_TAGLIKE.sub(" ", _DROPPED_CRUDELY.sub(" ", markup))), limit)
     # Markup escaped twice must not leak through as tags in the text.
     if not _unescaped and _ESCAPED_MARKUP.match(text):
-        return html_to_text(text, limit=limit, _unescaped=True)
+        return html_to_text(text, limit=limit, article=article, _unescaped=True)
     return _tidy(text, limit)
+
+
+def _prose(root: lxml.etree._Element) -> str:
+    """The text of a post's body without its headings, figures, tables of contents, share and
+    subscribe furniture and footnote markers."""
+    lxml.etree.strip_elements(root, *_NOT_PROSE, with_tail=False)
+    # A wrapper named like furniture ("post toc-enabled") holds most of the post: kept.
+    most = max(FURNITURE_CHARS, len(_text_of(root)) // 2)
+    marked: list[lxml.etree._Element] = _MARKED(root)
+    for element in marked:
+        if (element.tag == "sup" or _is_furniture(element)) and len(_text_of(element)) < most:
+            _remove(element)
+    lists: list[lxml.etree._Element] = _LINKED_LISTS(root)
+    for listing in lists:
+        if _is_contents(listing):
+            _remove(listing)
+    return _text_of(root)
+
+
+def _text_of(element: lxml.etree._Element) -> str:
+    return lxml.etree.tostring(element, method="text", encoding="unicode")
+
+
+def _is_furniture(element: lxml.etree._Element) -> bool:
+    names = f"{element.get('class', '')} {element.get('id', '')}".lower()
+    if "table-of-contents" in names or "tableofcontents" in names:
+        return True
+    return any(
+        word in _FURNITURE_WORDS or word.startswith(_FURNITURE_PREFIXES)
+        for word in _CLASS_WORD.split(names)
+    )
+
+
+def _is_contents(listing: lxml.etree._Element) -> bool:
+    """A list of links into the page itself: a table of contents."""
+    links = list(listing.iter("a"))
+    if len(links) < 2 or not all(a.get("href", "").startswith("#") for a in links):
+        return False
+    linked = sum(_letters(_text_of(a)) for a in links)
+    return linked >= 0.8 * _letters(_text_of(listing))
+
+
+def _letters(text: str) -> int:
+    return len("".join(text.split()))
+
+
+def _remove(element: lxml.etree._Element) -> None:
+    """Take ``element`` out of the tree, keeping the text that follows it."""
+    parent = element.getparent()
+    if parent is None:
+        return
+    if element.tail:
+        previous = element.getprevious()
+        if previous is not None:
+            previous.tail = (previous.tail or "") + element.tail
+        else:
+            parent.text = (parent.text or "") + element.tail
+    parent.remove(element)
 
 
 def plain_to_text(text: str, *, limit: int | None = None) -> str:
@@ -134,11 +224,14 @@ def plain_to_text(text: str, *, limit: int | None = None) -> str:
     return _tidy(text, limit)
 
 
-def feed_text(value: str, content_type: str | None, *, limit: int | None = None) -> str:
-    """Readable text of a feed text construct, by its declared type (html, xhtml or plain)."""
+def feed_text(
+    value: str, content_type: str | None, *, limit: int | None = None, article: bool = False
+) -> str:
+    """Readable text of a feed text construct, by its declared type (html, xhtml or plain);
+    ``article`` for a post's body (see html_to_text)."""
     if content_type and "html" not in content_type.lower():
         return plain_to_text(value, limit=limit)
-    return html_to_text(value, limit=limit)
+    return html_to_text(value, limit=limit, article=article)
 
 
 def _tidy(text: str, limit: int | None) -> str:
@@ -188,17 +281,6 @@ def cut_at_word(text: str, limit: int) -> str:
     cut = text[:limit]
     space = cut.rfind(" ")
     return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:-–—") + "…"
-
-
-def excerpt(text: str, min_words: int = 40, max_words: int = 60) -> str:
-    """About min..max words of plain text, cut at a sentence end if one falls in range."""
-    words = one_line(text).split(" ")
-    if len(words) <= max_words:
-        return " ".join(words)
-    for end in range(max_words, min_words - 1, -1):
-        if words[end - 1].endswith((".", "!", "?", ".”", '."')):
-            return " ".join(words[:end])
-    return " ".join(words[:max_words]).rstrip(" ,;:-–—") + "…"
 
 
 def word_count(text: str) -> int:

@@ -61,6 +61,13 @@ class DeliveryStatus(StrEnum):
     SKIPPED = "skipped"  # no longer active, or their sections are empty this week
 
 
+class Verdict(StrEnum):
+    """A curator's word on one post for the coming issue (Curation.verdict)."""
+
+    PICK = "pick"  # among the week's picks, whatever its score
+    SKIP = "skip"  # never a pick, and last in its section
+
+
 class SubscriberStatus(StrEnum):
     """Whether we mail an address (Subscriber.status)."""
 
@@ -95,6 +102,19 @@ def section_for(category: str | None) -> str:
 
 
 @dataclass(frozen=True)
+class FeedRules:
+    """A list entry's rules for its posts, carried through the OPML file into the feeds table
+    and applied when an issue is planned (issue/rules.py)."""
+
+    skip: str | None = None  # regex: a post whose title or a category matches is never shown
+    section: str | None = None  # section key for the feed's posts
+    section_if: str | None = None  # regex: only posts with a matching category move to section
+
+    def __bool__(self) -> bool:
+        return bool(self.skip or self.section)
+
+
+@dataclass(frozen=True)
 class FeedSource:
     """A feed as the OPML file (or a blog list) names it: what to poll."""
 
@@ -103,6 +123,7 @@ class FeedSource:
     site_url: str | None = None
     category: str | None = None  # the OPML folder path, e.g. "ML" or "Tech/Blogs"
     extra: tuple[tuple[str, str], ...] = ()  # other outline attributes, kept for round trips
+    rules: FeedRules = FeedRules()
 
 
 # --- to and from the network ---------------------------------------------------------------
@@ -156,6 +177,8 @@ class PostData:
     content_hash: str  # changes when the entry's visible content changes
     words: int = 0  # length of the whole entry, for reading time (text may be cut)
     teaser: bool = False  # only a summary, no content: the post's page has the real length
+    categories: tuple[str, ...] = ()  # the entry's tags (feed rules match them)
+    links: tuple[str, ...] = ()  # absolute links in its body to other hosts (the picks count them)
 
 
 @dataclass(frozen=True)
@@ -181,6 +204,8 @@ POST_COLUMNS = (
     "text",
     "words",
     "teaser",
+    "categories",
+    "links",
     "content_hash",
 )
 

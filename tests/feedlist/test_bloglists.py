@@ -8,7 +8,7 @@ import pytest
 
 from digest.errors import ConfigError
 from digest.feedlist.bloglists import BlogEntry, build_sources, parse_list, read_lists
-from digest.types import FeedSource
+from digest.types import FeedRules, FeedSource
 
 REPO = Path(__file__).parents[2]
 
@@ -73,11 +73,37 @@ def test_entries_sections_feeds_and_notes() -> None:
         ("## ML\n- Chris Olah, https://colah.github.io/\n", r"^x.md:2: a list entry looks like"),
         ("## ML\n\n- [A](ftp://a.example/)\n", r"^x.md:3: the site must be an http\(s\) URL"),
         ("## ML\n- [A](https://a.example/) feed: soon\n", r"^x.md:2: `feed:` is followed by no"),
+        ('## ML\n\n\n- [A](https://a.example/) — skip: "(oops"\n', r"^x.md:4: skip: bad regular"),
+        ("## ML\n- [A](https://a.example/) — skip: sponsored\n", r"^x.md:2: `skip:` takes a reg"),
+        (
+            '## ML\n- [A](https://a.example/) — skip: "a" — skip: "b"\n',
+            r"^x.md:2: `skip:` is given",
+        ),
+        ("## ML\n- [A](https://a.example/) — section: cooking\n", r"^x.md:2: section: unknown"),
+        ('## ML\n- [A](https://a.example/) — section: ml if "[x"\n', r"^x.md:2: section if: bad"),
+        ('## ML\n- [A](https://a.example/) — skip: "a" — later\n', r"^x.md:2: cannot read the"),
     ],
 )
 def test_malformed_entries_name_file_and_line(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_list(text, "x.md")
+
+
+def test_rules_ride_on_an_entry_after_its_feeds() -> None:
+    text = (
+        "## ML\n"
+        '- [Links](https://links.example/) — feed: https://links.example/atom.xml — skip: "(?i)'
+        'sponsored|weeknotes" — section: systems if "(?i)databases|sqlite"\n'
+        "- [Sys](https://sys.example/) — section: Systems\n"
+        '- [Plain](https://plain.example/) - feed: https://plain.example/rss - skip: "a - b"\n'
+    )
+    links, whole, plain = parse_list(text, "x.md")
+    assert links.feeds == ("https://links.example/atom.xml",)
+    assert links.rules == FeedRules("(?i)sponsored|weeknotes", "systems", "(?i)databases|sqlite")
+    assert whole.rules == FeedRules(section="systems") and whole.feeds == ()
+    assert plain.rules == FeedRules(skip="a - b")
+    [source] = build_sources([links], lambda _site: None)[0]
+    assert source.rules == links.rules
 
 
 def test_read_lists_reads_every_md_file_in_name_order(tmp_path: Path) -> None:

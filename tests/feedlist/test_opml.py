@@ -10,7 +10,7 @@ import pytest
 
 from digest.errors import ConfigError
 from digest.feedlist.opml import merge_sources, parse_opml, read_opml, write_opml
-from digest.types import ML, SYSTEMS, FeedSource, section_for
+from digest.types import ML, SYSTEMS, FeedRules, FeedSource, section_for
 from tests.conftest import run_cli, run_digest
 from tests.poll_helpers import opml
 from tests.servers import FeedServer, Response
@@ -133,6 +133,31 @@ def test_round_trip_loses_nothing() -> None:
     second = parse_opml(written)
     assert sorted(second, key=lambda s: s.url) == sorted(first, key=lambda s: s.url)
     assert write_opml(second) == written  # and writing is stable
+
+
+def test_rules_travel_as_outline_attributes() -> None:
+    rules = FeedRules("(?i)sponsored|weeknotes", "systems", "(?i)databases")
+    sources = [FeedSource("https://x.example/feed", "X", category="ML", rules=rules)]
+    written = write_opml(sources)
+    assert b'skip="(?i)sponsored|weeknotes" section="systems" sectionIf="(?i)databases"' in written
+    assert parse_opml(written) == sources
+
+
+@pytest.mark.parametrize(
+    ("attributes", "message"),
+    [
+        ('skip="(unclosed"', r"^f.opml: feed https://x.example/feed: skip: bad regular"),
+        ('section="cooking"', r"^f.opml: feed https://x.example/feed: section: unknown"),
+        ('sectionIf="db"', r"^f.opml: feed https://x.example/feed: sectionIf needs a section"),
+    ],
+)
+def test_bad_rules_in_an_outline_name_the_feed(attributes: str, message: str) -> None:
+    data = (
+        '<opml version="2.0"><body><outline text="X" '
+        f'xmlUrl="https://x.example/feed" {attributes}/></body></opml>'
+    ).encode()
+    with pytest.raises(ConfigError, match=message):
+        parse_opml(data, "f.opml")
 
 
 def test_round_trip_keeps_order_within_a_folder() -> None:

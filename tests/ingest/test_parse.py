@@ -10,7 +10,8 @@ import pytest
 
 from digest.errors import ParseError
 from digest.ingest.parse import parse_feed
-from digest.types import FeedData, PostData
+from digest.ingest.worker import post_row
+from digest.types import POST_COLUMNS, FeedData, PostData
 
 FEEDS = Path(__file__).parents[1] / "data" / "feeds"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -343,7 +344,7 @@ def test_a_long_post_keeps_its_head_as_text_and_counts_all_its_words() -> None:
     started = time.perf_counter()
     [post] = parse_feed(rss, FEED_URL, now=NOW).posts
     assert time.perf_counter() - started < 2
-    assert post.text.startswith("Start\nword word")
+    assert post.text.startswith("word word")  # the heading is not the post's prose
     assert "<" not in post.text and len(post.text) <= 3001
     assert post.words == 1 + 400 * 51
 
@@ -368,3 +369,28 @@ def test_a_summary_only_entry_is_a_teaser_a_full_post_is_not() -> None:
     # A content element is the post itself, however short.
     content = f"<description>{summary}</description><content:encoded>Short.</content:encoded>"
     assert not _one_entry(content).teaser
+
+
+def test_categories_and_links_to_other_hosts_are_kept() -> None:
+    body = (
+        '<p>See <a href="https://other.example/post?utm_source=x">this</a>, '
+        '<a href="/2026/old-post">my old post</a>, <a href="https://t.example/x">mine</a>, '
+        '<a href="#fn1">a note</a>, <a href="mailto:a@b.example">mail</a> and '
+        "<a href='http://www.third.example/a/'>that</a> (twice: "
+        '<a href="https://other.example/post">this</a>).</p>'
+    )
+    post = _one_entry(
+        "<link>https://t.example/p</link><category>Databases</category>"
+        "<category> databases </category><category>Sponsored</category>"
+        f"<description><![CDATA[{body}]]></description>"
+    )
+    assert post.categories == ("Databases", "databases", "Sponsored")
+    assert post.links == (
+        "https://other.example/post?utm_source=x",
+        "http://www.third.example/a/",
+        "https://other.example/post",
+    )
+    row = dict(zip(POST_COLUMNS, post_row(post), strict=True))
+    assert row["categories"] == "Databases\ndatabases\nSponsored"
+    # Stored canonical, as posts' own canonical_url: what a link is compared with.
+    assert row["links"] == "https://other.example/post\nhttps://third.example/a"

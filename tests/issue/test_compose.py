@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from digest.issue.compose import LEVELS, Level, Window, arrange, web_link, window_for
+from digest.issue.compose import (
+    LEVELS,
+    Level,
+    Ranking,
+    Window,
+    arrange,
+    group,
+    web_link,
+    window_for,
+)
 from digest.types import ML, SYSTEMS
 from tests.issue.test_render import post
 
@@ -37,10 +46,12 @@ def test_caps_leave_named_remainders() -> None:
     assert layout.post_count == 20
 
 
-def test_a_quiet_week_shows_more_of_each_blog() -> None:
+def test_a_blog_shows_at_most_max_per_blog_and_a_quiet_week_up_to_it() -> None:
     posts = [post(k, 1) for k in range(9)]
     blog = arrange(posts, LEVELS[0]).sections[0].blogs[0]
-    assert (len(blog.items), blog.more) == (6, 3)
+    assert (len(blog.items), blog.more) == (3, 6)  # newsletter.max_per_blog's default
+    quiet = arrange(group(posts, None, Ranking(max_per_blog=6)), LEVELS[1])
+    assert (len(quiet.sections[0].blogs[0].items), quiet.sections[0].blogs[0].more) == (6, 3)
 
 
 def test_section_choice_filters() -> None:

@@ -44,8 +44,9 @@ def feeds(app: App, as_json: bool, errors_only: bool) -> None:
     Health is ok, not modified, error (with the message), gone, or backing off until a
     time; feeds failing for 7 days or more are flagged. Feeds are listed by section, then by
     title as people sort them; long messages are cut to the terminal's width (--json has them
-    whole). A feed whose last body was broken
-    but readable (bad XML, a wrong charset) gets a warning line for its owner to fix.
+    whole). A feed whose last body was broken but readable (bad XML, a wrong charset) gets a
+    warning line for its owner to fix, and a feed with rules (`skip:`, `section:` in its list
+    entry) a line with them.
     """
     from digest.ingest.health import list_feeds
 
@@ -70,6 +71,8 @@ def feeds(app: App, as_json: bool, errors_only: bool) -> None:
         click.echo(_cut(f"{line}  {name}", columns).rstrip())
         if r.warning:
             click.echo(_cut(f"{'':8} {'':>6}  {'':18}  warning: {r.warning}", columns))
+        if r.rules:
+            click.echo(_cut(f"{'':8} {'':>6}  {'':18}  rules: {r.rules_line()}", columns))
     failing = sum(r.long_failing for r in rows)
     if failing:
         click.echo(f"{failing} feed(s) failing for 7 days or more", err=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from digest.errors import ConfigError
-from digest.types import FeedSource
+from digest.feedlist.rules import CLAUSE, parse_rules
+from digest.types import FeedRules, FeedSource
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class BlogEntry:
     site: str
     section: str  # the heading path it sits under, e.g. "ML" or "Systems/Databases"
     feeds: tuple[str, ...] = ()  # pinned feed URLs; empty means "discover it"
+    rules: FeedRules = FeedRules()  # `— skip: "…"`, `— section: …` (feedlist/rules.py)
     notes: tuple[str, ...] = ()
     origin: str = ""  # file:line, for messages
 
@@ -114,7 +116,9 @@ def build_sources(
 def _source(entry: BlogEntry, url: str, several: bool) -> FeedSource:
     # Two feeds of one blog need telling apart in a reader: "Name (host)".
     title = f"{entry.name} ({urlsplit(url).hostname})" if several else entry.name
-    return FeedSource(url=url, title=title, site_url=entry.site, category=entry.section)
+    return FeedSource(
+        url=url, title=title, site_url=entry.site, category=entry.section, rules=entry.rules
+    )
 
 
 @dataclass
@@ -136,7 +140,10 @@ def _start_entry(line: str, headings: list[str], where: str) -> _Draft:
     if not _is_http(site):
         raise ConfigError(f"{where}: the site must be an http(s) URL, got {site}")
     feeds: list[str] = []
-    clause = _FEEDS.search(match.group("rest"))
+    rest = match.group("rest")
+    first_rule = CLAUSE.search(rest)
+    rules = parse_rules(rest[first_rule.start() :], where) if first_rule else FeedRules()
+    clause = _FEEDS.search(rest[: first_rule.start()] if first_rule else rest)
     if clause:
         feeds = _URL.findall(clause.group("urls"))
         if not feeds:
@@ -146,6 +153,7 @@ def _start_entry(line: str, headings: list[str], where: str) -> _Draft:
         site=site,
         section="/".join(headings),
         feeds=tuple(dict.fromkeys(feeds)),
+        rules=rules,
         origin=where,
     )
     return _Draft(entry)

@@ -11,6 +11,7 @@ from pathlib import Path
 from lxml import etree
 
 from digest.errors import ConfigError
+from digest.feedlist.rules import ATTRIBUTES, rule_attributes, rules_from_attributes
 from digest.types import FeedSource
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,8 @@ def _source(
         log.warning("%s: skipped feed %r: its xmlUrl is not an http(s) URL", origin, url)
         return None
     title = (attrs.get(_TITLE) or "").strip() or (attrs.get(_TEXT) or "").strip() or None
-    extra = {k: v for k, v in attrs.items() if k not in (_XML_URL, _HTML_URL, _TITLE, _TEXT)}
+    ignored = (_XML_URL, _HTML_URL, _TITLE, _TEXT, *ATTRIBUTES)
+    extra = {k: v for k, v in attrs.items() if k not in ignored}
     text = attrs.get(_TEXT)
     if text is not None and text.strip() and text.strip() != title:
         extra[_TEXT] = text  # a reader that shows `text` and `title` differently keeps both
@@ -150,6 +152,7 @@ def _source(
         site_url=(attrs.get(_HTML_URL) or "").strip() or None,
         category=category,
         extra=tuple(sorted(extra.items())),
+        rules=rules_from_attributes(attrs, f"{origin}: feed {http_url}"),
     )
 
 
@@ -226,6 +229,7 @@ def _outline(source: FeedSource) -> etree._Element:
     attrs[_XML_URL] = source.url
     if source.site_url:
         attrs[_HTML_URL] = source.site_url
+    attrs.update(rule_attributes(source.rules))
     element = etree.Element("outline")
     for key, value in [*attrs.items(), *sorted(extra.items())]:
         element.set(key, value)

@@ -16,7 +16,15 @@ from digest.storage import Database
 from digest.types import FeedSource, FeedStatus, section_for
 
 # What the OPML file decides about a feed; what syncing reads.
-SYNCED_FROM_FILE = ("title", "site_url", "category", "section")
+SYNCED_FROM_FILE = (
+    "title",
+    "site_url",
+    "category",
+    "section",
+    "rule_skip",
+    "rule_section",
+    "rule_section_if",
+)
 SYNCED = (FEEDS.c.id, FEEDS.c.source_url, FEEDS.c.active, *(FEEDS.c[n] for n in SYNCED_FROM_FILE))
 _UPDATE_SYNCED = (
     update(FEEDS)
@@ -83,8 +91,7 @@ def _new_feed(src: FeedSource, url: str, now: datetime) -> dict[str, Any]:
         "url": url,
         "title": fit(src.title, width.NAME),
         "site_url": fit(src.site_url, width.URL, cut=False),
-        "category": fit(src.category, width.NAME),
-        "section": section_for(src.category),
+        **_from_file(src),
         "active": True,
         "added_at": now,
         "status": FeedStatus.NEW,
@@ -102,6 +109,19 @@ def _follow_source(feed: Row[Any], src: FeedSource) -> dict[str, Any]:
     return {
         "title": fit(src.title, width.NAME) if src.title else feed.title,
         "site_url": fit(src.site_url, width.URL, cut=False) if src.site_url else feed.site_url,
+        **_from_file(src),
+    }
+
+
+def _from_file(src: FeedSource) -> dict[str, Any]:
+    """Category, section and rules: what the file alone decides. A `section:` rule without
+    `if` puts the whole feed in that section, whatever its folder."""
+    rules = src.rules
+    whole_feed = rules.section if rules.section and not rules.section_if else None
+    return {
         "category": fit(src.category, width.NAME),
-        "section": section_for(src.category),
+        "section": whole_feed or section_for(src.category),
+        "rule_skip": rules.skip,
+        "rule_section": rules.section,
+        "rule_section_if": rules.section_if,
     }

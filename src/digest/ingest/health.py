@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from digest.ingest import policy
 from digest.models import Feed, Fetch, Post
 from digest.storage import Database, utcnow
-from digest.types import SECTION_ORDER, FeedStatus, FetchOutcome
+from digest.types import SECTION_ORDER, FeedRules, FeedStatus, FetchOutcome
 
 
 def post_counts(s: Session) -> dict[int, int]:
@@ -87,6 +87,7 @@ class FeedHealth:
     failing_since: datetime | None
     long_failing: bool
     fetches: FetchStats = FetchStats()
+    rules: FeedRules = FeedRules()
 
     @property
     def failing(self) -> bool:
@@ -114,7 +115,17 @@ class FeedHealth:
             "failing_since": iso(self.failing_since),
             "failing_7_days": self.long_failing,
             "fetches_14_days": self.fetches.as_json(),
+            "rules": {k: v for k, v in vars(self.rules).items() if v},
         }
+
+    def rules_line(self) -> str:
+        """The feed's rules as the list entry writes them, or ""."""
+        rules = self.rules
+        parts = [f'skip: "{rules.skip}"'] if rules.skip else []
+        if rules.section:
+            where = f' if "{rules.section_if}"' if rules.section_if else ""
+            parts.append(f"section: {rules.section}{where}")
+        return " — ".join(parts)
 
 
 def list_feeds(db: Database, now: datetime | None = None) -> list[FeedHealth]:
@@ -160,6 +171,7 @@ def _health_row(feed: Feed, posts: int, stats: FetchStats | None, now: datetime)
         failing_since=feed.failing_since,
         long_failing=policy.is_long_failing(feed, now),
         fetches=stats or FetchStats(),
+        rules=FeedRules(feed.rule_skip, feed.rule_section, feed.rule_section_if),
     )
 
 

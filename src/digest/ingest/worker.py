@@ -91,6 +91,8 @@ def post_row(post: PostData) -> tuple[Any, ...]:
         clean(post.text),
         post.words,
         post.teaser,
+        clean("\n".join(post.categories)) or None,
+        "\n".join(dict.fromkeys(filter(None, map(_canonical_link, post.links)))) or None,
         post.content_hash[: width.HASH],
     )
 
@@ -103,6 +105,15 @@ def _canonical(link: str | None) -> str | None:
     except ValueError:
         return link
     return value if len(value) <= width.URL else link
+
+
+def _canonical_link(url: str) -> str | None:
+    """A link found in a post's body, as posts.canonical_url spells the post it points to."""
+    try:
+        value = canonical_url(clean(url))
+    except ValueError:
+        return None
+    return value if len(value) <= width.URL else None
 
 
 def _sha(text: str) -> str:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from digest.text import excerpt, one_line, reading_minutes, strip_invisible
+from digest.issue.excerpts import excerpt
+from digest.issue.picks import Score, choose, rank_key
+from digest.text import one_line, reading_minutes
 from digest.types import OTHER, SECTION_ORDER, SECTION_TITLES, StoredPost
 
 FIRST_WINDOW = timedelta(days=7)  # the first issue looks back a week
 LATE_GRACE = timedelta(days=7)  # a post first seen late still goes out if no older than this
-MAX_PER_BLOG = 6  # even a blog alone in its section shows no more than this
+MAX_PER_BLOG = 3  # newsletter.max_per_blog's default: a blog with more shows "and N more"
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ LEVELS = (
 class Item:
     """One post as the email shows it."""
 
+    post_id: int
     title: str
     link: str | None
     blog: str
@@ -103,6 +105,20 @@ class Item:
     date: datetime
     minutes: int
     excerpt: str
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One of the week's picks: the post, its section's title and why it was picked."""
+
+    item: Item
+    section: str
+    reason: str
+
+    @property
+    def says_minutes(self) -> bool:
+        """The reason is the reading time ("28 min read"): shown once, as the reason."""
+        return self.reason == f"{self.item.minutes} min read"
 
 
 @dataclass(frozen=True)
@@ -122,7 +138,7 @@ class Section:
     title: str
     blogs: tuple[Blog, ...]  # blogs with at least one item shown
     more_blogs: tuple[Blog, ...]  # blogs named only as "N more posts from X"
-    post_count: int
+    post_count: int  # the section's posts in the issue, its picks included
 
     @property
     def items(self) -> tuple[Item, ...]:
@@ -135,6 +151,7 @@ class Layout:
     post_count: int
     blog_count: int
     level: Level
+    picks: tuple[Pick, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -142,52 +159,98 @@ class Layout:
 
     @property
     def items(self) -> tuple[Item, ...]:
-        return tuple(i for s in self.sections for i in s.items)
+        return tuple(p.item for p in self.picks) + tuple(i for s in self.sections for i in s.items)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """How posts are ordered and picked: their scores (issue/picks.py, by post id), the number
+    of picks wanted (newsletter.picks) and the most items a blog shows (newsletter.max_per_blog)."""
+
+    scores: Mapping[int, Score] = field(default_factory=dict)
+    picks: int = 0
+    max_per_blog: int = MAX_PER_BLOG
+
+
+NO_RANKING = Ranking()
+
+
+@dataclass(frozen=True)
+class GroupedSection:
+    key: str
+    blogs: tuple[tuple[StoredPost, ...], ...]  # best first, each blog's posts best first
+    post_count: int  # its picks included
 
 
 @dataclass(frozen=True)
 class Grouped:
-    """Posts sorted once into sections and blogs; every layout level is cut from this."""
+    """Posts sorted once into picks, sections and blogs; every layout level is cut from this."""
 
-    sections: tuple[tuple[str, tuple[tuple[StoredPost, ...], ...]], ...]
+    sections: tuple[GroupedSection, ...]
     post_count: int
     blog_count: int
+    picks: tuple[StoredPost, ...] = ()
+    ranking: Ranking = NO_RANKING
 
 
-def group(posts: Sequence[StoredPost], sections: frozenset[str] | None = None) -> Grouped:
-    """Sections in order (ML, Systems, Other); blogs newest first; posts newest first."""
+def group(
+    posts: Sequence[StoredPost],
+    sections: frozenset[str] | None = None,
+    ranking: Ranking = NO_RANKING,
+) -> Grouped:
+    """The picks; then sections in order (ML, Systems, Other), each blog's posts best first
+    and blogs by their best post (without scores: newest first), the picks left out."""
     chosen = [p for p in posts if sections is None or p.section in sections]
+    picks = choose(chosen, ranking.scores, ranking.picks) if ranking.picks else ()
+    picked = {p.id for p in picks}
     by_section: dict[str, dict[int, list[StoredPost]]] = {}
+    counts: dict[str, int] = {}
     for post in chosen:
-        by_section.setdefault(post.section, {}).setdefault(post.feed_id, []).append(post)
+        counts[post.section] = counts.get(post.section, 0) + 1
+        if post.id not in picked:
+            by_section.setdefault(post.section, {}).setdefault(post.feed_id, []).append(post)
     built = []
     for key in SECTION_ORDER:
-        if key not in by_section:
-            continue
-        blogs = [
-            tuple(sorted(g, key=lambda p: (post_date(p), p.id), reverse=True))
-            for g in by_section[key].values()
-        ]
-        blogs.sort(key=lambda g: (-post_date(g[0]).timestamp(), g[0].feed_title.lower()))
-        built.append((key, tuple(blogs)))
-    return Grouped(tuple(built), len(chosen), len({p.feed_id for p in chosen}))
+        if key in counts:
+            blogs = _ranked_blogs(by_section.get(key, {}).values(), ranking.scores)
+            built.append(GroupedSection(key, blogs, counts[key]))
+    blog_count = len({p.feed_id for p in chosen})
+    return Grouped(tuple(built), len(chosen), blog_count, picks, ranking)
+
+
+def _ranked_blogs(
+    blogs: Iterable[list[StoredPost]], scores: Mapping[int, Score]
+) -> tuple[tuple[StoredPost, ...], ...]:
+    ordered = [tuple(sorted(posts, key=lambda p: rank_key(p, scores))) for posts in blogs]
+    ordered.sort(key=lambda g: (rank_key(g[0], scores)[:2], g[0].feed_title.lower()))
+    return tuple(ordered)
 
 
 def arrange(
     posts: Sequence[StoredPost] | Grouped, level: Level, sections: frozenset[str] | None = None
 ) -> Layout:
-    """The layout of one level: full items within the caps, the rest named per blog."""
+    """The layout of one level: the picks, full items within the caps, the rest named per
+    blog."""
     grouped = posts if isinstance(posts, Grouped) else group(posts, sections)
-    built = tuple(_section(key, blogs, level) for key, blogs in grouped.sections)
-    return Layout(built, grouped.post_count, grouped.blog_count, level)
+    cap = grouped.ranking.max_per_blog
+    built = tuple(_section(s, level, cap) for s in grouped.sections)
+    picks = tuple(_pick(p, grouped, level) for p in grouped.picks) if level.per_section else ()
+    return Layout(built, grouped.post_count, grouped.blog_count, level, picks)
 
 
-def _section(key: str, blogs: tuple[tuple[StoredPost, ...], ...], level: Level) -> Section:
+def _pick(post: StoredPost, grouped: Grouped, level: Level) -> Pick:
+    scores = grouped.ranking.scores
+    why = scores[post.id].reason if post.id in scores else ""
+    return Pick(_item(post, level.excerpt_words), SECTION_TITLES[post.section], why)
+
+
+def _section(section: GroupedSection, level: Level, max_per_blog: int) -> Section:
     shown: list[Blog] = []
     left: list[Blog] = []
     budget = level.per_section
-    # A quiet week with few blogs shows more of each, up to MAX_PER_BLOG.
-    per_blog = max(level.per_blog, min(MAX_PER_BLOG, level.per_section // len(blogs)))
+    blogs = section.blogs
+    # A quiet week with few blogs shows more of each, up to max_per_blog.
+    per_blog = min(max_per_blog, max(level.per_blog, level.per_section // max(1, len(blogs))))
     for posts in blogs:
         take = min(per_blog, budget, len(posts))
         budget -= take
@@ -201,19 +264,20 @@ def _section(key: str, blogs: tuple[tuple[StoredPost, ...], ...], level: Level) 
             post_date(posts[0]),
         )
         (shown if items else left).append(blog)
-    count = sum(len(p) for p in blogs)
-    return Section(key, SECTION_TITLES[key], tuple(shown), tuple(left), count)
+    title = SECTION_TITLES[section.key]
+    return Section(section.key, title, tuple(shown), tuple(left), section.post_count)
 
 
 def _item(post: StoredPost, excerpt_words: int) -> Item:
     return Item(
+        post_id=post.id,
         title=one_line(post.title) or "(untitled)",
         link=web_link(post.link),
         blog=one_line(post.feed_title),
         author=_distinct_author(post.author, post.feed_title),
         date=post_date(post),
         minutes=reading_minutes(post.words or len(post.text.split())),
-        excerpt=_cut(post.text, excerpt_words),
+        excerpt=excerpt(post.text, post.title, excerpt_words),
     )
 
 
@@ -230,15 +294,3 @@ def _distinct_author(author: str | None, blog: str) -> str | None:
         return None
     a, b = author.strip().lower(), blog.strip().lower()
     return None if not a or a in b or b in a else author.strip()
-
-
-# TeX blocks (MathJax/KaTeX macros at the top of a post) read as noise in an excerpt.
-_MATH = re.compile(r"\$\$.*?\$\$|\\\[.*?\\\]|\\begin\{(\w+\*?)\}.*?\\end\{\1\}", re.S)
-
-
-def _cut(text: str, words: int) -> str:
-    if not words:
-        return ""
-    # Stored text is clean since it is made (text.strip_invisible); a post stored before may not be.
-    clean = strip_invisible(_MATH.sub(" ", text))
-    return excerpt(clean, min_words=max(1, words - 15), max_words=words)

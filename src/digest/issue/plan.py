@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, Select, and_, case, func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
 from digest.errors import InputError
-from digest.issue.compose import LATE_GRACE, Layout, Window, belongs, unique_articles, window_for
+from digest.issue.compose import (
+    Layout,
+    Ranking,
+    Window,
+    belongs,
+    unique_articles,
+    window_for,
+)
+from digest.issue.picks import Score, score_posts
 from digest.issue.render import IssueMeta, Renderer
-from digest.models import Feed, Issue, Post
+from digest.issue.signals import load_signals
+from digest.issue.stored import candidates, claimed_posts
+from digest.models import Curation, Issue, Post
 from digest.storage import Database, utcnow
-from digest.types import UNSUBSCRIBE_PLACEHOLDER, IssueStatus, RenderedEmail, StoredPost
+from digest.types import (
+    UNSUBSCRIBE_PLACEHOLDER,
+    IssueStatus,
+    RenderedEmail,
+    StoredPost,
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +45,7 @@ class IssuePlan:
     posts: tuple[StoredPost, ...]  # one per article, what the issue shows
     duplicate_ids: tuple[int, ...] = ()  # the same articles from other feeds: claimed, not shown
     issue_id: int | None = None  # set when this window is already recorded
+    scores: Mapping[int, Score] = field(default_factory=dict)  # by post id (issue/picks.py)
 
     @property
     def window(self) -> Window:
@@ -64,21 +79,31 @@ def plan_issue(
     with db.session() as s:
         recorded = s.scalar(select(Issue).where(Issue.window_end == end))
         if recorded is not None:
-            posts = _claimed_posts(s, recorded.id)
-            kept, dups = unique_articles(posts)
-            return IssuePlan(
-                recorded.number,
-                recorded.window_start,
-                recorded.window_end,
-                _ordered(kept),
-                tuple(p.id for p in dups),
-                recorded.id,
-            )
+            return _recorded_plan(s, recorded)
         window = window_for(end, s.scalars(select(Issue.window_end)))
         number = 1 + (s.scalar(select(func.count()).where(Issue.window_end < end)) or 0)
-        candidates = [p for p in _candidates(s, window) if belongs(p, window)]
-    kept, dups = unique_articles(candidates)
-    return IssuePlan(number, window.start, window.end, _ordered(kept), tuple(p.id for p in dups))
+        kept, dups = unique_articles(p for p in candidates(s, window) if belongs(p, window))
+        scores = score_posts(kept, load_signals(s, kept, window, None))
+    dup_ids = tuple(p.id for p in dups)
+    return IssuePlan(number, window.start, window.end, _ordered(kept), dup_ids, None, scores)
+
+
+def _recorded_plan(s: Session, issue: Issue) -> IssuePlan:
+    """The plan of a recorded issue: the posts it claimed, scored as when it was recorded
+    (with its own curator's verdicts)."""
+    kept, dups = unique_articles(claimed_posts(s, issue.id))
+    window = Window(issue.window_start, issue.window_end)
+    scores = score_posts(kept, load_signals(s, kept, window, issue.id))
+    dup_ids = tuple(p.id for p in dups)
+    return IssuePlan(
+        issue.number,
+        issue.window_start,
+        issue.window_end,
+        _ordered(kept),
+        dup_ids,
+        issue.id,
+        scores,
+    )
 
 
 def record_issue(db: Database, settings: Settings, plan: IssuePlan) -> RecordedIssue | None:
@@ -95,11 +120,10 @@ def record_issue(db: Database, settings: Settings, plan: IssuePlan) -> RecordedI
         if existing is not None:
             return _recorded(existing)
         number = 1 + (s.scalar(select(func.max(Issue.number))) or 0)
-        numbered = IssuePlan(
-            number, plan.window_start, plan.window_end, plan.posts, plan.duplicate_ids
-        )
+        numbered = replace(plan, number=number)
+        meta, budget = _meta(settings, numbered), budget_bytes(settings)
         rendered = _renderer(settings).fit(
-            plan.posts, _meta(settings, numbered), budget_bytes(settings)
+            plan.posts, meta, budget, None, _ranking(settings, plan)
         )[1]
         issue = Issue(
             number=number,
@@ -122,6 +146,8 @@ def record_issue(db: Database, settings: Settings, plan: IssuePlan) -> RecordedI
                 .where(Post.id.in_(chunk), Post.issue_id.is_(None))
                 .values(issue_id=issue.id)
             )
+        # The curator's verdicts were for this issue: the next one starts afresh.
+        s.execute(update(Curation).where(Curation.issue_id.is_(None)).values(issue_id=issue.id))
         return _recorded(issue)
 
 
@@ -136,7 +162,8 @@ def render_plan(
     """The plan rendered within the size budget; a preview passes the feed health note
     (ingest.health.failing_note), which subscribers' copies never carry."""
     meta = _meta(settings, plan, health=tuple(health))
-    return _renderer(settings).fit(plan.posts, meta, budget_bytes(settings), sections)
+    ranking = _ranking(settings, plan)
+    return _renderer(settings).fit(plan.posts, meta, budget_bytes(settings), sections, ranking)
 
 
 def render_recorded(
@@ -147,15 +174,7 @@ def render_recorded(
         issue = s.get(Issue, issue_id)
         if issue is None:
             raise InputError(f"no issue with id {issue_id}")
-        kept, dups = unique_articles(_claimed_posts(s, issue_id))
-        plan = IssuePlan(
-            issue.number,
-            issue.window_start,
-            issue.window_end,
-            _ordered(kept),
-            tuple(p.id for p in dups),
-            issue.id,
-        )
+        plan = _recorded_plan(s, issue)
     layout, rendered = render_plan(db, settings, plan, sections)
     return None if layout.empty else rendered
 
@@ -230,70 +249,6 @@ def budget_bytes(settings: Settings) -> int:
 # ---- queries ----------------------------------------------------------------------------
 
 
-def _candidates(s: Session, window: Window) -> list[StoredPost]:
-    later = select(Issue.id).where(Issue.window_end > window.end)
-    dated = and_(Post.date > window.start - LATE_GRACE, Post.date <= window.end)
-    undated = and_(
-        Post.date.is_(None), Post.first_seen > window.start, Post.first_seen <= window.end
-    )
-    query = (
-        _post_query()
-        .where(Feed.active, or_(dated, undated))
-        # Unclaimed posts; and, for an older week rendered again, those later issues took.
-        .where(or_(Post.issue_id.is_(None), Post.issue_id.in_(later)))
-    )
-    return [_stored(row) for row in s.execute(query)]
-
-
-def _claimed_posts(s: Session, issue_id: int) -> list[StoredPost]:
-    return [_stored(row) for row in s.execute(_post_query().where(Post.issue_id == issue_id))]
-
-
-# A teaser-only post's length is its page's, once counted (pages.py).
-_READ_WORDS = case((Post.page_words > Post.words, Post.page_words), else_=Post.words)
-
-
-def _post_query() -> Select[*tuple[Any, ...]]:
-    # Columns in StoredPost's field order, then the feed's URL: rows unpack straight into it.
-    return select(
-        Post.id,
-        Post.feed_id,
-        Feed.title,
-        Feed.site_url,
-        Feed.section,
-        Post.title,
-        Post.link,
-        Post.canonical_url,
-        Post.author,
-        Post.date,
-        Post.first_seen,
-        Post.from_first_poll,
-        Post.text,
-        _READ_WORDS,
-        Feed.url,
-    ).join(Feed, Feed.id == Post.feed_id)
-
-
-def _stored(row: Row[Any]) -> StoredPost:
-    values: list[Any] = list(row)
-    feed_url = values.pop()
-    post = StoredPost(*values)
-    if not post.feed_title or post.text is None or post.words is None:
-        post = replace(
-            post,
-            feed_title=post.feed_title or _host(feed_url),
-            text=post.text or "",
-            words=post.words or 0,
-        )
-    return post
-
-
-def _host(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    return urlsplit(url).hostname or url
-
-
 def _ordered(posts: Sequence[StoredPost]) -> tuple[StoredPost, ...]:
     return tuple(sorted(posts, key=lambda p: p.id))
 
@@ -315,6 +270,11 @@ def _meta(settings: Settings, plan: IssuePlan, health: tuple[str, ...] = ()) -> 
     return IssueMeta(
         nl.title, plan.number, plan.window, nl.base_url, ZoneInfo(nl.timezone), health=health
     )
+
+
+def _ranking(settings: Settings, plan: IssuePlan) -> Ranking:
+    nl = settings.newsletter
+    return Ranking(plan.scores, nl.picks, nl.max_per_blog)
 
 
 def _renderer(settings: Settings) -> Renderer:

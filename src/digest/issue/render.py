@@ -15,7 +15,16 @@ import jinja2
 from premailer import Premailer
 
 from digest.errors import RenderError
-from digest.issue.compose import LEVELS, Grouped, Layout, Window, arrange, group
+from digest.issue.compose import (
+    LEVELS,
+    NO_RANKING,
+    Grouped,
+    Layout,
+    Ranking,
+    Window,
+    arrange,
+    group,
+)
 from digest.text import cut_at_word
 from digest.types import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail, StoredPost
 
@@ -84,13 +93,11 @@ class Renderer:
 
     def render(self, layout: Layout, meta: IssueMeta) -> RenderedEmail:
         """The subject, inlined HTML and plain text of one layout."""
-        context = self._context(layout, meta)
         try:
+            context = self._context(layout, meta)
             subject = " ".join(self.env.get_template("subject.txt.j2").render(context).split())
-            preheader = self.env.get_template("preheader.txt.j2").render(context)
-            context.update(
-                subject=subject, preheader=cut_at_word(" ".join(preheader.split()), PREHEADER_CHARS)
-            )
+            preheader = cut_at_word(context["in_this_issue"], PREHEADER_CHARS)
+            context.update(subject=subject, preheader=preheader)
             html = self.env.get_template("digest.html.j2").render(context)
             text = self.env.get_template("digest.txt.j2").render(context)
         except jinja2.TemplateError as e:
@@ -104,9 +111,10 @@ class Renderer:
         meta: IssueMeta,
         budget: int,
         sections: frozenset[str] | None = None,
+        ranking: Ranking = NO_RANKING,
     ) -> tuple[Layout, RenderedEmail]:
         """The richest layout whose inlined HTML stays under ``budget`` bytes."""
-        grouped = group(posts, sections)
+        grouped = group(posts, sections, ranking)
         # Inlining is the slow step: pick the level from raw template sizes (inlining grows
         # them by a steady factor), inline once, and step down only if the guess was short.
         ratio = INLINE_GROWTH
@@ -135,10 +143,13 @@ class Renderer:
         return len(self.env.get_template("digest.html.j2").render(context).encode())
 
     def _context(self, layout: Layout, meta: IssueMeta) -> dict[str, Any]:
-        return {
+        """What the templates see; "in_this_issue" is the preheader template's line (the
+        counts per section and the picks' titles), shown under the title too."""
+        context = {
             "title": meta.title,
             "number": meta.number,
             "window": meta.window,
+            "picks": layout.picks,
             "sections": layout.sections,
             "post_count": layout.post_count,
             "blog_count": layout.blog_count,
@@ -147,6 +158,9 @@ class Renderer:
             "unsubscribe_url": meta.unsubscribe_url,
             "health": meta.health,
         }
+        line = self.env.get_template("preheader.txt.j2").render(context)
+        context["in_this_issue"] = " ".join(line.split())
+        return context
 
     def _day(self, value: datetime) -> str:
         local = value.astimezone(self.timezone)

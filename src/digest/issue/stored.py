@@ -1,0 +1,100 @@
+"""Stored posts as an issue reads them: the candidates of a window, the posts an issue claimed,
+each with what it needs of its feed and its feed's rules applied."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import Row, Select, and_, case, or_, select
+from sqlalchemy.orm import Session
+
+from digest.issue.compose import LATE_GRACE, Window
+from digest.issue.rules import apply_rules
+from digest.models import Feed, Issue, Post
+from digest.types import FeedRules, StoredPost
+
+# A teaser-only post's length is its page's, once counted (pages.py).
+_READ_WORDS = case((Post.page_words > Post.words, Post.page_words), else_=Post.words)
+
+
+def candidates(s: Session, window: Window) -> list[StoredPost]:
+    """Posts that may belong to the window (compose.belongs decides), skipped ones left out."""
+    later = select(Issue.id).where(Issue.window_end > window.end)
+    dated = and_(Post.date > window.start - LATE_GRACE, Post.date <= window.end)
+    undated = and_(
+        Post.date.is_(None), Post.first_seen > window.start, Post.first_seen <= window.end
+    )
+    query = (
+        _post_query()
+        .where(Feed.active, or_(dated, undated))
+        # Unclaimed posts; and, for an older week rendered again, those later issues took.
+        .where(or_(Post.issue_id.is_(None), Post.issue_id.in_(later)))
+    )
+    return _posts(s, s.execute(query))
+
+
+def claimed_posts(s: Session, issue_id: int) -> list[StoredPost]:
+    return _posts(s, s.execute(_post_query().where(Post.issue_id == issue_id)))
+
+
+def _post_query() -> Select[*tuple[Any, ...]]:
+    # Columns in StoredPost's field order, then the feed's URL and the post's categories.
+    return select(
+        Post.id,
+        Post.feed_id,
+        Feed.title,
+        Feed.site_url,
+        Feed.section,
+        Post.title,
+        Post.link,
+        Post.canonical_url,
+        Post.author,
+        Post.date,
+        Post.first_seen,
+        Post.from_first_poll,
+        Post.text,
+        _READ_WORDS,
+        Feed.url,
+        Post.categories,
+    ).join(Feed, Feed.id == Post.feed_id)
+
+
+def _posts(s: Session, rows: Iterable[Row[Any]]) -> list[StoredPost]:
+    """The rows as posts, their feeds' rules applied (a skipped post is left out)."""
+    rules = _feed_rules(s)
+    posts = []
+    for row in rows:
+        values: tuple[Any, ...] = tuple(row)
+        feed_url, categories = values[-2:]
+        post = StoredPost(*values[:-2])
+        if not post.feed_title or post.text is None or post.words is None:
+            post = replace(
+                post,
+                feed_title=post.feed_title or _host(feed_url),
+                text=post.text or "",
+                words=post.words or 0,
+            )
+        ruled = rules.get(post.feed_id)
+        kept = post if ruled is None else apply_rules(post, categories, ruled)
+        if kept is not None:
+            posts.append(kept)
+    return posts
+
+
+def _feed_rules(s: Session) -> dict[int, FeedRules]:
+    """The rules that act on single posts, by feed (a plain `section:` moved the whole feed
+    when the feeds table was synced)."""
+    query = select(Feed.id, Feed.rule_skip, Feed.rule_section, Feed.rule_section_if).where(
+        or_(Feed.rule_skip.is_not(None), Feed.rule_section_if.is_not(None))
+    )
+    return {
+        feed: FeedRules(skip, section, section_if)
+        for feed, skip, section, section_if in s.execute(query)
+    }
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or url
