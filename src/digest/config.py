@@ -29,9 +29,11 @@ from digest.settingvalues import (
     parse_database_url,
     parse_duration,
     parse_float_or_none,
+    parse_imap_url,
     parse_int,
     parse_mailbox,
     parse_networks,
+    parse_optional_address,
     parse_optional_mailbox,
     parse_optional_path,
     parse_path,
@@ -128,6 +130,10 @@ class NewsletterSettings:
     )
     templates: Path = setting(Path("templates"), parse_path, "folder of Jinja2 templates")
     max_kb: int = setting(90, parse_int(20, 1000), "size budget of the HTML part, in KB")
+    bounce_address: str = setting(
+        "", parse_optional_address, "envelope sender (Return-Path) of every mail (default: from)"
+    )
+    verp: bool = setting(True, parse_bool, "tag bounce_address per subscriber: bounces+TAG@...")
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,34 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class BouncesSettings:
+    imap_url: str = setting(
+        "",
+        parse_imap_url,
+        "bounce mailbox, imaps://USER@HOST/INBOX (empty: none)",
+        shown=hide_password,
+    )
+    password: str = setting("", parse_str, "password of that mailbox", secret=True)
+    password_file: Path | None = setting(None, parse_optional_path, "file holding that password")
+    done_folder: str = setting("digest-done", parse_str, "folder handled messages go to")
+    delete: bool = setting(False, parse_bool, "delete handled messages instead of moving them")
+    interval: timedelta = setting(timedelta(minutes=15), parse_duration, "how often it is read")
+    soft_limit: int = setting(5, parse_int(1, 1000), "soft bounces in soft_window that bounce")
+    soft_window: timedelta = setting(
+        timedelta(days=30), parse_duration, "soft bounces count this long"
+    )
+
+
+@dataclass(frozen=True)
+class WebhooksSettings:
+    ses: bool = setting(False, parse_bool, "Amazon SES events through SNS at /webhooks/ses")
+    ses_topic_arn: str = setting("", parse_str, "the one SNS topic accepted (default: any)")
+    postmark: bool = setting(False, parse_bool, "Postmark bounce webhooks at /webhooks/postmark")
+    postmark_user: str = setting("postmark", parse_str, "basic auth user Postmark sends")
+    postmark_password: str = setting("", parse_str, "its basic auth password", secret=True)
+
+
+@dataclass(frozen=True)
 class WebSettings:
     enabled: bool = setting(True, parse_bool, "serve the web endpoint inside `digest run`")
     host: str = setting("127.0.0.1", parse_str, "address the web endpoint listens on")
@@ -161,6 +195,8 @@ class Settings:
     feeds: FeedsSettings = field(default_factory=FeedsSettings)
     newsletter: NewsletterSettings = field(default_factory=NewsletterSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    bounces: BouncesSettings = field(default_factory=BouncesSettings)
+    webhooks: WebhooksSettings = field(default_factory=WebhooksSettings)
     web: WebSettings = field(default_factory=WebSettings)
 
     @property
@@ -184,13 +220,11 @@ class Settings:
         return key
 
     def smtp_password(self) -> str:
-        path = self.smtp.password_file
-        if path is None:
-            return self.smtp.password
-        try:
-            return path.read_text().strip()
-        except OSError as e:
-            raise ConfigError(f"smtp.password_file: cannot read {path}: {e.strerror}") from e
+        return _password(self.smtp.password, self.smtp.password_file, "smtp.password_file")
+
+    def bounces_password(self) -> str:
+        path = self.bounces.password_file
+        return _password(self.bounces.password, path, "bounces.password_file")
 
     def replace(self, **sections: Mapping[str, Any]) -> Settings:
         """A copy with some values changed, e.g. ``replace(feeds={"timeout": ...})``."""
@@ -199,6 +233,15 @@ class Settings:
             for name, values in sections.items()
         }
         return dataclasses.replace(self, **changed)
+
+
+def _password(given: str, path: Path | None, name: str) -> str:
+    if path is None:
+        return given
+    try:
+        return path.read_text().strip()
+    except OSError as e:
+        raise ConfigError(f"{name}: cannot read {path}: {e.strerror}") from e
 
 
 @dataclass(frozen=True)
@@ -225,6 +268,8 @@ SECTIONS: dict[str, type] = {
     "feeds": FeedsSettings,
     "newsletter": NewsletterSettings,
     "smtp": SmtpSettings,
+    "bounces": BouncesSettings,
+    "webhooks": WebhooksSettings,
     "web": WebSettings,
 }
 
