@@ -7,6 +7,9 @@ fails, lazy imports inside functions included.
     __main__, cli            the command line: wires everything, the web app included
     web                      the web endpoint (the daemon runs it when the CLI hands it over)
     daemon                   the long-running service and what `digest status` reports
+    bounces                  hearing back from inboxes: reads mailboxes and webhooks' reports,
+                             applies them to subscribers (above delivery: VERP tags, the
+                             delivery log; below the daemon and web, which run it)
     delivery, feedlist       built on the layer below: delivery sends recorded issues,
                              feedlist discovers feeds over ingest's HTTP
     issue, ingest            the weekly issue; polling
@@ -34,6 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("digest.cli",),
     ("digest.web",),
     ("digest.daemon",),
+    ("digest.bounces",),
     ("digest.delivery", "digest.feedlist"),
     ("digest.issue", "digest.ingest"),
     ("digest.locks",),

@@ -112,7 +112,7 @@ def test_collect_status(db: Database) -> None:
         ("https://b.example/feed", True),
         ("https://c.example/feed", False),
     ]
-    assert status["subscribers"] == {"active": 3, "unsubscribed": 1, "bounced": 1}
+    assert status["subscribers"] == {"active": 3, "unsubscribed": 1, "bounced": 1, "complained": 0}
     json.dumps(status)  # plain data
 
     lines = format_status(status, "Europe/Berlin")

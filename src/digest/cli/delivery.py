@@ -27,12 +27,16 @@ def subscribers() -> None:
 @click.argument("email")
 @click.option("--name", help="Display name (in the To: header).")
 @click.option("--sections", help="Comma-separated sections to receive: ml,systems (default all).")
+@click.option("--force", is_flag=True, help="Subscribe again someone who reported us as spam.")
 @pass_app
-def subscribers_add(app: App, email: str, name: str | None, sections: str | None) -> None:
-    """Subscribe EMAIL (again, if they had left: you typed it)."""
+def subscribers_add(
+    app: App, email: str, name: str | None, sections: str | None, force: bool
+) -> None:
+    """Subscribe EMAIL (again, if they had left: you typed it). Someone who reported the
+    newsletter as spam (complained) is refused without --force."""
     from digest.delivery.subscribers import add_subscriber
 
-    info, outcome = add_subscriber(app.db, email, name=name, sections=sections)
+    info, outcome = add_subscriber(app.db, email, name=name, sections=sections, force=force)
     chosen = ",".join(info.sections) if info.sections else "all sections"
     click.echo(f"{outcome}: {info.email} ({chosen})")
 
