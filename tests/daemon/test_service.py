@@ -375,3 +375,33 @@ def test_a_poll_round_waits_for_a_poll_by_hand(
         d._poll_round()
     assert "poll round skipped: another poll holds database x: pid 7 on here" in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_the_bounce_mailbox_is_read_every_interval_only_when_set(db: Database) -> None:
+    from digest.bounces.mailbox import FetchSummary
+
+    calls: list[float] = []
+
+    def fake_fetch(db: Database, settings: Settings) -> FetchSummary:
+        calls.append(time.monotonic())
+        if len(calls) == 2:
+            raise daemon_module.DigestError("mailbox down")  # logged; the next round runs
+        return FetchSummary()
+
+    d = Daemon(db, make_settings(), poll=FakePoll(), send=FakeSend(), bounces=fake_fetch)
+    thread, _codes = start(d)
+    time.sleep(0.5)
+    d.stop.set()
+    thread.join(15)
+    assert calls == []  # no bounces.imap_url: never read
+    settings = make_settings(
+        bounces_imap_url="imaps://u@mail.example.org/INBOX", bounces_interval="0.3s"
+    )
+    d = Daemon(db, settings, poll=FakePoll(), send=FakeSend(), bounces=fake_fetch)
+    thread, _codes = start(d)
+    try:
+        wait_for(lambda: len(calls) >= 3)  # at start-up, then every 0.3 s, errors or not
+    finally:
+        d.stop.set()
+        thread.join(15)
+    assert calls[2] - calls[0] >= 0.5

@@ -30,6 +30,7 @@ COMMAND_MODULES = {
     "run": "daemon",
     "status": "daemon",
     "opml": "opml",
+    "bounces": "bounces",
 }
 
 

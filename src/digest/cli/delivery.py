@@ -81,6 +81,31 @@ def subscribers_list(app: App, as_json: bool, status: str | None) -> None:
         click.echo(f"{r.email:{width}}  {state:28}  {sections:16}  {r.name or ''}".rstrip())
 
 
+@subscribers.command("show")
+@click.argument("address")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def subscribers_show(app: App, address: str, as_json: bool) -> None:
+    """One subscriber: status, sections, and every bounce and complaint heard about them."""
+    from digest.bounces.events import list_events
+    from digest.delivery.subscribers import find_subscriber
+
+    info = find_subscriber(app.db, address)
+    events = list_events(app.db, email=info.email, limit=1000)
+    if as_json:
+        data = {**info.as_json(), "events": [e.as_json() for e in events]}
+        click.echo(json.dumps(data, indent=2))
+        return
+    sections = ",".join(info.sections) if info.sections else "all"
+    click.echo(f"{info.email}  {info.status}  sections: {sections}  {info.name or ''}".rstrip())
+    click.echo(f"subscribed {info.created_at:%Y-%m-%d %H:%M} UTC")
+    if info.unsubscribed_at is not None:
+        click.echo(f"left {info.unsubscribed_at:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"bounces and complaints: {len(events) or 'none'}")
+    for event in events:
+        click.echo("  " + event.line())
+
+
 @subscribers.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.option("--sections", help="Sections for rows that don't name their own (default all).")

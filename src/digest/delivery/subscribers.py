@@ -202,6 +202,16 @@ def remove_subscriber(db: Database, email: str) -> SubscriberInfo:
         return info
 
 
+def find_subscriber(db: Database, email: str) -> SubscriberInfo:
+    """One subscriber by address; InputError when unknown."""
+    address = _lookup_address(email)
+    with db.session() as s:
+        row = s.scalars(select(Subscriber).where(Subscriber.email == address)).one_or_none()
+        if row is None:
+            raise InputError(f"no subscriber {address}")
+        return _info(row)
+
+
 def list_subscribers(db: Database, status: SubscriberStatus | None = None) -> list[SubscriberInfo]:
     with db.session() as s:
         query = select(Subscriber).order_by(Subscriber.email)
