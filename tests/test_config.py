@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from digest.config import declared, effective, load_settings
+from digest.config import declared
+from digest.configfile import effective, load_settings
 from digest.errors import ConfigError
 from digest.settingvalues import parse_duration, parse_send_at
 from tests.conftest import run_cli

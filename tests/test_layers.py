@@ -7,13 +7,17 @@ fails, lazy imports inside functions included.
     __main__, cli            the command line: wires everything, the web app included
     web                      the web endpoint (the daemon runs it when the CLI hands it over)
     daemon                   the long-running service and what `digest status` reports
+    bounces                  hearing back from inboxes: reads mailboxes and webhooks' reports,
+                             applies them to subscribers (above delivery: VERP tags, the
+                             delivery log; below the daemon and web, which run it)
     delivery, feedlist       built on the layer below: delivery sends recorded issues,
                              feedlist discovers feeds over ingest's HTTP
     issue, ingest            the weekly issue; polling
     locks                    one daemon, one sender, one poller per database
     storage, migrations      the database
     models                   the schema
-    columns, text, urls      column widths; plain text; URLs
+    columns, text, urls,     column widths; plain text; URLs; settings read from TOML and
+    configfile               the environment, and shown
     types, config            records and statuses; settings, each declared once
     errors, settingvalues,   the error tree; how setting values are read from text;
     processes, digest        whether a process runs; the package itself (its version)
@@ -34,12 +38,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("digest.cli",),
     ("digest.web",),
     ("digest.daemon",),
+    ("digest.bounces",),
     ("digest.delivery", "digest.feedlist"),
     ("digest.issue", "digest.ingest"),
     ("digest.locks",),
     ("digest.storage", "digest.migrations"),
     ("digest.models",),
-    ("digest.columns", "digest.text", "digest.urls"),
+    ("digest.columns", "digest.text", "digest.urls", "digest.configfile"),
     ("digest.types", "digest.config"),
     ("digest.errors", "digest.settingvalues", "digest.processes", "digest"),
 )

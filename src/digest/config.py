@@ -1,17 +1,10 @@
-"""Settings: each declared once with its default, parser and help; loaded from TOML and env.
-
-Precedence: defaults < config file (``--config``, ``$DIGEST_CONFIG``, ``./digest.toml``) <
-environment (``DIGEST_<SECTION>_<KEY>``).
-"""
+"""Settings: each declared once with its default, parser and help (configfile.py loads them
+from TOML and the environment, and shows them)."""
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
 import logging
-import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,16 +16,17 @@ from digest.errors import ConfigError
 from digest.settingvalues import (
     Network,
     Parser,
-    format_duration,
     hide_password,
     parse_bool,
     parse_choice,
     parse_database_url,
     parse_duration,
     parse_float_or_none,
+    parse_imap_url,
     parse_int,
     parse_mailbox,
     parse_networks,
+    parse_optional_address,
     parse_optional_mailbox,
     parse_optional_path,
     parse_path,
@@ -137,6 +131,10 @@ class NewsletterSettings:
         parse_int(1, 50),
         "a blog with more posts in a week shows its best this many and 'and N more'",
     )
+    bounce_address: str = setting(
+        "", parse_optional_address, "envelope sender (Return-Path) of every mail (default: from)"
+    )
+    verp: bool = setting(True, parse_bool, "tag bounce_address per subscriber: bounces+TAG@...")
 
 
 @dataclass(frozen=True)
@@ -158,6 +156,34 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class BouncesSettings:
+    imap_url: str = setting(
+        "",
+        parse_imap_url,
+        "bounce mailbox, imaps://USER@HOST/INBOX (empty: none)",
+        shown=hide_password,
+    )
+    password: str = setting("", parse_str, "password of that mailbox", secret=True)
+    password_file: Path | None = setting(None, parse_optional_path, "file holding that password")
+    done_folder: str = setting("digest-done", parse_str, "folder handled messages go to")
+    delete: bool = setting(False, parse_bool, "delete handled messages instead of moving them")
+    interval: timedelta = setting(timedelta(minutes=15), parse_duration, "how often it is read")
+    soft_limit: int = setting(5, parse_int(1, 1000), "soft bounces in soft_window that bounce")
+    soft_window: timedelta = setting(
+        timedelta(days=30), parse_duration, "soft bounces count this long"
+    )
+
+
+@dataclass(frozen=True)
+class WebhooksSettings:
+    ses: bool = setting(False, parse_bool, "Amazon SES events through SNS at /webhooks/ses")
+    ses_topic_arn: str = setting("", parse_str, "the one SNS topic accepted (default: any)")
+    postmark: bool = setting(False, parse_bool, "Postmark bounce webhooks at /webhooks/postmark")
+    postmark_user: str = setting("postmark", parse_str, "basic auth user Postmark sends")
+    postmark_password: str = setting("", parse_str, "its basic auth password", secret=True)
+
+
+@dataclass(frozen=True)
 class WebSettings:
     enabled: bool = setting(True, parse_bool, "serve the web endpoint inside `digest run`")
     host: str = setting("127.0.0.1", parse_str, "address the web endpoint listens on")
@@ -170,6 +196,8 @@ class Settings:
     feeds: FeedsSettings = field(default_factory=FeedsSettings)
     newsletter: NewsletterSettings = field(default_factory=NewsletterSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    bounces: BouncesSettings = field(default_factory=BouncesSettings)
+    webhooks: WebhooksSettings = field(default_factory=WebhooksSettings)
     web: WebSettings = field(default_factory=WebSettings)
 
     @property
@@ -193,13 +221,11 @@ class Settings:
         return key
 
     def smtp_password(self) -> str:
-        path = self.smtp.password_file
-        if path is None:
-            return self.smtp.password
-        try:
-            return path.read_text().strip()
-        except OSError as e:
-            raise ConfigError(f"smtp.password_file: cannot read {path}: {e.strerror}") from e
+        return _password(self.smtp.password, self.smtp.password_file, "smtp.password_file")
+
+    def bounces_password(self) -> str:
+        path = self.bounces.password_file
+        return _password(self.bounces.password, path, "bounces.password_file")
 
     def replace(self, **sections: Mapping[str, Any]) -> Settings:
         """A copy with some values changed, e.g. ``replace(feeds={"timeout": ...})``."""
@@ -208,6 +234,15 @@ class Settings:
             for name, values in sections.items()
         }
         return dataclasses.replace(self, **changed)
+
+
+def _password(given: str, path: Path | None, name: str) -> str:
+    if path is None:
+        return given
+    try:
+        return path.read_text().strip()
+    except OSError as e:
+        raise ConfigError(f"{name}: cannot read {path}: {e.strerror}") from e
 
 
 @dataclass(frozen=True)
@@ -234,167 +269,21 @@ SECTIONS: dict[str, type] = {
     "feeds": FeedsSettings,
     "newsletter": NewsletterSettings,
     "smtp": SmtpSettings,
+    "bounces": BouncesSettings,
+    "webhooks": WebhooksSettings,
     "web": WebSettings,
 }
 
 
-def _key(f: dataclasses.Field[Any]) -> str:
+def setting_key(f: dataclasses.Field[Any]) -> str:
+    """The key a setting has in files and variables (newsletter.from is the field from_addr)."""
     return str(f.metadata.get("key") or f.name)
 
 
 def declared() -> list[SettingInfo]:
     """Every setting, in declaration order."""
     return [
-        SettingInfo(section, f.name, _key(f), f.metadata["doc"], f.metadata["secret"])
+        SettingInfo(section, f.name, setting_key(f), f.metadata["doc"], f.metadata["secret"])
         for section, cls in SECTIONS.items()
         for f in dataclasses.fields(cls)
     ]
-
-
-def find_config_file(explicit: str | Path | None, env: Mapping[str, str]) -> Path | None:
-    if explicit:
-        return Path(explicit)
-    if env.get("DIGEST_CONFIG"):
-        return Path(env["DIGEST_CONFIG"])
-    default = Path("digest.toml")
-    return default if default.exists() else None
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
-
-
-def load_settings(
-    config_file: str | Path | None = None, env: Mapping[str, str] | None = None
-) -> Settings:
-    """Build Settings from defaults, the config file and the environment."""
-    env = os.environ if env is None else env
-    path = find_config_file(config_file, env)
-    data = read_toml(path) if path else {}
-    unknown_sections = set(data) - set(SECTIONS)
-    if unknown_sections:
-        raise ConfigError(
-            f"unknown section [{sorted(unknown_sections)[0]}] in {path}; "
-            f"known: {', '.join(SECTIONS)}"
-        )
-    warn_unknown_variables(env)
-    sections: dict[str, Any] = {}
-    for section, cls in SECTIONS.items():
-        given = data.get(section, {})
-        if not isinstance(given, dict):
-            raise ConfigError(f"[{section}] in {path} must be a table")
-        sections[section] = cls(**_parse_section(section, cls, given, env, path))
-    return Settings(**sections)
-
-
-def warn_unknown_variables(env: Mapping[str, str]) -> None:
-    """A warning for each DIGEST_* variable that names no setting (a misspelt TOML key is an
-    error; a misspelt variable would otherwise change nothing, silently)."""
-    known = {info.env for info in declared()} | {"DIGEST_CONFIG"}
-    for name in sorted(env):
-        if name.startswith("DIGEST_") and name not in known and not name.startswith(_TEST):
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]}?" if close else "; `digest config --keys` lists them"
-            log.warning("environment variable %s names no setting%s", name, hint)
-
-
-# DIGEST_TEST_* is the test suite's own (DIGEST_TEST_DATABASE_URL), never a setting.
-_TEST = "DIGEST_TEST_"
-
-
-def _parse_section(
-    section: str, cls: type, given: dict[str, Any], env: Mapping[str, str], path: Path | None
-) -> dict[str, Any]:
-    fields = {(f.metadata.get("key") or f.name): f for f in dataclasses.fields(cls)}
-    unknown = set(given) - set(fields)
-    if unknown:
-        name = sorted(unknown)[0]
-        raise ConfigError(
-            f"unknown setting {section}.{name} in {path}; known: "
-            + ", ".join(f"{section}.{k}" for k in fields)
-        )
-    values: dict[str, Any] = {}
-    for key, f in fields.items():
-        env_name = f"DIGEST_{section}_{key}".upper()
-        if env_name in env:
-            raw, origin = env[env_name], f"environment variable {env_name}"
-        elif key in given:
-            raw, origin = given[key], f"{section}.{key} in {path}"
-        else:
-            continue
-        try:
-            values[f.name] = f.metadata["parse"](raw)
-        except ValueError as e:
-            shown = _shown(f, raw)
-            raise ConfigError(f"{section}.{key}: bad value {shown!r} ({origin}): {e}") from None
-    return values
-
-
-def effective(settings: Settings, *, show_secrets: bool = False) -> dict[str, dict[str, Any]]:
-    """Settings as plain data, secrets masked, for `digest config`."""
-    out: dict[str, dict[str, Any]] = {}
-    for section, cls in SECTIONS.items():
-        values = getattr(settings, section)
-        out[section] = {}
-        for f in dataclasses.fields(cls):
-            value = getattr(values, f.name)
-            if not show_secrets:
-                value = _shown(f, value)
-            out[section][f.metadata.get("key") or f.name] = _plain(value)
-    return out
-
-
-def as_toml(settings: Settings) -> str:
-    """The effective settings as a TOML file that ``--config`` reads back: each setting with
-    its help above it; unset ones, and ones shown masked (a secret, a database password),
-    commented out, so that reading the file back never plants a mask as a value."""
-    lines: list[str] = []
-    for section, cls in SECTIONS.items():
-        lines.append(f"[{section}]")
-        values = getattr(settings, section)
-        for f in dataclasses.fields(cls):
-            raw = getattr(values, f.name)
-            shown = _shown(f, raw)
-            lines.append(f"# {f.metadata['doc']}")
-            line = f"{_key(f)} = {_toml_value(_plain(shown))}"
-            if raw is None or raw == "" or raw == ():
-                line = f"# {_key(f)} ="
-            elif shown != raw:
-                line = f"# {line}  (set, but not shown)"
-            lines.append(line)
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(str(value))  # a JSON string is a TOML basic string
-
-
-def _shown(f: dataclasses.Field[Any], value: Any) -> Any:
-    """A value as messages may show it: secrets masked, a database password hidden."""
-    if f.metadata["secret"] and value:
-        return "********"
-    shown = f.metadata.get("shown")
-    return shown(value) if shown and isinstance(value, str) else value
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, timedelta):
-        return format_duration(value)
-    if isinstance(value, tuple):
-        return ", ".join(map(str, value))
-    if isinstance(value, Path):
-        return str(value)
-    return value

@@ -9,6 +9,7 @@ DigestError
 │   └── ParseError       not a feed, or a feed feedparser can't read
 ├── InputError           bad user input (an email address, a date, a file)
 ├── RenderError          a template failed
+├── MailboxError         the bounce mailbox (IMAP) could not be read
 └── SendError            SMTP failed
     ├── TransientSendError   4xx, dropped connection: try again later
     └── PermanentSendError   5xx for one recipient: don't retry
@@ -67,6 +68,10 @@ class InputError(DigestError):
 
 class RenderError(DigestError):
     """A template failed to render."""
+
+
+class MailboxError(DigestError):
+    """The bounce mailbox could not be read (connection, login, folder)."""
 
 
 class SendError(DigestError):

@@ -28,6 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from digest import columns as width
 from digest.types import (
+    BounceKind,
     DeliveryStatus,
     FeedStatus,
     FetchOutcome,
@@ -246,6 +247,29 @@ class Delivery(Base):
     message_id: Mapped[str | None] = mapped_column(String(width.MESSAGE_ID))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class BounceEvent(Base):
+    """A bounce or complaint heard back about a subscriber (an inbox, a webhook), kept."""
+
+    __tablename__ = "bounce_events"
+    __table_args__ = (
+        # A report read twice (a fetch that died before moving it, a webhook sent again)
+        # counts once.
+        UniqueConstraint("source_id", "subscriber_id", name="uq_bounce_events_source"),
+        Index("ix_bounce_events_subscriber", "subscriber_id", "at"),
+        Index("ix_bounce_events_issue", "issue_id", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="SET NULL"))
+    kind: Mapped[BounceKind] = mapped_column(StatusText(BounceKind))
+    source: Mapped[str] = mapped_column(String(width.STATUS))  # imap, ses, postmark
+    source_id: Mapped[str] = mapped_column(String(width.HASH))
+    status_code: Mapped[str | None] = mapped_column(String(width.STATUS))  # 5.1.1, abuse
+    diagnostic: Mapped[str] = mapped_column(Text, default="")
 
 
 class Meta(Base):

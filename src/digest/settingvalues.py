@@ -202,6 +202,27 @@ def parse_optional_mailbox(value: Any) -> str:
     return parse_mailbox(value) if parse_str(value).strip() else ""
 
 
+def parse_optional_address(value: Any) -> str:
+    """A bare address (``bounces@news.example.org``: no display name), lower case, or empty."""
+    text = parse_str(value).strip()
+    if not text:
+        return ""
+    if not re.fullmatch(r"[A-Za-z0-9._%+=-]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+", text):
+        raise ValueError("expected a bare address such as bounces@news.example.org")
+    return text.lower()
+
+
+def parse_imap_url(value: Any) -> str:
+    """``imaps://user@host[:port]/FOLDER`` (TLS) or ``imap://...`` (STARTTLS when offered), or
+    empty; a user with an @ is written %40."""
+    text = parse_str(value).strip()
+    if not text:
+        return ""
+    if not re.fullmatch(r"imaps?://[^@/\s]+@[^@/\s]+(/[^\s]*)?", text):
+        raise ValueError("expected imaps://USER@HOST/FOLDER (a user's @ written %40)")
+    return text
+
+
 def hide_password(url: str) -> str:
     """A URL with the password of its user part shown as ***, for messages and `digest config`:
     ``postgresql://digest:s3cret@db/digest`` -> ``postgresql://digest:***@db/digest``."""

@@ -9,6 +9,7 @@ from or goes (as reader keeps its _types.py).
     the poll       -> Outcome, FeedResult  -> the policy and storage
     storage        -> StoredPost           -> the issue (compose, render)
     the issue      -> RenderedEmail        -> delivery (message, mail)
+    an inbox, a webhook -> BounceReport    -> bounces (apply)
 
 Statuses are StrEnums: each value is the string stored in its column.
 """
@@ -74,6 +75,36 @@ class SubscriberStatus(StrEnum):
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
+    COMPLAINED = "complained"  # pressed "spam": never mailed again, not even by import
+
+
+class BounceKind(StrEnum):
+    """What an inbox told us about one message (BounceEvent.kind)."""
+
+    HARD = "hard"  # the address is dead: bounced at once
+    SOFT = "soft"  # full, delayed, blocked for now: bounced after bounces.soft_limit
+    COMPLAINT = "complaint"  # a spam report (RFC 5965 ARF, a sending service's complaint)
+
+
+# --- from an inbox or a webhook to bounces ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BounceReport:
+    """What one bounce, complaint or auto-reply says, before it is matched to a subscriber.
+
+    ``kind`` None: nothing to act on; ``ignored`` tells an auto-reply (handled, dropped) from a
+    message nobody could read (left where it is).
+    """
+
+    kind: BounceKind | None
+    note: str  # why: "5.1.1", "abuse report", "auto-reply", "not a bounce"
+    recipients: tuple[str, ...] = ()  # the failed (or complaining) addresses, lower case
+    diagnostic: str = ""  # the server's words, one line
+    message_id: str | None = None  # the Message-ID of our message, when quoted
+    addressed_to: tuple[str, ...] = ()  # where the report was sent: a VERP address, maybe
+    ignored: bool = False
+    at: datetime | None = None  # when the service saw it (webhooks); None: when we read it
 
 
 # --- sections ------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from digest.config import Settings, load_settings
+from digest.config import Settings
+from digest.configfile import load_settings
 from digest.daemon import service as daemon_module
 from digest.daemon.schedule import SEND_STATE_KEY, SendState
 from digest.daemon.service import Daemon
@@ -412,3 +413,33 @@ def test_a_shorter_poll_interval_brings_feeds_forward_at_start(db: Database) -> 
     assert all(t is not None and T0 <= t < T0 + timedelta(seconds=30) for t in moved)
     assert times["https://held.example/feed"] == T0 + timedelta(hours=2)
     assert times["https://soon.example/feed"] == T0 + timedelta(seconds=10)
+
+
+def test_the_bounce_mailbox_is_read_every_interval_only_when_set(db: Database) -> None:
+    from digest.bounces.mailbox import FetchSummary
+
+    calls: list[float] = []
+
+    def fake_fetch(db: Database, settings: Settings) -> FetchSummary:
+        calls.append(time.monotonic())
+        if len(calls) == 2:
+            raise daemon_module.DigestError("mailbox down")  # logged; the next round runs
+        return FetchSummary()
+
+    d = Daemon(db, make_settings(), poll=FakePoll(), send=FakeSend(), bounces=fake_fetch)
+    thread, _codes = start(d)
+    time.sleep(0.5)
+    d.stop.set()
+    thread.join(15)
+    assert calls == []  # no bounces.imap_url: never read
+    settings = make_settings(
+        bounces_imap_url="imaps://u@mail.example.org/INBOX", bounces_interval="0.3s"
+    )
+    d = Daemon(db, settings, poll=FakePoll(), send=FakeSend(), bounces=fake_fetch)
+    thread, _codes = start(d)
+    try:
+        wait_for(lambda: len(calls) >= 3)  # at start-up, then every 0.3 s, errors or not
+    finally:
+        d.stop.set()
+        thread.join(15)
+    assert calls[2] - calls[0] >= 0.5

@@ -8,7 +8,7 @@ import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from digest.config import load_settings
+from digest.configfile import load_settings
 from digest.daemon.schedule import SEND_STATE_KEY, SendState
 from digest.daemon.status import collect_status, format_status
 from digest.locks import DaemonLock
@@ -112,7 +112,7 @@ def test_collect_status(db: Database) -> None:
         ("https://b.example/feed", True),
         ("https://c.example/feed", False),
     ]
-    assert status["subscribers"] == {"active": 3, "unsubscribed": 1, "bounced": 1}
+    assert status["subscribers"] == {"active": 3, "unsubscribed": 1, "bounced": 1, "complained": 0}
     json.dumps(status)  # plain data
 
     lines = format_status(status, "Europe/Berlin")

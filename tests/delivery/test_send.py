@@ -201,8 +201,8 @@ def test_in_flight_row_is_sent_again_and_others_resume(db: Database, sink: Flaky
     stop = threading.Event()
 
     class StopAfterTwo(SmtpTransport):
-        def send(self, raw: bytes, recipient: str) -> None:
-            super().send(raw, recipient)
+        def send(self, raw: bytes, recipient: str, sender: str | None = None) -> None:
+            super().send(raw, recipient, sender)
             if len(sink.recipients()) == 2:
                 stop.set()
 
@@ -257,7 +257,7 @@ def test_sender_refused_stops_with_an_error(db: Database, sink: FlakySMTP) -> No
     settings = settings_for(sink).replace(newsletter={"from_addr": "x@bad.example"})
 
     class RefuseSender(SmtpTransport):
-        def send(self, raw: bytes, recipient: str) -> None:
+        def send(self, raw: bytes, recipient: str, sender: str | None = None) -> None:
             raise SendError("the server refuses the sender x@bad.example: 553")
 
     issue = new_issue(db)

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from digest.config import Settings, load_settings
+from digest.config import Settings
+from digest.configfile import load_settings
 from digest.errors import ConfigError
 from digest.issue.sendtimes import (
     SendSchedule,

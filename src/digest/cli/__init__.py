@@ -13,7 +13,8 @@ import click
 
 from digest import __version__
 from digest.cli.context import App, pass_app
-from digest.config import as_toml, declared, effective
+from digest.config import declared
+from digest.configfile import as_toml, effective
 from digest.errors import DigestError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,6 +34,7 @@ COMMAND_MODULES = {
     "run": "daemon",
     "status": "daemon",
     "opml": "opml",
+    "bounces": "bounces",
 }
 
 

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import click
 
-from digest.config import Settings, load_settings
+from digest.config import Settings
+from digest.configfile import load_settings
 
 if TYPE_CHECKING:  # SQLAlchemy costs a third of a second to import: only commands that need it
     from digest.storage import Database

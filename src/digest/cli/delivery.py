@@ -27,12 +27,16 @@ def subscribers() -> None:
 @click.argument("email")
 @click.option("--name", help="Display name (in the To: header).")
 @click.option("--sections", help="Comma-separated sections to receive: ml,systems (default all).")
+@click.option("--force", is_flag=True, help="Subscribe again someone who reported us as spam.")
 @pass_app
-def subscribers_add(app: App, email: str, name: str | None, sections: str | None) -> None:
-    """Subscribe EMAIL (again, if they had left: you typed it)."""
+def subscribers_add(
+    app: App, email: str, name: str | None, sections: str | None, force: bool
+) -> None:
+    """Subscribe EMAIL (again, if they had left: you typed it). Someone who reported the
+    newsletter as spam (complained) is refused without --force."""
     from digest.delivery.subscribers import add_subscriber
 
-    info, outcome = add_subscriber(app.db, email, name=name, sections=sections)
+    info, outcome = add_subscriber(app.db, email, name=name, sections=sections, force=force)
     chosen = ",".join(info.sections) if info.sections else "all sections"
     click.echo(f"{outcome}: {info.email} ({chosen})")
 
@@ -76,6 +80,31 @@ def subscribers_list(app: App, as_json: bool, status: str | None) -> None:
             state += f" {r.unsubscribed_at:%Y-%m-%d %H:%M} UTC"
         sections = ",".join(r.sections) if r.sections else "all"
         click.echo(f"{r.email:{width}}  {state:28}  {sections:16}  {r.name or ''}".rstrip())
+
+
+@subscribers.command("show")
+@click.argument("address")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def subscribers_show(app: App, address: str, as_json: bool) -> None:
+    """One subscriber: status, sections, and every bounce and complaint heard about them."""
+    from digest.bounces.events import list_events
+    from digest.delivery.subscribers import find_subscriber
+
+    info = find_subscriber(app.db, address)
+    events = list_events(app.db, email=info.email, limit=1000)
+    if as_json:
+        data = {**info.as_json(), "events": [e.as_json() for e in events]}
+        click.echo(json.dumps(data, indent=2))
+        return
+    sections = ",".join(info.sections) if info.sections else "all"
+    click.echo(f"{info.email}  {info.status}  sections: {sections}  {info.name or ''}".rstrip())
+    click.echo(f"subscribed {info.created_at:%Y-%m-%d %H:%M} UTC")
+    if info.unsubscribed_at is not None:
+        click.echo(f"left {info.unsubscribed_at:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"bounces and complaints: {len(events) or 'none'}")
+    for event in events:
+        click.echo("  " + event.line())
 
 
 @subscribers.command("import")

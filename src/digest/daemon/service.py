@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any, Protocol
 
+from digest.bounces.mailbox import FetchSummary, fetch_bounces
 from digest.config import Settings
 from digest.daemon import startup
 from digest.daemon.schedule import (
@@ -57,6 +58,9 @@ class PollFn(Protocol):
     ) -> PollSummary: ...
 
 
+BouncesFn = Callable[[Database, Settings], FetchSummary]
+
+
 class ServeFn(Protocol):
     def __call__(
         self, db: Database, settings: Settings, *, stop: threading.Event | None = ...
@@ -91,6 +95,7 @@ class Daemon:
         poll: PollFn = poll_listed,
         send: SendFn = send_issue,
         serve: ServeFn | None = None,
+        bounces: BouncesFn = fetch_bounces,
         stop: threading.Event | None = None,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
@@ -115,6 +120,7 @@ class Daemon:
         self.abandoned = False
         self._poll = poll
         self._serve = serve
+        self._bounces = bounces
         self._scheduler: Any = None
         self._web: threading.Thread | None = None
         self._web_error: BaseException | None = None
@@ -181,6 +187,14 @@ class Daemon:
             id="send",
             next_run_time=started_at,
         )
+        if self.settings.bounces.imap_url:  # the bounce mailbox, read every bounces.interval
+            every = self.settings.bounces.interval.total_seconds()
+            scheduler.add_job(
+                self._job("bounces", self._bounce_round),
+                IntervalTrigger(seconds=every, timezone=UTC),
+                id="bounces",
+                next_run_time=started_at,
+            )
         scheduler.add_job(
             self._job("heartbeat", self._heartbeat),
             IntervalTrigger(seconds=HEARTBEAT_EVERY.total_seconds(), timezone=UTC),
@@ -304,6 +318,9 @@ class Daemon:
         else:
             log.debug("poll round: no feed due", extra={"fields": fields})
         self._report_health()
+
+    def _bounce_round(self) -> None:
+        self._bounces(self.db, self.settings)  # it logs what it read and did
 
     def _heartbeat(self) -> None:
         if not self.lock.heartbeat():

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
+from digest.bounces.events import issue_rates
 from digest.config import Settings
 from digest.daemon.schedule import (
     RUNNING_SETTINGS_KEY,
@@ -24,6 +25,9 @@ from digest.models import Delivery, Feed, Issue
 from digest.settingvalues import format_duration
 from digest.storage import Database
 from digest.types import DeliveryStatus, FeedStatus
+
+# Issues whose bounce and complaint rates `digest status` shows, newest first.
+RATES_SHOWN = 5
 
 
 def collect_status(db: Database, settings: Settings, now: datetime) -> dict[str, Any]:
@@ -47,6 +51,7 @@ def collect_status(db: Database, settings: Settings, now: datetime) -> dict[str,
         "feeds": feed_counts(db),
         "feeds_in_error": feeds_in_error(db, now),
         "subscribers": count_by_status(db),
+        "issue_rates": [r.as_json() for r in issue_rates(db, last=RATES_SHOWN)],
     }
 
 
@@ -174,9 +179,20 @@ def format_status(status: dict[str, Any], zone: str) -> list[str]:
         "last issue:  " + _issue_line(status["last_issue"], zone),
         f"feeds:       {status['feeds']['active']} active, {status['feeds']['inactive']} inactive",
         "subscribers: " + ", ".join(f"{n} {name}" for name, n in status["subscribers"].items()),
+        "rates:       " + ("none yet" if not status["issue_rates"] else "bounces and complaints"),
+        *(_rates_line(rates) for rates in status["issue_rates"]),
         f"feeds in error: {len(status['feeds_in_error'])}",
         *(_feed_line(feed, zone) for feed in status["feeds_in_error"]),
     ]
+
+
+def _rates_line(r: dict[str, Any]) -> str:
+    return (
+        f"  #{r['number']}: {r['sent']} delivered, {r['failed']} refused; "
+        f"bounce rate {r['bounce_rate']:.2%} ({r['hard_bounces']} hard, "
+        f"{r['soft_bounces']} soft), complaint rate {r['complaint_rate']:.2%} "
+        f"({r['complaints']})"
+    )
 
 
 def _daemon_line(daemon: dict[str, Any] | None, zone: str) -> str:

@@ -36,6 +36,7 @@ DKIM_HEADERS = (
     b"list-id",
     b"list-unsubscribe",
     b"list-unsubscribe-post",
+    b"feedback-id",
     b"mime-version",
     b"content-type",
 )
@@ -96,7 +97,10 @@ class SmtpTransport:
         if not settings.smtp.host:
             raise ConfigError("smtp.host is not set: sending is off")
         self.settings = settings
-        self.sender = parseaddr(settings.newsletter.from_addr)[1]
+        # Bounces go to the bounce address when there is one (each message may tag it: VERP).
+        self.sender = (
+            settings.newsletter.bounce_address or parseaddr(settings.newsletter.from_addr)[1]
+        )
         if "@" not in self.sender:
             raise ConfigError(f"newsletter.from has no address: {settings.newsletter.from_addr!r}")
         self.dkim = Dkim.from_settings(settings)
@@ -116,8 +120,10 @@ class SmtpTransport:
     ) -> None:
         self.close()
 
-    def send(self, raw: bytes, recipient: str) -> None:
-        """Hand one message for one recipient to the server, or raise a SendError."""
+    def send(self, raw: bytes, recipient: str, sender: str | None = None) -> None:
+        """Hand one message for one recipient to the server, or raise a SendError; ``sender``
+        is its envelope sender (MAIL FROM; default: the From address)."""
+        sender = sender or self.sender
         self._pace()
         smtp = self._connection()
         smtp.ehlo_or_helo_if_needed()
@@ -126,15 +132,14 @@ class SmtpTransport:
         if self.dkim is not None:
             raw = self.dkim.sign(raw)
         try:
-            _transaction(smtp, self.sender, recipient, raw)
+            _transaction(smtp, sender, recipient, raw)
         except smtplib.SMTPRecipientsRefused as e:
             code, reply = next(iter(e.recipients.values()), (0, b""))
             raise _by_code(code, f"{recipient} refused: {code} {_text(reply)}") from e
         except smtplib.SMTPSenderRefused as e:
             if e.smtp_code >= 500:
                 raise SendError(
-                    f"the server refuses the sender {self.sender}: {e.smtp_code} "
-                    f"{_text(e.smtp_error)}"
+                    f"the server refuses the sender {sender}: {e.smtp_code} {_text(e.smtp_error)}"
                 ) from e
             raise TransientSendError(f"sender deferred: {e.smtp_code} {_text(e.smtp_error)}") from e
         except smtplib.SMTPResponseException as e:  # DATA refused, 421 and the like
@@ -153,6 +158,7 @@ class SmtpTransport:
         attempts: int = 4,
         backoff: float = 1.0,
         stop: threading.Event | None = None,
+        sender: str | None = None,
     ) -> int:
         """send(), retrying transient failures after 1, 2, 4 ... x backoff seconds.
 
@@ -160,7 +166,7 @@ class SmtpTransport:
         """
         for attempt in range(1, attempts + 1):
             try:
-                self.send(raw, recipient)
+                self.send(raw, recipient, sender)
                 return attempt
             except TransientSendError as e:
                 if attempt == attempts or (stop is not None and stop.is_set()):

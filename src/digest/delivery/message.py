@@ -107,7 +107,12 @@ class PreparedEmail:
     """A rendered issue encoded once; render() makes one subscriber's message bytes cheaply."""
 
     def __init__(
-        self, rendered: RenderedEmail, settings: Settings, *, list_id: str | None = None
+        self,
+        rendered: RenderedEmail,
+        settings: Settings,
+        *,
+        list_id: str | None = None,
+        feedback_id: str | None = None,
     ) -> None:
         self.domain = sender_domain(settings)
         boundary = "=_" + secrets.token_hex(16)  # "=_" never occurs in quoted-printable
@@ -119,6 +124,7 @@ class PreparedEmail:
         tail = [
             ("List-Id", list_id or default_list_id(settings)),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            *([("Feedback-ID", feedback_id)] if feedback_id else []),
             ("MIME-Version", "1.0"),
             ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
         ]

@@ -19,6 +19,7 @@ from digest.delivery.sender import RenderFor, deliver_rows
 from digest.delivery.subscribers import parse_address, secret
 from digest.delivery.summary import SendSummary
 from digest.delivery.tokens import make_token
+from digest.delivery.verp import envelope_sender, feedback_id
 from digest.errors import InputError
 from digest.issue.plan import (
     IssuePlan,
@@ -172,6 +173,7 @@ def deliver(
         if issue is None:
             raise InputError(f"no issue with id {issue_id}")
         summary.issue, summary.subject = issue.number, issue.subject
+        ids = (issue.id, issue.number)
         summary.window_start, summary.window_end = issue.window_start, issue.window_end
     deliverylog.snapshot(db, issue_id)
     summary.resent = deliverylog.recover_in_flight(db, issue_id)
@@ -181,7 +183,7 @@ def deliver(
         transports = [transport] if transport else _transports(settings, len(rows))
         try:
             deliver_rows(
-                db, settings, rows, render_for, transports, summary, stop, attempts, backoff
+                db, settings, rows, render_for, transports, summary, stop, attempts, backoff, ids
             )
         finally:
             if transport is None:
@@ -226,10 +228,12 @@ def send_test(
             if subscriber is not None
             else "test-copy"  # not a subscriber: the link leads to the "not valid" page
         )
-    raw = PreparedEmail(rendered, settings).render(
+        subscriber_id = subscriber.id if subscriber is not None else None
+    raw = PreparedEmail(rendered, settings, feedback_id=feedback_id(settings, None)).render(
         to=address, unsubscribe_url=unsubscribe_url(settings, token)
     )
+    sender = envelope_sender(settings, key, subscriber_id, address, None)
     with SmtpTransport(settings) as transport:
-        transport.send_with_retry(raw, address)
+        transport.send_with_retry(raw, address, sender=sender)
     summary.sent = 1
     return summary

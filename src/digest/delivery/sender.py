@@ -19,6 +19,7 @@ from digest.delivery.message import PreparedEmail, address_header, sender_domain
 from digest.delivery.subscribers import secret
 from digest.delivery.summary import SendSummary
 from digest.delivery.tokens import make_token
+from digest.delivery.verp import envelope_sender, feedback_id
 from digest.errors import InputError, PermanentSendError, SendError, TransientSendError
 from digest.storage import Database
 from digest.types import DeliveryStatus, RenderedEmail, SubscriberStatus
@@ -40,21 +41,25 @@ def deliver_rows(
     stop: threading.Event | None,
     attempts: int,
     backoff: float,
+    issue: tuple[int, int] | None = None,
 ) -> None:
     """Claim, hand over and settle rows in order, with one message in flight per connection.
+    ``issue`` (id, number) tags the envelope senders and the Feedback-ID.
 
     This thread does every database write and rendering; the connections' threads only talk
     SMTP, so the server works on one message while the next is prepared and claimed.
     """
-    prepare = _Preparer(db, settings, render_for)
+    prepare = _Preparer(db, settings, render_for, issue)
     idle: queue.SimpleQueue[SmtpTransport] = queue.SimpleQueue()
     for transport in transports:
         idle.put(transport)
 
-    def hand_over(raw: bytes, recipient: str) -> None:
+    def hand_over(raw: bytes, recipient: str, sender: str) -> None:
         transport = idle.get()
         try:
-            transport.send_with_retry(raw, recipient, attempts=attempts, backoff=backoff, stop=stop)
+            transport.send_with_retry(
+                raw, recipient, attempts=attempts, backoff=backoff, stop=stop, sender=sender
+            )
         finally:
             idle.put(transport)
 
@@ -70,7 +75,8 @@ def deliver_rows(
                 message = prepare(row, dlog, summary)
                 if message is None or not dlog.claim(row, message[1]):
                     continue
-                in_flight.append((row, pool.submit(hand_over, message[0], row.email)))
+                raw, _id, sender = message
+                in_flight.append((row, pool.submit(hand_over, raw, row.email, sender)))
                 if len(in_flight) >= len(transports):
                     _settle(*in_flight.popleft(), dlog, summary, streak)
                 if summary.aborted:
@@ -88,18 +94,27 @@ def deliver_rows(
 
 
 class _Preparer:
-    """A subscriber's message bytes and Message-ID; each section choice rendered once."""
+    """A subscriber's message bytes, Message-ID and envelope sender; each section choice
+    rendered once."""
 
-    def __init__(self, db: Database, settings: Settings, render_for: RenderFor) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        render_for: RenderFor,
+        issue: tuple[int, int] | None,
+    ) -> None:
         self.settings = settings
         self.render_for = render_for
         self.key = secret(db, settings)
         self.domain = sender_domain(settings)
+        self.issue_id = issue[0] if issue else None
+        self.feedback_id = feedback_id(settings, issue[1] if issue else None)
         self.prepared: dict[frozenset[str] | None, PreparedEmail | None] = {}
 
     def __call__(
         self, row: DeliveryRow, dlog: DeliveryLog, summary: SendSummary
-    ) -> tuple[bytes, str] | None:
+    ) -> tuple[bytes, str, str] | None:
         if row.status != SubscriberStatus.ACTIVE:
             dlog.finish(row, DeliveryStatus.SKIPPED, f"subscriber is {row.status}")
             summary.skipped += 1
@@ -107,7 +122,9 @@ class _Preparer:
         if row.sections not in self.prepared:
             rendered = self.render_for(row.sections)
             self.prepared[row.sections] = (
-                PreparedEmail(rendered, self.settings) if rendered else None
+                PreparedEmail(rendered, self.settings, feedback_id=self.feedback_id)
+                if rendered
+                else None
             )
             summary.renders += 1
         email = self.prepared[row.sections]
@@ -127,7 +144,10 @@ class _Preparer:
             dlog.finish(row, DeliveryStatus.FAILED, str(e))
             summary.failed += 1
             return None
-        return raw, message_id
+        sender = envelope_sender(
+            self.settings, self.key, row.subscriber_id, row.email, self.issue_id
+        )
+        return raw, message_id, sender
 
 
 @dataclass

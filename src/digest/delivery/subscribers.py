@@ -149,11 +149,14 @@ def add_subscriber(
     name: str | None = None,
     sections: str | None = None,
     now: datetime | None = None,
+    force: bool = False,
 ) -> tuple[SubscriberInfo, str]:
     """Add one address; returns the subscriber and what happened.
 
     What happened: ``added``, ``updated`` (already active: name/sections changed as given) or
-    ``resubscribed`` (an operator typed the address of someone unsubscribed or bounced).
+    ``resubscribed`` (an operator typed the address of someone unsubscribed or bounced). Someone
+    who reported us as spam (complained) is refused unless ``force``: mailing them again costs
+    the whole list its inbox placement.
     """
     address, display = parse_address(email)
     name = parse_name(name or display)
@@ -173,6 +176,11 @@ def add_subscriber(
             s.add(row)
             s.flush()
             return _info(row), "added"
+        if row.status == SubscriberStatus.COMPLAINED and not force:
+            raise InputError(
+                f"{address} reported this newsletter as spam: not subscribed again "
+                "(--force if they asked for it themselves)"
+            )
         outcome = "updated" if row.status == SubscriberStatus.ACTIVE else "resubscribed"
         row.status, row.unsubscribed_at, row.hard_bounces = SubscriberStatus.ACTIVE, None, 0
         if name is not None:
@@ -192,6 +200,16 @@ def remove_subscriber(db: Database, email: str) -> SubscriberInfo:
         info = _info(row)
         s.delete(row)
         return info
+
+
+def find_subscriber(db: Database, email: str) -> SubscriberInfo:
+    """One subscriber by address; InputError when unknown."""
+    address = _lookup_address(email)
+    with db.session() as s:
+        row = s.scalars(select(Subscriber).where(Subscriber.email == address)).one_or_none()
+        if row is None:
+            raise InputError(f"no subscriber {address}")
+        return _info(row)
 
 
 def list_subscribers(db: Database, status: SubscriberStatus | None = None) -> list[SubscriberInfo]:
@@ -217,7 +235,7 @@ def import_subscribers(
     """Add every new valid address from a CSV with a header row, or from one address per line.
 
     Existing subscribers are skipped whatever their status: an old list must not re-subscribe
-    people who left.
+    people who left, bounced or complained.
     """
     default_sections = parse_sections(sections)
     summary = ImportSummary()

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from digest.config import Settings
 from digest.storage import Database
-from digest.web import reading
+from digest.web import reading, webhooks
 from digest.web.site import Site
 
 # On every response, 404s and errors included: no page of ours in another site's frame.
@@ -25,7 +25,8 @@ def make_app(db: Database, settings: Settings) -> Starlette:
     def not_found(request: Request, exc: Exception) -> Response:
         return site.page("not_found", 404)
 
-    app = Starlette(routes=reading.routes(site), exception_handlers={404: not_found})
+    routes = [*reading.routes(site), *webhooks.routes(site)]
+    app = Starlette(routes=routes, exception_handlers={404: not_found})
     app.add_middleware(_NoFraming)
     return app
 

@@ -1,0 +1,1 @@
+"""Hearing back from inboxes: bounces and complaints read, classified and applied to subscribers."""

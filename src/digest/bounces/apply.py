@@ -1,0 +1,193 @@
+"""Applying a report: find whom it is about, store the event, change the subscriber's status.
+
+Whom, in order of trust: a VERP tag in the address the report came back to (checked with the
+newsletter's key: a forged or altered tag drops the whole report), the Message-ID of our
+message (the delivery log knows whom it went to), else the failed addresses it names. Each
+event is stored once per report and subscriber (``source_id``), so reading a report twice, or a
+webhook sent again, changes nothing more.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from digest.bounces import policy
+from digest.bounces.events import rates_of
+from digest.columns import fit
+from digest.config import Settings
+from digest.delivery.verp import check_tag, read_tag
+from digest.models import BounceEvent, Delivery, Subscriber
+from digest.storage import Database, utcnow
+from digest.types import BounceKind, BounceReport, DeliveryStatus, SubscriberStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What applying one report did."""
+
+    forged: bool = False  # a VERP tag that does not check out: nothing done
+    matched: list[str] = field(default_factory=list)  # the subscribers it was about
+    stored: int = 0  # new events (0 when the report was seen before)
+    bounced: list[str] = field(default_factory=list)
+    complained: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Match:
+    subscriber_id: int
+    email: str
+    issue_id: int | None
+
+
+def source_id(source: str, identity: str) -> str:
+    """The stored identity of a report: its source and its own id (or its bytes' hash)."""
+    return hashlib.sha256(f"{source}\0{identity}".encode()).hexdigest()
+
+
+def apply_report(
+    db: Database,
+    settings: Settings,
+    key: str,
+    report: BounceReport,
+    *,
+    source: str,
+    identity: str,
+    now: datetime | None = None,
+) -> Outcome:
+    """Store a bounce or complaint and act on it (a report without a kind does nothing)."""
+    outcome = Outcome()
+    if report.kind is None:
+        return outcome
+    matches = _tagged(db, settings, key, report)
+    if matches is None:
+        outcome.forged = True
+        log.warning("bounces: a report with a forged VERP tag (%s) ignored", report.addressed_to)
+        return outcome
+    matches = matches or _by_message_id(db, report) or _by_address(db, report)
+    now = now or utcnow()
+    for match in matches:
+        outcome.matched.append(match.email)
+        _apply_one(db, settings, report, match, (source, source_id(source, identity)), now, outcome)
+    return outcome
+
+
+def _apply_one(
+    db: Database,
+    settings: Settings,
+    report: BounceReport,
+    match: _Match,
+    origin: tuple[str, str],
+    now: datetime,
+    outcome: Outcome,
+) -> None:
+    assert report.kind is not None
+    source, event_id = origin
+    issue_id = match.issue_id or _latest_issue(db, match.subscriber_id, now)
+    before = rates_of(db, issue_id) if issue_id is not None else None
+    with db.session() as s:
+        seen = select(BounceEvent.id).where(
+            BounceEvent.source_id == event_id, BounceEvent.subscriber_id == match.subscriber_id
+        )
+        if s.scalar(seen) is not None:
+            return
+        s.add(
+            BounceEvent(
+                at=report.at or now,
+                subscriber_id=match.subscriber_id,
+                issue_id=issue_id,
+                kind=report.kind,
+                source=source,
+                source_id=event_id,
+                status_code=fit(report.note, 32),
+                diagnostic=report.diagnostic,
+            )
+        )
+        s.flush()
+        outcome.stored += 1
+        subscriber = s.get(Subscriber, match.subscriber_id)
+        assert subscriber is not None
+        soft = _soft_in_window(s, match.subscriber_id, now - settings.bounces.soft_window)
+        status = policy.new_status(
+            report.kind, subscriber.status, soft, settings.bounces.soft_limit
+        )
+        if status is not None:
+            subscriber.status = status
+            if status == SubscriberStatus.COMPLAINED:
+                subscriber.unsubscribed_at = subscriber.unsubscribed_at or now
+                outcome.complained.append(subscriber.email)
+            else:
+                outcome.bounced.append(subscriber.email)
+    after = rates_of(db, issue_id) if issue_id is not None else None
+    if before is not None and after is not None:
+        for line in policy.warnings(before, after):
+            log.warning("%s", line, extra={"fields": {"event": "rate", "issue": after.number}})
+
+
+def _soft_in_window(s: Session, subscriber_id: int, since: datetime) -> int:
+    query = select(func.count()).where(
+        BounceEvent.subscriber_id == subscriber_id,
+        BounceEvent.kind == BounceKind.SOFT,
+        BounceEvent.at >= since,
+    )
+    return int(s.scalar(query) or 0)
+
+
+def _tagged(
+    db: Database, settings: Settings, key: str, report: BounceReport
+) -> list[_Match] | None:
+    """The subscriber a VERP tag names ([] when there is no tag; None when it is forged)."""
+    bounce = settings.newsletter.bounce_address
+    tags = [t for a in report.addressed_to if bounce and (t := read_tag(bounce, a)) is not None]
+    if not tags:
+        return []
+    tag = tags[0]
+    with db.session() as s:
+        row = s.get(Subscriber, tag.subscriber_id)
+        if row is None or not check_tag(key, tag, row.email):
+            return None
+        return [_Match(row.id, row.email, tag.issue_id)]
+
+
+def _by_message_id(db: Database, report: BounceReport) -> list[_Match]:
+    if not report.message_id:
+        return []
+    with db.session() as s:
+        rows = s.execute(
+            select(Delivery.subscriber_id, Subscriber.email, Delivery.issue_id)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.message_id == report.message_id)
+        ).all()
+    return [_Match(*row) for row in rows]
+
+
+def _by_address(db: Database, report: BounceReport) -> list[_Match]:
+    if not report.recipients:
+        return []
+    with db.session() as s:
+        rows = s.execute(
+            select(Subscriber.id, Subscriber.email).where(Subscriber.email.in_(report.recipients))
+        ).all()
+    return [_Match(sid, email, None) for sid, email in rows]
+
+
+def _latest_issue(db: Database, subscriber_id: int, now: datetime) -> int | None:
+    """The issue last delivered to the subscriber: what a report without a link is about."""
+    with db.session() as s:
+        return s.scalar(
+            select(Delivery.issue_id)
+            .where(
+                Delivery.subscriber_id == subscriber_id,
+                Delivery.status == DeliveryStatus.SENT,
+                Delivery.sent_at <= now,
+            )
+            .order_by(Delivery.sent_at.desc())
+            .limit(1)
+        )

@@ -1,0 +1,119 @@
+"""The bounce events kept: listed for `digest bounces list` and `subscribers show`, and summed
+into each issue's bounce and complaint rates (`digest status`, /metrics)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import distinct, func, select
+
+from digest.bounces.policy import IssueRates
+from digest.models import BounceEvent, Delivery, Issue, Subscriber
+from digest.storage import Database
+from digest.types import BounceKind, DeliveryStatus
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    """One stored event as the commands show it."""
+
+    at: datetime
+    email: str
+    issue: int | None  # the issue's number
+    kind: BounceKind
+    source: str
+    status_code: str | None
+    diagnostic: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "email": self.email,
+            "issue": self.issue,
+            "kind": self.kind,
+            "source": self.source,
+            "status_code": self.status_code,
+            "diagnostic": self.diagnostic,
+        }
+
+    def line(self) -> str:
+        issue = f"#{self.issue}" if self.issue is not None else "-"
+        code = self.status_code or ""
+        return (
+            f"{self.at:%Y-%m-%d %H:%M}  {self.email}  {self.kind:9}  {issue:5}  {self.source:8}  "
+            f"{code:8}  {self.diagnostic[:100]}"
+        ).rstrip()
+
+
+def list_events(db: Database, *, email: str | None = None, limit: int = 100) -> list[EventInfo]:
+    """The newest events first, everyone's or one address's."""
+    query = (
+        select(BounceEvent, Subscriber.email, Issue.number)
+        .join(Subscriber, Subscriber.id == BounceEvent.subscriber_id)
+        .outerjoin(Issue, Issue.id == BounceEvent.issue_id)
+        .order_by(BounceEvent.at.desc(), BounceEvent.id.desc())
+        .limit(limit)
+    )
+    if email is not None:
+        query = query.where(Subscriber.email == email)
+    with db.session() as s:
+        return [
+            EventInfo(e.at, address, number, e.kind, e.source, e.status_code, e.diagnostic)
+            for e, address, number in s.execute(query)
+        ]
+
+
+def issue_rates(
+    db: Database, *, last: int | None = None, issue_id: int | None = None
+) -> list[IssueRates]:
+    """Each issue's deliveries, bounces and complaints, newest first (``last``: only those;
+    ``issue_id``: only that one). The function a /metrics endpoint calls: three queries.
+    """
+    with db.session() as s:
+        issues = select(Issue.id, Issue.number).order_by(Issue.number.desc())
+        if issue_id is not None:
+            issues = issues.where(Issue.id == issue_id)
+        if last is not None:
+            issues = issues.limit(last)
+        numbers: dict[int, int] = {iid: number for iid, number in s.execute(issues)}
+        if not numbers:
+            return []
+        deliveries = s.execute(
+            select(Delivery.issue_id, Delivery.status, func.count())
+            .where(Delivery.issue_id.in_(numbers))
+            .group_by(Delivery.issue_id, Delivery.status)
+        ).all()
+        events = s.execute(
+            select(
+                BounceEvent.issue_id,
+                BounceEvent.kind,
+                func.count(distinct(BounceEvent.subscriber_id)),
+            )
+            .where(BounceEvent.issue_id.in_(numbers))
+            .group_by(BounceEvent.issue_id, BounceEvent.kind)
+        ).all()
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    for row_issue, status, n in deliveries:
+        counts[row_issue][str(status)] = n
+    for event_issue, kind, n in events:
+        if event_issue is not None:
+            counts[event_issue][str(kind)] = n
+    return [
+        IssueRates(
+            number=number,
+            sent=counts[iid].get(DeliveryStatus.SENT, 0),
+            failed=counts[iid].get(DeliveryStatus.FAILED, 0),
+            hard=counts[iid].get(BounceKind.HARD, 0),
+            soft=counts[iid].get(BounceKind.SOFT, 0),
+            complaints=counts[iid].get(BounceKind.COMPLAINT, 0),
+        )
+        for iid, number in sorted(numbers.items(), key=lambda item: -item[1])
+    ]
+
+
+def rates_of(db: Database, issue_id: int) -> IssueRates | None:
+    found = issue_rates(db, issue_id=issue_id)
+    return found[0] if found else None
