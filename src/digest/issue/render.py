@@ -17,7 +17,12 @@ from premailer import Premailer
 from digest.errors import RenderError
 from digest.issue.compose import LEVELS, Grouped, Layout, Window, arrange, group
 from digest.text import cut_at_word
-from digest.types import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail, StoredPost
+from digest.types import (
+    PREFERENCES_PLACEHOLDER,
+    UNSUBSCRIBE_PLACEHOLDER,
+    RenderedEmail,
+    StoredPost,
+)
 
 PACKAGE_TEMPLATES = Path(__file__).parents[1] / "templates"
 TEXT_WIDTH = 78
@@ -35,6 +40,7 @@ class IssueMeta:
     base_url: str
     timezone: ZoneInfo
     unsubscribe_url: str = UNSUBSCRIBE_PLACEHOLDER
+    preferences_url: str = PREFERENCES_PLACEHOLDER
     health: tuple[str, ...] = ()  # feed health lines: previews only, never subscribers' copies
 
     @property
@@ -145,6 +151,7 @@ class Renderer:
             "base_url": meta.base_url,
             "web_url": meta.web_url,
             "unsubscribe_url": meta.unsubscribe_url,
+            "preferences_url": meta.preferences_url,
             "health": meta.health,
         }
 
