@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from digest.delivery.importing import import_subscribers
 from digest.delivery.subscribers import (
     add_subscriber,
     count_by_status,
-    import_subscribers,
     list_subscribers,
     parse_address,
     parse_sections,
