@@ -3,19 +3,26 @@ client, the CSRF token of a page, waiting for the outbox's emails, the links in 
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
+from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import select
 
 from digest.config import Settings
 from digest.models import Subscriber, SubscriberEvent
 from digest.storage import Database
+from tests.conftest import digest_env
 from tests.servers import SMTPSink
 
 KEY = "signup-test-key"
@@ -77,3 +84,38 @@ def events(db: Database, email: str) -> list[str]:
 def subscribers(db: Database) -> dict[str, str]:
     with db.session() as s:
         return {r.email: str(r.status) for r in s.scalars(select(Subscriber))}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str], cwd: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """A real `digest serve` process on a free port: its base URL and the process (stderr
+    captured in cwd/serve.log)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {"DIGEST_WEB_PORT": str(port), "DIGEST_NEWSLETTER_BASE_URL": base, **env}
+    log = (cwd / "serve.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digest", "--log-level", "info", "serve"],
+        env=digest_env(env), cwd=cwd, stdout=subprocess.DEVNULL, stderr=log, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(base + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, (cwd / "serve.log").read_text()
+                assert time.monotonic() < deadline, "digest serve did not start"
+                time.sleep(0.1)
+        yield base, process
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()

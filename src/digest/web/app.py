@@ -1,5 +1,5 @@
-"""The Starlette application: each concern's routes (reading.py, signup.py, preferences.py)
-on one Site, the 404 page, and the headers every response carries."""
+"""The Starlette application: each concern's routes (reading.py, signup.py, preferences.py,
+feed.py) on one Site, the 404 page, and the headers every response carries."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from digest.config import Settings
 from digest.storage import Database
-from digest.web import preferences, reading, signup
+from digest.web import feed, preferences, reading, signup
 from digest.web.site import Site
 
 # On every response, 404s and errors included: no page of ours in another site's frame.
@@ -29,6 +29,7 @@ def make_app(db: Database, settings: Settings) -> Starlette:
         *reading.routes(site),
         *signup.routes(site),
         *preferences.routes(site),
+        *feed.routes(site),
     ]
     app = Starlette(routes=routes, exception_handlers={404: not_found})
     app.state.site = site  # serve() closes its outbox when the server stops

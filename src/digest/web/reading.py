@@ -1,5 +1,5 @@
 """The pages a reader reaches from an issue: its web version, the archive (linking the sign-up
-form), and one-click unsubscribe (RFC 8058).
+form and the Atom feed), and one-click unsubscribe (RFC 8058).
 
 POST /unsubscribe/{token} acts at once and answers 200: no redirect, no cookie, nothing asked
 of the client (RFC 8058 3.1). GET only shows a page with a button, because mail scanners
@@ -29,13 +29,13 @@ ISSUE_CSP = (
 )
 # Issue numbers are stored as 32-bit integers; a larger one is no issue (404), not a 500.
 MAX_NUMBER = 2**31 - 1
-# The web version gets a bar above the issue: the archive, the sign-up form (the
+# The web version gets a bar above the issue: the archive, the feed, the sign-up form (the
 # stored HTML is the email's, which can't know whether the form is open today).
 _BODY = re.compile(r"<body[^>]*>", re.IGNORECASE)
 _BAR = (
     '<div style="padding:10px 16px;background:#222222;font:14px/1.5 Helvetica,Arial,'
     'sans-serif;text-align:center"><a href="/" style="color:#ffffff">All issues</a>'
-    "{signup}</div>"
+    '{signup} · <a href="/feed.xml" style="color:#ffffff">Feed</a></div>'
 )
 
 
