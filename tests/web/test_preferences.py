@@ -34,11 +34,11 @@ def test_switch_sections_unsubscribe_and_come_back(db: Database, client: TestCli
     url = url_for(db, "ada@example.com")
     page = client.get(url)
     assert page.status_code == 200
-    assert "every section" in page.text and page.text.count("checked") == 2
+    assert "all sections" in page.text and page.text.count("checked") == 2
     assert page.headers["cache-control"] == "no-store"
     csrf = csrf_of(page.text)
     saved = client.post(url, data={"csrf": csrf, "action": "save", "sections": ["systems"]})
-    assert "Saved: you get Systems." in saved.text
+    assert "Saved: you get Systems only." in saved.text
     subscriber = row(db, "ada@example.com")
     assert subscriber is not None and subscriber.sections == "systems"
     gone = client.post(url, data={"csrf": csrf_of(saved.text), "action": "unsubscribe"})

@@ -245,10 +245,12 @@ def send(
 @click.option("--port", type=int, help="Port (default: web.port).")
 @pass_app
 def serve(app: App, host: str | None, port: int | None) -> None:
-    """Serve the web endpoint: one-click unsubscribe and the issue archive.
+    """Serve the web endpoint: the archive, its feed, sign-up, preferences, unsubscribe.
 
     POST /unsubscribe/TOKEN unsubscribes at once (RFC 8058); GET shows a page with a button,
-    since link scanners follow GETs. /issues/N is the web version of issue N, / the archive.
+    since link scanners follow GETs. /issues/N is the web version of issue N, / the archive,
+    /feed.xml its Atom feed. With web.signup: /subscribe (double opt-in through
+    /confirm/TOKEN); /preferences/TOKEN always.
     """
     from digest.web import serve as run_server
 

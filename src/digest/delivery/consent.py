@@ -197,7 +197,8 @@ def export(db: Database, email: str) -> dict[str, Any]:
 
 
 def describe_sections(sections: str | None) -> str:
-    """ "Machine Learning, Systems" or "every section", as pages and the history say it."""
+    """Sections as pages and the history say them: "Machine Learning, Systems", or "all
+    sections" for None."""
     if sections is None:
-        return "every section"
+        return "all sections"
     return ", ".join(SECTION_TITLES[key] for key in sections.split(",") if key in SECTION_TITLES)

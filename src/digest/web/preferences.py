@@ -62,7 +62,8 @@ def change(site: Site, token: str, form: dict[str, list[str]], ip: str | None) -
         except InputError as e:
             return page(site, subscriber, 400, error=f"{e} To stop getting it, unsubscribe.")
         changed = change_sections(site.db, subscriber.id, sections, now=now, ip=ip)
-        notice = f"Saved: you get {describe_sections(sections)}." if changed else "No change."
+        only = " only" if sections is not None else ""
+        notice = f"Saved: you get {describe_sections(sections)}{only}." if changed else "No change."
     elif action == "unsubscribe":
         unsubscribe(site.db, subscriber.id, now=now, ip=ip, how="preferences page")
         notice = "You're unsubscribed. You won't get another issue."
