@@ -86,6 +86,8 @@ def test_digest_poll_reads_the_feed_of_a_real_digest_serve(
         second = run_digest(["poll", "--json"], poller, reader)
         feeds = run_digest(["feeds", "--json"], poller, reader)
     assert first.returncode == 0, first.stderr
+    log = (workdir / "serve.log").read_text()
+    assert f"sign-up form off ({base} is not https; set web.signup = true to open it)" in log
     assert json.loads(first.stdout) == {
         "feeds": 1, "new_posts": 1, "updated_posts": 0, "not_modified": 0, "errors": 0,
     }  # fmt: skip

@@ -61,6 +61,7 @@ def test_a_flood_from_one_client(
         watcher.join(10)
         time.sleep(1.0)  # the outbox has its ten to send; anything more would show now
         mails = len(smtp.messages)
+    assert "sign-up form on at http://127.0.0.1:" in (workdir / "serve.log").read_text()
     assert took < 60
     assert {status for status, _body, _s in answers} == {200}
     assert len({body for _status, body, _s in answers}) == 1

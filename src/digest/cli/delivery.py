@@ -253,6 +253,7 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     /confirm/TOKEN); /preferences/TOKEN always.
     """
     from digest.web import serve as run_server
+    from digest.web.site import signup_status
 
     settings = app.settings
     if host is not None or port is not None:
@@ -265,6 +266,7 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     click.echo(
         f"serving on http://{settings.web.host}:{settings.web.port} (Ctrl-C stops)", err=True
     )
+    click.echo(signup_status(settings), err=True)
     run_server(app.db, settings)
 
 

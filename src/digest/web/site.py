@@ -67,14 +67,8 @@ class Site:
     def say_how_signup_stands(self) -> None:
         """One log line on the sign-up form: on or off and why; and, when on with no SMTP
         server, that confirmation emails can't go (said in the log only, on no page)."""
-        web, base_url = self.settings.web, self.settings.newsletter.base_url
-        if not self.signup:
-            why = "web.signup = false" if web.signup is False else f"{base_url} is not https"
-            log.info("sign-up form off (%s; set web.signup = true to open it)", why)
-            return
-        why = "web.signup = true" if web.signup else f"{base_url} is https"
-        log.info("sign-up form on at %s/subscribe (%s)", base_url, why)
-        if not self.settings.sending_enabled:
+        log.info("%s", signup_status(self.settings))
+        if self.signup and not self.settings.sending_enabled:
             log.warning(
                 "sign-up is on but smtp.host is empty: no confirmation email can be sent, so "
                 "sign-ups stay pending (and are deleted after a week)"
@@ -93,6 +87,16 @@ class Site:
         if private:
             headers.update(PRIVATE)
         return HTMLResponse(html, status_code=status, headers=headers)
+
+
+def signup_status(settings: Settings) -> str:
+    """Whether the sign-up form is open, and why, in one line (the log, `digest serve`)."""
+    web, base_url = settings.web, settings.newsletter.base_url
+    if not settings.signup_enabled:
+        why = "web.signup = false" if web.signup is False else f"{base_url} is not https"
+        return f"sign-up form off ({why}; set web.signup = true to open it)"
+    why = "web.signup = true" if web.signup else f"{base_url} is https"
+    return f"sign-up form on at {base_url}/subscribe ({why})"
 
 
 def _local_date(value: Any, zone: str) -> str:
