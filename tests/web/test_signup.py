@@ -252,3 +252,21 @@ def test_without_smtp_the_pages_say_nothing_of_it(
     assert not any("smtp" in page.lower() or "sending" in page.lower() for page in pages)
     assert "Check your inbox" in pages[1]
     assert events(db, "a@example.com") == ["signed_up"]  # no email counted: none queued
+
+
+def test_a_reader_who_left_signs_up_again_and_is_back_once_confirmed(
+    db: Database, client: TestClient, smtp: SMTPSink
+) -> None:
+    from digest.delivery.subscribers import unsubscribe
+
+    info, _ = add_subscriber(db, "ada@example.com")
+    unsubscribe(db, info.id)
+    sign_up(client, "ada@example.com", ["ml"])
+    wait_for(lambda: len(smtp.raw) == 1)
+    left = row(db, "ada@example.com")
+    assert left is not None and (left.status, left.sections) == ("unsubscribed", "ml")
+    path = link_in(smtp.raw[0], "confirm")
+    client.post(path, data={"csrf": csrf_of(client.get(path).text)})
+    back = row(db, "ada@example.com")
+    assert back is not None and (back.status, back.unsubscribed_at) == ("active", None)
+    assert back.source == "web"
