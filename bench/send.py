@@ -85,7 +85,7 @@ def sink(bulk: bool) -> None:
 def fill(url: str, blogs: int, posts: int, subscribers: int) -> None:
     from busy_week import fill_week
 
-    from digest.delivery.subscribers import import_subscribers
+    from digest.delivery.importing import import_subscribers
     from digest.storage import Database
 
     db = Database(url)

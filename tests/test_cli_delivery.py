@@ -101,7 +101,7 @@ def test_three_subscribers_every_header_then_none(
     out = digest(["send", "--as-of", "2026-01-10T08:00Z"], env, workdir)
     assert "issue #1: 3 sent, 0 failed" in out
     assert sorted(sink.recipients()) == ["ann@example.com", "bob@example.com", "cy@example.com"]
-    tokens = set()
+    tokens, preferences = set(), set()
     for raw in sink.raw:
         msg = parsed(raw)
         for header in ("From", "To", "Subject", "Date", "Message-ID", "List-Id"):
@@ -120,10 +120,14 @@ def test_three_subscribers_every_header_then_none(
         assert msg.get_content_type() == "multipart/alternative"
         parts = list(msg.iter_parts())
         assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
-        for part in parts:  # the subscriber's own link in the footer of both parts
+        own = re.search(r"http://127\.0\.0\.1:8080/preferences/([\w.-]+)", parts[0].get_content())  # type: ignore[attr-defined]
+        assert own and own.group(1) != unsub.group(2)  # a token of its own, for that page
+        preferences.add(own.group(1))
+        for part in parts:  # the subscriber's own links in the footer of both parts
             assert unsub.group(1) in part.get_content()  # type: ignore[attr-defined]
+            assert own.group(0) in part.get_content()  # type: ignore[attr-defined]
         assert "Attention again" in parts[0].get_content()  # type: ignore[attr-defined]
-    assert len(tokens) == 3
+    assert len(tokens) == 3 and len(preferences) == 3
     assert delivery_counts(db_url) == {"sent": 3}
 
     again = run_digest(["send", "--as-of", "2026-01-10T08:00Z", "--json"], env, workdir)

@@ -19,6 +19,8 @@ PERSON = 256  # a subscriber's display name
 SECTIONS = 256  # a subscriber's comma-separated section keys
 MESSAGE_ID = 512
 META_KEY = 128
+IP = 45  # an IPv6 address as text, at its longest (with an IPv4 tail)
+EVENT = 512  # what a subscriber event says beyond its kind
 
 
 def fit(value: str | None, size: int, *, cut: bool = True) -> str | None:

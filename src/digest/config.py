@@ -56,6 +56,22 @@ def setting(
 
 
 log = logging.getLogger(__name__)
+# Unconfirmed sign-ups are deleted after a week: no confirmation link may outlive them.
+UNCONFIRMED_KEPT = timedelta(days=7)
+
+
+def parse_auto_bool(value: Any) -> bool | None:
+    """true/false, or "auto" (and empty) for the default that depends on other settings."""
+    if isinstance(value, str) and value.strip().lower() in ("", "auto"):
+        return None
+    return parse_bool(value)
+
+
+def parse_confirm_ttl(value: Any) -> timedelta:
+    ttl = parse_duration(value)
+    if ttl > UNCONFIRMED_KEPT:
+        raise ValueError("must be at most 7d (unconfirmed sign-ups are deleted after a week)")
+    return ttl
 
 
 @dataclass(frozen=True)
@@ -188,6 +204,17 @@ class WebSettings:
     enabled: bool = setting(True, parse_bool, "serve the web endpoint inside `digest run`")
     host: str = setting("127.0.0.1", parse_str, "address the web endpoint listens on")
     port: int = setting(8080, parse_int(0, 65535), "port of the web endpoint")
+    signup: bool | None = setting(
+        None,
+        parse_auto_bool,
+        "readers' sign-up form at /subscribe (default: on when newsletter.base_url is https)",
+    )
+    confirm_ttl: timedelta = setting(
+        timedelta(hours=48), parse_confirm_ttl, "how long a confirmation link works (at most 7d)"
+    )
+    signup_rate: int = setting(
+        10, parse_int(1, 10_000), "sign-ups per client address per hour; more are dropped"
+    )
 
 
 @dataclass(frozen=True)
@@ -203,6 +230,14 @@ class Settings:
     @property
     def sending_enabled(self) -> bool:
         return bool(self.smtp.host)
+
+    @property
+    def signup_enabled(self) -> bool:
+        """web.signup, else on exactly when newsletter.base_url is https (a form that takes
+        addresses over plain http, or on a test address, is off unless asked for)."""
+        if self.web.signup is not None:
+            return self.web.signup
+        return self.newsletter.base_url.lower().startswith("https://")
 
     def secret_key(self) -> str:
         """newsletter.secret_key, else what newsletter.secret_key_file holds, else "" (then

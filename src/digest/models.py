@@ -29,7 +29,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from digest import columns as width
 from digest.types import (
     BounceKind,
+    ConsentSource,
     DeliveryStatus,
+    EventKind,
     FeedStatus,
     FetchOutcome,
     IssueStatus,
@@ -228,6 +230,36 @@ class Subscriber(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     hard_bounces: Mapped[int] = mapped_column(Integer, default=0)
+    # The consent record: how they came, and when and from where they confirmed by email.
+    # (created_at is when they came; for a pending sign-up, its latest attempt.)
+    source: Mapped[ConsentSource | None] = mapped_column(StatusText(ConsentSource))
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirm_ip: Mapped[str | None] = mapped_column(String(width.IP))
+
+
+class SubscriberEvent(Base):
+    """One change in a subscriber's record (sign-up, confirmation, sections, leaving), with
+    its time and the request's address when a reader made it: their history, for export."""
+
+    __tablename__ = "subscriber_events"
+    __table_args__ = (Index("ix_subscriber_events_at", "subscriber_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[EventKind] = mapped_column(StatusText(EventKind))
+    detail: Mapped[str | None] = mapped_column(String(width.EVENT))
+    ip: Mapped[str | None] = mapped_column(String(width.IP))
+
+
+class Forgotten(Base):
+    """An address erased at its owner's request, as a keyed hash only: an import skips it,
+    and only the owner's own confirmation brings it back."""
+
+    __tablename__ = "forgotten"
+
+    digest: Mapped[str] = mapped_column(String(width.HASH), primary_key=True)
+    forgotten_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Delivery(Base):

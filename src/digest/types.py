@@ -72,6 +72,7 @@ class Verdict(StrEnum):
 class SubscriberStatus(StrEnum):
     """Whether we mail an address (Subscriber.status)."""
 
+    PENDING = "pending"  # signed up, not yet confirmed: never mailed but the confirmation
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
@@ -300,8 +301,9 @@ class StoredPost:
     words: int = 0  # length of the whole post, for reading time
 
 
-# Rendered once per section choice; each subscriber's copy replaces this with their own link.
+# Rendered once per section choice; each subscriber's copy replaces these with their own links.
 UNSUBSCRIBE_PLACEHOLDER = "https://unsubscribe.invalid/__DIGEST_TOKEN__"
+PREFERENCES_PLACEHOLDER = "https://preferences.invalid/__DIGEST_TOKEN__"
 
 
 @dataclass(frozen=True)
@@ -313,10 +315,34 @@ class RenderedEmail:
     text: str
     preheader: str = ""
 
-    def personal(self, unsubscribe_url: str) -> RenderedEmail:
-        return RenderedEmail(
-            self.subject,
-            self.html.replace(UNSUBSCRIBE_PLACEHOLDER, unsubscribe_url),
-            self.text.replace(UNSUBSCRIBE_PLACEHOLDER, unsubscribe_url),
-            self.preheader,
-        )
+    def personal(self, unsubscribe_url: str, preferences_url: str) -> RenderedEmail:
+        def own(body: str) -> str:
+            body = body.replace(UNSUBSCRIBE_PLACEHOLDER, unsubscribe_url)
+            return body.replace(PREFERENCES_PLACEHOLDER, preferences_url)
+
+        return RenderedEmail(self.subject, own(self.html), own(self.text), self.preheader)
+
+
+# --- readers' consent ----------------------------------------------------------------------
+
+
+class ConsentSource(StrEnum):
+    """How a subscriber came (Subscriber.source); None for those added before it was kept."""
+
+    WEB = "web"  # the sign-up form, then the emailed confirmation
+    CLI = "cli"  # `digest subscribers add` (the operator vouches, or --confirm sent a link)
+    IMPORT = "import"  # `digest subscribers import`
+
+
+class EventKind(StrEnum):
+    """One change in a subscriber's record (SubscriberEvent.kind), kept with its time."""
+
+    SIGNED_UP = "signed_up"  # the form was sent for this address
+    CONFIRM_SENT = "confirm_sent"  # a confirmation email was queued
+    REMINDER_SENT = "reminder_sent"  # an active address signed up again: its links, mailed
+    CONFIRMED = "confirmed"
+    ADDED = "added"  # by the operator
+    IMPORTED = "imported"
+    SECTIONS = "sections"  # detail: the new choice
+    UNSUBSCRIBED = "unsubscribed"
+    RESUBSCRIBED = "resubscribed"

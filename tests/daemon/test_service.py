@@ -443,3 +443,45 @@ def test_the_bounce_mailbox_is_read_every_interval_only_when_set(db: Database) -
         d.stop.set()
         thread.join(15)
     assert calls[2] - calls[0] >= 0.5
+
+
+def test_unconfirmed_sign_ups_are_pruned_at_start_and_then_hourly(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    calls: list[datetime] = []
+
+    def prune(db: Database, now: datetime) -> int:
+        calls.append(now)
+        return 2
+
+    clock = Clock(T0)
+    d = Daemon(db, make_settings(), poll=FakePoll(), send=FakeSend(), prune=prune, clock=clock)
+    thread, codes = start(d)
+    try:
+        wait_for(lambda: calls)
+        assert calls == [T0]  # the daemon's clock
+        assert d._scheduler.get_job("prune").trigger.interval == timedelta(hours=1)
+    finally:
+        d.stop.set()
+        thread.join(15)
+    assert codes == [0]
+    assert "deleted 2 sign-up(s) left unconfirmed for a week" in caplog.text
+
+
+def test_the_real_prune_deletes_only_week_old_pending_sign_ups(db: Database) -> None:
+    from digest.delivery.consent import prune_unconfirmed, sign_up
+    from digest.delivery.subscribers import add_subscriber, list_subscribers
+
+    old, recent = T0 - timedelta(days=7, minutes=1), T0 - timedelta(days=6, hours=23)
+    sign_up(db, "old@example.com", name=None, sections=None, now=old)
+    sign_up(db, "recent@example.com", name=None, sections=None, now=recent)
+    sign_up(db, "retried@example.com", name=None, sections=None, now=old)
+    sign_up(db, "retried@example.com", name=None, sections=None, now=recent)  # a new try
+    add_subscriber(db, "active@example.com", now=old)
+    assert prune_unconfirmed(db, T0) == 1
+    assert sorted(s.email for s in list_subscribers(db)) == [
+        "active@example.com",
+        "recent@example.com",
+        "retried@example.com",
+    ]

@@ -69,7 +69,9 @@ def fill(db: Database, now: datetime) -> None:
         )
         subs = [
             Subscriber(email=f"s{k}@example.com", status=status, created_at=now)
-            for k, status in enumerate(["active", "active", "active", "unsubscribed", "bounced"])
+            for k, status in enumerate(
+                ["active", "active", "active", "unsubscribed", "bounced", "pending", "pending"]
+            )
         ]
         s.add_all(subs)
         for number in (1, 2):
@@ -112,7 +114,13 @@ def test_collect_status(db: Database) -> None:
         ("https://b.example/feed", True),
         ("https://c.example/feed", False),
     ]
-    assert status["subscribers"] == {"active": 3, "unsubscribed": 1, "bounced": 1, "complained": 0}
+    assert status["subscribers"] == {
+        "pending": 2,
+        "active": 3,
+        "unsubscribed": 1,
+        "bounced": 1,
+        "complained": 0,
+    }
     json.dumps(status)  # plain data
 
     lines = format_status(status, "Europe/Berlin")
@@ -121,7 +129,7 @@ def test_collect_status(db: Database) -> None:
     assert "next poll:   2026-11-23 13:05 CET" in text
     assert "next send:   2026-11-28 09:00 CET (sending is off" in text
     assert "last issue:  #2 of 2026-11-23 13:00 CET, 12 posts: 2 delivered, 1 failed" in text
-    assert "subscribers: 3 active, 1 unsubscribed, 1 bounced" in text
+    assert "subscribers: 2 pending, 3 active, 1 unsubscribed, 1 bounced" in text
     assert "https://b.example/feed  since 2026-11-15 13:00 CET [7+ days]: HTTP 500" in text
 
 

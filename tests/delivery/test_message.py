@@ -219,3 +219,33 @@ def test_long_subject_is_folded_and_encoded() -> None:
     head = raw.split(b"\r\n\r\n", 1)[0]
     assert max(len(line) for line in head.split(b"\r\n")) <= 78
     assert message_from_bytes(raw, policy=default)["Subject"] == rendered.subject.strip()
+
+
+def test_each_placeholder_gets_its_own_url() -> None:
+    from digest.types import PREFERENCES_PLACEHOLDER
+
+    unsubscribe, preferences = (
+        "https://d.example/unsubscribe/1.a",
+        "https://d.example/preferences/1.b",
+    )
+    body = f"Unsubscribe: {UNSUBSCRIBE_PLACEHOLDER}\nSections: {PREFERENCES_PLACEHOLDER}\n"
+    html = f'<a href="{UNSUBSCRIBE_PLACEHOLDER}">u</a> <a href="{PREFERENCES_PLACEHOLDER}">p</a>'
+    raw = PreparedEmail(RenderedEmail("s", html, body), SETTINGS).render(
+        to="a@b.example", unsubscribe_url=unsubscribe, preferences_url=preferences
+    )
+    text, page = _decoded(raw)
+    assert text == f"Unsubscribe: {unsubscribe}\nSections: {preferences}\n"
+    assert page == f'<a href="{unsubscribe}">u</a> <a href="{preferences}">p</a>\n'
+
+
+def test_a_line_with_two_placeholders_stays_under_998_bytes_with_long_urls() -> None:
+    from digest.types import PREFERENCES_PLACEHOLDER
+
+    url = "https://digest.example.org/" + "x" * 160  # 187 bytes each
+    line = "w" * 700 + UNSUBSCRIBE_PLACEHOLDER + PREFERENCES_PLACEHOLDER  # 788 bytes, no space
+    raw = PreparedEmail(RenderedEmail("s", line, line), SETTINGS).render(
+        to="a@b.example", unsubscribe_url=url, preferences_url=url + "p"
+    )
+    assert max(len(x) for x in raw.split(b"\r\n")) <= 998
+    text, _html = _decoded(raw)
+    assert text == "w" * 700 + url + url + "p\n"

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from digest.delivery.importing import import_subscribers
 from digest.delivery.subscribers import (
     add_subscriber,
     count_by_status,
-    import_subscribers,
     list_subscribers,
     parse_address,
     parse_sections,
@@ -106,7 +106,13 @@ def test_unsubscribe_records_when_and_add_resubscribes(db: Database) -> None:
     (row,) = list_subscribers(db)
     assert row.status == "unsubscribed"
     assert row.unsubscribed_at == NOW
-    assert count_by_status(db) == {"active": 0, "unsubscribed": 1, "bounced": 0, "complained": 0}
+    assert count_by_status(db) == {
+        "pending": 0,
+        "active": 0,
+        "unsubscribed": 1,
+        "bounced": 0,
+        "complained": 0,
+    }
     _, outcome = add_subscriber(db, "reader@example.com")
     assert outcome == "resubscribed"
     assert list_subscribers(db)[0].unsubscribed_at is None

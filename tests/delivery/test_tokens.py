@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from digest.delivery.tokens import check_token, make_token, token_id
+from digest.delivery.tokens import (
+    PREFERENCES,
+    check_confirm_token,
+    check_form_token,
+    check_token,
+    confirm_claim,
+    make_confirm_token,
+    make_form_token,
+    make_token,
+    token_id,
+)
 
 KEY = "k" * 64
 
@@ -63,3 +75,50 @@ def test_every_altered_character_fails() -> None:
             if other != c:
                 altered = token[:i] + other + token[i + 1 :]
                 assert not check_token(KEY, altered, 42, "reader@example.com"), altered
+
+
+# --- one purpose each; confirmation links expire; forms carry their own tokens ------------
+
+NOW = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+
+
+def test_a_token_serves_one_purpose_only() -> None:
+    unsubscribe = make_token(KEY, 42, "reader@example.com")
+    preferences = make_token(KEY, 42, "reader@example.com", PREFERENCES)
+    assert unsubscribe != preferences
+    assert check_token(KEY, preferences, 42, "reader@example.com", PREFERENCES)
+    assert not check_token(KEY, unsubscribe, 42, "reader@example.com", PREFERENCES)
+    assert not check_token(KEY, preferences, 42, "reader@example.com")  # no unsubscribing
+    assert not check_confirm_token(KEY, unsubscribe, 42, "reader@example.com")
+    assert confirm_claim(preferences) is None
+
+
+def test_an_unsubscribe_token_is_what_earlier_issues_carried() -> None:
+    # Links already in inboxes keep working: the unsubscribe MAC is unchanged.
+    assert make_token(KEY, 42, "reader@example.com") == "42.tGu6jftMEmUKurvYak6jhQ"
+
+
+def test_confirm_token_carries_its_expiry_inside_the_mac() -> None:
+    expires = NOW + timedelta(hours=48)
+    token = make_confirm_token(KEY, 42, "reader@example.com", expires)
+    assert confirm_claim(token) == (42, expires)
+    assert check_confirm_token(KEY, token, 42, "Reader@example.com")
+    subscriber_id, stamp, mac = token.split(".")
+    later = f"{subscriber_id}.{int(stamp) + 86400}.{mac}"  # a day more, same MAC
+    assert confirm_claim(later) is not None
+    assert not check_confirm_token(KEY, later, 42, "reader@example.com")
+    assert not check_confirm_token(KEY, f"43.{stamp}.{mac}", 43, "reader@example.com")
+    assert not check_confirm_token(KEY, token, 42, "other@example.com")
+    assert not check_confirm_token("other", token, 42, "reader@example.com")
+    assert token_id(token) is None  # no unsubscribe token either
+
+
+def test_form_tokens_are_for_one_form_one_subscriber_until_they_expire() -> None:
+    token = make_form_token(KEY, "preferences", 42, NOW + timedelta(hours=1))
+    assert check_form_token(KEY, token, "preferences", 42, NOW)
+    assert not check_form_token(KEY, token, "preferences", 42, NOW + timedelta(hours=2))
+    assert not check_form_token(KEY, token, "preferences", 43, NOW)
+    assert not check_form_token(KEY, token, "confirm", 42, NOW)
+    assert not check_form_token("other", token, "preferences", 42, NOW)
+    assert not check_form_token(KEY, "", "preferences", 42, NOW)
+    assert not check_form_token(KEY, token + "x", "preferences", 42, NOW)

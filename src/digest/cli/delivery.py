@@ -28,17 +28,119 @@ def subscribers() -> None:
 @click.option("--name", help="Display name (in the To: header).")
 @click.option("--sections", help="Comma-separated sections to receive: ml,systems (default all).")
 @click.option("--force", is_flag=True, help="Subscribe again someone who reported us as spam.")
+@click.option(
+    "--confirm",
+    is_flag=True,
+    help="Mail EMAIL a link to confirm instead; they stay pending until they press it.",
+)
 @pass_app
 def subscribers_add(
-    app: App, email: str, name: str | None, sections: str | None, force: bool
+    app: App, email: str, name: str | None, sections: str | None, force: bool, confirm: bool
 ) -> None:
-    """Subscribe EMAIL (again, if they had left: you typed it). Someone who reported the
-    newsletter as spam (complained) is refused without --force."""
+    """Subscribe EMAIL (again, if they had left: you typed it, you vouch for them), or with
+    --confirm send them the confirmation email that sign-ups on the web get. Someone who
+    reported the newsletter as spam (complained) is refused without --force."""
+    if confirm:
+        _add_with_confirmation(app, email, name, sections, force)
+        return
     from digest.delivery.subscribers import add_subscriber
 
     info, outcome = add_subscriber(app.db, email, name=name, sections=sections, force=force)
     chosen = ",".join(info.sections) if info.sections else "all sections"
     click.echo(f"{outcome}: {info.email} ({chosen})")
+
+
+def _add_with_confirmation(
+    app: App, email: str, name: str | None, sections: str | None, force: bool
+) -> None:
+    from digest.delivery.confirmmail import send_confirmation, valid_for
+    from digest.delivery.consent import sign_up, undo_mail
+    from digest.delivery.subscribers import (
+        info_by_email,
+        parse_address,
+        parse_name,
+        parse_sections,
+        secret,
+    )
+    from digest.errors import ConfigError
+    from digest.storage import utcnow
+    from digest.types import ConsentSource, EventKind, SubscriberStatus
+
+    if not app.settings.sending_enabled:
+        raise ConfigError("--confirm mails a link, and smtp.host is empty: sending is off")
+    address, display = parse_address(email)
+    chosen = parse_sections(sections)
+    existing = info_by_email(app.db, address)
+    if existing is not None and existing.status == SubscriberStatus.ACTIVE:
+        click.echo(f"already active: {address} (nothing sent)")
+        return
+    if existing is not None and existing.status == SubscriberStatus.COMPLAINED and not force:
+        raise InputError(f"{address} reported the newsletter as spam: nothing sent (--force)")
+    key = secret(app.db, app.settings)
+    now = utcnow()
+    signup = sign_up(
+        app.db,
+        address,
+        name=parse_name(name or display),
+        sections=chosen,
+        now=now,
+        source=ConsentSource.CLI,
+    )
+    if signup.mail != EventKind.CONFIRM_SENT or signup.event_id is None:
+        raise InputError(f"{address} got 3 confirmation emails in the last day: try tomorrow")
+    info = info_by_email(app.db, address)
+    assert info is not None
+    try:
+        send_confirmation(app.settings, key, info, signup.mail, now)
+    except BaseException:
+        undo_mail(app.db, signup.event_id)
+        raise
+    ttl = valid_for(app.settings.web.confirm_ttl)
+    click.echo(f"pending: {address} (confirmation email sent; its link works for {ttl})")
+
+
+@subscribers.command("export")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def subscribers_export(app: App, email: str, as_json: bool) -> None:
+    """Print everything stored about EMAIL: the subscriber, their consent record (how and when
+    they came, when and from which address they confirmed), every change with its time, and
+    every delivery."""
+    from digest.delivery.consent import export
+
+    data = export(app.db, email)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in data.items():
+        if isinstance(value, list):
+            click.echo(f"{key}:")
+            for item in value:
+                click.echo("  " + "  ".join(str(v) for v in item.values() if v is not None))
+        elif isinstance(value, dict):
+            click.echo(f"{key}: " + ", ".join(f"{k} {v}" for k, v in value.items()))
+        else:
+            click.echo(f"{key}: {value}")
+
+
+@subscribers.command("forget")
+@click.argument("email")
+@pass_app
+def subscribers_forget(app: App, email: str) -> None:
+    """Erase EMAIL and everything stored about it (its history and delivery log), keeping only
+    a keyed hash of the address: a later import leaves it out, and only its owner's own
+    confirmation (the sign-up form, or `add --confirm`) brings it back."""
+    from digest.delivery.consent import forget
+    from digest.storage import utcnow
+
+    if forget(app.db, email, utcnow()):
+        click.echo(f"forgotten: {email.strip().lower()} (only a hash of the address is kept)")
+    else:
+        click.echo(
+            f"no subscriber {email.strip().lower()}; its hash is kept all the same, so an "
+            "import won't add it"
+        )
 
 
 @subscribers.command("remove")
@@ -116,7 +218,7 @@ def subscribers_import(app: App, file: Path, sections: str | None, as_json: bool
     """Import a CSV with a header row (an email column; name and sections optional), or a
     file of one address per line (`-` reads stdin). Existing subscribers are skipped whatever
     their status, so an old list never re-subscribes people who left."""
-    from digest.delivery.subscribers import import_subscribers
+    from digest.delivery.importing import import_subscribers
 
     data = sys.stdin.buffer.read() if str(file) == "-" else _read(file)
     try:
@@ -175,12 +277,15 @@ def send(
 @click.option("--port", type=int, help="Port (default: web.port).")
 @pass_app
 def serve(app: App, host: str | None, port: int | None) -> None:
-    """Serve the web endpoint: one-click unsubscribe and the issue archive.
+    """Serve the web endpoint: the archive, its feed, sign-up, preferences, unsubscribe.
 
     POST /unsubscribe/TOKEN unsubscribes at once (RFC 8058); GET shows a page with a button,
-    since link scanners follow GETs. /issues/N is the web version of issue N, / the archive.
+    since link scanners follow GETs. /issues/N is the web version of issue N, / the archive,
+    /feed.xml its Atom feed. With web.signup: /subscribe (double opt-in through
+    /confirm/TOKEN); /preferences/TOKEN always.
     """
     from digest.web import serve as run_server
+    from digest.web.site import signup_status
 
     settings = app.settings
     if host is not None or port is not None:
@@ -193,6 +298,7 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     click.echo(
         f"serving on http://{settings.web.host}:{settings.web.port} (Ctrl-C stops)", err=True
     )
+    click.echo(signup_status(settings), err=True)
     run_server(app.db, settings)
 
 

@@ -103,7 +103,7 @@ def _build(
 
     layout, rendered = render_plan(db, settings, plan, health=failing_note(db, utcnow()))
     if fmt != "eml":
-        rendered = rendered.personal(_preview_unsubscribe(settings))
+        rendered = rendered.personal(_preview_unsubscribe(settings), _preview_preferences(settings))
     summary: dict[str, object] = {
         "number": plan.number,
         "window_start": plan.window_start.isoformat(),
@@ -151,6 +151,12 @@ def _preview_unsubscribe(settings: Settings) -> str:
     return unsubscribe_url(settings, "preview")
 
 
+def _preview_preferences(settings: Settings) -> str:
+    from digest.delivery.message import preferences_url
+
+    return preferences_url(settings, "preview")
+
+
 def _eml(settings: Settings, rendered: RenderedEmail) -> str:
     from digest.delivery.message import as_bytes, build_message
 
@@ -159,6 +165,7 @@ def _eml(settings: Settings, rendered: RenderedEmail) -> str:
         settings,
         to="preview@example.invalid",
         unsubscribe_url=_preview_unsubscribe(settings),
+        preferences_url=_preview_preferences(settings),
     )
     return as_bytes(msg).decode("utf-8", "replace")
 

@@ -29,6 +29,7 @@ from digest.daemon.schedule import (
     start_spread,
 )
 from digest.daemon.sends import SendFn, Sends
+from digest.delivery.consent import prune_unconfirmed
 from digest.delivery.send import send_issue
 from digest.errors import DigestError, LockedError
 from digest.feedlist.opml import read_opml
@@ -45,6 +46,8 @@ STOP_DEADLINE_S = 7.0
 WEB_STOP_S = 1.5
 REPEAT_ERROR_AFTER = timedelta(minutes=10)
 HEALTH_REPORT_EVERY = timedelta(days=1)
+PRUNE_EVERY = timedelta(hours=1)  # how often to look for sign-ups a week unconfirmed
+PruneFn = Callable[[Database, datetime], int]
 
 
 class PollFn(Protocol):
@@ -82,9 +85,10 @@ def poll_listed(
 class Daemon:
     """One `digest run`: the lock, the scheduler and its jobs, the web thread, and shutdown.
 
-    ``poll`` and ``send`` default to poll_listed and digest.delivery.send.send_issue; ``serve``
-    (the web endpoint, an edge above the daemon) is given by the CLI, and without it
-    web.enabled serves nothing. Tests pass fakes.
+    ``poll``, ``send`` and ``prune`` default to poll_listed, digest.delivery.send.send_issue
+    and digest.delivery.consent.prune_unconfirmed; ``serve`` (the web endpoint, an edge above
+    the daemon) is given by the CLI, and without it web.enabled serves nothing. Tests pass
+    fakes.
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class Daemon:
         send: SendFn = send_issue,
         serve: ServeFn | None = None,
         bounces: BouncesFn = fetch_bounces,
+        prune: PruneFn = prune_unconfirmed,
         stop: threading.Event | None = None,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
@@ -121,6 +126,7 @@ class Daemon:
         self._poll = poll
         self._serve = serve
         self._bounces = bounces
+        self._prune = prune
         self._scheduler: Any = None
         self._web: threading.Thread | None = None
         self._web_error: BaseException | None = None
@@ -195,6 +201,12 @@ class Daemon:
                 id="bounces",
                 next_run_time=started_at,
             )
+        scheduler.add_job(
+            self._job("prune", self._prune_unconfirmed),
+            IntervalTrigger(seconds=PRUNE_EVERY.total_seconds(), timezone=UTC),
+            id="prune",
+            next_run_time=started_at,
+        )
         scheduler.add_job(
             self._job("heartbeat", self._heartbeat),
             IntervalTrigger(seconds=HEARTBEAT_EVERY.total_seconds(), timezone=UTC),
@@ -321,6 +333,10 @@ class Daemon:
 
     def _bounce_round(self) -> None:
         self._bounces(self.db, self.settings)  # it logs what it read and did
+
+    def _prune_unconfirmed(self) -> None:
+        if deleted := self._prune(self.db, self.clock()):
+            log.info("deleted %d sign-up(s) left unconfirmed for a week", deleted)
 
     def _heartbeat(self) -> None:
         if not self.lock.heartbeat():

@@ -23,15 +23,21 @@ from email.utils import format_datetime, make_msgid, parseaddr
 
 from digest.config import Settings
 from digest.errors import InputError
-from digest.types import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
+from digest.types import PREFERENCES_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
 
 # CR, LF and other controls would end a header early and start one of the reader's choosing.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
-_PLACEHOLDER = UNSUBSCRIBE_PLACEHOLDER.encode("ascii")
+_UNSUBSCRIBE = UNSUBSCRIBE_PLACEHOLDER.encode("ascii")
+_PREFERENCES = PREFERENCES_PLACEHOLDER.encode("ascii")
+# A body split at its placeholders: text, placeholder, text, ... (the capture keeps them).
+_PLACEHOLDERS = re.compile(b"(" + re.escape(_UNSUBSCRIBE) + b"|" + re.escape(_PREFERENCES) + b")")
 _CRLF = b"\r\n"
-# SMTP allows 998 bytes a line (aiosmtpd refuses more); the subscriber's unsubscribe URL,
-# up to 190 bytes, may still replace the 44-byte placeholder in one.
+# SMTP allows 998 bytes a line (aiosmtpd refuses more); a subscriber's own URL, up to
+# URL_BYTES, may still replace one 44-byte placeholder in such a line. A line with more
+# placeholders than that room allows makes its part quoted-printable.
 LINE_BYTES = 850
+URL_BYTES = 190
+SMTP_LINE = 998
 # Quoted-printable (RFC 2045 6.7), for a part with a line that can't be folded (a huge URL):
 # printable ASCII but "=" stays as is, the rest is =XX.
 _QP = [chr(b) if (33 <= b <= 126 and b != 61) or b in (9, 32) else f"={b:02X}" for b in range(256)]
@@ -41,6 +47,11 @@ _QP_LINE = 76
 def unsubscribe_url(settings: Settings, token: str) -> str:
     """The one-click unsubscribe URL of a token (List-Unsubscribe and the footer link)."""
     return f"{settings.newsletter.base_url.rstrip('/')}/unsubscribe/{token}"
+
+
+def preferences_url(settings: Settings, token: str) -> str:
+    """The preferences page of a preferences token (the footer link beside unsubscribe)."""
+    return f"{settings.newsletter.base_url.rstrip('/')}/preferences/{token}"
 
 
 def sender_domain(settings: Settings) -> str:
@@ -63,6 +74,7 @@ def build_message(
     *,
     to: str,
     unsubscribe_url: str,
+    preferences_url: str | None = None,
     list_id: str | None = None,
     message_id: str | None = None,
     date: datetime | None = None,
@@ -73,7 +85,11 @@ def build_message(
     value holds a line break (header injection).
     """
     raw = PreparedEmail(rendered, settings, list_id=list_id).render(
-        to=to, unsubscribe_url=unsubscribe_url, message_id=message_id, date=date
+        to=to,
+        unsubscribe_url=unsubscribe_url,
+        preferences_url=preferences_url,
+        message_id=message_id,
+        date=date,
     )
     msg = message_from_bytes(raw, policy=default)
     assert isinstance(msg, EmailMessage)
@@ -97,8 +113,10 @@ def address_header(email: str, name: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class _Slot:
-    """Where a subscriber's unsubscribe URL goes; qp: encoded, last: ending a QP line."""
+    """Where one of a subscriber's URLs goes (the placeholder it replaces); qp: encoded,
+    last: ending a QP line."""
 
+    placeholder: bytes = _UNSUBSCRIBE
     qp: bool = False
     last: bool = False
 
@@ -115,6 +133,7 @@ class PreparedEmail:
         feedback_id: str | None = None,
     ) -> None:
         self.domain = sender_domain(settings)
+        self.archive_url = settings.newsletter.base_url.rstrip("/") + "/"
         boundary = "=_" + secrets.token_hex(16)  # "=_" never occurs in quoted-printable
         head = [("From", settings.newsletter.from_addr)]
         if settings.newsletter.reply_to:
@@ -148,18 +167,28 @@ class PreparedEmail:
         *,
         to: str,
         unsubscribe_url: str,
+        preferences_url: str | None = None,
         message_id: str | None = None,
         date: datetime | None = None,
     ) -> bytes:
-        """One subscriber's message, CRLF line ends, ready for SMTP."""
+        """One subscriber's message, CRLF line ends, ready for SMTP (without a preferences
+        URL, the footer's preferences link leads to the archive)."""
+        preferences_url = preferences_url or self.archive_url
         _refuse_unsafe("To", to)
         _refuse_unsafe("unsubscribe URL", unsubscribe_url)
+        _refuse_unsafe("preferences URL", preferences_url)
         message_id = message_id or make_msgid(domain=self.domain)
         _refuse_unsafe("Message-ID", message_id)
         when = format_datetime((date or datetime.now(UTC)).astimezone(UTC))
-        url = unsubscribe_url.encode("utf-8")
+        urls = {
+            _UNSUBSCRIBE: unsubscribe_url.encode("utf-8"),
+            _PREFERENCES: preferences_url.encode("utf-8"),
+        }
         # Only the encodings this message uses: quoted-printable is the rare case.
-        slots = {slot: _qp(url, last=slot.last) if slot.qp else url for slot in self._slots}
+        slots = {
+            slot: _qp(urls[slot.placeholder], last=slot.last) if slot.qp else urls[slot.placeholder]
+            for slot in self._slots
+        }
         out = [
             self._head[: self._head.index(b"\r\n") + 2],  # From
             _fold("To", to),
@@ -177,25 +206,32 @@ class PreparedEmail:
 def _encode_body(body: bytes) -> tuple[list[bytes | _Slot], str]:
     """A part's encoded lines with a slot wherever the placeholder was, and its encoding."""
     lines = _fold_lines(body)
-    if any(len(line) > LINE_BYTES for line in lines):
+    if any(_too_long(line) for line in lines):
         return _encode_qp(body), "quoted-printable"
     out: list[bytes | _Slot] = []
     for line in lines:
-        pieces = line.split(_PLACEHOLDER)
-        for piece in pieces[:-1]:
-            out.extend([piece, _Slot()])
+        pieces = _PLACEHOLDERS.split(line)
+        for k in range(0, len(pieces) - 1, 2):
+            out.extend([pieces[k], _Slot(pieces[k + 1])])
         out.append(pieces[-1] + _CRLF)
     return out, "8bit"
+
+
+def _too_long(line: bytes) -> bool:
+    """Over LINE_BYTES, or over SMTP's limit once its placeholders hold the longest URLs."""
+    growth = len(_PLACEHOLDERS.findall(line)) * (URL_BYTES - len(_UNSUBSCRIBE))
+    return len(line) > LINE_BYTES or len(line) + growth > SMTP_LINE
 
 
 def _encode_qp(body: bytes) -> list[bytes | _Slot]:
     out: list[bytes | _Slot] = []
     for line in body.splitlines():
-        pieces = line.split(_PLACEHOLDER)
-        for i, piece in enumerate(pieces[:-1]):
-            if piece:
-                out.append(_qp(piece, last=False))
-            out.append(_Slot(qp=True, last=i == len(pieces) - 2 and not pieces[-1]))
+        pieces = _PLACEHOLDERS.split(line)
+        for k in range(0, len(pieces) - 1, 2):
+            if pieces[k]:
+                out.append(_qp(pieces[k], last=False))
+            last = k == len(pieces) - 3 and not pieces[-1]
+            out.append(_Slot(pieces[k + 1], qp=True, last=last))
         if pieces[-1] or len(pieces) == 1:
             out.append(_qp(pieces[-1], last=True))
     return out

@@ -14,11 +14,11 @@ from digest.config import Settings
 from digest.delivery import deliverylog
 from digest.delivery.dryrun import dry_run_summary
 from digest.delivery.mail import SmtpTransport
-from digest.delivery.message import PreparedEmail, unsubscribe_url
+from digest.delivery.message import PreparedEmail, preferences_url, unsubscribe_url
 from digest.delivery.sender import RenderFor, deliver_rows
 from digest.delivery.subscribers import parse_address, secret
 from digest.delivery.summary import SendSummary
-from digest.delivery.tokens import make_token
+from digest.delivery.tokens import PREFERENCES, make_token
 from digest.delivery.verp import envelope_sender, feedback_id
 from digest.errors import InputError
 from digest.issue.plan import (
@@ -223,14 +223,16 @@ def send_test(
     key = secret(db, settings)
     with db.session() as s:
         subscriber = s.scalar(select(Subscriber).where(Subscriber.email == address))
-        token = (
-            make_token(key, subscriber.id, subscriber.email)
-            if subscriber is not None
-            else "test-copy"  # not a subscriber: the link leads to the "not valid" page
-        )
+        # Not a subscriber: the links lead to the "not valid" pages.
+        token, own = "test-copy", "test-copy"
+        if subscriber is not None:
+            token = make_token(key, subscriber.id, subscriber.email)
+            own = make_token(key, subscriber.id, subscriber.email, PREFERENCES)
         subscriber_id = subscriber.id if subscriber is not None else None
     raw = PreparedEmail(rendered, settings, feedback_id=feedback_id(settings, None)).render(
-        to=address, unsubscribe_url=unsubscribe_url(settings, token)
+        to=address,
+        unsubscribe_url=unsubscribe_url(settings, token),
+        preferences_url=preferences_url(settings, own),
     )
     sender = envelope_sender(settings, key, subscriber_id, address, None)
     with SmtpTransport(settings) as transport:

@@ -15,10 +15,16 @@ from email.utils import make_msgid
 from digest.config import Settings
 from digest.delivery.deliverylog import DeliveryLog, DeliveryRow
 from digest.delivery.mail import SmtpTransport
-from digest.delivery.message import PreparedEmail, address_header, sender_domain, unsubscribe_url
+from digest.delivery.message import (
+    PreparedEmail,
+    address_header,
+    preferences_url,
+    sender_domain,
+    unsubscribe_url,
+)
 from digest.delivery.subscribers import secret
 from digest.delivery.summary import SendSummary
-from digest.delivery.tokens import make_token
+from digest.delivery.tokens import PREFERENCES, make_token
 from digest.delivery.verp import envelope_sender, feedback_id
 from digest.errors import InputError, PermanentSendError, SendError, TransientSendError
 from digest.storage import Database
@@ -134,10 +140,12 @@ class _Preparer:
             return None
         message_id = make_msgid(domain=self.domain)
         token = make_token(self.key, row.subscriber_id, row.email)
+        own = make_token(self.key, row.subscriber_id, row.email, PREFERENCES)
         try:
             raw = email.render(
                 to=address_header(row.email, row.name),
                 unsubscribe_url=unsubscribe_url(self.settings, token),
+                preferences_url=preferences_url(self.settings, own),
                 message_id=message_id,
             )
         except InputError as e:  # a stored address or name we can't put in a header

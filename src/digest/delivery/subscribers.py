@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import csv
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from digest.config import Settings
-from digest.delivery.tokens import check_token, token_id
+from digest.delivery import forgotten
+from digest.delivery.tokens import UNSUBSCRIBE, check_token, token_id
 from digest.errors import InputError
-from digest.models import Subscriber
+from digest.models import Subscriber, SubscriberEvent
 from digest.storage import Database, utcnow
 from digest.text import invisible_chars
-from digest.types import SECTION_ORDER, SubscriberStatus
+from digest.types import SECTION_ORDER, ConsentSource, EventKind, SubscriberStatus
 
 # Hard failures (5xx) in a row, across issues, after which we stop mailing an address.
 BOUNCE_AFTER = 3
@@ -26,7 +27,6 @@ BOUNCE_AFTER = 3
 NAME_MAX = 200
 _BREAKS = re.compile(r"[\r\n\x0b\x0c\x85\u2028\u2029]")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
-_EMAIL_HEADERS = ("email", "e-mail", "email address", "e-mail address", "address", "mail")
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,9 @@ class SubscriberInfo:
     created_at: datetime
     unsubscribed_at: datetime | None
     hard_bounces: int
+    source: ConsentSource | None = None
+    confirmed_at: datetime | None = None
+    confirm_ip: str | None = None
 
     @property
     def section_choice(self) -> frozenset[str] | None:
@@ -56,25 +59,17 @@ class SubscriberInfo:
             "created_at": self.created_at.isoformat(),
             "unsubscribed_at": self.unsubscribed_at.isoformat() if self.unsubscribed_at else None,
             "hard_bounces": self.hard_bounces,
+            "consent": self.consent_json(),
         }
 
-
-@dataclass
-class ImportSummary:
-    """What `digest subscribers import` did: counts and the refused lines with reasons."""
-
-    added: int = 0
-    skipped: int = 0  # already subscribed (in any status), or twice in the file
-    invalid: list[tuple[int, str, str]] = field(default_factory=list)  # (line, text, why)
-
-    def line(self) -> str:
-        return f"{self.added} added, {self.skipped} skipped, {len(self.invalid)} invalid"
-
-    def as_json(self) -> dict[str, Any]:
+    def consent_json(self) -> dict[str, Any]:
+        """How and when they came, and when and from where they confirmed by email (source
+        null: added before digest kept a consent record)."""
         return {
-            "added": self.added,
-            "skipped": self.skipped,
-            "invalid": [{"line": n, "text": t, "error": why} for n, t, why in self.invalid],
+            "source": self.source,
+            "since": self.created_at.isoformat(),
+            "confirmed_at": self.confirmed_at.isoformat() if self.confirmed_at else None,
+            "confirm_ip": self.confirm_ip,
         }
 
 
@@ -154,40 +149,52 @@ def add_subscriber(
     """Add one address; returns the subscriber and what happened.
 
     What happened: ``added``, ``updated`` (already active: name/sections changed as given) or
-    ``resubscribed`` (an operator typed the address of someone unsubscribed or bounced). Someone
-    who reported us as spam (complained) is refused unless ``force``: mailing them again costs
-    the whole list its inbox placement.
+    ``resubscribed`` (an operator typed the address of someone unsubscribed, bounced or still
+    to confirm). Someone who reported us as spam (complained) is refused unless ``force``:
+    mailing them again costs the whole list its inbox placement. An address its owner asked us
+    to forget is refused: only their own confirmation (`add --confirm`, or the sign-up form)
+    brings it back.
     """
     address, display = parse_address(email)
     name = parse_name(name or display)
     stored_sections = parse_sections(sections) if sections is not None else None
     now = now or utcnow()
+    salt = forgotten.salt(db)
     with db.session() as s:
         row = s.scalars(select(Subscriber).where(Subscriber.email == address)).one_or_none()
         if row is None:
+            if forgotten.is_forgotten(s, salt, address):
+                raise InputError(
+                    f"{address} asked to be forgotten: only their own confirmation brings them "
+                    "back (`digest subscribers add --confirm` mails them a link)"
+                )
             row = Subscriber(
                 email=address,
                 name=name,
                 status=SubscriberStatus.ACTIVE,
                 sections=stored_sections,
                 created_at=now,
+                source=ConsentSource.CLI,
             )
             row.hard_bounces = 0
             s.add(row)
             s.flush()
-            return _info(row), "added"
+            record_event(s, row.id, EventKind.ADDED, now)
+            return info_of(row), "added"
         if row.status == SubscriberStatus.COMPLAINED and not force:
             raise InputError(
                 f"{address} reported this newsletter as spam: not subscribed again "
                 "(--force if they asked for it themselves)"
             )
         outcome = "updated" if row.status == SubscriberStatus.ACTIVE else "resubscribed"
+        if outcome == "resubscribed":
+            record_event(s, row.id, EventKind.ADDED, now, f"was {row.status}")
         row.status, row.unsubscribed_at, row.hard_bounces = SubscriberStatus.ACTIVE, None, 0
         if name is not None:
             row.name = name
         if sections is not None:
             row.sections = stored_sections
-        return _info(row), outcome
+        return info_of(row), outcome
 
 
 def remove_subscriber(db: Database, email: str) -> SubscriberInfo:
@@ -197,7 +204,7 @@ def remove_subscriber(db: Database, email: str) -> SubscriberInfo:
         row = s.scalars(select(Subscriber).where(Subscriber.email == address)).one_or_none()
         if row is None:
             raise InputError(f"no subscriber {address}")
-        info = _info(row)
+        info = info_of(row)
         s.delete(row)
         return info
 
@@ -209,7 +216,13 @@ def find_subscriber(db: Database, email: str) -> SubscriberInfo:
         row = s.scalars(select(Subscriber).where(Subscriber.email == address)).one_or_none()
         if row is None:
             raise InputError(f"no subscriber {address}")
-        return _info(row)
+        return info_of(row)
+
+
+def info_by_email(db: Database, email: str) -> SubscriberInfo | None:
+    with db.session() as s:
+        row = s.scalars(select(Subscriber).where(Subscriber.email == email)).one_or_none()
+        return info_of(row) if row is not None else None
 
 
 def list_subscribers(db: Database, status: SubscriberStatus | None = None) -> list[SubscriberInfo]:
@@ -217,7 +230,7 @@ def list_subscribers(db: Database, status: SubscriberStatus | None = None) -> li
         query = select(Subscriber).order_by(Subscriber.email)
         if status:
             query = query.where(Subscriber.status == status)
-        return [_info(row) for row in s.scalars(query)]
+        return [info_of(row) for row in s.scalars(query)]
 
 
 def count_by_status(db: Database) -> dict[str, int]:
@@ -229,105 +242,37 @@ def count_by_status(db: Database) -> dict[str, int]:
         return counts
 
 
-def import_subscribers(
-    db: Database, text: str, *, sections: str | None = None, now: datetime | None = None
-) -> ImportSummary:
-    """Add every new valid address from a CSV with a header row, or from one address per line.
-
-    Existing subscribers are skipped whatever their status: an old list must not re-subscribe
-    people who left, bounced or complained.
-    """
-    default_sections = parse_sections(sections)
-    summary = ImportSummary()
+def unsubscribe(
+    db: Database,
+    subscriber_id: int,
+    *,
+    now: datetime | None = None,
+    ip: str | None = None,
+    how: str = "one-click",
+) -> bool:
+    """Mark a subscriber unsubscribed; False when already unsubscribed or unknown."""
     now = now or utcnow()
-    with db.session() as s:
-        known = set(s.scalars(select(Subscriber.email)))
-        for number, raw, fields in _rows(text):
-            if isinstance(fields, str):
-                summary.invalid.append((number, raw, fields))
-                continue
-            try:
-                address, display = parse_address(fields.get("email", ""))
-                chosen = fields.get("sections")
-                row_sections = parse_sections(chosen) if chosen else default_sections
-                name = parse_name(fields.get("name") or display)
-            except InputError as e:
-                summary.invalid.append((number, raw, str(e)))
-                continue
-            if address in known:
-                summary.skipped += 1
-                continue
-            known.add(address)
-            s.add(
-                Subscriber(
-                    email=address,
-                    name=name or None,
-                    status=SubscriberStatus.ACTIVE,
-                    sections=row_sections,
-                    created_at=now,
-                    hard_bounces=0,
-                )
-            )
-            summary.added += 1
-    return summary
-
-
-def _rows(text: str) -> list[tuple[int, str, dict[str, str] | str]]:
-    """(line number, raw text, fields or why the line is unreadable) for each entry; fields
-    have at least "email". One entry per line: no field of ours may hold a line break, so a
-    quote left open costs its own line only, never the lines after it."""
-    text = text.removeprefix("\ufeff")
-    lines = [line.removesuffix("\r") for line in text.split("\n")]  # a CR alone stays
-    first = next((k for k, line in enumerate(lines) if line.strip()), 0)
-    header = [cell.strip().lower() for cell in _cells(lines[first] if lines else "")]
-    email_column = next((h for h in header if h in _EMAIL_HEADERS), None)
-    if email_column is None:
-        # One address per line; split on LF only, so a stray CR stays in (and is refused).
-        return [
-            (n, line.removesuffix("\r"), {"email": line.removesuffix("\r")})
-            for n, line in enumerate(text.split("\n"), 1)
-            if line.strip() and not line.lstrip().startswith("#")
-        ]
-    out: list[tuple[int, str, dict[str, str] | str]] = []
-    for n, line in enumerate(lines[first + 1 :], first + 2):
-        if not line.strip():
-            continue
-        try:
-            cells = _cells(line)
-        except csv.Error as e:
-            out.append((n, _cut(line), f"not a CSV row: {_csv_problem(e)}"))
-            continue
-        fields = {h: c.strip(" \t") for h, c in zip(header, cells, strict=False)}
-        fields["email"] = fields.pop(email_column, "")
-        out.append((n, _cut(fields["email"]), fields))
-    return out
-
-
-def _cells(line: str) -> list[str]:
-    return next(csv.reader([line], strict=True), [])
-
-
-def _csv_problem(error: csv.Error) -> str:
-    text = str(error)
-    if "unexpected end of data" in text:
-        return "a quote is opened and never closed"
-    if "field larger than field limit" in text:
-        return f"a field is longer than {csv.field_size_limit():,} characters"
-    return text
-
-
-def _cut(text: str, size: int = 120) -> str:
-    return text if len(text) <= size else text[: size - 1] + "…"
-
-
-def unsubscribe(db: Database, subscriber_id: int, *, now: datetime | None = None) -> bool:
-    """Mark a subscriber unsubscribed; False when already not active or unknown."""
     with db.session() as s:
         row = s.get(Subscriber, subscriber_id)
         if row is None or row.status == SubscriberStatus.UNSUBSCRIBED:
             return False
-        row.status, row.unsubscribed_at = SubscriberStatus.UNSUBSCRIBED, now or utcnow()
+        row.status, row.unsubscribed_at = SubscriberStatus.UNSUBSCRIBED, now
+        record_event(s, row.id, EventKind.UNSUBSCRIBED, now, how, ip)
         return True
+
+
+def record_event(
+    s: Session,
+    subscriber_id: int,
+    kind: EventKind,
+    at: datetime,
+    detail: str | None = None,
+    ip: str | None = None,
+) -> SubscriberEvent:
+    """One line of a subscriber's history (what changed, when, from which address)."""
+    event = SubscriberEvent(subscriber_id=subscriber_id, at=at, kind=kind, detail=detail, ip=ip)
+    s.add(event)
+    return event
 
 
 def secret(db: Database, settings: Settings) -> str:
@@ -335,16 +280,18 @@ def secret(db: Database, settings: Settings) -> str:
     return db.secret_key(settings.secret_key())
 
 
-def subscriber_for_token(db: Database, key: str, token: str) -> SubscriberInfo | None:
-    """The subscriber a token names, when it is genuine; else None."""
+def subscriber_for_token(
+    db: Database, key: str, token: str, purpose: str = UNSUBSCRIBE
+) -> SubscriberInfo | None:
+    """The subscriber a token for ``purpose`` names, when it is genuine; else None."""
     subscriber_id = token_id(token)
     if subscriber_id is None:
         return None
     with db.session() as s:
         row = s.get(Subscriber, subscriber_id)
-        if row is None or not check_token(key, token, row.id, row.email):
+        if row is None or not check_token(key, token, row.id, row.email, purpose):
             return None
-        return _info(row)
+        return info_of(row)
 
 
 def _lookup_address(email: str) -> str:
@@ -354,7 +301,7 @@ def _lookup_address(email: str) -> str:
         return email.strip().lower()
 
 
-def _info(row: Subscriber) -> SubscriberInfo:
+def info_of(row: Subscriber) -> SubscriberInfo:
     return SubscriberInfo(
         id=row.id,
         email=row.email,
@@ -364,4 +311,7 @@ def _info(row: Subscriber) -> SubscriberInfo:
         created_at=row.created_at,
         unsubscribed_at=row.unsubscribed_at,
         hard_bounces=row.hard_bounces or 0,
+        source=row.source,
+        confirmed_at=row.confirmed_at,
+        confirm_ip=row.confirm_ip,
     )

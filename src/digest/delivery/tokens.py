@@ -1,7 +1,13 @@
-"""Unsubscribe tokens: a subscriber id with an HMAC over it and their address; can't be forged.
+"""Signed tokens: a subscriber id with an HMAC over a purpose, the id and the address; can't be
+forged, and each serves one purpose only.
 
 The MAC covers the address too, so a token dies with its subscriber: if the row is removed and
-its id reused by someone else, the old token names nobody.
+its id reused by someone else, the old token names nobody. The purpose is inside the MAC: an
+unsubscribe token is no preferences token, and neither confirms anything.
+
+    unsubscribe, preferences   ID.MAC           in every issue; they never expire
+    confirm                    ID.EXPIRES.MAC   in the confirmation email; expires
+    form (CSRF)                EXPIRES.MAC      in each form, for one form and one subscriber
 """
 
 from __future__ import annotations
@@ -10,16 +16,23 @@ import base64
 import hashlib
 import hmac
 import re
+from datetime import UTC, datetime
 
-_PURPOSE = b"digest/unsubscribe/v1"
+UNSUBSCRIBE = "unsubscribe"
+PREFERENCES = "preferences"
 _MAC_BYTES = 16  # 128 bits: guessing is hopeless, and the URL stays short
-_TOKEN = re.compile(r"([1-9][0-9]{0,17})\.([A-Za-z0-9_-]{22})")
+_MAC = r"[A-Za-z0-9_-]{22}"
+_ID = r"[1-9][0-9]{0,17}"
+_STAMP = r"[0-9]{1,12}"  # unix seconds
+_TOKEN = re.compile(rf"({_ID})\.({_MAC})")
+_CONFIRM = re.compile(rf"({_ID})\.({_STAMP})\.({_MAC})")
+_FORM = re.compile(rf"({_STAMP})\.({_MAC})")
 
 
-def make_token(key: str, subscriber_id: int, email: str) -> str:
-    """The token naming one subscriber: ``ID.MAC`` (URL-safe, no padding)."""
-    mac = _mac(key, subscriber_id, email)
-    return f"{subscriber_id}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode('ascii')}"
+def make_token(key: str, subscriber_id: int, email: str, purpose: str = UNSUBSCRIBE) -> str:
+    """The token naming one subscriber for one purpose: ``ID.MAC`` (URL-safe, no padding)."""
+    mac = _mac(key, f"digest/{purpose}/v1", str(subscriber_id), email.lower())
+    return f"{subscriber_id}.{mac}"
 
 
 def token_id(token: str) -> int | None:
@@ -28,18 +41,64 @@ def token_id(token: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def check_token(key: str, token: str, subscriber_id: int, email: str) -> bool:
-    """True when token was made with key for exactly this subscriber and address."""
+def check_token(
+    key: str, token: str, subscriber_id: int, email: str, purpose: str = UNSUBSCRIBE
+) -> bool:
+    """True when token was made with key for exactly this subscriber, address and purpose."""
     match = _TOKEN.fullmatch(token)
     if not match or int(match.group(1)) != subscriber_id:
         return False
     # Compare the text, not decoded bytes: the last base64 character carries spare bits, and
     # decoding would accept several spellings of one MAC.
-    return hmac.compare_digest(
-        token.encode("ascii"), make_token(key, subscriber_id, email).encode()
-    )
+    return _same(token, make_token(key, subscriber_id, email, purpose))
 
 
-def _mac(key: str, subscriber_id: int, email: str) -> bytes:
-    message = b"\0".join((_PURPOSE, str(subscriber_id).encode(), email.lower().encode("utf-8")))
-    return hmac.new(key.encode("utf-8"), message, hashlib.sha256).digest()[:_MAC_BYTES]
+def make_confirm_token(key: str, subscriber_id: int, email: str, expires: datetime) -> str:
+    """The confirmation link's token: ``ID.EXPIRES.MAC``, good until ``expires``."""
+    stamp = str(int(expires.timestamp()))
+    mac = _mac(key, "digest/confirm/v1", str(subscriber_id), email.lower(), stamp)
+    return f"{subscriber_id}.{stamp}.{mac}"
+
+
+def confirm_claim(token: str) -> tuple[int, datetime] | None:
+    """(subscriber id, expiry) a well-formed confirm token claims (not yet checked), else None."""
+    match = _CONFIRM.fullmatch(token)
+    if not match:
+        return None
+    return int(match.group(1)), datetime.fromtimestamp(int(match.group(2)), UTC)
+
+
+def check_confirm_token(key: str, token: str, subscriber_id: int, email: str) -> bool:
+    """True when the confirm token is ours for exactly this subscriber and address, expired or
+    not (the caller looks at the expiry: an expired link still earns a page that offers a new
+    one)."""
+    claim = confirm_claim(token)
+    if claim is None or claim[0] != subscriber_id:
+        return False
+    return _same(token, make_confirm_token(key, subscriber_id, email, claim[1]))
+
+
+def make_form_token(key: str, form: str, subject: int, expires: datetime) -> str:
+    """A form's CSRF token: good for one form (``subscribe``, ``confirm``, ``preferences``) and
+    one subscriber id (0: nobody yet) until ``expires``."""
+    stamp = str(int(expires.timestamp()))
+    return f"{stamp}.{_mac(key, 'digest/form/v1', form, str(subject), stamp)}"
+
+
+def check_form_token(key: str, token: str, form: str, subject: int, now: datetime) -> bool:
+    """True when ``token`` is a live CSRF token of ours for this form and subscriber."""
+    match = _FORM.fullmatch(token)
+    if not match:
+        return False
+    expires = datetime.fromtimestamp(int(match.group(1)), UTC)
+    return expires > now and _same(token, make_form_token(key, form, subject, expires))
+
+
+def _mac(key: str, *parts: str) -> str:
+    message = b"\0".join(part.encode("utf-8") for part in parts)
+    digest = hmac.new(key.encode("utf-8"), message, hashlib.sha256).digest()[:_MAC_BYTES]
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("ascii"))

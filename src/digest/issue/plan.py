@@ -28,6 +28,7 @@ from digest.issue.stored import candidates, claimed_posts
 from digest.models import Curation, Issue, Post
 from digest.storage import Database, utcnow
 from digest.types import (
+    PREFERENCES_PLACEHOLDER,
     UNSUBSCRIBE_PLACEHOLDER,
     IssueStatus,
     RenderedEmail,
@@ -197,12 +198,14 @@ def load_issue_by_id(db: Database, issue_id: int) -> RecordedIssue | None:
 
 
 def web_version(db: Database, settings: Settings, number: int) -> str | None:
-    """The HTML of a recorded issue for the web archive (no personal unsubscribe link)."""
+    """The HTML of a recorded issue for the web archive (no personal links: they lead to the
+    archive)."""
     with db.session() as s:
         html = s.scalar(select(Issue.html).where(Issue.number == number))
     if html is None:
         return None
-    return html.replace(UNSUBSCRIBE_PLACEHOLDER, f"{settings.newsletter.base_url}/")
+    archive = f"{settings.newsletter.base_url}/"
+    return html.replace(UNSUBSCRIBE_PLACEHOLDER, archive).replace(PREFERENCES_PLACEHOLDER, archive)
 
 
 def last_issue_end(db: Database) -> datetime | None:
@@ -242,8 +245,9 @@ def default_as_of(settings: Settings, now: datetime) -> datetime:
 
 
 def budget_bytes(settings: Settings) -> int:
-    # Room for the subscriber's own unsubscribe link, which replaces the placeholder.
-    return settings.newsletter.max_kb * 1000 - 600
+    # Room for the subscriber's own unsubscribe and preferences links (each up to 190 bytes,
+    # in the HTML once or twice), which replace the placeholders.
+    return settings.newsletter.max_kb * 1000 - 900
 
 
 # ---- queries ----------------------------------------------------------------------------

@@ -26,7 +26,12 @@ from digest.issue.compose import (
     group,
 )
 from digest.text import cut_at_word
-from digest.types import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail, StoredPost
+from digest.types import (
+    PREFERENCES_PLACEHOLDER,
+    UNSUBSCRIBE_PLACEHOLDER,
+    RenderedEmail,
+    StoredPost,
+)
 
 PACKAGE_TEMPLATES = Path(__file__).parents[1] / "templates"
 TEXT_WIDTH = 78
@@ -44,6 +49,7 @@ class IssueMeta:
     base_url: str
     timezone: ZoneInfo
     unsubscribe_url: str = UNSUBSCRIBE_PLACEHOLDER
+    preferences_url: str = PREFERENCES_PLACEHOLDER
     health: tuple[str, ...] = ()  # feed health lines: previews only, never subscribers' copies
 
     @property
@@ -156,6 +162,7 @@ class Renderer:
             "base_url": meta.base_url,
             "web_url": meta.web_url,
             "unsubscribe_url": meta.unsubscribe_url,
+            "preferences_url": meta.preferences_url,
             "health": meta.health,
         }
         line = self.env.get_template("preheader.txt.j2").render(context)

@@ -1,5 +1,5 @@
-"""The Starlette application: each concern's routes (reading.py, ...) on one Site, the 404
-page, and the headers every response carries."""
+"""The Starlette application: each concern's routes (reading.py, signup.py, preferences.py,
+feed.py) on one Site, the 404 page, and the headers every response carries."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from digest.config import Settings
 from digest.storage import Database
-from digest.web import reading, webhooks
+from digest.web import feed, preferences, reading, signup, webhooks
 from digest.web.site import Site
 
 # On every response, 404s and errors included: no page of ours in another site's frame.
@@ -25,8 +25,15 @@ def make_app(db: Database, settings: Settings) -> Starlette:
     def not_found(request: Request, exc: Exception) -> Response:
         return site.page("not_found", 404)
 
-    routes = [*reading.routes(site), *webhooks.routes(site)]
+    routes = [
+        *reading.routes(site),
+        *signup.routes(site),
+        *preferences.routes(site),
+        *feed.routes(site),
+        *webhooks.routes(site),
+    ]
     app = Starlette(routes=routes, exception_handlers={404: not_found})
+    app.state.site = site  # serve() closes its outbox when the server stops
     app.add_middleware(_NoFraming)
     return app
 

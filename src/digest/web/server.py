@@ -28,8 +28,9 @@ def serve(db: Database, settings: Settings, *, stop: threading.Event | None = No
     import uvicorn
 
     sock = listen(settings.web.host, settings.web.port)
+    app = make_app(db, settings)
     config = uvicorn.Config(
-        make_app(db, settings),
+        app,
         log_level="warning",
         access_log=False,
         lifespan="off",
@@ -50,6 +51,7 @@ def serve(db: Database, settings: Settings, *, stop: threading.Event | None = No
         server.run(sockets=[sock])
     finally:
         sock.close()
+        app.state.site.close()
 
 
 def _protocol() -> type:

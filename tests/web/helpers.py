@@ -1,0 +1,121 @@
+"""What the readers' pages tests share: settings with sign-up on and SMTP to the sink, a
+client, the CSRF token of a page, waiting for the outbox's emails, the links in them."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from digest.config import Settings
+from digest.models import Subscriber, SubscriberEvent
+from digest.storage import Database
+from tests.conftest import digest_env
+from tests.servers import SMTPSink
+
+KEY = "signup-test-key"
+BASE = "https://news.example.org"
+
+
+def settings_for(smtp: SMTPSink | None, **web: Any) -> Settings:
+    """Sign-up on (an https base URL), SMTP to the sink (or sending off)."""
+    smtp_values = {"host": "127.0.0.1", "port": smtp.port} if smtp else {"host": ""}
+    return Settings().replace(
+        newsletter={"secret_key": KEY, "base_url": BASE}, smtp=smtp_values, web=web
+    )
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def parsed(raw: bytes) -> EmailMessage:
+    msg = message_from_bytes(raw, policy=default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def text_of(raw: bytes) -> str:
+    part = parsed(raw).get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())  # type: ignore[attr-defined]
+
+
+def link_in(raw: bytes, kind: str) -> str:
+    """The path of the first /KIND/TOKEN link in an email's text part."""
+    match = re.search(rf"https?://[^/\s]+(/{kind}/[A-Za-z0-9._-]+)", text_of(raw))
+    assert match, f"no /{kind}/ link in the email"
+    return match.group(1)
+
+
+def row(db: Database, email: str) -> Subscriber | None:
+    with db.session() as s:
+        return s.scalar(select(Subscriber).where(Subscriber.email == email))
+
+
+def events(db: Database, email: str) -> list[str]:
+    with db.session() as s:
+        found = s.scalar(select(Subscriber.id).where(Subscriber.email == email))
+        query = select(SubscriberEvent.kind).where(SubscriberEvent.subscriber_id == found)
+        return [str(k) for k in s.scalars(query.order_by(SubscriberEvent.id))]
+
+
+def subscribers(db: Database) -> dict[str, str]:
+    with db.session() as s:
+        return {r.email: str(r.status) for r in s.scalars(select(Subscriber))}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str], cwd: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """A real `digest serve` process on a free port: its base URL and the process (stderr
+    captured in cwd/serve.log)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {"DIGEST_WEB_PORT": str(port), "DIGEST_NEWSLETTER_BASE_URL": base, **env}
+    log = (cwd / "serve.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digest", "--log-level", "info", "serve"],
+        env=digest_env(env), cwd=cwd, stdout=subprocess.DEVNULL, stderr=log, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(base + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, (cwd / "serve.log").read_text()
+                assert time.monotonic() < deadline, "digest serve did not start"
+                time.sleep(0.1)
+        yield base, process
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()

@@ -1,0 +1,137 @@
+"""A reader signs up in a real browser: headless Chromium (Debian's, driven by Playwright with
+the system browser: nothing downloaded) against a real `digest serve` and a real SMTP server.
+Fill in the form, read the confirmation email, open its link, press Confirm, reach the
+preferences page, switch to Systems only, unsubscribe; the database shows each step.
+
+Screenshots of the sign-up, confirm and preferences pages at 375 and 1280 px go to
+$DIGEST_TEST_SHOTS when it is set."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from digest.storage import Database
+from tests.servers import SMTPSink
+from tests.web.helpers import row, serving, text_of, wait_for
+
+pytestmark = pytest.mark.slow
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# Headless, and quiet: without the background-networking flags Chromium dials Google's
+# services at start, which a closed network refuses (and CI's is closed).
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WIDTHS = (375, 1280)
+# Read at import: the tests' own fixture clears DIGEST_* variables before each test.
+SHOTS = os.environ.get("DIGEST_TEST_SHOTS")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    playwright_api = pytest.importorskip(
+        "playwright.sync_api", reason="browser test skipped: Playwright is not installed"
+    )
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"browser test skipped: no Chromium at {CHROMIUM} (apt-get install chromium)")
+    profile = tempfile.mkdtemp(prefix="digest-chromium-")  # an empty --user-data-dir
+    with playwright_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=FLAGS
+        )
+        yield context
+        context.close()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def shoot(page: Any, name: str) -> None:
+    """The page at each width, full length, into $DIGEST_TEST_SHOTS (when set)."""
+    if not SHOTS:
+        return
+    Path(SHOTS).mkdir(parents=True, exist_ok=True)
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 800})
+        page.screenshot(path=f"{SHOTS}/{name}-{width}.png", full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+
+def test_a_reader_signs_up_confirms_chooses_systems_and_leaves(
+    browser: Any, db_url: str, smtp: SMTPSink, workdir: Path
+) -> None:
+    db = Database(db_url)
+    env = {
+        "DIGEST_DATABASE_URL": db_url,
+        "DIGEST_WEB_SIGNUP": "true",
+        "DIGEST_SMTP_HOST": "127.0.0.1",
+        "DIGEST_SMTP_PORT": str(smtp.port),
+    }
+    with serving(env, workdir) as (base, _process):
+        page = browser.new_page()
+        page.set_default_timeout(10_000)
+        page.goto(base + "/")
+        page.click("text=Subscribe by email")
+        assert page.url == base + "/subscribe"
+        shoot(page, "subscribe")
+        page.fill("#email", "ada@example.com")
+        page.fill("#name", "Ada Lovelace")
+        page.click("button:has-text('Subscribe')")
+        page.wait_for_selector("h1:has-text('Check your inbox')")
+        subscriber = row(db, "ada@example.com")
+        assert subscriber is not None
+        assert (subscriber.status, subscriber.sections, subscriber.source) == (
+            "pending",
+            None,
+            "web",
+        )
+
+        wait_for(lambda: len(smtp.raw) == 1)
+        link = next(word for word in text_of(smtp.raw[0]).split() if "/confirm/" in word)
+        assert link.startswith(base + "/confirm/")
+        page.goto(link)  # what a mail scanner does too: nothing changes
+        page.wait_for_selector("button:has-text('Confirm')")
+        shoot(page, "confirm")
+        subscriber = row(db, "ada@example.com")
+        assert subscriber is not None and subscriber.status == "pending"
+        page.click("button:has-text('Confirm')")
+        page.wait_for_selector("h1:has-text('subscribed')")
+        shoot(page, "confirmed")
+        subscriber = row(db, "ada@example.com")
+        assert subscriber is not None and subscriber.status == "active"
+        assert subscriber.confirm_ip == "127.0.0.1" and subscriber.confirmed_at is not None
+
+        page.click("text=Choose sections or unsubscribe")
+        page.wait_for_selector("h1:has-text('Your subscription')")
+        assert "/preferences/" in page.url
+        shoot(page, "preferences")
+        page.uncheck("input[value=ml]")
+        page.click("button:has-text('Save sections')")
+        page.wait_for_selector("text=Saved: you get Systems only.")
+        shoot(page, "preferences-saved")
+        subscriber = row(db, "ada@example.com")
+        assert subscriber is not None and (subscriber.status, subscriber.sections) == (
+            "active",
+            "systems",
+        )
+
+        page.click("button:has-text('Unsubscribe')")
+        page.wait_for_selector("text=You're unsubscribed")
+        shoot(page, "unsubscribed")
+        subscriber = row(db, "ada@example.com")
+        assert subscriber is not None and subscriber.status == "unsubscribed"
+        assert subscriber.unsubscribed_at is not None
+        page.close()
+    assert len(smtp.raw) == 1  # the confirmation, nothing else
+    db.dispose()
