@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -296,3 +297,40 @@ def test_feeds_sort_naturally_and_fit_the_terminal(workdir: Path, sqlite_url: st
     assert "…" in table[1]
     whole = json.loads(run_cli(["feeds", "--json"], env=env).stdout)
     assert whole[0]["error"] == "HTTP 500 " + "very long error text " * 20
+
+
+def test_poll_shows_its_progress_on_a_terminal_and_only_there(
+    workdir: Path, sqlite_url: str, http: FeedServer
+) -> None:
+    import pty
+
+    slow_feeds(http, workdir / "feeds.opml", "t", 6)
+    env = {"DIGEST_DATABASE_URL": sqlite_url, "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml")}
+    piped = run_digest(["poll"], env, workdir)
+    assert piped.returncode == 0 and "feed/s" not in piped.stderr and "\r" not in piped.stderr
+    assert piped.stdout.startswith("polled 6 feeds: 18 new posts")
+
+    main, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digest", "poll"],
+        env=digest_env(env | {"DIGEST_DATABASE_URL": f"{sqlite_url}2"}),
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the terminal's last writer is gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(30) == 0
+    os.close(main)
+    shown = seen.decode("utf-8", "replace")
+    assert "/6" in shown and "new" in shown and "errors" in shown
+    assert "waiting on 127.0.0.1" in shown  # the one site, with its requests in flight
+    assert proc.stdout is not None and b"polled 6 feeds" in proc.stdout.read()

@@ -80,6 +80,8 @@ def test_preview_of_one_week_in_three_forms(workdir: Path, db_url: str, http: Fe
     assert text.returncode == 0, text.stderr
     eml = run_digest([*args, "--format", "eml", "-o", "week.eml"], env, workdir)
     assert eml.returncode == 0, eml.stderr
+    assert eml.stdout == f"{(workdir / 'week.eml').resolve()}\n"  # the path alone, for scripts
+    assert re.fullmatch(r"issue #1: 3 posts from 3 blogs, \d+\.\d KB of HTML\n", eml.stderr)
     msg = email.message_from_bytes((workdir / "week.eml").read_bytes(), policy=email.policy.default)
     assert msg.get_content_type() == "multipart/alternative"
     parts = [p.get_content_type() for p in msg.iter_parts()]  # type: ignore[attr-defined]

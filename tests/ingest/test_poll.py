@@ -15,6 +15,7 @@ from digest.config import Settings
 from digest.feedlist.opml import read_opml
 from digest.ingest import poll as poll_module
 from digest.ingest import worker as parse_rows
+from digest.ingest import writer as writer_module
 from digest.ingest.feedsync import sync_feeds
 from digest.ingest.health import list_feeds
 from digest.ingest.poll import poll_feeds
@@ -545,7 +546,7 @@ def test_a_store_that_fails_counts_as_an_error(env: Setup, monkeypatch: pytest.M
         return real(db, results, *args)
 
     monkeypatch.setattr(feedstore, "store_results", failing)
-    monkeypatch.setattr(poll_module, "store_results", failing)
+    monkeypatch.setattr(writer_module, "store_results", failing)
     env.http.route("/good.xml", Response(200, rss(2)))
     env.http.route("/bad.xml", Response(200, rss(3, site="https://bad.example")))
     env.feeds(("ML", "Good", "/good.xml"), ("ML", "Bad", "/bad.xml"))

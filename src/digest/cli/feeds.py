@@ -4,34 +4,85 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from digest.cli import cli
 from digest.cli.context import App, pass_app
 
+if TYPE_CHECKING:
+    from digest.ingest.poll import PollProgress
+
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress line, only the summary.")
 @pass_app
-def poll(app: App, as_json: bool) -> None:
+def poll(app: App, as_json: bool, quiet: bool) -> None:
     """Fetch every active feed once, concurrently, store new posts and exit.
 
-    The feed list is synced with the OPML file (feeds.opml) first. Feeds that fail are
-    recorded (see `digest feeds --errors`) and retried later with backoff; the exit status
-    is 0 as long as the poll ran.
+    The feed list is synced with the OPML file (feeds.opml) first. On a terminal a progress
+    line shows the feeds done, the new posts and errors, and the sites still answering;
+    without a terminal (or with --quiet or --json) only the summary is printed. Feeds that
+    fail are recorded (see `digest feeds --errors`) and retried later with backoff; the exit
+    status is 0 as long as the poll ran.
     """
     from digest.feedlist.opml import read_opml
     from digest.ingest.poll import poll_feeds
 
-    summary = poll_feeds(app.db, app.settings, read_opml(app.settings.feeds.opml))
+    sources = read_opml(app.settings.feeds.opml)
+    show = not (quiet or as_json) and sys.stderr.isatty()
+    with ProgressLine(show) as progress:
+        summary = poll_feeds(app.db, app.settings, sources, progress=progress.update)
     if as_json:
         click.echo(json.dumps(summary.as_json()))
         return
     click.echo(summary.line())
     if summary.errors:
         click.echo("see `digest feeds --errors` for what failed")
+
+
+class ProgressLine:
+    """A poll's progress on the terminal (tqdm): feeds done of all, new posts, errors, and
+    the sites it still waits on. Shows nothing when ``show`` is false."""
+
+    def __init__(self, show: bool) -> None:
+        self.show = show
+        self.bar: Any = None
+
+    def __enter__(self) -> ProgressLine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def update(self, p: PollProgress) -> None:
+        if not self.show:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            # A terminal that reports no size (a fresh pty, some CI consoles) shows nothing
+            # with tqdm's own measure: 80 x 24 then.
+            size = shutil.get_terminal_size((80, 24))
+            self.bar = tqdm(
+                total=p.total,
+                unit="feed",
+                file=sys.stderr,
+                leave=False,
+                ncols=size.columns,
+                nrows=size.lines,
+            )
+        self.bar.n = p.done
+        waiting = ", ".join(f"{site} ({n})" for site, n in p.waiting_on[:3])
+        more = f" +{len(p.waiting_on) - 3}" if len(p.waiting_on) > 3 else ""
+        wait = f"; waiting on {waiting}{more}" if waiting else ""
+        self.bar.set_postfix_str(f"{p.new_posts} new, {p.errors} errors{wait}", refresh=False)
+        self.bar.refresh()
 
 
 @cli.command()

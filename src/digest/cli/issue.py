@@ -89,9 +89,21 @@ def preview(
     except OSError as e:
         raise click.ClickException(f"cannot write {path}: {e.strerror}") from None
     summary.update(path=str(path.resolve()), bytes=len(body.encode()))
-    click.echo(json.dumps(summary) if as_json else str(path.resolve()))
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(str(path.resolve()))  # alone on stdout: what a script reads
+        click.echo(_summary_line(summary), err=True)
     if open_browser:
         webbrowser.open(path.resolve().as_uri())
+
+
+def _summary_line(summary: dict[str, object]) -> str:
+    kb = int(str(summary["html_bytes"])) / 1000
+    return (
+        f"issue #{summary['number']}: {summary['posts']} posts from {summary['blogs']} blogs, "
+        f"{kb:.1f} KB of HTML"
+    )
 
 
 def _build(

@@ -9,32 +9,32 @@ import concurrent.futures
 import dataclasses
 import functools
 import hashlib
+import json
 import logging
 import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import httpx
 
 from digest.config import Settings
-from digest.errors import FetchError, ParseError, StorageError
+from digest.errors import FetchError, ParseError
 from digest.ingest import policy
 from digest.ingest.feedstore import (
     Stored,
     prune_fetches,
     select_jobs,
-    store_result,
-    store_results,
 )
 from digest.ingest.feedsync import SyncResult, sync_feeds
 from digest.ingest.fetch import fetch_feed, make_client
 from digest.ingest.pages import count_pages
 from digest.ingest.slots import HostSlots
 from digest.ingest.worker import exit_with_parent, parse_or_failure
+from digest.ingest.writer import StoreWriter
 from digest.locks import POLLER, holding
 from digest.storage import Database, utcnow
 from digest.types import (
@@ -50,13 +50,11 @@ from digest.types import (
 
 log = logging.getLogger(__name__)
 
+# Where the last poll keeps what it did (meta), for /healthz and /metrics.
+LAST_POLL_KEY = "last_poll"
+
 # Below this many feeds a process pool costs more than it saves.
 MIN_POOL_BATCH = 8
-# Feeds stored together in one transaction at most (group commit under load).
-MAX_BATCH = 100
-# How long the store thread waits for more results before a small batch: a commit costs
-# ~1.3 ms on SQLite, and one per feed was a third of storing a cold poll.
-STORE_LINGER = 0.03
 
 
 @dataclass
@@ -82,6 +80,10 @@ class PollSummary:
             "errors": self.errors,
         }
 
+    def record(self) -> dict[str, float]:
+        """What the last poll keeps of itself (for /healthz and /metrics)."""
+        return {**self.as_json(), "elapsed_s": round(self.elapsed_s, 3)}
+
     def line(self) -> str:
         return (
             f"polled {self.feeds:,} feeds: {self.new_posts:,} new posts, "
@@ -89,6 +91,23 @@ class PollSummary:
             f"{self.errors:,} errors in {self.elapsed_s:.1f} s"
             + (f"; {self.pages:,} teaser posts' pages read for their length" if self.pages else "")
         )
+
+
+@dataclass(frozen=True)
+class PollProgress:
+    """How far a poll has come, for a progress line: feeds done of the total, what they
+    brought, and the sites it still waits on (with their requests in flight)."""
+
+    done: int
+    total: int
+    new_posts: int
+    errors: int
+    waiting_on: tuple[tuple[str, int], ...]
+
+
+ProgressFn = Callable[[PollProgress], None]
+# How often the progress line is refreshed while nothing finishes (a slow feed).
+PROGRESS_EVERY_S = 0.5
 
 
 def poll_feeds(
@@ -100,6 +119,7 @@ def poll_feeds(
     due_only: bool = False,
     stop: threading.Event | None = None,
     client: httpx.AsyncClient | None = None,
+    progress: ProgressFn | None = None,
 ) -> PollSummary:
     """Sync with the feed list (``sources``: the OPML file's feeds), then fetch every fetchable
     feed once and store the results.
@@ -107,7 +127,8 @@ def poll_feeds(
     ``due_only`` (the daemon) fetches only feeds whose regular time has come. When ``stop``
     is set, no new fetch starts; fetches in flight are dropped unsaved, stores in flight finish.
     One poll at a time per database: LockedError names the poll that runs (the daemon's, or
-    another `digest poll`). Raises StorageError when the database fails.
+    another `digest poll`). ``progress`` hears how far it has come, at each feed done and
+    every PROGRESS_EVERY_S. Raises StorageError when the database fails.
     """
     started = time.monotonic()
     now = now or utcnow()
@@ -115,12 +136,13 @@ def poll_feeds(
         summary = PollSummary(sync=sync_feeds(db, sources, now))
         jobs, summary.skipped = select_jobs(db, now, due_only)
         if jobs and not (stop and stop.is_set()):
-            poller = _Poller(db, settings, now, stop, summary)
+            poller = _Poller(db, settings, now, stop, summary, progress)
             asyncio.run(poller.run(jobs, client))
         elif jobs:
             summary.skipped += len(jobs)
         prune_fetches(db, now)
-    summary.elapsed_s = time.monotonic() - started
+        summary.elapsed_s = time.monotonic() - started
+        db.set_meta(LAST_POLL_KEY, json.dumps({"at": now.isoformat(), **summary.record()}))
     return summary
 
 
@@ -134,8 +156,10 @@ class _Poller:
         now: datetime,
         stop: threading.Event | None,
         summary: PollSummary,
+        progress: ProgressFn | None = None,
     ) -> None:
         self.db = db
+        self.progress = progress
         self.feeds = settings.feeds
         self.now = now
         self._started = time.monotonic()
@@ -151,7 +175,7 @@ class _Poller:
     async def run(self, jobs: list[FeedJob], client: httpx.AsyncClient | None) -> None:
         own_client = client is None
         self.client = client or make_client(self.feeds)
-        self.writer = _Writer(self.db, self.now, self.feeds.poll_interval)
+        self.writer = StoreWriter(self.db, self.now, self.feeds.poll_interval)
         self.parsers = _Parsers(self.feeds.workers, len(jobs))
         # Bodies waiting for a parser or being parsed: enough to keep every worker fed.
         self.parse_slots = asyncio.Semaphore(2 * self.parsers.workers + 2)
@@ -159,7 +183,9 @@ class _Poller:
         self.results: list[BaseException | None] = []
         self.live: dict[asyncio.Task[None], FeedJob] = {}
         self.idle = asyncio.Event()
+        self.total = len(jobs)
         watcher = asyncio.create_task(self._watch_stop())
+        ticker = asyncio.create_task(self._tick()) if self.progress else None
         try:
             self._start_more()
             await self.idle.wait()
@@ -170,6 +196,8 @@ class _Poller:
                 )
         finally:
             watcher.cancel()
+            if ticker is not None:
+                ticker.cancel()
             if own_client:
                 await self.client.aclose()
             self.writer.close()
@@ -179,6 +207,18 @@ class _Poller:
         failures = [r for r in self.results if isinstance(r, Exception)]
         if failures:
             raise failures[0]
+
+    async def _tick(self) -> None:
+        while True:
+            self._report()
+            await asyncio.sleep(PROGRESS_EVERY_S)
+
+    def _report(self) -> None:
+        if self.progress is None:
+            return
+        s = self.summary
+        waiting = tuple(sorted((site, n) for site, n in self.slots.busy.items() if n > 0))
+        self.progress(PollProgress(s.feeds, self.total, s.new_posts, s.errors, waiting))
 
     def _start_more(self) -> None:
         """Start the jobs that have room now; note when nothing is left to run."""
@@ -290,6 +330,7 @@ class _Poller:
             s.errors += 1
         elif result.outcome.status == FeedStatus.NOT_MODIFIED:
             s.not_modified += 1
+        self._report()
 
 
 def _body_hash(body: bytes) -> str:
@@ -298,67 +339,6 @@ def _body_hash(body: bytes) -> str:
 
 def _without_body(fetched: FetchedFeed) -> FetchedFeed:
     return dataclasses.replace(fetched, body=None)
-
-
-class _Writer:
-    """Stores results from one thread, committing what has queued up together (group commit).
-
-    Each feed's result is whole inside one transaction, so a crash loses whole feeds only, and
-    the event loop never waits on the database. SQLite takes one writer at a time anyway.
-    """
-
-    def __init__(self, db: Database, now: datetime, poll_interval: timedelta) -> None:
-        self.db, self.now, self.poll_interval = db, now, poll_interval
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="digest-store")
-        self._lock = threading.Lock()
-        self._pending: list[tuple[FeedResult, asyncio.Future[Stored]]] = []
-        self._scheduled = False
-
-    def store(self, result: FeedResult) -> asyncio.Future[Stored]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Stored] = loop.create_future()
-        with self._lock:
-            self._pending.append((result, future))
-            if not self._scheduled:
-                self._scheduled = True
-                self._executor.submit(self._flush, loop)
-        return future
-
-    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        if len(self._pending) < MAX_BATCH // 4:
-            time.sleep(STORE_LINGER)
-        with self._lock:
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            if self._pending:
-                self._executor.submit(self._flush, loop)
-            else:
-                self._scheduled = False
-        results = [r for r, _f in batch]
-        outcomes: list[Stored | BaseException]
-        try:
-            outcomes = list(store_results(self.db, results, self.now, self.poll_interval))
-        except StorageError:
-            # One feed's values broke the batch: store each on its own so it costs that feed only.
-            outcomes = []
-            for result in results:
-                try:
-                    outcomes.append(store_result(self.db, result, self.now, self.poll_interval))
-                except StorageError as e:
-                    outcomes.append(e)
-        for (_r, future), outcome in zip(batch, outcomes, strict=True):
-            loop.call_soon_threadsafe(_settle, future, outcome)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
-
-
-def _settle(future: asyncio.Future[Stored], outcome: Stored | BaseException) -> None:
-    if future.cancelled():
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
 
 
 class _Parsers:
