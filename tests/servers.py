@@ -1,8 +1,11 @@
-"""Real servers on 127.0.0.1 for tests: a scriptable HTTP server and an aiosmtpd sink."""
+"""Real servers on 127.0.0.1 for tests: a scriptable HTTP server, an aiosmtpd sink and a TCP
+forwarder that can cut a database off."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -186,3 +189,56 @@ class SMTPSink:
 
     def close(self) -> None:
         self.controller.stop()
+
+
+class Forwarder:
+    """A TCP forwarder on 127.0.0.1 to ``target``: what a database server behind a network
+    looks like. stop() refuses new connections and cuts the open ones (the server "goes
+    away"); start() listens again on the same port."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self.open: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.listener: socket.socket | None = None
+        self.start()
+
+    def start(self) -> None:
+        listener = socket.create_server(("127.0.0.1", self.port))
+        self.port = listener.getsockname()[1]
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        assert self.listener is not None
+        # close() alone leaves a thread blocked in accept() listening (Linux): shut it first.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        with self.lock:
+            for s in self.open:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            self.open.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _addr = listener.accept()
+            except OSError:  # closed by stop()
+                return
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)

@@ -123,6 +123,11 @@ def head_revision() -> str:
     return max(p.name.split("_")[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
 
 
+# Seconds to wait for a PostgreSQL server to accept a connection (overridden by a
+# connect_timeout in database.url).
+CONNECT_TIMEOUT_S = 10
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -139,6 +144,10 @@ def _make_engine(url: str) -> Engine:
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            # A server that does not answer (a host down, a firewall dropping packets) is an
+            # error after this long, not a daemon and a /healthz that hang for minutes.
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
         engine = create_engine(url, **kwargs)
     except Exception as e:  # missing driver, bad URL parts

@@ -61,6 +61,13 @@ class App:
         self._db: Database | None = None
         setup_logging(log_level, log_format)
 
+    def log_as_service(self) -> None:
+        """A service's log is its progress report: info level, unless --log-level was given."""
+        root = click.get_current_context().find_root()
+        if root.get_parameter_source("log_level") == click.core.ParameterSource.DEFAULT:
+            setup_logging("info", self.log_format)
+            logging.getLogger("alembic").setLevel(logging.WARNING)  # "running upgrade" chatter
+
     @property
     def settings(self) -> Settings:
         if self._settings is None:

@@ -10,7 +10,7 @@ import sys
 import click
 
 from digest.cli import cli
-from digest.cli.context import App, pass_app, setup_logging
+from digest.cli.context import App, pass_app
 
 
 @cli.command()
@@ -30,11 +30,7 @@ def run(app: App) -> None:
     from digest.feedlist.opml import read_opml
     from digest.web import serve
 
-    ctx = click.get_current_context()
-    root = ctx.find_root()
-    if root.get_parameter_source("log_level") == click.core.ParameterSource.DEFAULT:
-        setup_logging("info", app.log_format)  # a service's log is its progress report
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # "running upgrade" chatter
+    app.log_as_service()
     settings = app.settings
     read_opml(settings.feeds.opml)  # a missing or broken feed list is fatal at start-up only
     daemon = Daemon(app.db, settings, serve=serve)

@@ -282,11 +282,13 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     POST /unsubscribe/TOKEN unsubscribes at once (RFC 8058); GET shows a page with a button,
     since link scanners follow GETs. /issues/N is the web version of issue N, / the archive,
     /feed.xml its Atom feed. With web.signup: /subscribe (double opt-in through
-    /confirm/TOKEN); /preferences/TOKEN always.
+    /confirm/TOKEN); /preferences/TOKEN always. For monitoring: /healthz (JSON; 503 when the
+    database is unreachable or the daemon's heartbeat is stale) and /metrics (Prometheus).
+    Logs a line per request at info level (tokens cut out) unless --log-level says otherwise.
     """
     from digest.web import serve as run_server
-    from digest.web.site import signup_status
 
+    app.log_as_service()  # a line per request: the access log
     settings = app.settings
     if host is not None or port is not None:
         settings = settings.replace(
@@ -298,7 +300,6 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     click.echo(
         f"serving on http://{settings.web.host}:{settings.web.port} (Ctrl-C stops)", err=True
     )
-    click.echo(signup_status(settings), err=True)
     run_server(app.db, settings)
 
 

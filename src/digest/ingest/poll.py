@@ -9,7 +9,6 @@ import concurrent.futures
 import dataclasses
 import functools
 import hashlib
-import json
 import logging
 import multiprocessing
 import os
@@ -33,6 +32,7 @@ from digest.ingest.feedsync import SyncResult, sync_feeds
 from digest.ingest.fetch import fetch_feed, make_client
 from digest.ingest.pages import count_pages
 from digest.ingest.slots import HostSlots
+from digest.ingest.tally import record_poll
 from digest.ingest.worker import exit_with_parent, parse_or_failure
 from digest.ingest.writer import StoreWriter
 from digest.locks import POLLER, holding
@@ -49,9 +49,6 @@ from digest.types import (
 )
 
 log = logging.getLogger(__name__)
-
-# Where the last poll keeps what it did (meta), for /healthz and /metrics.
-LAST_POLL_KEY = "last_poll"
 
 # Below this many feeds a process pool costs more than it saves.
 MIN_POOL_BATCH = 8
@@ -142,7 +139,7 @@ def poll_feeds(
             summary.skipped += len(jobs)
         prune_fetches(db, now)
         summary.elapsed_s = time.monotonic() - started
-        db.set_meta(LAST_POLL_KEY, json.dumps({"at": now.isoformat(), **summary.record()}))
+        record_poll(db, now, summary.record())
     return summary
 
 

@@ -1,8 +1,12 @@
 """The Starlette application: each concern's routes (reading.py, signup.py, preferences.py,
-feed.py) on one Site, the 404 page, and the headers every response carries."""
+feed.py, webhooks.py, health.py) on one Site, the 404 page, the headers every response
+carries, and a line in the log for each request."""
 
 from __future__ import annotations
 
+import logging
+import re
+import time
 from typing import Any
 
 from starlette.applications import Starlette
@@ -11,8 +15,10 @@ from starlette.responses import Response
 
 from digest.config import Settings
 from digest.storage import Database
-from digest.web import feed, preferences, reading, signup, webhooks
+from digest.web import feed, health, preferences, reading, signup, webhooks
 from digest.web.site import Site
+
+access_log = logging.getLogger("digest.web.access")
 
 # On every response, 404s and errors included: no page of ours in another site's frame.
 _FRAMING = [(b"x-frame-options", b"DENY")]
@@ -31,10 +37,12 @@ def make_app(db: Database, settings: Settings) -> Starlette:
         *preferences.routes(site),
         *feed.routes(site),
         *webhooks.routes(site),
+        *health.routes(site),
     ]
     app = Starlette(routes=routes, exception_handlers={404: not_found})
     app.state.site = site  # serve() closes its outbox when the server stops
     app.add_middleware(_NoFraming)
+    app.add_middleware(_AccessLog)
     return app
 
 
@@ -55,3 +63,56 @@ class _NoFraming:
             await send(message)
 
         await self.app(scope, receive, framed)
+
+
+class _AccessLog:
+    """ASGI middleware: one line per request in the daemon's log format (text, or JSON with
+    --log-format json), tokens cut out of the path: an unsubscribe or confirm link is as good
+    as the reader's password to their subscription."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        status = 500  # what the client sees when the app fails before answering
+
+        async def noted(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noted)
+        finally:
+            _log_request(scope, status, (time.monotonic() - started) * 1000)
+
+
+def _log_request(scope: Any, status: int, ms: float) -> None:
+    path = redact(scope.get("path", ""))
+    client = (scope.get("client") or ("-",))[0]
+    fields = {"event": "http", "method": scope["method"], "path": path, "status": status,
+              "ms": round(ms, 1), "client": client}  # fmt: skip
+    access_log.info(
+        "%s %s %s %s %.1f ms", client, scope["method"], path, status, ms, extra={"fields": fields}
+    )
+
+
+# The routes whose last segment is a reader's token: never logged, whatever its shape.
+_TOKEN_ROUTES = ("unsubscribe", "preferences", "confirm")
+# Elsewhere, a segment that looks like one of our tokens (an id, a dot and a MAC; or any long
+# run of URL-safe characters) is cut too: a mistyped link still holds a real token.
+_TOKENISH = re.compile(r"^(?:\d+\.[\w.-]{8,}|[\w.~-]{24,})$")
+
+
+def redact(path: str) -> str:
+    """``/unsubscribe/12.Xy…`` as ``/unsubscribe/…``; every other segment as it is."""
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        if _TOKENISH.match(part) or (i == 2 and parts[1] in _TOKEN_ROUTES and part):
+            parts[i] = "…"
+    return "/".join(parts)

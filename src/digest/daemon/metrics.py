@@ -1,0 +1,122 @@
+"""The numbers `GET /metrics` exposes, read from the database at each scrape: requests for
+feeds by outcome, posts stored, feeds failing, issues, deliveries and subscribers by status,
+the bounce and complaint rates of the latest issues, and when the last poll and send ran.
+
+Counts of what the database holds are gauges; requests for feeds are a counter kept in the
+database (ingest.tally), so it survives restarts and counts `digest poll` runs from cron too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from digest.bounces.events import issue_rates
+from digest.delivery.subscribers import count_by_status
+from digest.ingest.tally import fetch_totals, last_poll
+from digest.locks import read_holder
+from digest.models import Delivery, Feed, Issue, Post
+from digest.storage import Database
+from digest.types import DeliveryStatus, FeedStatus, IssueStatus
+
+# Issues whose bounce and complaint rates are exposed, newest first.
+RATES_EXPOSED = 5
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass
+class Metric:
+    """One metric family: name, help, kind and a value per set of labels."""
+
+    name: str
+    help: str
+    kind: Literal["gauge", "counter"] = "gauge"
+    values: dict[Labels, float] = field(default_factory=dict)
+
+    def set(self, value: float, **labels: str) -> None:
+        self.values[tuple(sorted(labels.items()))] = float(value)
+
+    @property
+    def label_names(self) -> list[str]:
+        return sorted({name for labels in self.values for name, _value in labels})
+
+
+def collect(db: Database, now: datetime) -> list[Metric]:
+    """Every metric that has a value, from a dozen small queries. Raises StorageError."""
+    metrics = [*_feeds(db), *_issues(db), _subscribers(db), *_times(db, now)]
+    return [m for m in metrics if m.values]
+
+
+def _feeds(db: Database) -> list[Metric]:
+    fetches = Metric("digest_fetches", "Requests for feeds, by outcome", "counter")
+    feeds = Metric("digest_feeds", "Active feeds, by status")
+    failing = Metric("digest_feeds_failing", "Active feeds whose last request failed")
+    posts = Metric("digest_posts", "Posts stored")
+    for outcome, n in fetch_totals(db).items():
+        fetches.set(n, outcome=outcome)
+    with db.session() as s:
+        by_status = _counts(s, select(Feed.status, func.count()).where(Feed.active))
+        failing.set(
+            s.scalar(select(func.count()).where(Feed.active, Feed.failing_since.is_not(None))) or 0
+        )
+        posts.set(s.scalar(select(func.count()).select_from(Post)) or 0)
+    for status in FeedStatus:
+        feeds.set(by_status.get(status, 0), status=str(status))
+    return [fetches, feeds, failing, posts]
+
+
+def _issues(db: Database) -> list[Metric]:
+    issues = Metric("digest_issues", "Issues recorded, by status (sent: every delivery done)")
+    deliveries = Metric("digest_deliveries", "Deliveries of every issue, by status")
+    bounced = Metric("digest_issue_bounce_rate", "Share of an issue's deliveries bounced hard")
+    complained = Metric("digest_issue_complaint_rate", "Share of an issue's mail marked as spam")
+    with db.session() as s:
+        by_issue = _counts(s, select(Issue.status, func.count()))
+        by_delivery = _counts(s, select(Delivery.status, func.count()))
+    for status in IssueStatus:
+        issues.set(by_issue.get(status, 0), status=str(status))
+    for dstatus in DeliveryStatus:
+        deliveries.set(by_delivery.get(dstatus, 0), status=str(dstatus))
+    for rates in issue_rates(db, last=RATES_EXPOSED):
+        bounced.set(rates.bounce_rate, issue=str(rates.number))
+        complained.set(rates.complaint_rate, issue=str(rates.number))
+    return [issues, deliveries, bounced, complained]
+
+
+def _counts(s: Session, query: Select[*tuple[Any, ...]]) -> dict[str, int]:
+    """{status: count} of a ``select(X.status, func.count())``, grouped here."""
+    rows = s.execute(query.group_by(query.selected_columns[0])).all()
+    return {str(row[0]): int(row[1]) for row in rows}
+
+
+def _subscribers(db: Database) -> Metric:
+    metric = Metric("digest_subscribers", "Subscribers, by status")
+    for status, n in count_by_status(db).items():
+        metric.set(n, status=status)
+    return metric
+
+
+def _times(db: Database, now: datetime) -> list[Metric]:
+    polled = Metric("digest_last_poll_timestamp_seconds", "When the last poll ended (Unix time)")
+    duration = Metric("digest_last_poll_duration_seconds", "How long the last poll took")
+    sent = Metric("digest_last_send_timestamp_seconds", "When the last message went (Unix time)")
+    heartbeat = Metric("digest_daemon_heartbeat_age_seconds", "Age of the daemon's heartbeat")
+    poll = last_poll(db)
+    if poll is not None:
+        elapsed = float(poll.get("elapsed_s", 0))
+        ended = datetime.fromisoformat(poll["at"]) + timedelta(seconds=elapsed)
+        polled.set(ended.timestamp())
+        duration.set(elapsed)
+    with db.session() as s:
+        last_sent = s.scalar(select(func.max(Delivery.sent_at)))
+    if last_sent is not None:
+        sent.set(last_sent.timestamp())
+    holder = read_holder(db)
+    if holder is not None:
+        heartbeat.set(max(0.0, (now - holder.heartbeat).total_seconds()))
+    return [polled, duration, sent, heartbeat]

@@ -1,0 +1,55 @@
+"""What polls leave behind for whoever watches the service: the last poll's record and the
+running count of requests by outcome, kept in the meta table (so `digest poll` by hand and
+the daemon add to the same numbers, and a restart loses none of them)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from digest.models import Fetch
+from digest.storage import Database
+from digest.types import FetchOutcome
+
+LAST_POLL_KEY = "last_poll"
+FETCH_TOTALS_KEY = "fetch_totals"
+
+
+def record_poll(db: Database, started: datetime, record: dict[str, Any]) -> None:
+    """Keep the poll that started at ``started`` (its summary's ``record``) as the last one,
+    and add its requests to the running totals. The caller holds the poll lock: no other
+    poll writes these keys meanwhile."""
+    with db.session() as s:
+        rows = s.execute(
+            select(Fetch.outcome, func.count()).where(Fetch.at >= started).group_by(Fetch.outcome)
+        ).all()
+    totals = fetch_totals(db)
+    for outcome, n in rows:
+        totals[outcome] += n
+    db.set_meta(FETCH_TOTALS_KEY, json.dumps(totals))
+    db.set_meta(LAST_POLL_KEY, json.dumps({"at": started.isoformat(), **record}))
+
+
+def last_poll(db: Database) -> dict[str, Any] | None:
+    """The last poll's record: ``at`` (when it started), feeds, new_posts, updated_posts,
+    not_modified, errors, elapsed_s. None before the first poll."""
+    data = _read(db, LAST_POLL_KEY)
+    return data if "at" in data else None
+
+
+def fetch_totals(db: Database) -> dict[str, int]:
+    """Requests for feeds ever made, by outcome (every FetchOutcome, zeros included)."""
+    data = _read(db, FETCH_TOTALS_KEY)
+    return {str(o): int(data.get(o, 0)) for o in FetchOutcome}
+
+
+def _read(db: Database, key: str) -> dict[str, Any]:
+    text = db.get_meta(key)
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:  # hand-edited; the next poll writes it afresh
+        return {}
+    return data if isinstance(data, dict) else {}
