@@ -12,7 +12,7 @@ fails, lazy imports inside functions included.
                              delivery log; below the daemon and web, which run it)
     delivery, feedlist       built on the layer below: delivery sends recorded issues,
                              feedlist discovers feeds over ingest's HTTP
-    issue, ingest            the weekly issue; polling
+    issue, ingest, backup    the weekly issue; polling; copies of a SQLite database
     locks                    one daemon, one sender, one poller per database
     storage, migrations      the database
     models                   the schema
@@ -40,7 +40,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("digest.daemon",),
     ("digest.bounces",),
     ("digest.delivery", "digest.feedlist"),
-    ("digest.issue", "digest.ingest"),
+    ("digest.issue", "digest.ingest", "digest.backup"),
     ("digest.locks",),
     ("digest.storage", "digest.migrations"),
     ("digest.models",),

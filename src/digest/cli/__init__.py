@@ -35,6 +35,8 @@ COMMAND_MODULES = {
     "status": "daemon",
     "opml": "opml",
     "bounces": "bounces",
+    "backup": "backups",
+    "restore": "backups",
 }
 
 

@@ -1,0 +1,179 @@
+"""Backups of a SQLite database while the daemon runs, and restoring one.
+
+Both go through SQLite's online backup API (sqlite3.Connection.backup): the copy is one
+consistent snapshot even while a poll writes (the database is in WAL mode, so the poll does
+not wait), and a restore writes into the live file the way SQLite means it to, its WAL
+included (copying the file over it would pair the new file with the old one's WAL).
+
+A copy holds no locks: the daemon's, a send's or a poll's lock rows are left out, so a
+restored database is held by nobody. On PostgreSQL, pg_dump and pg_restore do the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from digest.errors import InputError, LockedError, StorageError
+from digest.locks import DAEMON, POLLER, SENDER, WHAT, holder_alive, read_holder
+from digest.storage import MIGRATIONS, Database, safe_url
+
+# What a copy counts, to say what it holds.
+COUNTED = ("feeds", "posts", "subscribers", "issues")
+_LOCK_KEYS = tuple(f"{name}_lock" for name in (DAEMON, SENDER, POLLER))
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A database file and what it holds."""
+
+    path: Path
+    bytes: int
+    counts: dict[str, int]
+
+    def as_json(self) -> dict[str, object]:
+        return {"path": str(self.path), "bytes": self.bytes, **self.counts}
+
+    def line(self) -> str:
+        held = ", ".join(f"{n:,} {name}" for name, n in self.counts.items())
+        return f"{self.path}: {self.bytes / 1e6:,.1f} MB ({held})"
+
+
+def sqlite_path(url: str, doing: str) -> Path:
+    """The file of a SQLite database.url; a clear error for PostgreSQL or an in-memory one."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        verb, tool = ("back it up", "pg_dump") if doing == "backup" else ("restore", "pg_restore")
+        raise InputError(
+            f"database.url is PostgreSQL ({safe_url(url)}): {verb} with {tool} "
+            "(README.md, 'Backups', has the commands)"
+        )
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        raise InputError(f"{doing} works on a SQLite file; database.url is {safe_url(url)}")
+    return Path(parsed.database).expanduser()
+
+
+def backup(url: str, target: Path) -> Copy:
+    """Copy the database at ``url`` to ``target`` (replaced if it exists, only once the copy
+    is complete and checked)."""
+    source = sqlite_path(url, "backup")
+    if not source.exists():
+        raise InputError(f"no database at {source} (database.url)")
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        _new_private_file(partial)
+        with _connect(source) as src, _connect(partial) as dst:
+            src.backup(dst)
+            _clean(dst)
+            dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal
+        os.replace(partial, target)
+    except sqlite3.Error as e:
+        raise StorageError(f"cannot back up {source} to {target}: {e}") from e
+    except OSError as e:
+        raise InputError(f"cannot write {target}: {e.strerror}") from e
+    finally:
+        partial.unlink(missing_ok=True)
+    return describe(target)
+
+
+def restore(url: str, source: Path, *, force: bool = False, now: datetime) -> Copy:
+    """Make the database at ``url`` a copy of the backup ``source``. Refused while a daemon,
+    a send or a poll holds it, and over a database holding anything unless ``force``."""
+    target = sqlite_path(url, "restore")
+    copy = describe(source)
+    _check_revision(source)
+    if target.exists():
+        _refuse_if_held(url, now)
+        present = describe(target)
+        if any(present.counts.values()) and not force:
+            raise InputError(
+                f"{target} holds data ({present.line().split(' (', 1)[1]}: "
+                "--force replaces it with the backup"
+            )
+    try:
+        if not target.exists():
+            _new_private_file(target)
+        with _connect(source) as src, _connect(target) as dst:
+            src.backup(dst)
+            _clean(dst)
+    except sqlite3.Error as e:
+        raise StorageError(f"cannot restore {source} into {target}: {e}") from e
+    except OSError as e:
+        raise InputError(f"cannot write {target}: {e.strerror}") from e
+    Database(url).dispose()  # an older backup is brought up to this version's schema
+    return Copy(target, target.stat().st_size, copy.counts)
+
+
+def describe(path: Path) -> Copy:
+    """What the digest database file at ``path`` holds; InputError if it is none."""
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    try:
+        with _connect(path) as conn:
+            if conn.execute("PRAGMA quick_check").fetchone() != ("ok",):
+                raise InputError(f"{path} is damaged (PRAGMA quick_check failed)")
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            if not {*COUNTED, "meta", "alembic_version"} <= tables:
+                raise InputError(f"{path} is no digest database")
+            counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in COUNTED}
+    except sqlite3.DatabaseError as e:
+        raise InputError(f"{path} is no SQLite database ({e})") from e
+    return Copy(path, path.stat().st_size, counts)
+
+
+def _check_revision(path: Path) -> None:
+    known = {p.name.split("_")[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py")}
+    with _connect(path) as conn:
+        revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    if revision is None or revision[0] not in known:
+        schema = revision[0] if revision else "unknown"
+        raise InputError(f"{path} was made by a newer digest (schema {schema}): upgrade first")
+
+
+def _refuse_if_held(url: str, now: datetime) -> None:
+    db = Database(url, migrate=False)
+    try:
+        for name in (DAEMON, SENDER, POLLER):
+            holder = read_holder(db, name)
+            if holder is not None and holder_alive(holder, now):
+                raise LockedError(
+                    f"the {WHAT[name]} holds {safe_url(url)} ({holder.describe()}): stop it "
+                    "before restoring"
+                )
+    except StorageError as e:
+        if isinstance(e, LockedError):
+            raise
+        raise InputError(f"cannot read the database to restore into: {e}") from e
+    finally:
+        db.dispose()
+
+
+def _new_private_file(path: Path) -> None:
+    """An empty file only its owner reads: a copy holds every address and the signing key."""
+    path.unlink(missing_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
+def _clean(conn: sqlite3.Connection) -> None:
+    """No process holds a copy: drop the lock rows."""
+    marks = ",".join("?" * len(_LOCK_KEYS))
+    conn.execute(f"DELETE FROM meta WHERE key IN ({marks})", _LOCK_KEYS)
+    conn.commit()
+
+
+@contextlib.contextmanager
+def _connect(path: Path) -> Iterator[sqlite3.Connection]:
+    if not path.exists():  # sqlite3 would create it
+        raise InputError(f"no such file: {path}")
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        yield conn
+    finally:
+        conn.close()
