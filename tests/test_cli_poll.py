@@ -332,5 +332,5 @@ def test_poll_shows_its_progress_on_a_terminal_and_only_there(
     os.close(main)
     shown = seen.decode("utf-8", "replace")
     assert "/6" in shown and "new" in shown and "errors" in shown
-    assert "waiting on 127.0.0.1" in shown  # the one site, with its requests in flight
+    assert "waiting on 1 host: 127.0.0.1 (" in shown  # the one site, its requests in flight
     assert proc.stdout is not None and b"polled 6 feeds" in proc.stdout.read()

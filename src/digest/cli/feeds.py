@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import sys
 from datetime import datetime
@@ -47,18 +49,28 @@ def poll(app: App, as_json: bool, quiet: bool) -> None:
 
 class ProgressLine:
     """A poll's progress on the terminal (tqdm): feeds done of all, new posts, errors, and
-    the sites it still waits on. Shows nothing when ``show`` is false."""
+    the hosts it still waits on. Log lines meanwhile print above it (tqdm's logging redirect)
+    rather than through it. Shows nothing when ``show`` is false."""
+
+    # The counts first: a narrow terminal cuts the end of the line, the list of hosts.
+    FORMAT = "{n_fmt}/{total_fmt} feeds |{bar:12}| {elapsed}{postfix}"
 
     def __init__(self, show: bool) -> None:
         self.show = show
         self.bar: Any = None
+        self._logging = contextlib.ExitStack()
 
     def __enter__(self) -> ProgressLine:
+        if self.show:
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            self._logging.enter_context(logging_redirect_tqdm())
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.close()
+        self._logging.close()
 
     def update(self, p: PollProgress) -> None:
         if not self.show:
@@ -68,21 +80,30 @@ class ProgressLine:
 
             # A terminal that reports no size (a fresh pty, some CI consoles) shows nothing
             # with tqdm's own measure: 80 x 24 then.
-            size = shutil.get_terminal_size((80, 24))
+            try:
+                size = os.get_terminal_size(sys.stderr.fileno())
+            except OSError:
+                size = os.terminal_size((80, 24))
             self.bar = tqdm(
                 total=p.total,
-                unit="feed",
                 file=sys.stderr,
                 leave=False,
-                ncols=size.columns,
-                nrows=size.lines,
+                bar_format=self.FORMAT,
+                ncols=size.columns or 80,
+                nrows=size.lines or 24,
             )
         self.bar.n = p.done
-        waiting = ", ".join(f"{site} ({n})" for site, n in p.waiting_on[:3])
-        more = f" +{len(p.waiting_on) - 3}" if len(p.waiting_on) > 3 else ""
-        wait = f"; waiting on {waiting}{more}" if waiting else ""
-        self.bar.set_postfix_str(f"{p.new_posts} new, {p.errors} errors{wait}", refresh=False)
+        self.bar.set_postfix_str(self.describe(p), refresh=False)
         self.bar.refresh()
+
+    @staticmethod
+    def describe(p: PollProgress) -> str:
+        """``12 new, 3 errors; waiting on 2 hosts: example.org (2), other.net (1)``."""
+        line = f"{p.new_posts:,} new, {p.errors:,} errors"
+        if p.waiting_on:
+            hosts = ", ".join(f"{site} ({n})" for site, n in p.waiting_on)
+            line += f"; waiting on {len(p.waiting_on)} host{'s' * (len(p.waiting_on) > 1)}: {hosts}"
+        return line
 
 
 @cli.command()
