@@ -20,7 +20,7 @@ import httpx
 
 from digest.config import FeedsSettings
 from digest.errors import FetchError
-from digest.ingest.fetch import ACCEPT, fetch_feed, make_client
+from digest.ingest.fetch import ACCEPT, fetch_as_configured, make_client
 from digest.ingest.slots import politely
 
 log = logging.getLogger(__name__)
@@ -153,14 +153,7 @@ async def _get(
 ) -> tuple[str, bytes] | None:
     """(final URL, the first ``keep`` bytes of the body) of a 2xx answer, else None."""
     try:
-        fetched = await fetch_feed(
-            client,
-            url,
-            timeout=feeds.timeout.total_seconds(),
-            max_bytes=feeds.max_bytes,
-            user_agent=feeds.user_agent,
-            accept=accept,
-        )
+        fetched = await fetch_as_configured(client, url, feeds, accept=accept)
     except FetchError as e:
         log.info("discover: %s: %s", url, e.message)
         return None

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from digest.config import FeedsSettings
 from digest.errors import FetchError, InputError
 from digest.ingest.addresses import literal_refusal
-from digest.ingest.fetch import fetch_feed, make_client
+from digest.ingest.fetch import fetch_as_configured, make_client
 from digest.types import FeedSource
 
 OPML_ACCEPT = "text/x-opml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
@@ -26,14 +26,7 @@ def fetch_list(url: str, feeds: FeedsSettings) -> bytes:
 
     async def get() -> bytes:
         async with make_client(feeds) as client:
-            fetched = await fetch_feed(
-                client,
-                url,
-                timeout=feeds.timeout.total_seconds(),
-                max_bytes=feeds.max_bytes,
-                user_agent=feeds.user_agent,
-                accept=OPML_ACCEPT,
-            )
+            fetched = await fetch_as_configured(client, url, feeds, accept=OPML_ACCEPT)
         if fetched.body is None or not 200 <= fetched.status_code < 300:
             raise InputError(f"{url}: HTTP {fetched.status_code}, no OPML file")
         return fetched.body

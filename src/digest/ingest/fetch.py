@@ -117,6 +117,32 @@ async def fetch_feed(
     raise AssertionError("unreachable")  # pragma: no cover - for type checkers
 
 
+async def fetch_as_configured(
+    client: httpx.AsyncClient,
+    url: str,
+    feeds: FeedsSettings,
+    *,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    accept: str = ACCEPT,
+    same_origin: bool = False,
+) -> FetchedFeed:
+    """fetch_feed under the ``feeds`` settings' timeout, size cap and User-Agent: what every
+    request made on a feed's behalf shares (the feed, its post pages, discovery, a remote
+    OPML file)."""
+    return await fetch_feed(
+        client,
+        url,
+        etag=etag,
+        last_modified=last_modified,
+        timeout=feeds.timeout.total_seconds(),
+        max_bytes=feeds.max_bytes,
+        user_agent=feeds.user_agent,
+        accept=accept,
+        same_origin=same_origin,
+    )
+
+
 async def _follow(
     client: httpx.AsyncClient,
     url: str,

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 
 from digest.config import FeedsSettings
 from digest.errors import FetchError
-from digest.ingest.fetch import fetch_feed, origin
+from digest.ingest.fetch import fetch_as_configured, origin
 from digest.ingest.slots import politely
 from digest.models import FEEDS, POSTS
 from digest.storage import Database
@@ -115,14 +115,8 @@ async def count_pages(
 async def _page_words(client: httpx.AsyncClient, url: str, feeds: FeedsSettings) -> int:
     """The words of the article at ``url``; 0, logged, when it cannot be had."""
     try:
-        fetched = await fetch_feed(
-            client,
-            url,
-            timeout=feeds.timeout.total_seconds(),
-            max_bytes=feeds.max_bytes,
-            user_agent=feeds.user_agent,
-            accept=PAGE_ACCEPT,
-            same_origin=True,
+        fetched = await fetch_as_configured(
+            client, url, feeds, accept=PAGE_ACCEPT, same_origin=True
         )
         content_type = fetched.headers.get("content-type", "text/html").lower()
         if fetched.body is None or "html" not in content_type:

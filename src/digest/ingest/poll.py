@@ -29,7 +29,7 @@ from digest.ingest.feedstore import (
     select_jobs,
 )
 from digest.ingest.feedsync import SyncResult, sync_feeds
-from digest.ingest.fetch import fetch_feed, make_client
+from digest.ingest.fetch import fetch_as_configured, make_client
 from digest.ingest.pages import count_pages
 from digest.ingest.slots import HostSlots
 from digest.ingest.tally import record_poll
@@ -261,14 +261,8 @@ class _Poller:
         # The job keeps its fetch slot (its host's and the poll's) until its body has a parser
         # slot: while the parsers are behind, fetching pauses instead of piling bodies up.
         try:
-            fetched = await fetch_feed(
-                self.client,
-                job.url,
-                etag=job.etag,
-                last_modified=job.last_modified,
-                timeout=self.feeds.timeout.total_seconds(),
-                max_bytes=self.feeds.max_bytes,
-                user_agent=self.feeds.user_agent,
+            fetched = await fetch_as_configured(
+                self.client, job.url, self.feeds, etag=job.etag, last_modified=job.last_modified
             )
         except FetchError as e:
             self._release(job)
