@@ -180,12 +180,12 @@ class Daemon:
         )
         tick = poll_tick(interval)
         started_at = datetime.now(UTC)
-        scheduler.add_job(
-            self._job("poll", self._poll_round),
-            IntervalTrigger(seconds=tick.total_seconds(), timezone=UTC),
-            id="poll",
-            next_run_time=started_at,
-        )
+
+        def every(name: str, run: Callable[[], None], period: timedelta, first: datetime) -> None:
+            trigger = IntervalTrigger(seconds=period.total_seconds(), timezone=UTC)
+            scheduler.add_job(self._job(name, run), trigger, id=name, next_run_time=first)
+
+        every("poll", self._poll_round, tick, started_at)
         # The send job fires at each send time, and once at start-up for a missed send.
         scheduler.add_job(
             self._job("send", self.check_sends),
@@ -194,24 +194,9 @@ class Daemon:
             next_run_time=started_at,
         )
         if self.settings.bounces.imap_url:  # the bounce mailbox, read every bounces.interval
-            every = self.settings.bounces.interval.total_seconds()
-            scheduler.add_job(
-                self._job("bounces", self._bounce_round),
-                IntervalTrigger(seconds=every, timezone=UTC),
-                id="bounces",
-                next_run_time=started_at,
-            )
-        scheduler.add_job(
-            self._job("prune", self._prune_unconfirmed),
-            IntervalTrigger(seconds=PRUNE_EVERY.total_seconds(), timezone=UTC),
-            id="prune",
-            next_run_time=started_at,
-        )
-        scheduler.add_job(
-            self._job("heartbeat", self._heartbeat),
-            IntervalTrigger(seconds=HEARTBEAT_EVERY.total_seconds(), timezone=UTC),
-            id="heartbeat",
-        )
+            every("bounces", self._bounce_round, self.settings.bounces.interval, started_at)
+        every("prune", self._prune_unconfirmed, PRUNE_EVERY, started_at)
+        every("heartbeat", self._heartbeat, HEARTBEAT_EVERY, started_at + HEARTBEAT_EVERY)
         self._scheduler = scheduler
         scheduler.start()
         startup.report(self.settings, self.sends.schedule, self.clock(), tick, state, self._web)

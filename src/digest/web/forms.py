@@ -3,13 +3,22 @@ each form carries; where a request comes from (the client address, same-origin o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.responses import Response
 
 from digest.delivery.tokens import check_form_token, make_form_token
 from digest.errors import InputError
+
+if TYPE_CHECKING:
+    from digest.web.site import Site
+
+Form = dict[str, list[str]]
 
 # The largest honest form: an address (320 bytes), a name (200 characters, 12 bytes each
 # when percent-encoded UTF-8), the sections, a token and the field names: under 4 KB.
@@ -29,7 +38,19 @@ class FormError(InputError):
         self.reason = reason
 
 
-async def read_form(request: Request) -> dict[str, list[str]]:
+async def take_form(
+    request: Request, site: Site, handle: Callable[[Form, str | None], Response]
+) -> Response:
+    """A POSTed form and the client's address handed to ``handle`` in a worker thread (it
+    touches the database); a body that isn't our form gets the "refused" page."""
+    try:
+        form = await read_form(request)
+    except FormError as e:
+        return site.page("refused", e.status, private=True, reason=e.reason)
+    return await run_in_threadpool(handle, form, client_address(request))
+
+
+async def read_form(request: Request) -> Form:
     """The urlencoded body of a POST from one of our pages, at most MAX_BODY bytes, read
     without buffering more than that; FormError otherwise."""
     if not same_origin(request):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -17,7 +16,7 @@ from digest.delivery.tokens import PREFERENCES
 from digest.errors import InputError
 from digest.storage import utcnow
 from digest.types import SubscriberStatus
-from digest.web.forms import FormError, client_address, field, form_token, form_token_ok, read_form
+from digest.web.forms import field, form_token, form_token_ok, take_form
 from digest.web.signup import chosen_sections, section_boxes
 from digest.web.site import Site
 
@@ -32,12 +31,8 @@ def routes(site: Site) -> list[Route]:
         return page(site, subscriber)
 
     async def preferences_post(request: Request) -> Response:
-        try:
-            form = await read_form(request)
-        except FormError as e:
-            return site.page("refused", e.status, private=True, reason=e.reason)
-        token, ip = request.path_params["token"], client_address(request)
-        return await run_in_threadpool(change, site, token, form, ip)
+        token = request.path_params["token"]
+        return await take_form(request, site, lambda form, ip: change(site, token, form, ip))
 
     return [
         Route("/preferences/{token}", preferences_page, methods=["GET"]),

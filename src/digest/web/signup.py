@@ -15,7 +15,6 @@ import logging
 import time
 from datetime import datetime
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -28,14 +27,7 @@ from digest.errors import InputError
 from digest.models import Subscriber
 from digest.storage import utcnow
 from digest.types import ML, SECTION_TITLES, SYSTEMS, ConsentSource, SubscriberStatus
-from digest.web.forms import (
-    FormError,
-    client_address,
-    field,
-    form_token,
-    form_token_ok,
-    read_form,
-)
+from digest.web.forms import client_address, field, form_token, form_token_ok, take_form
 from digest.web.limits import client_key
 from digest.web.outbox import MailJob
 from digest.web.site import Site
@@ -56,22 +48,14 @@ def routes(site: Site) -> list[Route]:
     async def subscribe(request: Request) -> Response:
         if not site.signup:
             return site.page("not_found", 404)
-        try:
-            form = await read_form(request)
-        except FormError as e:
-            return site.page("refused", e.status, private=True, reason=e.reason)
-        return await run_in_threadpool(take_signup, site, form, client_address(request))
+        return await take_form(request, site, lambda form, ip: take_signup(site, form, ip))
 
     def confirm_page(request: Request) -> Response:
         return confirmation(site, request.path_params["token"], None, client_address(request))
 
     async def confirm_post(request: Request) -> Response:
-        try:
-            form = await read_form(request)
-        except FormError as e:
-            return site.page("refused", e.status, private=True, reason=e.reason)
-        token, ip = request.path_params["token"], client_address(request)
-        return await run_in_threadpool(confirmation, site, token, form, ip)
+        token = request.path_params["token"]
+        return await take_form(request, site, lambda form, ip: confirmation(site, token, form, ip))
 
     return [
         Route("/subscribe", subscribe_form, methods=["GET"]),
