@@ -129,6 +129,34 @@ def test_blocks_without_a_stop_are_not_glued() -> None:
     assert excerpt(f"{block}\nNew sentence here.", "t", 55) == f"{block}. New sentence here."
 
 
+def test_a_word_that_starts_with_a_mark_keeps_its_space() -> None:
+    text = "It is in the file .git/HEAD , next to .gitignore ; it costs .5 cents ."
+    assert (
+        excerpt(text, "t", 55)
+        == "It is in the file .git/HEAD, next to .gitignore; it costs .5 cents."
+    )
+
+
+def test_a_note_in_brackets_gets_no_second_stop() -> None:
+    # Lil'Log's summaries hold nothing but notes: they are the excerpt.
+    first = "[Updated on 2021-02-01: version 2.0, with several new works and typos fixed.]"
+    notes = f"{first}\n[Updated on 2021-05-26: P-tuning and Prompt Tuning, in two new sections.]"
+    assert excerpt(notes, "t", 55) == first + " [Updated on 2021-05-26: P-tuning and Prompt" + (
+        " Tuning, in two new sections.]"
+    )
+
+
+def test_a_tldr_list_is_kept_as_a_list() -> None:
+    text = (
+        "I have loved three things in product managers.\ntldr;\nTalk with customers\n"
+        "Develop and share a vision\nEvangelize\nAs a product manager, you talk to customers."
+    )
+    assert excerpt(text, "t", 55) == (
+        "I have loved three things in product managers. tldr; Talk with customers; Develop and "
+        "share a vision; Evangelize. As a product manager, you talk to customers."
+    )
+
+
 def test_tex_blocks_and_zero_words() -> None:
     assert excerpt(r"$$ \def\E#1{x} $$ Real words.", "t", 55) == "Real words."
     assert excerpt("anything", "t", 0) == ""

@@ -84,7 +84,8 @@ _AUTHORS = re.compile(r"contributed equally", re.I)
 _FURNISHING = re.compile("|".join(_FURNITURE), re.I)
 _CAPTION = re.compile("|".join(_CAPTIONS), re.I)
 _TAGS = re.compile(r"tags?\s*:", re.I)
-_SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([,.;:!?)])")
+# "word ." loses its space; ".git/HEAD" and ".5 cents" keep theirs (Julia Evans's posts).
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([,.;:!?)])(?=\s|$)")
 _ENDS = (".", "!", "?", ".”", "!”", "?”", '."', '!"', '?"', ".’", ".)", "?)", "!)")
 _ABBREVIATIONS = frozenset(
     {"al.", "e.g.", "i.e.", "etc.", "vs.", "cf.", "fig.", "eq.", "no.", "dr.", "mr.", "mrs.",
@@ -155,7 +156,7 @@ def _prose_words(lines: list[str], max_words: int) -> list[str]:
             break
         if _FURNISHING.match(line) or _CAPTION.match(line):
             continue
-        if _item(line) and (in_list or (words and words[-1].endswith(":"))):
+        if _item(line) and (in_list or (words and _opens_list(words[-1]))):
             if in_list:
                 words[-1] += ";"
             in_list = True
@@ -163,7 +164,7 @@ def _prose_words(lines: list[str], max_words: int) -> list[str]:
             if len(words) >= max_words // 2:
                 break
             continue  # dropped, never glued to the sentence after it
-        elif words and not words[-1].endswith((*_ENDS, ":", ";", ",", "—", "–")):
+        elif words and not _stopped_block(words[-1]):
             words[-1] += "." if in_list or not line[0].islower() else ""
             in_list = False
         else:
@@ -172,6 +173,17 @@ def _prose_words(lines: list[str], max_words: int) -> list[str]:
         if len(words) > max_words:
             break
     return words
+
+
+def _opens_list(word: str) -> bool:
+    """A list's lead-in: "…these:", or "tldr;" (Phil Eaton's posts)."""
+    return word.endswith(":") or word.lower().rstrip(";:") in ("tldr", "tl;dr")
+
+
+def _stopped_block(word: str) -> bool:
+    """The block ends with a stop, a colon or a dash, maybe before a bracket that closes a
+    note ("[Updated on …: typos fixed.]", "[...]"): nothing to add."""
+    return _stopped(word.rstrip("])")) or word.endswith(("—", "–"))
 
 
 def _contents(line: str) -> bool:
