@@ -20,6 +20,8 @@ KEY = "test-key"
 SETTINGS = Settings().replace(
     newsletter={"bounce_address": "bounces@news.example.org", "secret_key": KEY}
 )
+# Reports found by the address they name: believed only with VERP off (or from a webhook).
+UNTAGGED = SETTINGS.replace(newsletter={"verp": False})
 HARD, SOFT, COMPLAINT = BounceKind.HARD, BounceKind.SOFT, BounceKind.COMPLAINT
 
 
@@ -36,8 +38,17 @@ def report(
     )
 
 
-def apply(db: Database, r: BounceReport, identity: str, now: datetime | None = None) -> Outcome:
-    return apply_report(db, SETTINGS, KEY, r, source="imap", identity=identity, now=now)
+def apply(
+    db: Database,
+    r: BounceReport,
+    identity: str,
+    now: datetime | None = None,
+    settings: Settings = UNTAGGED,
+    authenticated: bool = False,
+) -> Outcome:
+    return apply_report(
+        db, settings, KEY, r, source="imap", identity=identity, now=now, authenticated=authenticated
+    )
 
 
 def status(db: Database) -> dict[str, str]:
@@ -68,10 +79,10 @@ def test_a_valid_tag_wins_and_a_forged_one_changes_nothing(db: Database) -> None
     good = f"bounces+{make_tag(KEY, ann.id, ann.email, issue)}@news.example.org"
     forged = f"bounces+{make_tag('not-the-key', ann.id, ann.email, issue)}@news.example.org"
     # The report names bob, but a forged tag drops it whole: bob is not touched.
-    out = apply(db, report(HARD, to=forged, rcpt="bob@example.com"), "r1")
+    out = apply(db, report(HARD, to=forged, rcpt="bob@example.com"), "r1", settings=SETTINGS)
     assert out.forged and status(db) == {"ann@example.com": "active", "bob@example.com": "active"}
     assert list_events(db) == []
-    out = apply(db, report(HARD, to=good, rcpt="someone-else@example.net"), "r2")
+    out = apply(db, report(HARD, to=good, rcpt="someone-else@example.net"), "r2", settings=SETTINGS)
     assert out.bounced == ["ann@example.com"]
     assert status(db) == {"ann@example.com": "bounced", "bob@example.com": "active"}
     [event] = list_events(db)
@@ -91,6 +102,29 @@ def test_by_message_id_then_by_address(db: Database) -> None:
     assert (rates.sent, rates.hard, rates.complaints) == (3, 1, 1)
     # The address-only report was linked to the issue last delivered to cy.
     assert {e.email: e.issue for e in list_events(db)}["cy@example.com"] == rates.number
+
+
+def test_with_verp_on_an_untagged_report_is_believed_only_from_a_webhook(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anybody can write to the bounce address: naming a subscriber there must not be enough
+    to unsubscribe them while every real bounce of ours comes back tagged."""
+    issue = sent_issue(db, "ann@example.com", "bob@example.com", "cy@example.com")
+    with caplog.at_level(logging.WARNING):
+        out = apply(db, report(COMPLAINT, rcpt="ann@example.com"), "forged", settings=SETTINGS)
+        out2 = apply(
+            db, report(HARD, rcpt="bob@example.com", mid="<guess@x>"), "f2", settings=SETTINGS
+        )
+    assert out.matched == out2.matched == [] and list_events(db) == []
+    assert "neither a VERP tag nor one of our Message-IDs ignored" in caplog.text
+    # Our own Message-ID (not guessable) still links a complaint whose address is redacted.
+    mid = f"<{issue}.cy@example.com>"
+    apply(db, report(COMPLAINT, mid=mid, rcpt="redacted@x.example"), "c", settings=SETTINGS)
+    # A webhook has checked the service's signature: the address it names is believed.
+    apply(db, report(HARD, rcpt="bob@example.com"), "ses", settings=SETTINGS, authenticated=True)
+    assert status(db) == {
+        "ann@example.com": "active", "bob@example.com": "bounced", "cy@example.com": "complained"
+    }  # fmt: skip
 
 
 def test_the_same_report_twice_counts_once(db: Database) -> None:

@@ -2,7 +2,11 @@
 
 Whom, in order of trust: a VERP tag in the address the report came back to (checked with the
 newsletter's key: a forged or altered tag drops the whole report), the Message-ID of our
-message (the delivery log knows whom it went to), else the failed addresses it names. Each
+message (the delivery log knows whom it went to; make_msgid's are not guessable), else the
+failed addresses it names. The addresses count only where nothing better can be had: from an
+authenticated webhook, or from the mailbox when VERP is off. With VERP on, every bounce of ours
+comes back tagged, and a report that names a subscriber with neither tag nor Message-ID is
+anybody's mail to the bounce address: believing it would let anyone unsubscribe anyone. Each
 event is stored once per report and subscriber (``source_id``), so reading a report twice, or a
 webhook sent again, changes nothing more.
 """
@@ -60,18 +64,32 @@ def apply_report(
     *,
     source: str,
     identity: str,
+    authenticated: bool = False,
     now: datetime | None = None,
 ) -> Outcome:
-    """Store a bounce or complaint and act on it (a report without a kind does nothing)."""
+    """Store a bounce or complaint and act on it (a report without a kind does nothing).
+
+    ``authenticated``: the sender of the report is known (a webhook that checked the service's
+    signature or secret), so the addresses it names can be believed."""
     outcome = Outcome()
     if report.kind is None:
         return outcome
     matches = _tagged(db, settings, key, report)
     if matches is None:
         outcome.forged = True
-        log.warning("bounces: a report with a forged VERP tag (%s) ignored", report.addressed_to)
+        log.warning(
+            "bounces: a report with a forged VERP tag (%s) ignored", ", ".join(report.addressed_to)
+        )
         return outcome
-    matches = matches or _by_message_id(db, report) or _by_address(db, report)
+    matches = matches or _by_message_id(db, report)
+    if not matches and (authenticated or not _tags_expected(settings)):
+        matches = _by_address(db, report)
+    elif not matches and report.recipients:
+        log.warning(
+            "bounces: a report about %s with neither a VERP tag nor one of our Message-IDs "
+            "ignored (with VERP on, every bounce of ours comes back tagged)",
+            ", ".join(report.recipients),
+        )
     now = now or utcnow()
     for match in matches:
         outcome.matched.append(match.email)
@@ -154,6 +172,10 @@ def _tagged(
         if row is None or not check_tag(key, tag, row.email):
             return None
         return [_Match(row.id, row.email, tag.issue_id)]
+
+
+def _tags_expected(settings: Settings) -> bool:
+    return bool(settings.newsletter.bounce_address and settings.newsletter.verp)
 
 
 def _by_message_id(db: Database, report: BounceReport) -> list[_Match]:

@@ -121,7 +121,13 @@ def _apply(site: Site, reports: list[BounceReport], source: str, identity: str) 
     done = []
     for n, report in enumerate(reports):
         outcome = apply_report(
-            site.db, site.settings, site.key, report, source=source, identity=f"{identity}#{n}"
+            site.db,
+            site.settings,
+            site.key,
+            report,
+            source=source,
+            identity=f"{identity}#{n}",
+            authenticated=True,  # the service's signature or secret was checked
         )
         done += [f"{report.kind}: {email}" for email in outcome.matched if report.kind]
     return _answer(200, "ok", applied=done)
