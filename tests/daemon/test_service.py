@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -407,12 +408,25 @@ def test_a_shorter_poll_interval_brings_feeds_forward_at_start(db: Database) -> 
         next_fetch_at=T0 + timedelta(hours=2),  # Retry-After: not shortened
     )
     add_feed(db, "https://soon.example/feed", due_at=T0 + timedelta(seconds=10))
+    # Scheduled under today's interval, 30 s x 1.1 with its jitter: stays where it is.
+    add_feed(db, "https://jittered.example/feed", due_at=T0 + timedelta(seconds=33))
     assert bring_forward(db, T0, timedelta(seconds=30)) == 10
     times = due_at(db)
     moved = [times[f"https://h{k}.example/feed"] for k in range(10)]
     assert all(t is not None and T0 <= t < T0 + timedelta(seconds=30) for t in moved)
     assert times["https://held.example/feed"] == T0 + timedelta(hours=2)
     assert times["https://soon.example/feed"] == T0 + timedelta(seconds=10)
+    assert times["https://jittered.example/feed"] == T0 + timedelta(seconds=33)
+
+
+def test_a_restart_under_the_same_interval_moves_no_feed(db: Database) -> None:
+    from digest.ingest.feedstore import bring_forward
+    from digest.ingest.policy import schedule
+
+    rng = random.Random(7)
+    for k in range(200):  # as a poll leaves them: each due one interval away, jittered
+        add_feed(db, f"https://h{k}.example/feed", due_at=schedule(T0, timedelta(hours=1), rng))
+    assert bring_forward(db, T0 + timedelta(seconds=5), timedelta(hours=1)) == 0
 
 
 def test_the_bounce_mailbox_is_read_every_interval_only_when_set(db: Database) -> None:

@@ -326,11 +326,16 @@ def bring_forward(
 ) -> int:
     """Feeds due later than one ``interval`` from now (scheduled under a longer interval
     than today's) are spread over the next interval instead; how many moved. A hold the
-    server asked for (backoff, Retry-After) is not shortened."""
+    server asked for (backoff, Retry-After) is not shortened.
+
+    "Later" allows for the schedule's own jitter: right after a poll under the same interval,
+    about half the feeds are due between 1 and 1.1 intervals away, and a restart must not
+    move them (it did: 19 of 40 feeds moved, polled again minutes later)."""
+    latest = now + interval * (1 + policy.SCHEDULE_JITTER)
     later = (
         select(FEEDS.c.id)
         .where(FEEDS.c.active.is_(True), FEEDS.c.status != FeedStatus.GONE)
-        .where(FEEDS.c.due_at > now + interval)
+        .where(FEEDS.c.due_at > latest)
         .where(or_(FEEDS.c.next_fetch_at.is_(None), FEEDS.c.next_fetch_at <= now))
         .order_by(FEEDS.c.due_at, FEEDS.c.id)
     )
