@@ -359,6 +359,14 @@ def test_dry_run_test_copy_and_list(workdir: Path, sqlite_url: str, sink: FlakyS
     assert run_cli(["subscribers", "remove", "bob@example.com"], env).exit_code == 0
     gone = run_cli(["subscribers", "remove", "bob@example.com"], env)
     assert gone.exit_code == 1 and "no subscriber bob@example.com" in gone.output
+    # A status with its date ("unsubscribed 2026-… UTC") widens its column: the rest line up.
+    from digest.delivery.subscribers import add_subscriber, unsubscribe
+
+    db = Database(sqlite_url)
+    unsubscribe(db, add_subscriber(db, "cy@example.com", sections="systems")[0].id)
+    lines = run_cli(["subscribers", "list"], env).output.splitlines()
+    assert re.match(r"cy@example\.com\s+unsubscribed \d{4}-\d\d-\d\d \d\d:\d\d UTC", lines[2])
+    assert lines[0].index("SECTIONS") == lines[1].index("all") == lines[2].index("systems")
 
 
 def test_sending_off_records_only(workdir: Path, sqlite_url: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,6 +13,9 @@ from digest.cli import cli
 from digest.cli.context import App, pass_app
 from digest.errors import InputError
 from digest.types import SubscriberStatus
+
+if TYPE_CHECKING:
+    from digest.delivery.subscribers import SubscriberInfo
 
 
 @cli.group()
@@ -174,14 +178,21 @@ def subscribers_list(app: App, as_json: bool, status: str | None) -> None:
     if not rows:
         click.echo("no subscribers yet: `digest subscribers add EMAIL`")
         return
-    width = max(len(r.email) for r in rows)
-    click.echo(f"{'EMAIL':{width}}  {'STATUS':28}  {'SECTIONS':16}  NAME")
-    for r in rows:
-        state = str(r.status)
-        if r.unsubscribed_at is not None:
-            state += f" {r.unsubscribed_at:%Y-%m-%d %H:%M} UTC"
-        sections = ",".join(r.sections) if r.sections else "all"
-        click.echo(f"{r.email:{width}}  {state:28}  {sections:16}  {r.name or ''}".rstrip())
+    table = [("EMAIL", "STATUS", "SECTIONS", "NAME")] + [
+        (r.email, _state(r), ",".join(r.sections) if r.sections else "all", r.name or "")
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for email, state, sections, name in table:
+        line = f"{email:{widths[0]}}  {state:{widths[1]}}  {sections:{widths[2]}}  {name}"
+        click.echo(line.rstrip())
+
+
+def _state(subscriber: SubscriberInfo) -> str:
+    """The status, with when they left ("unsubscribed 2026-11-30 10:00 UTC")."""
+    if subscriber.unsubscribed_at is None:
+        return str(subscriber.status)
+    return f"{subscriber.status} {subscriber.unsubscribed_at:%Y-%m-%d %H:%M} UTC"
 
 
 @subscribers.command("show")
