@@ -163,12 +163,13 @@ def _prose(root: lxml.etree._Element) -> str:
     """The text of a post's body without its headings, figures, tables of contents, share and
     subscribe furniture and footnote markers."""
     lxml.etree.strip_elements(root, *_NOT_PROSE, with_tail=False)
-    # A wrapper named like furniture ("post toc-enabled") holds most of the post: kept.
-    most = max(FURNITURE_CHARS, len(_text_of(root)) // 2)
     marked: list[lxml.etree._Element] = _MARKED(root)
-    for element in marked:
-        if (element.tag == "sup" or _is_furniture(element)) and len(_text_of(element)) < most:
-            _remove(element)
+    if marked:
+        # A wrapper named like furniture ("post toc-enabled") holds most of the post: kept.
+        most = max(FURNITURE_CHARS, len(_text_of(root)) // 2)
+        for element in marked:
+            if (element.tag == "sup" or _is_furniture(element)) and len(_text_of(element)) < most:
+                _remove(element)
     lists: list[lxml.etree._Element] = _LINKED_LISTS(root)
     for listing in lists:
         if _is_contents(listing):
@@ -264,7 +265,9 @@ def one_line(text: str) -> str:
 def strip_invisible(text: str) -> str:
     """``text`` without the invisible format characters that could mislead a reader (bidi
     overrides, soft hyphens, word joiners...), keeping those a script or an emoji needs."""
-    if _MAYBE_INVISIBLE.search(text) is None:  # the common case: one scan, no copy
+    # The common cases: ASCII (no format character is; a C check at memory speed, where the
+    # regex scan costs 8 us per 1.8 KB post, 4% of a cold poll's parse), else one scan, no copy.
+    if text.isascii() or _MAYBE_INVISIBLE.search(text) is None:
         return text
     return _INVISIBLE.sub("", text)
 
