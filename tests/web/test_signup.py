@@ -4,6 +4,7 @@ the same answer for every address, scanner-safe confirmation, bad links, abuse l
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -93,6 +94,8 @@ def test_the_confirmation_email_has_an_issues_care(client: TestClient, smtp: SMT
     assert 'style="' in html and "/confirm/" in html  # CSS inlined
     assert "Systems" in html and "48 hours" in html
     assert "List-Unsubscribe" not in msg  # on no list until confirmed
+    # The spelled-out link breaks anywhere: unbroken, it made the email 481 px wide at 375.
+    assert 'style="word-break:break-all"' in html
 
 
 def test_confirm_get_changes_nothing_and_post_confirms(
@@ -259,14 +262,53 @@ def test_a_reader_who_left_signs_up_again_and_is_back_once_confirmed(
 ) -> None:
     from digest.delivery.subscribers import unsubscribe
 
-    info, _ = add_subscriber(db, "ada@example.com")
+    info, _ = add_subscriber(db, "ada@example.com", name="Ada", sections="systems")
     unsubscribe(db, info.id)
-    sign_up(client, "ada@example.com", ["ml"])
+    # Anyone may type her address into the form: until she confirms, nothing of hers changes
+    # (a stranger renaming her "Mallory" with other sections, for her "subscribe again" to
+    # take, was possible before).
+    sign_up(client, "ada@example.com", ["ml"], name="Mallory")
     wait_for(lambda: len(smtp.raw) == 1)
     left = row(db, "ada@example.com")
-    assert left is not None and (left.status, left.sections) == ("unsubscribed", "ml")
+    assert left is not None
+    assert (left.status, left.name, left.sections) == ("unsubscribed", "Ada", "systems")
     path = link_in(smtp.raw[0], "confirm")
     client.post(path, data={"csrf": csrf_of(client.get(path).text)})
     back = row(db, "ada@example.com")
     assert back is not None and (back.status, back.unsubscribed_at) == ("active", None)
-    assert back.source == "web"
+    assert (back.name, back.sections) == ("Ada", "systems")  # her preferences page changes them
+
+
+def test_one_who_complained_is_not_mailed_even_to_confirm(
+    db: Database, client: TestClient, smtp: SMTPSink
+) -> None:
+    from sqlalchemy import update
+
+    from digest.models import Subscriber
+
+    add_subscriber(db, "frank@example.com")
+    with db.session() as s:
+        s.execute(update(Subscriber).values(status="complained"))
+    new, frank = sign_up(client, "new@example.com"), sign_up(client, "frank@example.com")
+    assert frank.content == new.content  # the page tells nobody who complained
+    wait_for(lambda: len(smtp.messages) == 1)
+    time.sleep(0.3)  # the outbox's thread: a second mail would be out by now
+    assert [m["To"] for m in smtp.messages] == ["new@example.com"]
+    assert subscribers(db)["frank@example.com"] == "complained"
+    assert events(db, "frank@example.com") == ["added", "signed_up"]
+
+
+@pytest.mark.parametrize(
+    ("ttl", "said"),
+    [
+        (timedelta(days=7), "7 days"),
+        (timedelta(hours=48), "48 hours"),
+        (timedelta(hours=2, minutes=30), "2.5 hours"),
+        (timedelta(seconds=90 * 60), "90 minutes"),
+        (timedelta(seconds=5), "5 seconds"),
+    ],
+)
+def test_how_long_a_link_works_reads_well(ttl: timedelta, said: str) -> None:
+    from digest.delivery.confirmmail import valid_for
+
+    assert valid_for(ttl) == said

@@ -96,6 +96,13 @@ def confirmation_sender(settings: Settings, key: str, subscriber: SubscriberInfo
 
 
 def valid_for(ttl: timedelta) -> str:
-    """How long a link works, as the email and the pages say it: "48 hours", "30 minutes"."""
-    hours = ttl.total_seconds() / 3600
-    return f"{hours:g} hours" if hours >= 2 else f"{hours * 60:g} minutes"
+    """How long a link works, as the email and the pages say it: "7 days", "48 hours",
+    "2.5 hours", "90 minutes", "45 seconds"."""
+    seconds = round(ttl.total_seconds())
+    if seconds > 2 * 86400 and seconds % 86400 == 0:
+        return f"{seconds // 86400} days"
+    if seconds >= 2 * 3600:
+        return f"{round(seconds / 3600, 1):g} hours"
+    if seconds >= 2 * 60:
+        return f"{round(seconds / 60)} minutes"
+    return f"{seconds} seconds"

@@ -46,22 +46,29 @@ def sign_up(
 ) -> SignUp:
     """Record a sign-up for a parsed address; sections in their stored form (None: all).
 
-    A new address becomes ``pending`` (never mailed an issue until confirmed). A pending,
-    unsubscribed or bounced one takes the name and sections given, waiting for its
-    confirmation. An active one is left as it is (a stranger can't change it) and gets a
-    reminder of its own links instead. At most MAILS_PER_DAY mails per address a day.
+    A new address becomes ``pending`` (never mailed an issue until confirmed); a pending one
+    takes the name and sections given. An unsubscribed or bounced one keeps its own until it
+    confirms (from the form, anyone may type anyone's address: a stranger must not rename a
+    former reader or pick their sections; the operator may). An active one is left as it is and
+    gets a reminder of its own links instead. One who complained is never mailed again, not
+    even to confirm: ``mail`` None, as over the limit of MAILS_PER_DAY mails per address a day.
     """
     with db.session() as s:
         row = s.scalars(select(Subscriber).where(Subscriber.email == address)).one_or_none()
         if row is None:
             row = Subscriber(email=address, status=SubscriberStatus.PENDING, hard_bounces=0)
             s.add(row)
+        if row.status == SubscriberStatus.COMPLAINED:
+            s.flush()
+            record_event(s, row.id, EventKind.SIGNED_UP, now, "not mailed: complained", ip)
+            return SignUp(row.id, None)
         if row.status == SubscriberStatus.ACTIVE:
             mail = EventKind.REMINDER_SENT
         else:
             mail = EventKind.CONFIRM_SENT
-            row.name = name or row.name
-            row.sections, row.source = sections, source
+            if row.status == SubscriberStatus.PENDING or source != ConsentSource.WEB:
+                row.name = name or row.name
+                row.sections, row.source = sections, source
             if row.status == SubscriberStatus.PENDING:
                 row.created_at = now  # a pending sign-up is kept a week from its latest try
         s.flush()
