@@ -43,6 +43,8 @@ def test_switch_sections_unsubscribe_and_come_back(db: Database, client: TestCli
     assert subscriber is not None and subscriber.sections == "systems"
     gone = client.post(url, data={"csrf": csrf_of(saved.text), "action": "unsubscribe"})
     assert "You&#39;re unsubscribed" in gone.text and "Subscribe again" in gone.text
+    # Off the list, saving sections is the quiet button: it alone does not bring them back.
+    assert '<button type="submit" class="quiet">Save sections</button>' in gone.text
     subscriber = row(db, "ada@example.com")
     assert subscriber is not None and subscriber.status == "unsubscribed"
     back = client.post(url, data={"csrf": csrf_of(gone.text), "action": "resubscribe"})

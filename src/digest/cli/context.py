@@ -48,6 +48,8 @@ def setup_logging(level: str, fmt: str) -> None:
     # httpx logs every request at INFO; that's noise next to our per-round lines.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    # flufl.bounce names every detector it tries at INFO: ~20 lines per non-standard bounce.
+    logging.getLogger("flufl.bounce").setLevel(max(logging.WARNING, root.level))
 
 
 class App:
