@@ -146,6 +146,19 @@ def test_a_temporary_hop_anywhere_makes_the_chain_temporary() -> None:
     assert get(mock_client(redirects(chain))).permanent_redirect == "https://b.example/f"
 
 
+def test_a_pages_redirects_stay_on_its_origin() -> None:
+    page = "https://blog.example/posts/1"
+    up = {"http://blog.example/posts/1": (301, page)}
+    assert get(mock_client(redirects(up)), "http://blog.example/posts/1", same_origin=True).body
+    for elsewhere in (
+        "https://blog.example:8443/p",
+        "https://other.example/p",
+        "http://blog.example/p",
+    ):
+        with pytest.raises(FetchError, match="leaves the page's site"):
+            get(mock_client(redirects({page: (302, elsewhere)})), page, same_origin=True)
+
+
 def test_redirect_loop_is_an_error() -> None:
     chain = {FEED: (301, "https://a.example/f"), "https://a.example/f": (301, FEED)}
     with pytest.raises(FetchError, match="more than 5 redirects"):

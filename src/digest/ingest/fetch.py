@@ -76,6 +76,11 @@ def origin(url: str) -> tuple[str, int | None]:
     return (parts.hostname or "", None if port in (None, default) else port)
 
 
+def _downgrade(url: str, to: str) -> bool:
+    """https to http: the same host, but no longer the same origin (nor private)."""
+    return urlsplit(url).scheme == "https" and urlsplit(to).scheme == "http"
+
+
 def env_proxies() -> bool:
     """Does the environment ask for a proxy for http or https (HTTP_PROXY, ALL_PROXY, ...)?"""
     return any(scheme in urllib.request.getproxies() for scheme in ("http", "https", "all"))
@@ -161,7 +166,7 @@ async def _follow(
                     raise FetchError(url, f"more than {MAX_REDIRECTS} redirects", resp.status_code)
                 permanent = permanent and resp.status_code in PERMANENT
                 current = str(resp.url.join(location.strip()))
-                if same_origin and origin(current) != origin(url):
+                if same_origin and (origin(current) != origin(url) or _downgrade(url, current)):
                     raise FetchError(url, f"redirect to {current} leaves the page's site: refused")
                 await _drain(resp)
                 continue

@@ -15,9 +15,11 @@ from digest.web.app import make_app
 
 log = logging.getLogger(__name__)
 
-# A request's headers must be complete this long after its first byte (or the connection's
-# start): a client that sends them a byte at a time (slowloris) is dropped.
-HEADERS_S = 5.0
+# A request, headers and body, must be complete this long after its first byte (or the
+# connection's start): a client that sends either a byte at a time (slowloris, or its slow-body
+# cousin: 99 POSTs each one byte into a 1,000-byte body held every connection, so everyone
+# else got 503) is dropped. Our largest body is a webhook's 300 KB, a form's 8 KB.
+REQUEST_S = 5.0
 # Connections at once; past this, uvicorn answers 503 (the daemon is no public web server).
 MAX_CONNECTIONS = 100
 
@@ -55,21 +57,21 @@ def serve(db: Database, settings: Settings, *, stop: threading.Event | None = No
 
 
 def _protocol() -> type:
-    """uvicorn's h11 protocol with a deadline for each request's headers."""
+    """uvicorn's h11 protocol with a deadline for each request's headers and body."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class HeaderDeadline(H11Protocol):
+    class RequestDeadline(H11Protocol):
         deadline: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self.deadline = self.loop.call_later(HEADERS_S, self._too_slow)
+            self.deadline = self.loop.call_later(REQUEST_S, self._too_slow)
 
         def data_received(self, data: bytes) -> None:
             if self.deadline is None and self._between_requests():
-                self.deadline = self.loop.call_later(HEADERS_S, self._too_slow)
+                self.deadline = self.loop.call_later(REQUEST_S, self._too_slow)
             super().data_received(data)
-            if self.deadline is not None and not self._between_requests():
+            if self.deadline is not None and not self._receiving():
                 self.deadline.cancel()
                 self.deadline = None
 
@@ -81,13 +83,17 @@ def _protocol() -> type:
         def _between_requests(self) -> bool:
             return self.cycle is None or self.cycle.response_complete
 
+        def _receiving(self) -> bool:
+            """A request is on its way: its headers, or its body, not yet all here."""
+            return self._between_requests() or bool(self.cycle and self.cycle.more_body)
+
         def _too_slow(self) -> None:
             self.deadline = None
-            if self._between_requests() and not self.transport.is_closing():
-                log.info("dropped a connection whose request took over %.0f s", HEADERS_S)
+            if self._receiving() and not self.transport.is_closing():
+                log.info("dropped a connection whose request took over %.0f s", REQUEST_S)
                 self.transport.close()
 
-    return HeaderDeadline
+    return RequestDeadline
 
 
 def listen(host: str, port: int) -> socket.socket:
