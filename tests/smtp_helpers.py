@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,16 @@ from tests.servers import PortZeroController, SMTPSink, _Sink
 
 class FlakySink(_Sink):
     """The sink, plus: drop the connection at the next DATA ``drop`` times; count EHLOs;
-    take ``delay`` seconds over each DATA (a slow server)."""
+    take ``delay`` seconds over each DATA (a slow server); hold every DATA while ``open`` is
+    clear (a server that stalls until the test lets it go on)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.drop = 0
         self.ehlos = 0
         self.delay = 0.0
+        self.open = threading.Event()
+        self.open.set()
         self.eight_bit = True  # advertise 8BITMIME
 
     async def handle_EHLO(  # noqa: N802
@@ -44,6 +48,8 @@ class FlakySink(_Sink):
     ) -> str:
         if self.delay:
             await asyncio.sleep(self.delay)
+        while not self.open.is_set():
+            await asyncio.sleep(0.02)
         if self.drop:
             self.drop -= 1
             assert server.transport is not None

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -216,15 +218,17 @@ def test_two_overlapping_sends_deliver_each_message_once(
     (workdir / "list.txt").write_text("\n".join(everyone) + "\n")
     assert "20 added" in cli(["subscribers", "import", "list.txt"], env)
     week_of_posts(db_url)
-    sink.handler.delay = 0.2  # a slow server: the first send takes ~2 s over 2 connections
+    sink.handler.delay = 0.2  # a slow server: two messages a connection, 0.2 s each
     send = ["send", "--as-of", "2026-01-10T08:00Z"]
     full_env = digest_env(env)
-    first = subprocess.Popen(
-        [sys.executable, "-m", "digest", *send], env=full_env, cwd=workdir,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    run = [sys.executable, "-m", "digest", *send]
+    pipes: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    first = subprocess.Popen(run, env=full_env, cwd=workdir, **pipes)
+    unstall = threading.Timer(30, sink.handler.open.set)  # never a hang, whatever happens
     try:
         _wait("the first messages", lambda: len(sink.recipients()) >= 2)
+        sink.handler.open.clear()  # the first send stalls at its next message, lock held
+        unstall.start()
         second = run_digest(send, env, workdir)
         assert second.returncode == 1 and second.stdout == ""
         assert re.fullmatch(
@@ -232,13 +236,21 @@ def test_two_overlapping_sends_deliver_each_message_once(
             r"[\d-]+ [\d:]+ UTC, last heartbeat [\d:]+ UTC\n",
             second.stderr,
         ), second.stderr
-        waiting = run_digest([*send, "--wait"], env, workdir)
+        waiting = subprocess.Popen([*run, "--wait"], env=full_env, cwd=workdir, **pipes)
+        said = [waiting.stderr.readline()]  # it says it waits before it does
+        while said[-1] and "waiting for it" not in said[-1]:
+            said.append(waiting.stderr.readline())
+        sink.handler.open.set()  # the first send goes on, ends, and lets the waiting one in
+        out, err = waiting.communicate(timeout=60)
     finally:
+        sink.handler.open.set()
         first.wait(30)
+        unstall.cancel()
     assert first.returncode == 0, first.stderr
-    assert waiting.returncode == 0, waiting.stderr
-    assert "another send holds database" in waiting.stderr and "waiting for it" in waiting.stderr
-    assert "0 sent, 0 failed, 0 skipped, 20 sent before" in waiting.stdout
+    assert waiting.returncode == 0, err
+    said_all = "".join(said) + err
+    assert "another send holds database" in said_all and "waiting for it" in said_all
+    assert "0 sent, 0 failed, 0 skipped, 20 sent before" in out
     got = Counter(sink.recipients())
     assert set(got) == set(everyone) and max(got.values()) == 1  # each one message
     assert delivery_counts(db_url) == {"sent": 20}
