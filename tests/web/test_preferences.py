@@ -64,7 +64,7 @@ def test_changes_need_the_pages_token(db: Database, client: TestClient) -> None:
     bobs_csrf = csrf_of(client.get(url_for(db, "bob@example.com")).text)
     for csrf in ("", "1.AAAAAAAAAAAAAAAAAAAAAA", bobs_csrf):
         r = client.post(url, data={"csrf": csrf, "action": "unsubscribe"})
-        assert r.status_code == 400 and "open too long" in r.text
+        assert r.status_code == 400 and "make your change again on this page" in r.text
     none = client.post(url, data={"csrf": csrf_of(client.get(url).text), "action": "save"})
     assert none.status_code == 400 and "Choose at least one section" in none.text
     subscriber = row(db, "ada@example.com")

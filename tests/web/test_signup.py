@@ -131,7 +131,7 @@ def test_a_post_without_the_pages_token_confirms_nothing(
     path = link_in(smtp.raw[0], "confirm")
     for data in ({}, {"csrf": "1.AAAAAAAAAAAAAAAAAAAAAA"}):
         r = client.post(path, data=data)
-        assert r.status_code == 400 and "press Confirm again" in r.text
+        assert r.status_code == 400 and "Please press Confirm on this page" in r.text
     assert subscribers(db) == {"ada@example.com": "pending"}
 
 

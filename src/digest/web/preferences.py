@@ -48,7 +48,10 @@ def change(site: Site, token: str, form: dict[str, list[str]], ip: str | None) -
         return site.page("bad_link", 400, private=True, what="preferences", signup=site.signup)
     now = utcnow()
     if not form_token_ok(site.key, form, "preferences", subscriber.id, now):
-        error = "This page was open too long: please make your change again."
+        error = (
+            "Please make your change again on this page "
+            "(it was open too long, or the form came from elsewhere)."
+        )
         return page(site, subscriber, 400, error=error)
     action = field(form, "action")
     if action == "save":
