@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,23 @@ PG_URL = os.environ.get("DIGEST_TEST_DATABASE_URL", "")
 LOOPBACK = "127.0.0.0/8"
 LOOPBACK_ENV = {"DIGEST_FEEDS_ALLOW_NETWORKS": LOOPBACK}
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+def wait_for(
+    check: Callable[[], object], timeout: float = 10.0, *, what: str = "it", every: float = 0.02
+) -> None:
+    """Poll ``check`` until it is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _pg_url() -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from tests.smtp_helpers import make_cert
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
@@ -42,7 +43,7 @@ class Dovecot:
         self.dir = Path(tempfile.mkdtemp(prefix="digest-dovecot-"))
         runner = pwd.getpwuid(os.getuid()) if os.getuid() != 0 else pwd.getpwnam("nobody")
         self.cert, key = make_cert(self.dir)
-        self.port, self.tls_port = _free_port(), _free_port()
+        self.port, self.tls_port = free_port(), free_port()
         self._write_config(runner, key)
         if os.getuid() == 0:
             shutil.chown(self.dir, runner.pw_uid, runner.pw_gid)
@@ -160,10 +161,3 @@ class Dovecot:
         if self.process.stderr is not None:
             self.process.stderr.close()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port

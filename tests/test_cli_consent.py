@@ -13,9 +13,9 @@ from starlette.testclient import TestClient
 from digest.configfile import load_settings
 from digest.storage import Database
 from digest.web import make_app
-from tests.conftest import run_cli
+from tests.conftest import run_cli, wait_for
 from tests.servers import SMTPSink
-from tests.web.helpers import csrf_of, link_in, wait_for
+from tests.web.helpers import csrf_of, link_in
 
 
 @pytest.fixture

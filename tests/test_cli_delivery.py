@@ -6,13 +6,12 @@ import json
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -26,7 +25,7 @@ from sqlalchemy import func, select
 
 from digest.models import Delivery
 from digest.storage import Database
-from tests.conftest import digest_env, run_cli, run_digest
+from tests.conftest import digest_env, free_port, run_cli, run_digest, wait_for
 from tests.issue_helpers import SAT, add_feed, add_post
 from tests.smtp_helpers import FlakySMTP
 
@@ -170,13 +169,6 @@ def test_550_for_one_recipient_the_others_go_on(
     assert delivery_counts(sqlite_url) == {"sent": 6, "failed": 3}
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
-
-
 def test_kill_9_mid_send_then_send_again(workdir: Path, db_url: str, sink: FlakySMTP) -> None:
     env = env_for(db_url, sink)
     everyone = [f"reader{i:04d}@example.com" for i in range(1000)]
@@ -190,7 +182,7 @@ def test_kill_9_mid_send_then_send_again(workdir: Path, db_url: str, sink: Flaky
         env=full_env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        _wait("200 messages", lambda: len(sink.recipients()) >= 200)
+        wait_for(lambda: len(sink.recipients()) >= 200, 30, what="200 messages", every=0.005)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(10)
@@ -226,7 +218,7 @@ def test_two_overlapping_sends_deliver_each_message_once(
     first = subprocess.Popen(run, env=full_env, cwd=workdir, **pipes)
     unstall = threading.Timer(30, sink.handler.open.set)  # never a hang, whatever happens
     try:
-        _wait("the first messages", lambda: len(sink.recipients()) >= 2)
+        wait_for(lambda: len(sink.recipients()) >= 2, 30, what="the first messages", every=0.005)
         sink.handler.open.clear()  # the first send stalls at its next message, lock held
         unstall.start()
         second = run_digest(send, env, workdir)
@@ -294,14 +286,8 @@ def test_header_injection_refused_by_add_and_import(
     assert [s["email"] for s in listed] == ["ok@example.com"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_one_click_unsubscribe_over_http(workdir: Path, db_url: str, sink: FlakySMTP) -> None:
-    port = _free_port()
+    port = free_port()
     env = env_for(db_url, sink, web_port=port)
     for email in ("ann@example.com", "bob@example.com", "cy@example.com"):
         cli(["subscribers", "add", email], env)
@@ -315,7 +301,9 @@ def test_one_click_unsubscribe_over_http(workdir: Path, db_url: str, sink: Flaky
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        _wait("the web endpoint", lambda: _answers(f"http://127.0.0.1:{port}/"), 20)
+        wait_for(
+            lambda: _answers(f"http://127.0.0.1:{port}/"), 20, what="the web endpoint", every=0.005
+        )
         token = url.rsplit("/", 1)[1]
         forged = f"http://127.0.0.1:{port}/unsubscribe/{token[:-2]}{token[-1]}{token[-2]}"
         if forged.endswith(token):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,8 +20,9 @@ from digest.errors import ConfigError
 from digest.issue.plan import plan_issue, record_issue
 from digest.storage import Database
 from digest.web import make_app, serve
-from tests.conftest import digest_env
+from tests.conftest import free_port
 from tests.issue_helpers import SAT, add_feed, add_post
+from tests.web.helpers import serving
 
 SETTINGS = Settings().replace(newsletter={"secret_key": "web-test-key"})
 
@@ -130,14 +129,8 @@ def test_archive_when_empty(client: TestClient) -> None:
     assert "No issues yet" in client.get("/").text
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_until_stopped(db: Database) -> None:
-    port = _free_port()
+    port = free_port()
     settings = SETTINGS.replace(web={"host": "127.0.0.1", "port": port})
     stop = threading.Event()
     thread = threading.Thread(target=serve, args=(db, settings), kwargs={"stop": stop})
@@ -184,44 +177,28 @@ def test_no_page_can_be_framed_by_another_site(db: Database, client: TestClient)
 
 @pytest.mark.slow
 def test_slow_clients_are_dropped_and_the_others_served(db_url: str, tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_WEB_PORT": str(port)}
-    full_env = digest_env(env)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "digest", "serve"], env=full_env, cwd=tmp_path,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
     slow: list[socket.socket] = []
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                assert httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the web endpoint did not start"
-                time.sleep(0.1)
-        for _ in range(40):  # half-open requests: headers that never end
-            s = socket.create_connection(("127.0.0.1", port))
-            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-            slow.append(s)
-        for _ in range(40):  # whole headers, then a body that never ends
-            s = socket.create_connection(("127.0.0.1", port))
-            s.sendall(
-                b"POST /preferences/x HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\na"
-            )
-            slow.append(s)
-        began = time.monotonic()
-        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=3).status_code == 200
-        for s in slow:  # each one is closed by the server within REQUEST_S (5 s) and a bit
-            s.settimeout(max(0.1, began + 8 - time.monotonic()))
-            assert s.recv(1024) == b""
-        assert time.monotonic() - began < 8
-    finally:
-        for s in slow:
-            s.close()
-        server.terminate()
-        server.wait(10)
+    with serving({"DIGEST_DATABASE_URL": db_url}, tmp_path) as (base, _):
+        address = ("127.0.0.1", int(base.rsplit(":", 1)[1]))
+        try:
+            for _ in range(40):  # half-open requests: headers that never end
+                s = socket.create_connection(address)
+                s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                slow.append(s)
+            for _ in range(40):  # whole headers, then a body that never ends
+                s = socket.create_connection(address)
+                s.sendall(
+                    b"POST /preferences/x HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Type: application/x-www-form-urlencoded\r\n"
+                    b"Content-Length: 1000\r\n\r\na"
+                )
+                slow.append(s)
+            began = time.monotonic()
+            assert httpx.get(base + "/", timeout=3).status_code == 200
+            for s in slow:  # each one is closed by the server within REQUEST_S (5 s) and a bit
+                s.settimeout(max(0.1, began + 8 - time.monotonic()))
+                assert s.recv(1024) == b""
+            assert time.monotonic() - began < 8
+        finally:
+            for s in slow:
+                s.close()

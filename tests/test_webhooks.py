@@ -4,10 +4,6 @@ calls; forged or unauthenticated ones refused, changing nothing."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +19,8 @@ from digest.delivery.subscribers import add_subscriber, list_subscribers
 from digest.errors import ConfigError
 from digest.storage import Database
 from digest.web import make_app
-from tests.conftest import digest_env
 from tests.sns_helpers import TOPIC, Signer, notification, ses_bounce, ses_complaint
+from tests.web.helpers import serving
 
 READERS = ("ann@example.com", "bob@example.com", "cy@example.com", "dee@example.com")
 POSTMARK = ("postmark", "hook-secret")
@@ -41,39 +37,18 @@ def served(db_url: str, tmp_path: Path) -> Iterator[tuple[str, Database, Signer]
     for email in READERS:
         add_subscriber(db, email)
     signer.trust(db)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     env = {
         "DIGEST_DATABASE_URL": db_url,
-        "DIGEST_WEB_PORT": str(port),
         "DIGEST_NEWSLETTER_SECRET_KEY": "k",
         "DIGEST_WEBHOOKS_SES": "true",
         "DIGEST_WEBHOOKS_SES_TOPIC_ARN": TOPIC,
         "DIGEST_WEBHOOKS_POSTMARK": "true",
         "DIGEST_WEBHOOKS_POSTMARK_PASSWORD": POSTMARK[1],
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "digest", "serve"], env=digest_env(env), cwd=tmp_path,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(base + "/", timeout=1)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stderr.read() if server.stderr else ""
-                assert time.monotonic() < deadline, "the web endpoint did not start"
-                time.sleep(0.1)
-        yield base, db, signer
+        with serving(env, tmp_path) as (base, _):
+            yield base, db, signer
     finally:
-        server.terminate()
-        server.wait(10)
-        if server.stderr is not None:
-            server.stderr.close()
         db.dispose()
 
 

@@ -23,6 +23,7 @@ from digest.ingest.feedstore import spread_overdue_polls
 from digest.ingest.poll import PollSummary
 from digest.models import Feed
 from digest.storage import Database
+from tests.conftest import wait_for
 
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)  # a Saturday: the default send time
 
@@ -253,13 +254,6 @@ def start(d: Daemon) -> tuple[threading.Thread, list[int]]:
     thread.start()
     assert d.wait_ready(10)
     return thread, codes
-
-
-def wait_for(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_run_polls_repeatedly_refuses_a_second_daemon_and_stops(db: Database) -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import re
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
@@ -22,7 +20,7 @@ from sqlalchemy import select
 from digest.config import Settings
 from digest.models import Subscriber, SubscriberEvent
 from digest.storage import Database
-from tests.conftest import digest_env
+from tests.conftest import digest_env, free_port, wait_for
 from tests.servers import SMTPSink
 
 KEY = "signup-test-key"
@@ -41,13 +39,6 @@ def csrf_of(html: str) -> str:
     match = re.search(r'name="csrf" value="([^"]+)"', html)
     assert match, "no CSRF token on the page"
     return match.group(1)
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def parsed(raw: bytes) -> EmailMessage:
@@ -86,12 +77,6 @@ def subscribers(db: Database) -> dict[str, str]:
         return {r.email: str(r.status) for r in s.scalars(select(Subscriber))}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def serving(env: dict[str, str], cwd: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """A real `digest serve` process on a free port: its base URL and the process (stderr
@@ -104,16 +89,17 @@ def serving(env: dict[str, str], cwd: Path) -> Iterator[tuple[str, subprocess.Po
         [sys.executable, "-m", "digest", "--log-level", "info", "serve"],
         env=digest_env(env), cwd=cwd, stdout=subprocess.DEVNULL, stderr=log, text=True,
     )  # fmt: skip
+
+    def answers() -> bool:
+        assert process.poll() is None, (cwd / "serve.log").read_text()
+        try:
+            httpx.get(base + "/", timeout=1)
+        except httpx.TransportError:
+            return False
+        return True
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(base + "/", timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, (cwd / "serve.log").read_text()
-                assert time.monotonic() < deadline, "digest serve did not start"
-                time.sleep(0.1)
+        wait_for(answers, 30, what="digest serve to answer", every=0.1)
         yield base, process
     finally:
         process.terminate()

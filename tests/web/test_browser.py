@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from digest.storage import Database
+from tests.conftest import wait_for
 from tests.servers import SMTPSink
-from tests.web.helpers import row, serving, text_of, wait_for
+from tests.web.helpers import row, serving, text_of
 
 pytestmark = pytest.mark.slow
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

@@ -16,6 +16,7 @@ from digest.delivery.subscribers import add_subscriber
 from digest.delivery.tokens import PREFERENCES, make_confirm_token, make_token
 from digest.storage import Database, utcnow
 from digest.web import make_app
+from tests.conftest import wait_for
 from tests.servers import SMTPSink
 from tests.web.helpers import (
     KEY,
@@ -26,7 +27,6 @@ from tests.web.helpers import (
     row,
     settings_for,
     subscribers,
-    wait_for,
 )
 
 
