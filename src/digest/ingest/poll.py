@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -67,6 +68,7 @@ class PollSummary:
     pages: int = 0  # teaser-only posts' pages counted for their reading time
     elapsed_s: float = 0.0
     sync: SyncResult = field(default_factory=SyncResult)
+    fetches: Counter[FetchOutcome] = field(default_factory=Counter)  # requests, by outcome
 
     def as_json(self) -> dict[str, int]:
         return {
@@ -139,7 +141,7 @@ def poll_feeds(
             summary.skipped += len(jobs)
         prune_fetches(db, now)
         summary.elapsed_s = time.monotonic() - started
-        record_poll(db, now, summary.record())
+        record_poll(db, now, summary.record(), summary.fetches)
     return summary
 
 
@@ -315,6 +317,7 @@ class _Poller:
     def _count(self, result: FeedResult, stored: Stored) -> None:
         s = self.summary
         s.feeds += 1
+        s.fetches[FetchOutcome.ERROR if stored.failed else result.fetch_outcome] += 1
         s.new_posts += stored.new
         s.updated_posts += stored.updated
         if stored.failed or result.outcome.status in (FeedStatus.ERROR, FeedStatus.GONE):

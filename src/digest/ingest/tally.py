@@ -5,12 +5,10 @@ the daemon add to the same numbers, and a restart loses none of them)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-
-from digest.models import Fetch
 from digest.storage import Database
 from digest.types import FetchOutcome
 
@@ -18,17 +16,19 @@ LAST_POLL_KEY = "last_poll"
 FETCH_TOTALS_KEY = "fetch_totals"
 
 
-def record_poll(db: Database, started: datetime, record: dict[str, Any]) -> None:
+def record_poll(
+    db: Database, started: datetime, record: dict[str, Any], fetches: Mapping[FetchOutcome, int]
+) -> None:
     """Keep the poll that started at ``started`` (its summary's ``record``) as the last one,
-    and add its requests to the running totals. The caller holds the poll lock: no other
-    poll writes these keys meanwhile."""
-    with db.session() as s:
-        rows = s.execute(
-            select(Fetch.outcome, func.count()).where(Fetch.at >= started).group_by(Fetch.outcome)
-        ).all()
+    and add its requests (``fetches``, by outcome, as the poll counted them) to the running
+    totals. The caller holds the poll lock: no other poll writes these keys meanwhile.
+
+    The poll counts them as it stores them: counting the Fetch rows since ``started`` instead
+    scanned the whole table (two weeks of history, 1.7 M rows at 5,000 hourly feeds, no index
+    on the time alone: 0.1 s on SQLite) at every round of the daemon, every few seconds."""
     totals = fetch_totals(db)
-    for outcome, n in rows:
-        totals[outcome] += n
+    for outcome, n in fetches.items():
+        totals[str(outcome)] += n
     db.set_meta(FETCH_TOTALS_KEY, json.dumps(totals))
     db.set_meta(LAST_POLL_KEY, json.dumps({"at": started.isoformat(), **record}))
 
