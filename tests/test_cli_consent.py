@@ -5,6 +5,7 @@ consent record in `list --json`, `export`, `forget` (and an import that leaves t
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -128,7 +129,9 @@ def test_forget_keeps_only_a_hash_that_keeps_imports_out(
             for value in row
         )
     db.dispose()
-    assert "ada" not in dump.lower()  # only the hash is left
+    # Only the hash is left: "ada" nowhere as a word of its own (the address, the name). Inside
+    # a hex hash or the random key it is chance ("…9bada566…" failed a CI run once).
+    assert re.search(r"(?<![0-9a-z])ada(?![0-9a-z])", dump.lower()) is None, dump
     (workdir / "old.csv").write_text("email,name\nada@example.com,Ada\nbob@example.com,Bob\n")
     imported = run_cli(["subscribers", "import", "old.csv"], env=env)
     assert "1 added, 0 skipped, 0 invalid, 1 left out (they asked to be forgotten)" in (
