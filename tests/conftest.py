@@ -18,7 +18,8 @@ from sqlalchemy import create_engine, text
 from digest.storage import Database
 from tests.servers import FeedServer, SMTPSink
 
-pytest_plugins = ["tests.daemon_helpers"]  # the farm and runs fixtures of the daemon tests
+# The farm and runs fixtures of the daemon tests; the browser fixture of the browser tests.
+pytest_plugins = ["tests.daemon_helpers", "tests.browser_helpers"]
 
 PG_URL = os.environ.get("DIGEST_TEST_DATABASE_URL", "")
 # The test servers listen on loopback, which the network policy refuses by default.

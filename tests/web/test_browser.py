@@ -8,65 +8,18 @@ $DIGEST_TEST_SHOTS when it is set."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from digest.storage import Database
+from tests.browser_helpers import assert_accessible, shoot
 from tests.conftest import wait_for
 from tests.servers import SMTPSink
 from tests.web.helpers import row, serving, text_of
 
 pytestmark = pytest.mark.slow
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-# Headless, and quiet: without the background-networking flags Chromium dials Google's
-# services at start, which a closed network refuses (and CI's is closed).
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-WIDTHS = (375, 1280)
-# Read at import: the tests' own fixture clears DIGEST_* variables before each test.
-SHOTS = os.environ.get("DIGEST_TEST_SHOTS")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    playwright_api = pytest.importorskip(
-        "playwright.sync_api", reason="browser test skipped: Playwright is not installed"
-    )
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"browser test skipped: no Chromium at {CHROMIUM} (apt-get install chromium)")
-    profile = tempfile.mkdtemp(prefix="digest-chromium-")  # an empty --user-data-dir
-    with playwright_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=FLAGS
-        )
-        yield context
-        context.close()
-    shutil.rmtree(profile, ignore_errors=True)
-
-
-def shoot(page: Any, name: str) -> None:
-    """The page at each width, full length, into $DIGEST_TEST_SHOTS (when set)."""
-    if not SHOTS:
-        return
-    Path(SHOTS).mkdir(parents=True, exist_ok=True)
-    for width in WIDTHS:
-        page.set_viewport_size({"width": width, "height": 800})
-        page.screenshot(path=f"{SHOTS}/{name}-{width}.png", full_page=True)
-    page.set_viewport_size({"width": 1280, "height": 800})
 
 
 def test_a_reader_signs_up_confirms_chooses_systems_and_leaves(
@@ -86,6 +39,7 @@ def test_a_reader_signs_up_confirms_chooses_systems_and_leaves(
         page.click("text=Subscribe by email")
         assert page.url == base + "/subscribe"
         shoot(page, "subscribe")
+        assert_accessible(page, "the sign-up page")
         page.fill("#email", "ada@example.com")
         page.fill("#name", "Ada Lovelace")
         page.click("button:has-text('Subscribe')")
