@@ -70,47 +70,93 @@ class Farm:
 
 
 class Running:
-    """`digest run` as a real process, its log (JSON lines) in a file."""
+    """`digest run` (or ``args``) as a real process, its log (JSON lines) read as it comes:
+    kept in ``records()`` and copied to the file ``log``."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, log: Path) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        cwd: Path,
+        log: Path,
+        args: tuple[str, ...] = ("run",),
+        log_level: str = "info",
+    ) -> None:
         from tests.conftest import digest_env
 
-        full_env = digest_env(env)
         self.log = log
-        self.stderr = log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "digest", "--log-format", "json", "--log-level", "info", "run"],
-            env=full_env,
+            [sys.executable, "-m", "digest", "--log-format", "json", "--log-level", log_level,
+             *args],
+            env=digest_env(env),
             cwd=cwd,
             stdout=subprocess.DEVNULL,
-            stderr=self.stderr,
-        )
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        self._lines: list[str] = []
+        self._records: list[dict[str, Any]] = []
+        self._closed = False
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        with self.log.open("ab") as copy:
+            for raw in self.proc.stderr:
+                copy.write(raw)
+                copy.flush()
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    record = {"message": line, "level": "raw"}
+                with self._changed:
+                    self._lines.append(line)
+                    self._records.append(record)
+                    self._changed.notify_all()
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
 
     def records(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                out.append({"message": line, "level": "raw"})
-        return out
+        with self._changed:
+            return list(self._records)
+
+    def text(self) -> str:
+        """The log so far (all of it once the process has exited: see wait)."""
+        with self._changed:
+            return "\n".join(self._lines)
 
     def wait_log(self, check: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for record in self.records():
-                if check(record):
-                    return record
-            assert self.proc.poll() is None, f"digest run exited: {self.log.read_text()}"
-            time.sleep(0.2)
-        raise AssertionError(f"no such log line in {timeout} s:\n{self.log.read_text()}")
+        """The first log record that passes ``check``, waiting for it as lines come in."""
+        found: list[dict[str, Any]] = []
+
+        def seen() -> bool:
+            found[:] = [r for r in self._records if check(r)][:1]
+            return bool(found) or self._closed
+
+        with self._changed:
+            self._changed.wait_for(seen, timeout)
+        if not found:
+            state = "exited" if self._closed else f"no such log line in {timeout} s"
+            raise AssertionError(f"digest {state}:\n{self.text()}")
+        return found[0]
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 10.0) -> int:
+        """The exit code, once the process has exited and its log is read to the end."""
+        code = self.proc.wait(timeout)
+        self._reader.join(timeout)
+        return code
 
     def terminate(self, timeout: float = 10.0) -> tuple[int, float]:
         """SIGTERM; the exit code and how long it took."""
         began = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
         try:
-            code = self.proc.wait(timeout)
+            code = self.wait(timeout)
         finally:
             self.kill()
         return code, time.monotonic() - began
@@ -119,7 +165,7 @@ class Running:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        self.stderr.close()
+        self._reader.join(10)
 
 
 @pytest.fixture
@@ -135,20 +181,29 @@ def runs() -> Iterator[list[Running]]:
         run.kill()
 
 
-def base_env(workdir: Path, db_url: str, farm: Farm) -> dict[str, str]:
+def last_send_time() -> datetime:
+    """A send time that fell a minute or two ago: the daemon's schedule in tests (see
+    base_env) sends there, and again only a year later, never while a test runs."""
+    return (datetime.now(UTC) - timedelta(minutes=1)).replace(second=0, microsecond=0)
+
+
+def yearly(at: datetime) -> str:
+    """newsletter.send_at firing once a year, at ``at`` (UTC)."""
+    return f"cron: {at.minute} {at.hour} {at.day} {at.month} *"
+
+
+def base_env(
+    workdir: Path, db_url: str, farm: Farm, last_send: datetime | None = None
+) -> dict[str, str]:
+    """A daemon polling ``farm`` every 3 s, its last send time ``last_send`` (default: a
+    minute ago): it sends only when a test asks (SIGUSR1) or owes it that send."""
     farm.write_opml(workdir / "feeds.opml")
     return {
         "DIGEST_DATABASE_URL": db_url,
         "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml"),
         "DIGEST_FEEDS_POLL_INTERVAL": "3s",
         "DIGEST_FEEDS_TIMEOUT": "5s",
-        "DIGEST_NEWSLETTER_SEND_AT": "cron: * * * * *",
+        "DIGEST_NEWSLETTER_SEND_AT": yearly(last_send or last_send_time()),
+        "DIGEST_NEWSLETTER_TIMEZONE": "UTC",
         "DIGEST_WEB_ENABLED": "false",
     }
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)

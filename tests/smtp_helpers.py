@@ -17,17 +17,31 @@ from tests.servers import PortZeroController, SMTPSink, _Sink
 
 class FlakySink(_Sink):
     """The sink, plus: drop the connection at the next DATA ``drop`` times; count EHLOs;
-    take ``delay`` seconds over each DATA (a slow server); hold every DATA while ``open`` is
-    clear (a server that stalls until the test lets it go on)."""
+    take ``delay`` seconds over each DATA (a slow server: latency, not synchronisation);
+    ``hold_after(n)``: take ``n`` more messages, then hold every DATA (the sender waits for
+    its reply) until ``release()``; ``held`` is set once one is held."""
 
     def __init__(self) -> None:
         super().__init__()
         self.drop = 0
         self.ehlos = 0
         self.delay = 0.0
-        self.open = threading.Event()
-        self.open.set()
         self.eight_bit = True  # advertise 8BITMIME
+        self.held = threading.Event()
+        self._released = threading.Event()
+        self._released.set()
+        self._let_through: int | None = None  # DATAs still taken before holding; None: no hold
+
+    def hold_after(self, n: int) -> None:
+        with self.lock:
+            self._let_through = n
+            self._released.clear()
+            self.held.clear()
+
+    def release(self) -> None:
+        with self.lock:
+            self._let_through = None
+            self._released.set()
 
     async def handle_EHLO(  # noqa: N802
         self,
@@ -48,14 +62,24 @@ class FlakySink(_Sink):
     ) -> str:
         if self.delay:
             await asyncio.sleep(self.delay)
-        while not self.open.is_set():
-            await asyncio.sleep(0.02)
+        if self._must_hold():
+            self.held.set()
+            await asyncio.to_thread(self._released.wait)
         if self.drop:
             self.drop -= 1
             assert server.transport is not None
             server.transport.close()
             return "451 dropped"
         return await super().handle_DATA(server, session, envelope)
+
+    def _must_hold(self) -> bool:
+        with self.lock:
+            if self._let_through is None:
+                return False
+            if self._let_through > 0:
+                self._let_through -= 1
+                return False
+            return True
 
 
 class FlakySMTP(SMTPSink):
@@ -84,6 +108,10 @@ class FlakySMTP(SMTPSink):
         )
         self.controller.start()
         self.port = self.controller.server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        self.handler.release()  # a held DATA would keep the server's loop from stopping
+        super().close()
 
 
 class _Authenticator:

@@ -185,6 +185,54 @@ def test_cron_send_at(db: Database) -> None:
     ]
 
 
+def test_send_now_sends_up_to_now_and_the_schedule_goes_on(db: Database) -> None:
+    db.set_meta(SEND_STATE_KEY, SendState(last_due=T0).to_json())
+    send, clock = FakeSend(), Clock(T0 + timedelta(days=2))
+    d = Daemon(db, make_settings(), send=send, clock=clock)
+    d.sends.send_now()  # SIGUSR1 on a Monday
+    assert send.calls == [T0 + timedelta(days=2)]
+    assert state(db) == SendState(last_due=T0 + timedelta(days=2))
+    d.check_sends()  # not again: the send is recorded like a scheduled one
+    clock.now = T0 + timedelta(days=7, seconds=1)
+    d.check_sends()  # the next Saturday's send, as scheduled
+    assert send.calls == [T0 + timedelta(days=2), T0 + timedelta(days=7)]
+
+
+def test_send_now_finishes_an_interrupted_send_first(db: Database) -> None:
+    db.set_meta(
+        SEND_STATE_KEY, SendState(last_due=T0 - timedelta(days=7), in_progress=T0).to_json()
+    )
+    send, clock = FakeSend(), Clock(T0 + timedelta(hours=1))
+    Daemon(db, make_settings(), send=send, clock=clock).sends.send_now()
+    assert send.calls == [T0, T0 + timedelta(hours=1)]
+    assert state(db) == SendState(last_due=T0 + timedelta(hours=1))
+
+
+def test_send_now_waits_while_the_interrupted_send_is_not_done(db: Database) -> None:
+    db.set_meta(
+        SEND_STATE_KEY, SendState(last_due=T0 - timedelta(days=7), in_progress=T0).to_json()
+    )
+    send = FakeSend(results=[SendSummary(issue=1, sent=2, pending=1)])
+    Daemon(db, make_settings(), send=send, clock=Clock(T0 + timedelta(hours=1))).sends.send_now()
+    assert send.calls == [T0]  # no new issue while the last one still owes deliveries
+    assert state(db) == SendState(last_due=T0 - timedelta(days=7), in_progress=T0)
+
+
+def test_the_running_daemon_sends_at_the_schedules_times_and_when_asked(db: Database) -> None:
+    send = FakeSend()
+    d = Daemon(db, make_settings(), poll=FakePoll(), send=send)
+    thread, codes = start(d)
+    try:
+        job = d._scheduler.get_job("send")
+        assert job.trigger is d.sends.schedule.trigger  # newsletter.send_at's times
+        d.send_now()
+        wait_for(lambda: len(send.calls) == 1, what="the send asked for")
+    finally:
+        d.stop.set()
+        thread.join(15)
+    assert codes == [0]
+
+
 # --- polling -------------------------------------------------------------------------------
 
 

@@ -6,11 +6,18 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
 from digest.cli import cli
 from digest.cli.context import App, pass_app
+
+if TYPE_CHECKING:
+    from digest.daemon.signals import Signals
+
+log = logging.getLogger(__name__)
 
 
 @cli.command()
@@ -23,20 +30,16 @@ def run(app: App) -> None:
     'cron: MIN HOUR DAY MONTH WEEKDAY'). A send missed while it was down runs once at start-up
     unless older than newsletter.send_grace. With no smtp.host it still polls and records each
     issue. With web.enabled it serves the web endpoint too. One daemon per database: a second
-    one exits with status 1 naming the first. SIGTERM or SIGINT stops it within 10 s.
+    one exits with status 1 naming the first. SIGTERM or SIGINT stops it within 10 s, at any
+    moment from its start (exit 0). SIGUSR1 sends the issue now, as at a send time.
     Logs at info level unless --log-level says otherwise.
     """
-    from digest.daemon.service import Daemon
-    from digest.feedlist.opml import read_opml
-    from digest.web import serve
+    from digest.daemon.signals import Signals
 
-    app.log_as_service()
-    settings = app.settings
-    read_opml(settings.feeds.opml)  # a missing or broken feed list is fatal at start-up only
-    daemon = Daemon(app.db, settings, serve=serve)
-    code = daemon.run()
+    with Signals() as signals:  # the first instruction: a signal from here on is noted
+        code, abandoned = _run(app, signals)
     app.close()
-    if daemon.abandoned:
+    if abandoned:
         # Work still runs in threads that Python would wait for: exit now (the next start
         # completes it), as promised within 10 s of SIGTERM.
         logging.shutdown()
@@ -45,6 +48,32 @@ def run(app: App) -> None:
         os._exit(code)
     if code:
         sys.exit(code)
+
+
+def _run(app: App, signals: Signals) -> tuple[int, bool]:
+    """Start up step by step, stopping after any step during which SIGTERM or SIGINT came;
+    then the daemon: its exit code, and whether it abandoned running work."""
+    from digest.daemon.service import Daemon
+    from digest.daemon.signals import log_start_up_stop, log_stopped
+    from digest.feedlist.opml import read_opml
+    from digest.web import serve
+
+    app.log_as_service()
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("reading the settings", lambda: app.settings),
+        # A missing or broken feed list is fatal at start-up only.
+        ("reading the feed list", lambda: read_opml(app.settings.feeds.opml)),
+        ("opening the database", lambda: app.db),
+    ]
+    for doing, step in steps:
+        log.debug("start-up: %s", doing)
+        step()
+        if (received := signals.stop_received()) is not None:
+            log_start_up_stop(received, doing)
+            log_stopped(abandoned=False)
+            return 0, False
+    daemon = Daemon(app.db, app.settings, serve=serve)
+    return daemon.run(signals), daemon.abandoned
 
 
 @cli.command()

@@ -90,21 +90,38 @@ class Sends:
         if not self._checking.acquire(blocking=False):
             return
         try:
-            for _ in range(MAX_SENDS_PER_CHECK):
-                if self.stop.is_set():
-                    return
-                now = self.clock()
-                state = self.state(now)
-                latest = self.schedule.latest_until(now)
-                action = decide_send(now, state, latest, self.settings.newsletter.send_grace)
-                if action is None:
-                    return
-                if action.kind == "skip":
-                    self._skip(action, state)
-                elif not self._send_one(action, state):
-                    return
+            self._run_due()
         finally:
             self._checking.release()
+
+    def send_now(self) -> None:
+        """Send the issue now, as if a send time fell now (SIGUSR1): first what check() runs
+        (an interrupted send, a missed one), then the issue of the posts since the last one.
+        It is recorded like a scheduled send: a restart neither repeats nor forgets it, and the
+        next send at newsletter.send_at sends what came after."""
+        with self._checking:  # after a check under way, not beside it
+            if not self._run_due():
+                return
+            now = self.clock()
+            log.info("send: sending now, as asked", extra={"fields": {"event": "send_now"}})
+            self._send_one(SendAction("send", now), self.state(now))
+
+    def _run_due(self) -> bool:
+        """Run the sends due (or skip them): True when none is left to do."""
+        for _ in range(MAX_SENDS_PER_CHECK):
+            if self.stop.is_set():
+                return False
+            now = self.clock()
+            state = self.state(now)
+            latest = self.schedule.latest_until(now)
+            action = decide_send(now, state, latest, self.settings.newsletter.send_grace)
+            if action is None:
+                return True
+            if action.kind == "skip":
+                self._skip(action, state)
+            elif not self._send_one(action, state):
+                return False
+        return False
 
     def state(self, now: datetime) -> SendState:
         """The stored send state; a database the daemon never ran on starts with the next

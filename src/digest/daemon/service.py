@@ -8,15 +8,13 @@ module runs the jobs and the web thread, and stops them.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from types import FrameType
 from typing import Any, Protocol
 
 from digest.bounces.mailbox import FetchSummary, fetch_bounces
@@ -29,6 +27,7 @@ from digest.daemon.schedule import (
     start_spread,
 )
 from digest.daemon.sends import SendFn, Sends
+from digest.daemon.signals import SEND_NOW_SIGNAL, Signals, log_start_up_stop, log_stopped
 from digest.delivery.consent import prune_unconfirmed
 from digest.delivery.send import send_issue
 from digest.errors import DigestError, LockedError
@@ -138,22 +137,27 @@ class Daemon:
 
     # --- life cycle ------------------------------------------------------------------------
 
-    def run(self) -> int:
-        """Run until ``stop`` is set (SIGTERM or SIGINT in the main thread): the exit code.
+    def run(self, signals: Signals | None = None) -> int:
+        """Run until ``stop`` is set: the exit code. With ``signals`` (the CLI's, installed at
+        its first instruction) SIGTERM or SIGINT sets it and SIGUSR1 sends now (see
+        send_now); without, the caller holds ``stop`` (tests run the daemon in a thread).
 
         Raises LockedError when another daemon holds the database.
         """
         self.lock.acquire()
         try:
-            with self._signals():
+            received = signals.stop_received() if signals else None
+            if received is not None:
+                log_start_up_stop(received, "taking the daemon lock")
+            else:
                 self._start()
                 self._ready.set()
-                self._wait()
+                self._wait(signals)
         finally:
             self.stop.set()
             self._shutdown()
             self._release_lock()
-        log.info("stopped", extra={"fields": {"event": "stop", "abandoned": self.abandoned}})
+        log_stopped(self.abandoned)
         return self.exit_code
 
     def wait_ready(self, timeout: float) -> bool:
@@ -202,8 +206,13 @@ class Daemon:
         startup.report(self.settings, self.sends.schedule, self.clock(), tick, state, self._web)
         startup.report_moved(self.settings.feeds.poll_interval, overdue, brought)
 
-    def _wait(self) -> None:
-        while not self.stop.wait(0.5):
+    def _wait(self, signals: Signals | None) -> None:
+        while not self.stop.is_set():
+            if signals is None:
+                self.stop.wait(0.5)
+            else:  # a stop from another thread (heartbeat, web) is seen within 0.5 s
+                for received in signals.wait(0.5):
+                    self._on_signal(received)
             web = self._web
             if web is not None and not web.is_alive() and not self.stop.is_set():
                 detail = f": {self._web_error}" if self._web_error else ""
@@ -217,6 +226,15 @@ class Daemon:
                 self.exit_code = 1
                 self.stop.set()
         log.info("stopping: no new work; running work gets %.0f s to finish", STOP_DEADLINE_S)
+
+    def _on_signal(self, received: signal.Signals) -> None:
+        if received == SEND_NOW_SIGNAL:
+            log.info("%s received: sending now", received.name)
+            self.send_now()
+            return
+        # Stop first, then say so: whoever reads the line may count on the stop being set.
+        self.stop.set()
+        log.info("%s received", received.name)
 
     def _shutdown(self) -> None:
         deadline = time.monotonic() + STOP_DEADLINE_S
@@ -243,27 +261,6 @@ class Daemon:
             self.lock.release()
         except DigestError as e:
             log.error("could not release the daemon lock: %s", e)
-
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield  # a daemon run in a thread (tests) is stopped through self.stop
-            return
-
-        def handle(signum: int, _frame: FrameType | None) -> None:
-            name = signal.Signals(signum).name
-            if self.stop.is_set():
-                log.info("%s: already stopping", name)
-                return
-            log.info("%s received", name)
-            self.stop.set()
-
-        previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
     # --- jobs ------------------------------------------------------------------------------
 
@@ -358,6 +355,15 @@ class Daemon:
     def check_sends(self) -> None:
         """Run the send that is due, if any (see sends.Sends.check)."""
         self.sends.check()
+
+    def send_now(self) -> None:
+        """Send the issue now, as at a send time (SIGUSR1; see sends.Sends.send_now), in a
+        job of its own: it waits for a send under way, and a stop ends it like any send."""
+        if self._scheduler is None or self.stop.is_set():
+            return
+        self._scheduler.add_job(
+            self._job("send", self.sends.send_now), id="send-now", replace_existing=True
+        )
 
     def _retry_sends(self, after: timedelta) -> None:
         from apscheduler.triggers.date import DateTrigger
