@@ -78,10 +78,12 @@ def subscribers(db: Database) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serving(env: dict[str, str], cwd: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """A real `digest serve` process on a free port: its base URL and the process (stderr
-    captured in cwd/serve.log)."""
-    port = free_port()
+def serving(
+    env: dict[str, str], cwd: Path, port: int | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """A real `digest serve` process on ``port`` (default: a free one): its base URL and the
+    process (stderr captured in cwd/serve.log)."""
+    port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     env = {"DIGEST_WEB_PORT": str(port), "DIGEST_NEWSLETTER_BASE_URL": base, **env}
     log = (cwd / "serve.log").open("w")
