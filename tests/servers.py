@@ -42,7 +42,13 @@ Handler = Callable[[Request], Response]
 
 
 class FeedServer:
-    """Routes paths to canned or computed responses and records every request."""
+    """Routes paths to canned or computed responses and records every request.
+
+    ``hold_after(n)`` answers ``n`` more requests, then holds every request (recorded, not
+    answered) until ``release()``: a poll caught part-way, for as long as the test needs;
+    ``held`` is set once one is held. A Response's ``delay`` or ``drip`` is latency (a slow
+    server, for timeouts), never a way to be still running when a test looks.
+    """
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
@@ -52,6 +58,10 @@ class FeedServer:
         server = self
         self.in_flight = 0
         self.max_in_flight = 0
+        self.held = threading.Event()
+        self._released = threading.Event()
+        self._released.set()
+        self._let_through: int | None = None
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -89,6 +99,26 @@ class FeedServer:
         with self.lock:
             return [r for r in self.requests if r.path == path]
 
+    def hold_after(self, n: int) -> None:
+        with self.lock:
+            self._let_through = n
+            self._released.clear()
+            self.held.clear()
+
+    def release(self) -> None:
+        with self.lock:
+            self._let_through = None
+            self._released.set()
+
+    def _must_hold(self) -> bool:
+        with self.lock:
+            if self._let_through is None:
+                return False
+            if self._let_through > 0:
+                self._let_through -= 1
+                return False
+            return True
+
     def _serve(self, h: BaseHTTPRequestHandler) -> None:
         req = Request(h.command, h.path, {k.lower(): v for k, v in h.headers.items()})
         with self.lock:
@@ -96,6 +126,9 @@ class FeedServer:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            if self._must_hold():
+                self.held.set()
+                self._released.wait()
             handler = self.routes.get(h.path) or self.routes.get(h.path.split("?")[0])
             resp = handler(req) if handler else Response(404, b"not found")
             if resp.delay:
@@ -124,6 +157,7 @@ class FeedServer:
                 self.in_flight -= 1
 
     def close(self) -> None:
+        self.release()
         self.httpd.shutdown()
         self.httpd.server_close()
 

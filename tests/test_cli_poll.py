@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select as io_select
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,7 @@ from sqlalchemy import select, text
 
 from digest.models import Post
 from digest.storage import Database
-from tests.conftest import digest_env, run_cli, run_digest, session_processes
-from tests.daemon_helpers import wait_until
+from tests.conftest import digest_env, run_cli, run_digest, session_processes, wait_for
 from tests.poll_helpers import rss, write_opml
 from tests.servers import FeedServer, Request, Response
 
@@ -55,9 +55,9 @@ def env_for(workdir: Path, db_url: str, http: FeedServer) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_poll_twice_then_list_feeds(workdir: Path, db_url: str, http: FeedServer) -> None:
+def test_poll_twice_then_list_feeds(workdir: Path, sqlite_url: str, http: FeedServer) -> None:
     serve(http)
-    env = env_for(workdir, db_url, http)
+    env = env_for(workdir, sqlite_url, http)
 
     first = run_digest(["poll", "--json"], env, workdir)
     assert first.returncode == 0, first.stderr
@@ -83,8 +83,8 @@ def test_poll_twice_then_list_feeds(workdir: Path, db_url: str, http: FeedServer
     assert len(http.hits("/sys.xml")) == 1 and len(http.hits("/sys-new.xml")) == 2
     assert http.hits("/ml.xml")[1].headers["if-none-match"] == '"1"'
 
-    listing = run_digest(["feeds", "--json"], env, workdir)
-    assert listing.returncode == 0, listing.stderr
+    listing = run_cli(["feeds", "--json"], env)
+    assert listing.exit_code == 0, listing.output
     feeds = {f["title"]: f for f in json.loads(listing.stdout)}
     ml = feeds["ML blog"]
     assert (ml["section"], ml["status"], ml["last_status_code"], ml["error"], ml["posts"]) == (
@@ -105,8 +105,8 @@ def test_poll_twice_then_list_feeds(workdir: Path, db_url: str, http: FeedServer
     gone = feeds["Gone blog"]["fetches_14_days"]
     assert (gone["requests"], gone["errors"], gone["bytes"]) == (1, 1, 0)
 
-    table = run_digest(["feeds", "--errors"], env, workdir)
-    assert table.returncode == 0, table.stderr
+    table = run_cli(["feeds", "--errors"], env)
+    assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["SECTION", "POSTS", "LAST"]
     assert len(lines) == 4  # header + gone, busy, page
@@ -136,8 +136,8 @@ def test_poll_text_summary_and_feeds_table(
 
 def test_unreadable_opml_is_one_line_and_exit_1(workdir: Path, sqlite_url: str) -> None:
     env = {"DIGEST_DATABASE_URL": sqlite_url, "DIGEST_FEEDS_OPML": str(workdir / "missing.opml")}
-    result = run_digest(["poll"], env, workdir)
-    assert result.returncode == 1
+    result = run_cli(["poll"], env)
+    assert result.exit_code == 1 and result.stdout == ""
     assert "missing.opml" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -156,23 +156,26 @@ def test_help(workdir: Path) -> None:
 
 
 def test_a_broken_but_readable_feed_gets_a_warning_until_it_is_fixed(
-    workdir: Path, db_url: str, http: FeedServer
+    workdir: Path, sqlite_url: str, http: FeedServer
 ) -> None:
     broken = (Path(__file__).parent / "data" / "feeds" / "recoverable.xml").read_bytes()
     http.route("/hand.xml", Response(200, broken, {"Content-Type": "application/rss+xml"}))
     write_opml(workdir / "feeds.opml", [("ML", "Hand written", http.url("/hand.xml"))])
-    env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml")}
+    env = {"DIGEST_DATABASE_URL": sqlite_url, "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml")}
 
-    assert json.loads(run_digest(["poll", "--json"], env, workdir).stdout)["new_posts"] == 1
-    [feed] = json.loads(run_digest(["feeds", "--json"], env, workdir).stdout)
+    polled = run_cli(["poll", "--json"], env)
+    assert polled.exit_code == 0 and json.loads(polled.stdout)["new_posts"] == 1
+    [feed] = json.loads(run_cli(["feeds", "--json"], env).stdout)
     assert feed["status"] == "ok" and feed["error"] is None
     assert feed["warning"] and "\n" not in feed["warning"]
-    table = run_digest(["feeds"], env, workdir).stdout.splitlines()
+    table = run_cli(["feeds"], env).stdout.splitlines()
     assert table[2].strip().startswith("warning: ")
 
     http.route("/hand.xml", Response(200, rss(2), {"Content-Type": "application/rss+xml"}))
-    run_digest(["poll"], env, workdir)
-    [feed] = json.loads(run_digest(["feeds", "--json"], env, workdir).stdout)
+    again = run_cli(["poll", "--json"], env)
+    assert again.exit_code == 0, again.output
+    assert (json.loads(again.stdout)["errors"], json.loads(again.stdout)["new_posts"]) == (0, 2)
+    [feed] = json.loads(run_cli(["feeds", "--json"], env).stdout)
     assert feed["warning"] is None and feed["posts"] == 3
 
 
@@ -181,17 +184,17 @@ def test_kill_9_mid_poll_then_a_poll_stores_every_post_once(
     workdir: Path, db_url: str, http: FeedServer
 ) -> None:
     n = 24
-    slow_feeds(http, workdir / "feeds.opml", "k", n)
+    some_feeds(http, workdir / "feeds.opml", "k", n)
     env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml")}
     # Two parser processes whatever the machine: the kill must find workers to leave behind.
     env["DIGEST_FEEDS_WORKERS"] = "2"
     kill_mid_poll(["poll"], env, workdir, http, n)
     assert len(http.requests) < n  # killed part-way
 
-    again = run_digest(["poll", "--json"], env, workdir)
-    assert again.returncode == 0, again.stderr
+    again = run_cli(["poll", "--json"], env)
+    assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["errors"] == 0
-    feeds = json.loads(run_digest(["feeds", "--json"], env, workdir).stdout)
+    feeds = json.loads(run_cli(["feeds", "--json"], env).stdout)
     assert len(feeds) == n and {f["posts"] for f in feeds} == {3}
     db = Database(db_url)
     try:
@@ -204,36 +207,38 @@ def test_kill_9_mid_poll_then_a_poll_stores_every_post_once(
         db.dispose()
 
 
-def slow_feeds(http: FeedServer, opml: Path, name: str, n: int) -> None:
-    """``n`` feeds of three posts each that take 0.15 s to answer, listed in ``opml``."""
+def some_feeds(http: FeedServer, opml: Path, name: str, n: int) -> None:
+    """``n`` feeds of three posts each, listed in ``opml``."""
     for i in range(n):
         site = f"https://{name}{i}.example"
-        http.route(f"/{name}{i}.xml", Response(200, rss(3, site=site), delay=0.15))
+        http.route(f"/{name}{i}.xml", Response(200, rss(3, site=site)))
     write_opml(opml, [("ML", f"{name}{i}", http.url(f"/{name}{i}.xml")) for i in range(n)])
 
 
 def kill_mid_poll(
     args: list[str], env: dict[str, str], cwd: Path, http: FeedServer, n: int
 ) -> None:
-    """Start `digest ARGS`, kill -9 it once half the feeds are fetched and its parser workers
-    run; then every process it started (forkserver, workers) must be gone within 10 s."""
-    full_env = digest_env(env)
+    """Start `digest ARGS`, kill -9 it once half the feeds are answered (the rest held) and
+    its parser workers run; then every process it started (forkserver, workers) must be gone
+    within 10 s."""
+    http.hold_after(n // 2)
     proc = subprocess.Popen(
         [sys.executable, "-m", "digest", *args],
-        env=full_env,
+        env=digest_env(env),
         cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its session holds it and every process it starts
     )
     try:
-        wait_until(lambda: len(http.requests) >= n // 2, 30, "half the feeds fetched")
+        assert http.held.wait(30), "half the feeds never fetched"
         # digest, the forkserver and the two parser workers (the resource tracker may come too).
-        wait_until(lambda: len(session_processes(proc.pid)) >= 4, 30, "the parser workers")
+        wait_for(lambda: len(session_processes(proc.pid)) >= 4, 30, what="the parser workers")
     finally:
         proc.kill()  # SIGKILL: no clean-up of any kind
         proc.wait()
-    wait_until(lambda: not session_processes(proc.pid), 10, "no digest process left")
+        http.release()
+    wait_for(lambda: not session_processes(proc.pid), 10, what="no digest process left")
 
 
 @pytest.mark.slow
@@ -241,7 +246,7 @@ def test_kill_9_of_the_daemon_mid_poll_leaves_no_parser_process(
     workdir: Path, sqlite_url: str, http: FeedServer
 ) -> None:
     n = 24
-    slow_feeds(http, workdir / "feeds.opml", "d", n)
+    some_feeds(http, workdir / "feeds.opml", "d", n)
     env = {
         "DIGEST_DATABASE_URL": sqlite_url,
         "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml"),
@@ -254,8 +259,9 @@ def test_kill_9_of_the_daemon_mid_poll_leaves_no_parser_process(
 def test_a_second_poll_is_refused_while_one_runs(
     workdir: Path, db_url: str, http: FeedServer
 ) -> None:
-    slow_feeds(http, workdir / "feeds.opml", "p", 8)
+    some_feeds(http, workdir / "feeds.opml", "p", 8)
     env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml")}
+    http.hold_after(0)  # the first poll holds its lock until the test lets its requests go
     first = subprocess.Popen(
         [sys.executable, "-m", "digest", "poll", "--json"],
         env=digest_env(env),
@@ -265,17 +271,18 @@ def test_a_second_poll_is_refused_while_one_runs(
         text=True,
     )
     try:
-        wait_until(lambda: len(http.requests) >= 1, 30, "the first poll's requests")
+        assert http.held.wait(30), "the first poll sent no request"
         second = run_digest(["poll"], env, workdir)
     finally:
+        http.release()
         out, err = first.communicate(timeout=60)
     assert second.returncode == 1 and second.stdout == ""
     assert second.stderr.startswith("Error: another poll holds database ")
     assert f": pid {first.pid} on " in second.stderr and second.stderr.count("\n") == 1
     assert first.returncode == 0, err
     assert json.loads(out)["new_posts"] == 8 * 3 and json.loads(out)["errors"] == 0
-    again = run_digest(["poll", "--json"], env, workdir)
-    assert again.returncode == 0 and json.loads(again.stdout)["errors"] == 0
+    again = run_cli(["poll", "--json"], env)
+    assert again.exit_code == 0 and json.loads(again.stdout)["errors"] == 0
 
 
 def test_feeds_sort_naturally_and_fit_the_terminal(workdir: Path, sqlite_url: str) -> None:
@@ -304,12 +311,14 @@ def test_poll_shows_its_progress_on_a_terminal_and_only_there(
 ) -> None:
     import pty
 
-    slow_feeds(http, workdir / "feeds.opml", "t", 6)
+    some_feeds(http, workdir / "feeds.opml", "t", 6)
     env = {"DIGEST_DATABASE_URL": sqlite_url, "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml")}
-    piped = run_digest(["poll"], env, workdir)
-    assert piped.returncode == 0 and "feed/s" not in piped.stderr and "\r" not in piped.stderr
+    piped = run_cli(["poll"], env)  # stderr is no terminal
+    assert piped.exit_code == 0 and "feed/s" not in piped.stderr and "\r" not in piped.stderr
     assert piped.stdout.startswith("polled 6 feeds: 18 new posts")
 
+    # Four feeds answer; the last two wait until the line has said it waits on them.
+    http.hold_after(4)
     main, terminal = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "digest", "poll"],
@@ -320,14 +329,20 @@ def test_poll_shows_its_progress_on_a_terminal_and_only_there(
     )
     os.close(terminal)
     seen = b""
-    while True:
-        try:
-            chunk = os.read(main, 4096)
-        except OSError:  # the terminal's last writer is gone
-            break
-        if not chunk:
-            break
-        seen += chunk
+    try:
+        while True:
+            assert io_select.select([main], [], [], 30)[0], f"nothing shown for 30 s: {seen!r}"
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # the terminal's last writer is gone
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if b"waiting on 1 host" in seen:
+                http.release()
+    finally:
+        http.release()
     assert proc.wait(30) == 0
     os.close(main)
     shown = seen.decode("utf-8", "replace")
