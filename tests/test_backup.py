@@ -9,47 +9,54 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import digest_env, run_digest
-from tests.daemon_helpers import Farm, Running, base_env, wait_until
+from tests.conftest import digest_env, run_cli, run_digest
+from tests.daemon_helpers import Farm, Running, base_env
 from tests.poll_helpers import rss, write_opml
 from tests.servers import FeedServer, Response
 
 FEEDS = 40
 
 
-def slow_farm(http: FeedServer, opml: Path) -> None:
-    """FEEDS feeds of five posts each, 0.2 s to answer: a poll that takes a few seconds."""
+def many_feeds(http: FeedServer, opml: Path) -> None:
+    """FEEDS feeds of five posts each."""
     for i in range(FEEDS):
         site = f"https://b{i}.example"
-        http.route(f"/b{i}.xml", Response(200, rss(5, f"Blog {i}", site), delay=0.2))
+        http.route(f"/b{i}.xml", Response(200, rss(5, f"Blog {i}", site)))
     write_opml(opml, [("ML", f"Blog {i}", http.url(f"/b{i}.xml")) for i in range(FEEDS)])
 
 
-def lists(env: dict[str, str], cwd: Path) -> tuple[str, str]:
-    feeds = run_digest(["feeds", "--json"], env, cwd)
-    subscribers = run_digest(["subscribers", "list", "--json"], env, cwd)
-    assert feeds.returncode == subscribers.returncode == 0, feeds.stderr + subscribers.stderr
-    return feeds.stdout, subscribers.stdout
+def cli(args: list[str], env: dict[str, str]) -> str:
+    result = run_cli(args, env)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def lists(env: dict[str, str]) -> tuple[str, str]:
+    return cli(["feeds", "--json"], env), cli(["subscribers", "list", "--json"], env)
 
 
 def test_a_backup_during_a_poll_restores_to_the_same_lists(workdir: Path, http: FeedServer) -> None:
-    slow_farm(http, workdir / "feeds.opml")
+    many_feeds(http, workdir / "feeds.opml")
     env = {
         "DIGEST_DATABASE_URL": f"sqlite:///{workdir / 'digest.db'}",
         "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml"),
-        "DIGEST_FEEDS_PER_HOST": "4",  # one host: the poll takes FEEDS / 4 * 0.2 s
     }
     for email in ("ada@example.com", "grace@example.org"):
-        assert run_digest(["subscribers", "add", email], env, workdir).returncode == 0
+        cli(["subscribers", "add", email], env)
+    http.hold_after(FEEDS // 2)  # half the feeds answer; the poll waits on the rest
     poll = subprocess.Popen(
         [sys.executable, "-m", "digest", "poll"], env=digest_env(env), cwd=workdir,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    wait_until(lambda: len(http.requests) >= FEEDS // 4, 30, "the poll under way")
-    during = run_digest(["backup", "-o", "during.db", "--json"], env, workdir)
-    assert poll.poll() is None, "the poll ended before the backup: make it slower"
+    try:
+        assert http.held.wait(30), "the poll never got half way"
+        during = run_digest(["backup", "-o", "during.db", "--json"], env, workdir)
+        assert poll.poll() is None  # the poll, held, is still under way
+    finally:
+        http.release()
     out, err = poll.communicate(timeout=60)
     assert poll.returncode == 0 and "0 errors" in out, out + err  # the poll never waited
+    assert during.returncode == 0, during.stderr
     copy = json.loads(during.stdout)
     assert copy["bytes"] == (workdir / "during.db").stat().st_size > 0
     assert copy["subscribers"] == 2 and 0 <= copy["posts"] < FEEDS * 5
@@ -58,20 +65,19 @@ def test_a_backup_during_a_poll_restores_to_the_same_lists(workdir: Path, http: 
         assert conn.execute("SELECT count(*) FROM meta WHERE key LIKE '%lock'").fetchone() == (0,)
     assert (workdir / "during.db").stat().st_mode & 0o777 == 0o600
 
-    quiet = run_digest(["backup", "-o", "after.db"], env, workdir)
-    assert quiet.returncode == 0
-    assert quiet.stdout.startswith("backed up to after.db: 0.2 MB (")
-    assert f"{FEEDS} feeds, {FEEDS * 5} posts, 2 subscribers" in quiet.stdout
+    quiet = cli(["backup", "-o", "after.db"], env)
+    assert quiet.startswith("backed up to after.db: 0.2 MB (")
+    assert f"{FEEDS} feeds, {FEEDS * 5} posts, 2 subscribers" in quiet
     elsewhere = {**env, "DIGEST_DATABASE_URL": f"sqlite:///{workdir / 'restored.db'}"}
     restored = run_digest(["restore", "after.db"], elsewhere, workdir)
     assert restored.returncode == 0, restored.stderr
     assert restored.stdout.startswith(f"restored after.db into {workdir / 'restored.db'}: ")
-    assert lists(elsewhere, workdir) == lists(env, workdir)
+    assert lists(elsewhere) == lists(env)
     # The copy made mid-poll restores too, and a poll from it finishes the job.
     midway = {**env, "DIGEST_DATABASE_URL": f"sqlite:///{workdir / 'midway.db'}"}
-    assert run_digest(["restore", "during.db"], midway, workdir).returncode == 0
-    assert run_digest(["poll"], midway, workdir).returncode == 0
-    posts = json.loads(run_digest(["feeds", "--json"], midway, workdir).stdout)
+    cli(["restore", "during.db"], midway)
+    cli(["poll"], midway)
+    posts = json.loads(cli(["feeds", "--json"], midway))
     assert len(posts) == FEEDS and all(f["posts"] == 5 for f in posts)
 
 
@@ -80,28 +86,28 @@ def test_restore_refuses_a_database_the_daemon_holds_and_one_with_data(
 ) -> None:
     url = f"sqlite:///{workdir / 'digest.db'}"
     env = base_env(workdir, url, farm)
-    assert run_digest(["poll"], env, workdir).returncode == 0
-    assert run_digest(["backup", "-o", "copy.db"], env, workdir).returncode == 0
+    cli(["poll"], env)
+    cli(["backup", "-o", "copy.db"], env)
     daemon = Running(env, workdir, workdir / "run.log")
     runs.append(daemon)
-    daemon.wait_log(lambda r: r.get("event") == "poll", 60)
-    refused = run_digest(["restore", "copy.db", "--force"], env, workdir)
-    assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+    daemon.wait_log(lambda r: r.get("event") == "start", 60)  # its lock is taken by then
+    refused = run_cli(["restore", "copy.db", "--force"], env)
+    assert refused.exit_code == 1 and refused.stderr.count("\n") == 1
     assert (
         "the digest daemon holds" in refused.stderr and "stop it before restoring" in refused.stderr
     )
     assert daemon.terminate()[0] == 0
-    held_data = run_digest(["restore", "copy.db"], env, workdir)
-    assert held_data.returncode == 1 and "--force replaces it" in held_data.stderr
-    forced = run_digest(["restore", "copy.db", "--force"], env, workdir)
-    assert forced.returncode == 0, forced.stderr
+    held_data = run_cli(["restore", "copy.db"], env)
+    assert held_data.exit_code == 1 and "--force replaces it" in held_data.stderr
+    forced = run_cli(["restore", "copy.db", "--force"], env)
+    assert forced.exit_code == 0, forced.output
 
 
 def test_backup_and_restore_say_what_they_cannot_do(workdir: Path) -> None:
     pg = {"DIGEST_DATABASE_URL": "postgresql://digest:secret@db.example/digest"}
-    backup = run_digest(["backup", "-o", "x.db"], pg, workdir)
-    assert backup.returncode == 1 and "pg_dump" in backup.stderr and "secret" not in backup.stderr
-    assert "pg_restore" in run_digest(["restore", "x.db"], pg, workdir).stderr
+    backup = run_cli(["backup", "-o", "x.db"], pg)
+    assert backup.exit_code == 1 and "pg_dump" in backup.stderr and "secret" not in backup.stderr
+    assert "pg_restore" in run_cli(["restore", "x.db"], pg).stderr
     env = {"DIGEST_DATABASE_URL": f"sqlite:///{workdir / 'digest.db'}"}
     (workdir / "notes.txt").write_text("not a database\n" * 100)
     cases = {
@@ -109,8 +115,8 @@ def test_backup_and_restore_say_what_they_cannot_do(workdir: Path) -> None:
         "notes.txt": "notes.txt is no SQLite database",
     }
     for name, said in cases.items():
-        result = run_digest(["restore", name], env, workdir)
-        assert result.returncode == 1 and result.stderr.startswith(f"Error: {said}")
+        result = run_cli(["restore", name], env)
+        assert result.exit_code == 1 and result.stderr.startswith(f"Error: {said}")
         assert said in result.stderr and "Traceback" not in result.stderr
-    missing = run_digest(["backup", "-o", "nowhere/x.db"], env, workdir)
-    assert missing.returncode == 1 and "no database at" in missing.stderr
+    missing = run_cli(["backup", "-o", "nowhere/x.db"], env)
+    assert missing.exit_code == 1 and "no database at" in missing.stderr
