@@ -3,11 +3,12 @@ command it starts is one digest understands, stopped the way it stops it."""
 
 from __future__ import annotations
 
+import queue
 import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -68,14 +69,29 @@ def test_the_units_command_starts_and_stops_cleanly_on_sigterm(tmp_path: Path) -
     env["DIGEST_CONFIG"] = str(config)  # the unit's /etc/digest/digest.toml
     argv = [str(DIGEST), *unit["ExecStart"].split()[1:]]
     proc = subprocess.Popen(argv, cwd=state, env=digest_env(env), stderr=subprocess.PIPE, text=True)
+    said: queue.Queue[str | None] = queue.Queue()
+    reader = threading.Thread(target=read_lines, args=(proc, said), daemon=True)
+    reader.start()
+    seen: list[str] = []
     try:
-        deadline = time.monotonic() + 30
-        while not (state / "digest.db").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1)  # settled: the lock held, the scheduler running
-        proc.send_signal(signal.SIGTERM)
+        while not any("digest daemon started" in line for line in seen):
+            line = said.get(timeout=30)
+            assert line is not None, "".join(seen)  # it exited
+            seen.append(line)
+        proc.send_signal(signal.SIGTERM)  # running: the lock held, the scheduler started
         assert proc.wait(15) == 0
     finally:
         proc.kill()
-    assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
+        reader.join(10)
+    while (line := said.get_nowait()) is not None:
+        seen.append(line)
+    assert "Traceback" not in "".join(seen) and seen[-1].rstrip().endswith("stopped")
     assert (state / "digest.db").stat().st_mode & 0o077 == 0  # UMask or not: private
+
+
+def read_lines(proc: subprocess.Popen[str], into: queue.Queue[str | None]) -> None:
+    """Each line the process writes on stderr, then None at its end."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        into.put(line)
+    into.put(None)
