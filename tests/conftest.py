@@ -79,7 +79,16 @@ def db(db_url: str) -> Iterator[Database]:
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite file that does not exist yet: for tests whose subject is not the database."""
     return f"sqlite:///{tmp_path / 'digest.db'}"
+
+
+@pytest.fixture
+def sqlite_db(sqlite_url: str) -> Iterator[Database]:
+    """A Database on SQLite, migrated: for tests whose subject is not the database."""
+    database = Database(sqlite_url)
+    yield database
+    database.dispose()
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """For whoever watches the service: GET /healthz and GET /metrics, and the access log.
 
-End to end: real `digest poll`, `digest send`, `digest serve` and `digest run` processes, a
-real database (each backend), real HTTP and SMTP; the database cut off through a forwarder."""
+End to end: real `digest serve` and `digest run` processes (the poll, the sign-ups and the send
+before them run in process), real HTTP and SMTP; the PostgreSQL server cut off through a
+forwarder. The rest on SQLite (tests/README.md)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from starlette.testclient import TestClient
 from digest.storage import Database
 from digest.web import make_app
 from digest.web.app import redact
-from tests.conftest import BACKENDS, run_digest
-from tests.daemon_helpers import Farm, Running, base_env, wait_until
+from tests.conftest import BACKENDS, run_cli
+from tests.daemon_helpers import Farm, Running, base_env
 from tests.poll_helpers import write_opml
 from tests.servers import Forwarder, Response, SMTPSink
 from tests.web.helpers import free_port, link_in, serving, settings_for
@@ -59,17 +60,21 @@ def mail_env(workdir: Path, db_url: str, farm: Farm, smtp: SMTPSink) -> dict[str
     }
 
 
+def cli(args: list[str], env: dict[str, str]) -> None:
+    result = run_cli(args, env)
+    assert result.exit_code == 0, result.output
+
+
 def test_a_scrape_counts_what_was_fetched_stored_sent_and_who_reads(
-    workdir: Path, db_url: str, farm: Farm, smtp: SMTPSink
+    workdir: Path, sqlite_url: str, farm: Farm, smtp: SMTPSink
 ) -> None:
-    env = mail_env(workdir, db_url, farm, smtp)
-    assert run_digest(["poll"], env, workdir).returncode == 0
+    env = mail_env(workdir, sqlite_url, farm, smtp)
+    cli(["poll"], env)
     for email in ("a@example.com", "b@example.com", "c@example.com"):
-        assert run_digest(["subscribers", "add", email], env, workdir).returncode == 0
-    assert run_digest(["subscribers", "remove", "c@example.com"], env, workdir).returncode == 0
-    sent = run_digest(["send"], env, workdir)
-    assert sent.returncode == 0, sent.stderr
-    assert run_digest(["poll"], env, workdir).returncode == 0  # the same bodies again
+        cli(["subscribers", "add", email], env)
+    cli(["subscribers", "remove", "c@example.com"], env)
+    cli(["send"], env)
+    cli(["poll"], env)  # the same bodies again
     before = time.time()
 
     with serving(env, workdir) as (base, _process):
@@ -108,10 +113,10 @@ def test_a_scrape_counts_what_was_fetched_stored_sent_and_who_reads(
 
 
 def test_healthz_says_when_the_daemon_stopped_beating(
-    workdir: Path, db_url: str, farm: Farm, runs: list[Running]
+    workdir: Path, sqlite_url: str, farm: Farm, runs: list[Running]
 ) -> None:
     port = free_port()
-    env = base_env(workdir, db_url, farm) | {
+    env = base_env(workdir, sqlite_url, farm) | {
         "DIGEST_WEB_ENABLED": "true",
         "DIGEST_WEB_PORT": str(port),
     }
@@ -124,14 +129,13 @@ def test_healthz_says_when_the_daemon_stopped_beating(
     assert 0 <= report["daemon"]["heartbeat_age_s"] < 60
     assert report["last_poll"]["feeds"] == 3
     # The daemon's own access log is in its log format (JSON here), the path as asked.
-    wait_until(lambda: any(r.get("event") == "http" for r in daemon.records()), 10, "access line")
-    line = next(r for r in daemon.records() if r.get("event") == "http")
+    line = daemon.wait_log(lambda r: r.get("event") == "http", 10)
     assert (line["method"], line["path"], line["status"]) == ("GET", "/healthz", 200)
     assert line["logger"] == "digest.web.access" and line["client"] == "127.0.0.1"
 
     daemon.proc.kill()  # kill -9: no time to let go of its lock
     daemon.proc.wait()
-    with serving({"DIGEST_DATABASE_URL": db_url}, workdir) as (base, _process):
+    with serving({"DIGEST_DATABASE_URL": sqlite_url}, workdir) as (base, _process):
         dead = httpx.get(base + "/healthz", timeout=10)
         assert dead.status_code == 503
         assert dead.json()["status"] == "unhealthy" and dead.json()["database"] == "ok"
@@ -175,9 +179,9 @@ def test_healthz_answers_503_when_the_sqlite_file_is_no_database(tmp_path: Path)
 
 
 def test_the_access_log_carries_fields_for_json(
-    db: Database, caplog: pytest.LogCaptureFixture
+    sqlite_db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with TestClient(make_app(db, settings_for(None))) as client:
+    with TestClient(make_app(sqlite_db, settings_for(None))) as client:
         caplog.set_level(logging.INFO, logger="digest.web.access")
         client.get("/preferences/7.c2VjcmV0LW1hYy12YWx1ZQ")
     (record,) = [r for r in caplog.records if r.name == "digest.web.access"]
@@ -205,8 +209,8 @@ def test_redact_cuts_tokens_out_of_paths(path: str, logged: str) -> None:
     assert redact(path) == logged
 
 
-def test_healthz_of_a_process_that_only_serves(workdir: Path, db_url: str) -> None:
+def test_healthz_of_a_process_that_only_serves(workdir: Path, sqlite_url: str) -> None:
     """`digest serve` alone, no daemon ever: healthy, nothing polled yet."""
-    with serving({"DIGEST_DATABASE_URL": db_url}, workdir) as (base, _process):
+    with serving({"DIGEST_DATABASE_URL": sqlite_url}, workdir) as (base, _process):
         report = httpx.get(base + "/healthz", timeout=10).json()
     assert report == {**report, "status": "ok", "daemon": None, "last_poll": None}
