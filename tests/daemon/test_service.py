@@ -37,12 +37,13 @@ def make_settings(**env: str) -> Settings:
 @dataclass
 class FakePoll:
     calls: list[dict[str, Any]] = field(default_factory=list)
-    sleep: float = 0.0
+    # Set: each poll waits for it, ignoring stop (a job that will not finish in time).
+    hold: threading.Event | None = None
 
     def __call__(self, db: Database, settings: Settings, **kwargs: Any) -> PollSummary:
         self.calls.append(kwargs)
-        if self.sleep:
-            time.sleep(self.sleep)  # ignores stop: a job that will not finish in time
+        if self.hold is not None:
+            self.hold.wait(60)
         return PollSummary(feeds=1, new_posts=2, elapsed_s=0.01)
 
 
@@ -332,15 +333,19 @@ def test_stuck_job_is_abandoned_at_the_deadline(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(daemon_module, "STOP_DEADLINE_S", 0.5)
-    poll = FakePoll(sleep=5)
+    poll = FakePoll(hold=threading.Event())
     d = Daemon(db, make_settings(), poll=poll)
     thread, codes = start(d)
-    wait_for(lambda: poll.calls)
-    began = time.monotonic()
-    d.stop.set()
-    thread.join(15)
-    assert codes == [0] and d.abandoned
-    assert time.monotonic() - began < 2
+    try:
+        wait_for(lambda: poll.calls)
+        began = time.monotonic()
+        d.stop.set()
+        thread.join(15)
+        assert codes == [0] and d.abandoned
+        assert time.monotonic() - began < 2
+    finally:
+        assert poll.hold is not None
+        poll.hold.set()  # the abandoned job may end now
 
 
 def test_web_endpoint_runs_in_a_thread_until_stop(db: Database) -> None:
@@ -484,10 +489,11 @@ def test_the_bounce_mailbox_is_read_every_interval_only_when_set(db: Database) -
 
     d = Daemon(db, make_settings(), poll=FakePoll(), send=FakeSend(), bounces=fake_fetch)
     thread, _codes = start(d)
-    time.sleep(0.5)
+    assert d._scheduler.get_job("bounces") is None  # no bounces.imap_url: never read
+    assert d._scheduler.get_job("poll") is not None
     d.stop.set()
     thread.join(15)
-    assert calls == []  # no bounces.imap_url: never read
+    assert calls == []
     settings = make_settings(
         bounces_imap_url="imaps://u@mail.example.org/INBOX", bounces_interval="0.3s"
     )
