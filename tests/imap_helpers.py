@@ -17,12 +17,11 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 from tests.smtp_helpers import make_cert
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
@@ -98,17 +97,20 @@ class Dovecot:
         )
 
     def _wait_listening(self) -> None:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+        def listening() -> bool:
             if self.process.poll() is not None:
-                break
+                raise RuntimeError(f"dovecot did not start: {self.log()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
             except OSError:
-                time.sleep(0.05)
-        self.close()
-        raise RuntimeError(f"dovecot did not start: {self.log()}")
+                return False
+            return True
+
+        try:
+            wait_for(listening, 15, what="dovecot to listen")
+        except (AssertionError, RuntimeError):
+            self.close()
+            raise
 
     def log(self) -> str:
         stderr = self.process.stderr.read().decode() if self.process.poll() is not None else ""

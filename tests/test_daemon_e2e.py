@@ -9,20 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_digest
-from tests.daemon_helpers import FEEDS, Farm, Running, base_env, wait_until
+from tests.conftest import run_cli, run_digest, wait_for
+from tests.daemon_helpers import FEEDS, Farm, Running, base_env
 
 pytestmark = pytest.mark.slow
 
 
 def test_polls_every_interval_one_daemon_per_database_sigterm(
-    workdir: Path, db_url: str, farm: Farm, runs: list[Running]
+    workdir: Path, sqlite_url: str, farm: Farm, runs: list[Running]
 ) -> None:
-    # Polling only: the send time is far away.
-    env = base_env(workdir, db_url, farm) | {"DIGEST_NEWSLETTER_SEND_AT": "cron: 0 0 1 1 *"}
+    env = base_env(workdir, sqlite_url, farm)  # polling only: the next send time is a year away
     first = Running(env, workdir, workdir / "run1.log")
     runs.append(first)
-    wait_until(lambda: all(len(farm.hits(n)) >= 4 for _f, n in FEEDS), 40, "four polls per feed")
+    wait_for(lambda: all(len(farm.hits(n)) >= 4 for _f, n in FEEDS), 40, what="four polls a feed")
     for _folder, name in FEEDS:
         hits = farm.hits(name)
         gaps = [b - a for a, b in zip(hits, hits[1:], strict=False)]
@@ -38,14 +37,14 @@ def test_polls_every_interval_one_daemon_per_database_sigterm(
     assert "another digest daemon holds database" in lines[0]
     assert f"pid {first.proc.pid} on" in lines[0]
 
-    status = run_digest(["status", "--json"], env, workdir, timeout=30)
-    assert status.returncode == 0, status.stderr
+    status = run_cli(["status", "--json"], env)
+    assert status.exit_code == 0, status.output
     report = json.loads(status.stdout)
     assert report["daemon"]["pid"] == first.proc.pid and report["daemon"]["alive"]
     assert report["feeds"] == {"active": 3, "inactive": 0}
 
     code, took = first.terminate()
-    assert code == 0 and took < 10, first.log.read_text()
+    assert code == 0 and took < 10, first.text()
 
     records = first.records()
     polls = [r for r in records if r.get("event") == "poll"]
@@ -57,20 +56,20 @@ def test_polls_every_interval_one_daemon_per_database_sigterm(
     assert not [r for r in records if r["level"] in ("error", "critical", "raw")]
 
     # Stopped: the lock is free again, and status says so.
-    status = run_digest(["status", "--json"], env, workdir, timeout=30)
+    status = run_cli(["status", "--json"], env)
     assert json.loads(status.stdout)["daemon"] is None
 
 
 def test_sigint_and_a_missing_feed_list(
-    workdir: Path, db_url: str, farm: Farm, runs: list[Running]
+    workdir: Path, sqlite_url: str, farm: Farm, runs: list[Running]
 ) -> None:
-    env = base_env(workdir, db_url, farm)
+    env = base_env(workdir, sqlite_url, farm)
     run = Running(env, workdir, workdir / "run.log")
     runs.append(run)
     run.wait_log(lambda r: r.get("event") == "poll", 30)
     began = time.monotonic()
-    run.proc.send_signal(signal.SIGINT)
-    assert run.proc.wait(10) == 0
+    run.signal(signal.SIGINT)
+    assert run.wait(10) == 0
     assert time.monotonic() - began < 10
 
     missing = dict(env, DIGEST_FEEDS_OPML=str(workdir / "nope.opml"))

@@ -55,7 +55,7 @@ def test_politely_keeps_to_the_caps_and_returns_every_result() -> None:
         in_flight[host] = in_flight.get(host, 0) + 1
         peak[host] = max(peak.get(host, 0), in_flight[host])
         total_peak = max(total_peak, sum(in_flight.values()))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # a fetch's time (one event loop: the order is the same anywhere)
         in_flight[host] -= 1
         return page.url
 
@@ -72,7 +72,7 @@ def test_politely_stops_starting_and_cancels_on_stop() -> None:
         started.append(page.url)
         if len(started) == 2:
             stop.set()
-        await asyncio.sleep(10)
+        await asyncio.Event().wait()  # never set: the work ends only when cancelled
         return page.url
 
     pages = [Page(f"https://a.example/{i}") for i in range(5)]
