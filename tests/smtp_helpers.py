@@ -17,7 +17,6 @@ from tests.servers import PortZeroController, SMTPSink, _Sink
 
 class FlakySink(_Sink):
     """The sink, plus: drop the connection at the next DATA ``drop`` times; count EHLOs;
-    take ``delay`` seconds over each DATA (a slow server: latency, not synchronisation);
     ``hold_after(n)``: take ``n`` more messages, then hold every DATA (the sender waits for
     its reply) until ``release()``; ``held`` is set once one is held."""
 
@@ -25,7 +24,6 @@ class FlakySink(_Sink):
         super().__init__()
         self.drop = 0
         self.ehlos = 0
-        self.delay = 0.0
         self.eight_bit = True  # advertise 8BITMIME
         self.held = threading.Event()
         self._released = threading.Event()
@@ -60,8 +58,6 @@ class FlakySink(_Sink):
     async def handle_DATA(  # noqa: N802
         self, server: aiosmtp.SMTP, session: Session, envelope: Envelope
     ) -> str:
-        if self.delay:
-            await asyncio.sleep(self.delay)
         if self._must_hold():
             self.held.set()
             await asyncio.to_thread(self._released.wait)

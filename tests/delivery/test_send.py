@@ -6,6 +6,7 @@ import itertools
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from email import message_from_bytes
 from email.policy import default
@@ -26,6 +27,7 @@ from digest.errors import SendError
 from digest.models import Delivery, Issue, Subscriber
 from digest.storage import Database, utcnow
 from digest.types import ML, SYSTEMS, UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
+from tests.conftest import wait_for
 from tests.issue_helpers import SAT, add_feed, add_post
 from tests.smtp_helpers import FlakySMTP
 
@@ -338,9 +340,18 @@ def test_send_issue_empty_week(db: Database, sink: FlakySMTP) -> None:
 def test_several_connections_share_the_work(db: Database, sink: FlakySMTP) -> None:
     emails = [f"r{i}@example.com" for i in range(12)]
     add(db, *emails)
-    sink.handler.delay = 0.02  # a server that takes a moment over each message
+    # The server holds every message until three connections are open: one connection
+    # cannot take all twelve before the others start.
+    sink.handler.hold_after(0)
     settings = settings_for(sink).replace(smtp={"connections": 3})
-    summary = deliver(db, settings, new_issue(db), Renders())
+    issue = new_issue(db)
+    with ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(deliver, db, settings, issue, Renders())
+        try:
+            wait_for(lambda: sink.handler.ehlos == 3, what="three connections")
+        finally:
+            sink.handler.release()
+        summary = sending.result(timeout=60)
     assert summary.sent == 12
     assert sorted(sink.recipients()) == sorted(emails)
     assert sink.handler.ehlos == 3  # three connections, each reused

@@ -1,4 +1,5 @@
-"""Reading time of teaser-only posts from their pages: real process, real HTTP, both databases."""
+"""Reading time of teaser-only posts from their pages: real process, real HTTP; the stop on
+both databases (nothing half-written), the rest on SQLite (tests/README.md)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,10 +21,10 @@ from digest.ingest.poll import PollSummary
 from digest.models import Feed, Post
 from digest.settingvalues import parse_networks
 from digest.storage import Database
-from tests.conftest import LOOPBACK, run_digest
+from tests.conftest import LOOPBACK, run_cli, run_digest
 from tests.issue_helpers import add_feed, add_post
 from tests.poll_helpers import Item, rss, write_opml
-from tests.servers import FeedServer, Response
+from tests.servers import FeedServer, Request, Response
 
 TEASER = " ".join(["teaser"] * 50)
 
@@ -70,7 +72,7 @@ def serve(http: FeedServer, now: datetime) -> None:
 
 
 def test_a_teaser_posts_reading_time_comes_from_its_page(
-    workdir: Path, db_url: str, http: FeedServer
+    workdir: Path, sqlite_url: str, http: FeedServer
 ) -> None:
     now = datetime.now(UTC)
     serve(http, now)
@@ -81,7 +83,7 @@ def test_a_teaser_posts_reading_time_comes_from_its_page(
             ("Systems", "Full blog", http.url("/full.xml")),
         ],
     )
-    env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_NEWSLETTER_BASE_URL": "https://news.example"}
+    env = {"DIGEST_DATABASE_URL": sqlite_url, "DIGEST_NEWSLETTER_BASE_URL": "https://news.example"}
     polled = run_digest(["poll", "--json"], env, workdir)
     assert polled.returncode == 0, polled.stderr
     assert json.loads(polled.stdout)["new_posts"] == 5
@@ -93,33 +95,33 @@ def test_a_teaser_posts_reading_time_comes_from_its_page(
     assert len(http.hits("/posts/missing.html")) == 1
     for path in ("/posts/old.html", "/posts/full.html", "/posts/away.html"):
         assert http.hits(path) == [], path
-    db = Database(db_url)
+    db = Database(sqlite_url)
     with db.session() as s:
         pages = {key: words for key, words in s.execute(select(Post.key, Post.page_words))}
     db.dispose()
     # The article's 2,200 words and its title; not the menu's or the footer's.
     assert pages == {"long": 2202, "gone": 0, "old": None, "full": None, "away": 0}
 
-    again = run_digest(["poll"], env, workdir)
-    assert again.returncode == 0, again.stderr
+    again = run_cli(["poll"], env)
+    assert again.exit_code == 0, again.output
     assert "pages read" not in again.stdout
     assert len(http.hits("/posts/long.html")) == 1 and len(http.hits("/posts/missing.html")) == 1
 
     as_of = (now + timedelta(hours=1)).isoformat()
-    text = run_digest(["preview", "--as-of", as_of, "--format", "text", "-o", "-"], env, workdir)
-    assert text.returncode == 0, text.stderr
+    text = run_cli(["preview", "--as-of", as_of, "--format", "text", "-o", "-"], env)
+    assert text.exit_code == 0, text.output
     issue = " ".join(text.stdout.split())
     # 2,202 words at 230 a minute, not the teaser's 50; the unreadable page keeps the teaser's.
     assert "A long essay Teaser blog · " in issue and " · 10 min read teaser" in issue
     assert re.search(r"A lost essay Teaser blog · [^·]+ · 1 min read", issue)
 
 
-def test_fetching_pages_can_be_turned_off(workdir: Path, db_url: str, http: FeedServer) -> None:
+def test_fetching_pages_can_be_turned_off(workdir: Path, sqlite_url: str, http: FeedServer) -> None:
     serve(http, datetime.now(UTC))
     write_opml(workdir / "feeds.opml", [("ML", "Teaser blog", http.url("/teasers.xml"))])
-    env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_FEEDS_FETCH_PAGES": "false"}
-    polled = run_digest(["poll"], env, workdir)
-    assert polled.returncode == 0, polled.stderr
+    env = {"DIGEST_DATABASE_URL": sqlite_url, "DIGEST_FEEDS_FETCH_PAGES": "false"}
+    polled = run_cli(["poll"], env)
+    assert polled.exit_code == 0, polled.output
     assert http.hits("/posts/long.html") == []
 
 
@@ -151,23 +153,43 @@ def test_a_stop_drops_the_pages_in_flight_and_leaves_them_for_later(
 ) -> None:
     now = datetime.now(UTC)
     http.route("/fast.html", Response(200, article(300), {"Content-Type": "text/html"}))
-    http.route("/slow.html", Response(200, article(300), {"Content-Type": "text/html"}, delay=15))
+    reached, release = threading.Event(), threading.Event()
+
+    def slow(_req: Request) -> Response:  # answers only when the test says
+        reached.set()
+        release.wait(30)
+        return Response(200, article(300), {"Content-Type": "text/html"})
+
+    http.route("/slow.html", slow)
     feed = add_feed(db, "Blog")
     with db.session() as s:  # the feed lives on the test server's site
         s.execute(update(Feed).where(Feed.id == feed).values(url=http.url("/feed.xml")))
     fast = add_post(db, feed, "fast", date=now, teaser=True, link=http.url("/fast.html"))
-    slow = add_post(db, feed, "slow", date=now, teaser=True, link=http.url("/slow.html"))
+    slow_post = add_post(
+        db, feed, "slow", date=now - timedelta(minutes=1), teaser=True, link=http.url("/slow.html")
+    )
     stop = threading.Event()
+    stopped_at: list[float] = []
+
+    def stop_mid_way() -> None:
+        # One page at a time, newest first: the slow page is asked for once the fast one is in.
+        assert reached.wait(30)
+        stopped_at.append(time.monotonic())
+        stop.set()
 
     async def poll_pages() -> int:
-        feeds = FeedsSettings(allow_networks=parse_networks(LOOPBACK))
+        feeds = FeedsSettings(allow_networks=parse_networks(LOOPBACK), per_host=1)
         async with make_client(feeds) as client:
             return await count_pages(db, client, feeds, now, stop)
 
-    threading.Timer(1.0, stop.set).start()
-    started = time.monotonic()
-    assert asyncio.run(poll_pages()) == 1
-    assert time.monotonic() - started < 5  # not the page's 15 s, nor the 20 s timeout
+    with ThreadPoolExecutor(1) as pool:
+        stopping = pool.submit(stop_mid_way)
+        try:
+            assert asyncio.run(poll_pages()) == 1
+        finally:
+            release.set()
+        stopping.result(30)
+    assert time.monotonic() - stopped_at[0] < 3  # not the slow page's answer, nor the timeout
     with db.session() as s:
         words = dict(s.execute(select(Post.id, Post.page_words)).all())
-    assert words == {fast: 302, slow: None}  # the slow one is the next poll's
+    assert words == {fast: 302, slow_post: None}  # the slow one is the next poll's

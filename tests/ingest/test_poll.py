@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from digest.models import Feed, Fetch, Post
 from digest.settingvalues import parse_networks
 from digest.storage import Database
 from digest.types import FeedSource, FeedStatus
-from tests.conftest import LOOPBACK
+from tests.conftest import LOOPBACK, wait_for
 from tests.poll_helpers import Item, atom, items, rss, write_opml
 from tests.servers import FeedServer, Request, Response
 
@@ -68,7 +69,14 @@ class Setup:
 
 @pytest.fixture
 def env(db: Database, http: FeedServer, tmp_path: Path) -> Setup:
+    """Both backends: for what the poll stores."""
     return Setup(db, http, tmp_path)
+
+
+@pytest.fixture
+def sqlite_env(sqlite_db: Database, http: FeedServer, tmp_path: Path) -> Setup:
+    """SQLite only: for how the poll talks HTTP (tests/README.md)."""
+    return Setup(sqlite_db, http, tmp_path)
 
 
 def count(db: Database, model: Any) -> int:
@@ -354,7 +362,8 @@ def test_429_is_not_fetched_before_retry_after(
     assert len(env.http.hits("/busy")) == 2
 
 
-def test_retry_after_counts_from_the_answer(env: Setup) -> None:
+def test_retry_after_counts_from_the_answer(sqlite_env: Setup) -> None:
+    env = sqlite_env
     env.http.route("/busy", Response(429, b"later", {"Retry-After": "5"}, delay=2.2))
     env.feeds(("ML", "B", "/busy"))
     env.settings = env.settings.replace(feeds={"timeout": timedelta(seconds=5)})
@@ -395,8 +404,9 @@ def test_302_keeps_the_url(env: Setup) -> None:
     assert env.feed("/old").url == env.http.url("/old")
 
 
-def test_a_slow_feed_does_not_hold_up_the_poll(env: Setup) -> None:
-    env.http.route("/slow", Response(200, rss(1), delay=4))
+def test_a_slow_feed_does_not_hold_up_the_poll(sqlite_env: Setup) -> None:
+    env = sqlite_env
+    env.http.route("/slow", Response(200, rss(1), delay=4))  # latency: past the 1 s timeout
     env.http.route("/fast", Response(200, rss(2)))
     env.feeds(("ML", "S", "/slow"), ("ML", "F", "/fast"))
     started = time.monotonic()
@@ -406,17 +416,26 @@ def test_a_slow_feed_does_not_hold_up_the_poll(env: Setup) -> None:
     assert env.feed("/slow").last_error == "timed out after 1 s"
 
 
-def test_per_host_limit_holds_during_a_poll(env: Setup) -> None:
+def test_per_host_limit_holds_during_a_poll(sqlite_env: Setup) -> None:
+    env = sqlite_env
     for i in range(6):
-        env.http.route(f"/f{i}", Response(200, rss(1, site=f"https://b{i}.example"), delay=0.1))
+        env.http.route(f"/f{i}", Response(200, rss(1, site=f"https://b{i}.example")))
     env.feeds(*[("ML", f"F{i}", f"/f{i}") for i in range(6)])
-    env.settings = env.settings.replace(feeds={"per_host": 2})
-    summary = env.poll()
+    env.settings = env.settings.replace(feeds={"per_host": 2, "timeout": timedelta(seconds=30)})
+    env.http.hold_after(0)  # every request waits until two are in flight
+    with ThreadPoolExecutor(1) as pool:
+        polling = pool.submit(env.poll)
+        try:
+            wait_for(lambda: env.http.in_flight == 2, what="two requests in flight")
+        finally:
+            env.http.release()
+        summary = polling.result(60)
     assert summary.feeds == 6 and env.http.max_in_flight == 2
 
 
-def test_waiting_for_a_host_slot_does_not_count_against_the_timeout(env: Setup) -> None:
-    # One at a time, 4 × 0.6 s: each request's 1 s deadline starts when its turn comes.
+def test_waiting_for_a_host_slot_does_not_count_against_the_timeout(sqlite_env: Setup) -> None:
+    env = sqlite_env
+    # One at a time, 4 × 0.6 s (latency): each request's 1 s deadline starts when its turn comes.
     for i in range(4):
         env.http.route(f"/f{i}", Response(200, rss(1, site=f"https://b{i}.example"), delay=0.6))
     env.feeds(*[("ML", f"F{i}", f"/f{i}") for i in range(4)])
@@ -453,16 +472,34 @@ def test_stop_before_start_fetches_nothing(env: Setup) -> None:
 def test_stop_drops_fetches_in_flight_unsaved(env: Setup) -> None:
     env.settings = env.settings.replace(feeds={"timeout": timedelta(seconds=10)})
     env.http.route("/fast", Response(200, rss(1)))
-    env.http.route("/slow", Response(200, rss(1), delay=3))
+    reached, release = threading.Event(), threading.Event()
+
+    def slow(_req: Request) -> Response:  # answers only when the test says
+        reached.set()
+        release.wait(30)
+        return Response(200, rss(1))
+
+    env.http.route("/slow", slow)
     env.feeds(("ML", "F", "/fast"), ("ML", "S", "/slow"))
     stop = threading.Event()
-    threading.Timer(0.5, stop.set).start()
-    started = time.monotonic()
-    summary = env.poll(stop=stop)
-    assert time.monotonic() - started < 2
-    assert env.feed("/fast").status == FeedStatus.OK
-    slow = env.feed("/slow")
-    assert slow.status == FeedStatus.NEW and slow.last_fetched_at is None  # nothing half-written
+    stopped_at: list[float] = []
+
+    def stop_mid_poll() -> None:  # once the fast feed is stored and the slow one in flight
+        assert reached.wait(30)
+        wait_for(lambda: env.feed("/fast").status == FeedStatus.OK, what="the fast feed stored")
+        stopped_at.append(time.monotonic())
+        stop.set()
+
+    with ThreadPoolExecutor(1) as pool:
+        stopping = pool.submit(stop_mid_poll)
+        try:
+            summary = env.poll(stop=stop)
+        finally:
+            release.set()
+        stopping.result(30)
+    assert time.monotonic() - stopped_at[0] < 2  # it did not wait for the slow answer
+    slow_feed = env.feed("/slow")
+    assert slow_feed.status == FeedStatus.NEW and slow_feed.last_fetched_at is None  # unsaved
     assert summary.feeds == 1 and summary.skipped == 1
     # The next poll finishes the job.
     env.http.route("/slow", Response(200, rss(1)))
