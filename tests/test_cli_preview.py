@@ -1,4 +1,5 @@
-"""`digest preview` end to end: real feeds over HTTP, a real poll, a real database."""
+"""`digest preview` end to end: real feeds over HTTP, a real poll, a real database; the preview
+under test a real process where its output is the subject, set-up in process (tests/README.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.conftest import digest_env, run_digest
+from tests.conftest import digest_env, run_cli, run_digest
 from tests.poll_helpers import Item, rss, write_opml
 from tests.servers import FeedServer, Response
 
@@ -54,14 +55,22 @@ def setup(workdir: Path, db_url: str, http: FeedServer) -> dict[str, str]:
         ],
     )
     env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_NEWSLETTER_BASE_URL": "https://news.example"}
-    polled = run_digest(["poll", "--json"], env, workdir)
-    assert polled.returncode == 0, polled.stderr
+    polled = run_cli(["poll", "--json"], env)
+    assert polled.exit_code == 0, polled.output
     assert json.loads(polled.stdout)["new_posts"] == 13
     return env
 
 
-def test_preview_of_one_week_in_three_forms(workdir: Path, db_url: str, http: FeedServer) -> None:
-    env = setup(workdir, db_url, http)
+def cli(args: list[str], env: dict[str, str]) -> str:
+    result = run_cli(args, env)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_preview_of_one_week_in_three_forms(
+    workdir: Path, sqlite_url: str, http: FeedServer
+) -> None:
+    env = setup(workdir, sqlite_url, http)
     args = ["preview", "--as-of", "2026-01-10"]
     html = run_digest([*args, "--format", "html", "-o", "week.html", "--json"], env, workdir)
     assert html.returncode == 0, html.stderr
@@ -76,10 +85,9 @@ def test_preview_of_one_week_in_three_forms(workdir: Path, db_url: str, http: Fe
     assert "<script>" not in page.split("</head>")[1] and "evil()" not in page
     assert "https://news.example/issues/1" in page and "Unsubscribe" in page
 
-    text = run_digest([*args, "--format", "text", "-o", "-"], env, workdir)
-    assert text.returncode == 0, text.stderr
-    eml = run_digest([*args, "--format", "eml", "-o", "week.eml"], env, workdir)
-    assert eml.returncode == 0, eml.stderr
+    text = cli([*args, "--format", "text", "-o", "-"], env)
+    eml = run_cli([*args, "--format", "eml", "-o", "week.eml"], env)
+    assert eml.exit_code == 0, eml.output
     assert eml.stdout == f"{(workdir / 'week.eml').resolve()}\n"  # the path alone, for scripts
     assert re.fullmatch(r"issue #1: 3 posts from 3 blogs, \d+\.\d KB of HTML\n", eml.stderr)
     msg = email.message_from_bytes((workdir / "week.eml").read_bytes(), policy=email.policy.default)
@@ -90,10 +98,11 @@ def test_preview_of_one_week_in_three_forms(workdir: Path, db_url: str, http: Fe
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     plain = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     for title in ("ML week -0", "Sys week -0", "Other news"):
-        assert title in text.stdout and title in plain and title in page
+        assert title in text and title in plain and title in page
 
 
 def test_an_earlier_week_and_the_default_path(workdir: Path, db_url: str, http: FeedServer) -> None:
+    """The preview's smoke test on both backends (a poll stored and a week's posts read)."""
     env = setup(workdir, db_url, http)
     out = run_digest(["preview", "--as-of", "2026-01-03"], env, workdir)
     assert out.returncode == 0, out.stderr
@@ -103,19 +112,16 @@ def test_an_earlier_week_and_the_default_path(workdir: Path, db_url: str, http: 
     assert "ML week -1" in page and "Sys week -1" in page and "week -0" not in page
 
 
-def test_an_empty_week_says_so(workdir: Path, db_url: str, http: FeedServer) -> None:
-    env = setup(workdir, db_url, http)
-    out = run_digest(["preview", "--as-of", "2027-06-01"], env, workdir)
-    assert out.returncode == 0, out.stderr
-    assert "no new posts" in out.stdout and "would not be sent" in out.stdout
+def test_an_empty_week_says_so(workdir: Path, sqlite_url: str, http: FeedServer) -> None:
+    env = setup(workdir, sqlite_url, http)
+    out = cli(["preview", "--as-of", "2027-06-01"], env)
+    assert "no new posts" in out and "would not be sent" in out
     assert not list(workdir.glob("preview-*"))
 
 
 def test_a_bad_date_is_one_line(workdir: Path, sqlite_url: str) -> None:
-    out = run_digest(
-        ["preview", "--as-of", "someday"], {"DIGEST_DATABASE_URL": sqlite_url}, workdir
-    )
-    assert out.returncode != 0
+    out = run_cli(["preview", "--as-of", "someday"], {"DIGEST_DATABASE_URL": sqlite_url})
+    assert out.exit_code != 0 and out.stdout == ""
     assert out.stderr.strip().count("\n") == 0 and "ISO 8601" in out.stderr
 
 
@@ -164,7 +170,7 @@ def test_serve_renders_again_on_every_reload(workdir: Path, sqlite_url: str) -> 
 
 
 def test_a_future_date_waits_for_its_week_and_a_far_one_counts_from_now(
-    workdir: Path, db_url: str, http: FeedServer
+    workdir: Path, sqlite_url: str, http: FeedServer
 ) -> None:
     now = datetime.now(UTC)
     past = Item("past", "Yesterday", "https://f.example/past", "Past.", now - timedelta(1))
@@ -175,16 +181,14 @@ def test_a_future_date_waits_for_its_week_and_a_far_one_counts_from_now(
     feed = {"posts": [past]}
     http.route("/f.xml", lambda _r: Response(200, rss(feed["posts"], "F", "https://f.example")))
     write_opml(workdir / "feeds.opml", [("ML", "Future blog", http.url("/f.xml"))])
-    env = {"DIGEST_DATABASE_URL": db_url}
-    assert run_digest(["poll"], env, workdir).returncode == 0
+    env = {"DIGEST_DATABASE_URL": sqlite_url}
+    cli(["poll"], env)
     feed["posts"] = [far, soon, past]  # both new since the feed's first poll
-    assert run_digest(["poll"], env, workdir).returncode == 0
+    cli(["poll"], env)
 
     def preview(days: float) -> str:
         as_of = (now + timedelta(days=days)).isoformat()
-        out = run_digest(["preview", "--as-of", as_of, "--format", "text", "-o", "-"], env, workdir)
-        assert out.returncode == 0, out.stderr
-        return out.stdout
+        return cli(["preview", "--as-of", as_of, "--format", "text", "-o", "-"], env)
 
     this_week = preview(1)
     assert "Yesterday" in this_week and "Three days ahead" not in this_week
@@ -194,7 +198,7 @@ def test_a_future_date_waits_for_its_week_and_a_far_one_counts_from_now(
 
 
 def test_excerpts_of_real_feed_shapes_open_with_prose(
-    workdir: Path, db_url: str, http: FeedServer
+    workdir: Path, sqlite_url: str, http: FeedServer
 ) -> None:
     """The shapes of al-folio, Substack and Hugo feeds (tests/data/excerpts/), polled over
     HTTP and previewed: no heading glued to a sentence, no button, caption or note."""
@@ -204,14 +208,11 @@ def test_excerpts_of_real_feed_shapes_open_with_prose(
     for _, _, name in feeds:
         http.route(f"/{name}", Response(200, (data / name).read_bytes()))
     write_opml(workdir / "feeds.opml", [(f, t, http.url(f"/{n}")) for f, t, n in feeds])
-    env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_FEEDS_FETCH_PAGES": "false"}
+    env = {"DIGEST_DATABASE_URL": sqlite_url, "DIGEST_FEEDS_FETCH_PAGES": "false"}
     env.update(DIGEST_NEWSLETTER_MAX_PER_BLOG="10")  # every post, with its excerpt
-    assert run_digest(["poll"], env, workdir).returncode == 0
-    out = run_digest(
-        ["preview", "--as-of", "2026-03-07", "--format", "text", "-o", "-"], env, workdir
-    )
-    assert out.returncode == 0, out.stderr
-    text = " ".join(out.stdout.split())
+    cli(["poll"], env)
+    out = cli(["preview", "--as-of", "2026-03-07", "--format", "text", "-o", "-"], env)
+    text = " ".join(out.split())
     for glued in ("Introduction Differential", "Background The", "contributed equally"):
         assert glued not in text
     for furniture in ("Subscribe", "Share", "Photo by", "Figure 1", "Updated on", "Tags:"):
