@@ -1,5 +1,7 @@
 """Hearing back, end to end: `digest send` to a real aiosmtpd, bounces and complaints in a real
-dovecot, `digest bounces fetch` over IMAPS and IMAP, `digest send` again, `digest status`."""
+dovecot, `digest bounces fetch` over IMAPS (a real process) and IMAP, `digest send` again,
+`digest status`. The other commands run in process; SQLite only (bounces/test_apply.py and
+test_services.py store bounces on both backends)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,11 @@ import pytest
 
 from digest.delivery.verp import check_tag, make_tag, read_tag
 from tests.bounce_helpers import bounce
-from tests.conftest import run_digest
+from tests.conftest import run_cli, run_digest
 from tests.imap_helpers import PASSWORD, Dovecot
 from tests.issue_helpers import SAT
 from tests.smtp_helpers import FlakySMTP
-from tests.test_cli_delivery import digest, week_of_posts
+from tests.test_cli_delivery import week_of_posts
 
 pytestmark = pytest.mark.slow
 BOUNCES = "bounces@news.example.org"
@@ -64,26 +66,34 @@ def sent(sink: FlakySMTP) -> dict[str, tuple[str, str]]:
         }
 
 
-def data(args: list[str], env: dict[str, str], cwd: Path) -> Any:
+def cli(args: list[str], env: dict[str, str], ok: bool = True) -> str:
+    """What a command prints, stdout and stderr (run in this process)."""
+    result = run_cli(args, env)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result.stdout + result.stderr
+
+
+def data(args: list[str], env: dict[str, str]) -> Any:
     """The JSON a command prints on stdout (its log lines go to stderr)."""
-    result = run_digest([*args, "--json"], env, cwd)
-    assert result.returncode == 0, result.stderr
+    result = run_cli([*args, "--json"], env)
+    assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
 
-def statuses(env: dict[str, str], cwd: Path) -> dict[str, str]:
-    rows = data(["subscribers", "list"], env, cwd)
+def statuses(env: dict[str, str]) -> dict[str, str]:
+    rows = data(["subscribers", "list"], env)
     return {r["email"]: r["status"] for r in rows}
 
 
 def test_bounces_and_complaints_end_to_end(
-    workdir: Path, db_url: str, sink: FlakySMTP, imap: Dovecot
+    workdir: Path, sqlite_url: str, sink: FlakySMTP, imap: Dovecot
 ) -> None:
-    env = env_for(db_url, sink, imap)
+    env = env_for(sqlite_url, sink, imap)
     (workdir / "list.txt").write_text("\n".join(READERS) + "\n")
-    assert "20 added" in digest(["subscribers", "import", "list.txt"], env, workdir)
-    week_of_posts(db_url)
-    assert "issue #1: 20 sent" in digest(["send", "--as-of", "2026-01-10T08:00Z"], env, workdir)
+    assert "20 added" in cli(["subscribers", "import", "list.txt"], env)
+    week_of_posts(sqlite_url)
+    assert "issue #1: 20 sent" in cli(["send", "--as-of", "2026-01-10T08:00Z"], env)
 
     # Every message left from its reader's own tagged bounce address.
     first = sent(sink)
@@ -111,58 +121,60 @@ def test_bounces_and_complaints_end_to_end(
         back("microsoft365_ndr", FORGED, verp=forged),
         back("human_reply", AWAY),
     )
-    summary = data(["bounces", "fetch"], env, workdir)
+    fetched = run_digest(["bounces", "fetch", "--json"], env, workdir)  # a real process
+    assert fetched.returncode == 0, fetched.stderr
+    summary = json.loads(fetched.stdout)
     assert summary | {"bounced": [], "complained": []} == {
         "messages": 9, "hard": 1, "soft": 4, "complaints": 1, "ignored": 1, "unrecognised": 1,
         "unmatched": 0, "forged": 1, "bounced": [], "complained": [],
     }  # fmt: skip
     assert summary["bounced"] == [HARD] and summary["complained"] == [COMPLAINS]
-    now = statuses(env, workdir)
+    now = statuses(env)
     assert [e for e, s in now.items() if s != "active"] == [HARD, COMPLAINS]
     assert (imap.count("INBOX"), imap.count("digest-done")) == (1, 8)  # the reply stays
 
     # The fifth soft bounce, read over imap:// (STARTTLS): now the second reader bounces.
     imap.append(back(soft_kinds[1], SOFT, 5))
-    plain = env_for(db_url, sink, imap, tls=False)
-    assert "now bounced: " + SOFT in digest(["bounces", "fetch"], plain, workdir)
-    now = statuses(env, workdir)
+    plain = env_for(sqlite_url, sink, imap, tls=False)
+    assert "now bounced: " + SOFT in cli(["bounces", "fetch"], plain)
+    now = statuses(env)
     assert (now[HARD], now[SOFT], now[COMPLAINS], now[AWAY], now[FORGED]) == (
         "bounced", "bounced", "complained", "active", "active",
     )  # fmt: skip
     assert imap.count("INBOX") == 1  # the unrecognised reply, flagged and not read again
 
     # The next issue skips the three.
-    week_of_posts(db_url, SAT + timedelta(days=7), tag=" 2")
-    out = digest(["send", "--as-of", "2026-01-17T08:00Z"], env, workdir)
+    week_of_posts(sqlite_url, SAT + timedelta(days=7), tag=" 2")
+    out = cli(["send", "--as-of", "2026-01-17T08:00Z"], env)
     assert "issue #2: 17 sent" in out
     again = sink.recipients()[20:]
     assert len(again) == 17 and {HARD, SOFT, COMPLAINS}.isdisjoint(again)
     assert {AWAY, FORGED} <= set(again)
 
     # The rates, per issue.
-    status = data(["status"], env, workdir)
+    status = data(["status"], env)
     rates = {r["number"]: r for r in status["issue_rates"]}
     assert rates[1] == {
         "number": 1, "sent": 20, "failed": 0, "hard_bounces": 1, "soft_bounces": 1,
         "complaints": 1, "bounce_rate": 0.05, "complaint_rate": 0.05,
     }  # fmt: skip
     assert rates[2]["sent"] == 17 and rates[2]["bounce_rate"] == 0.0
-    text = digest(["status"], env, workdir)
+    text = cli(["status"], env)
     assert "#1: 20 delivered, 0 refused; bounce rate 5.00% (1 hard, 1 soft), " in text
     assert "complaint rate 5.00% (1)" in text
 
     # What was heard, by reader and in all.
-    shown = data(["subscribers", "show", SOFT], env, workdir)
+    shown = data(["subscribers", "show", SOFT], env)
     assert shown["status"] == "bounced" and len(shown["events"]) == 5
     assert {e["kind"] for e in shown["events"]} == {"soft"}
     assert {e["issue"] for e in shown["events"]} == {1}
-    listed = data(["bounces", "list"], env, workdir)
+    listed = data(["bounces", "list"], env)
     assert sorted(e["kind"] for e in listed) == ["complaint", "hard"] + ["soft"] * 5
-    assert "5.1.1" in digest(["subscribers", "show", HARD], env, workdir)
+    assert "5.1.1" in cli(["subscribers", "show", HARD], env)
 
     # A complained reader is not subscribed again by hand (without --force) or by import.
-    refused = digest(["subscribers", "add", COMPLAINS], env, workdir, ok=False)
+    refused = cli(["subscribers", "add", COMPLAINS], env, ok=False)
     assert "reported this newsletter as spam" in refused
-    assert "0 added, 20 skipped" in digest(["subscribers", "import", "list.txt"], env, workdir)
-    assert statuses(env, workdir)[COMPLAINS] == "complained"
-    assert "resubscribed" in digest(["subscribers", "add", COMPLAINS, "--force"], env, workdir)
+    assert "0 added, 20 skipped" in cli(["subscribers", "import", "list.txt"], env)
+    assert statuses(env)[COMPLAINS] == "complained"
+    assert "resubscribed" in cli(["subscribers", "add", COMPLAINS, "--force"], env)
