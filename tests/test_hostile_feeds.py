@@ -1,5 +1,6 @@
 """Feeds that attack: compression bombs, redirects into the network, pages on other ports.
-Real `digest` processes, real loopback servers, both databases."""
+Real loopback servers; a real `digest poll` process where its memory is measured, the CLI in
+process elsewhere; SQLite (the database is not the subject: tests/README.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import digest_env, run_digest
+from tests.conftest import digest_env, run_cli
 from tests.poll_helpers import Item, rss, write_opml
 from tests.servers import FeedServer, Response
 
@@ -48,7 +49,7 @@ def peak_run(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str,
     ],
 )
 def test_a_compression_bomb_costs_one_feed_and_little_memory(
-    workdir: Path, db_url: str, http: FeedServer, bomb: str, encoding: str, error: str
+    workdir: Path, sqlite_url: str, http: FeedServer, bomb: str, encoding: str, error: str
 ) -> None:
     body = (BOMBS / bomb).read_bytes()
     http.route("/bomb.xml", Response(200, body, {**RSS, "Content-Encoding": encoding}))
@@ -57,13 +58,13 @@ def test_a_compression_bomb_costs_one_feed_and_little_memory(
         workdir / "feeds.opml",
         [("ML", "Bomb", http.url("/bomb.xml")), ("ML", "Fine", http.url("/fine.xml"))],
     )
-    env = {"DIGEST_DATABASE_URL": db_url}
+    env = {"DIGEST_DATABASE_URL": sqlite_url}
     code, out, peak_mb = peak_run(["poll", "--json"], env, workdir)
     assert code == 0
     summary = json.loads(out)
     assert (summary["new_posts"], summary["errors"]) == (3, 1)
     assert peak_mb < POLL_PEAK_MB
-    feeds = json.loads(run_digest(["feeds", "--json"], env, workdir).stdout)
+    feeds = json.loads(run_cli(["feeds", "--json"], env).stdout)
     [bombed] = [f for f in feeds if f["url"].endswith("/bomb.xml")]
     assert error in bombed["error"]
 
@@ -86,16 +87,16 @@ def outside() -> Iterator[FeedServer]:
 
 
 def test_a_redirect_into_the_network_is_refused_and_not_stored(
-    workdir: Path, db_url: str, outside: FeedServer, internal: FeedServer
+    workdir: Path, sqlite_url: str, outside: FeedServer, internal: FeedServer
 ) -> None:
     target = internal.url("/secret")
     outside.route("/feed.xml", Response(301, b"", {"Location": target}))
     write_opml(workdir / "feeds.opml", [("ML", "Mover", outside.url("/feed.xml"))])
-    env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_FEEDS_ALLOW_NETWORKS": "127.0.0.2/32"}
-    polled = run_digest(["poll", "--json"], env, workdir)
-    assert polled.returncode == 0, polled.stderr
+    env = {"DIGEST_DATABASE_URL": sqlite_url, "DIGEST_FEEDS_ALLOW_NETWORKS": "127.0.0.2/32"}
+    polled = run_cli(["poll", "--json"], env)
+    assert polled.exit_code == 0, polled.output
     assert json.loads(polled.stdout)["errors"] == 1
-    [feed] = json.loads(run_digest(["feeds", "--json"], env, workdir).stdout)
+    [feed] = json.loads(run_cli(["feeds", "--json"], env).stdout)
     assert feed["url"] == outside.url("/feed.xml")  # the 301 was not stored
     assert feed["error"] == (
         "refused to connect to 127.0.0.1: a loopback address; feeds.allow_networks opens a range"
@@ -109,14 +110,14 @@ def test_without_allow_networks_loopback_feeds_are_refused(
     http.route("/feed.xml", Response(200, rss(2), RSS))
     write_opml(workdir / "feeds.opml", [("ML", "Local", http.url("/feed.xml"))])
     env = {"DIGEST_DATABASE_URL": sqlite_url, "DIGEST_FEEDS_ALLOW_NETWORKS": ""}
-    assert json.loads(run_digest(["poll", "--json"], env, workdir).stdout)["errors"] == 1
-    [feed] = json.loads(run_digest(["feeds", "--json"], env, workdir).stdout)
+    assert json.loads(run_cli(["poll", "--json"], env).stdout)["errors"] == 1
+    [feed] = json.loads(run_cli(["feeds", "--json"], env).stdout)
     assert "refused to connect to 127.0.0.1: a loopback address" in feed["error"]
     assert http.requests == []
 
 
 def test_teaser_pages_stay_on_their_feeds_host_and_port(
-    workdir: Path, db_url: str, http: FeedServer, internal: FeedServer
+    workdir: Path, sqlite_url: str, http: FeedServer, internal: FeedServer
 ) -> None:
     now = datetime.now(UTC)
     teaser = " ".join(["teaser"] * 50)
@@ -131,8 +132,8 @@ def test_teaser_pages_stay_on_their_feeds_host_and_port(
     page = b"<html><body><article>" + b"word " * 900 + b"</article></body></html>"
     http.route("/posts/home.html", Response(200, page, {"Content-Type": "text/html"}))
     write_opml(workdir / "feeds.opml", [("ML", "Teasers", http.url("/teasers.xml"))])
-    polled = run_digest(["poll", "--json"], {"DIGEST_DATABASE_URL": db_url}, workdir)
-    assert polled.returncode == 0, polled.stderr
+    polled = run_cli(["poll", "--json"], {"DIGEST_DATABASE_URL": sqlite_url})
+    assert polled.exit_code == 0, polled.output
     # Both servers are on loopback, which the tests allow: the origin rule alone keeps the
     # page requests on the feed's own host and port, redirects included.
     assert internal.requests == []
