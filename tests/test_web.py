@@ -176,9 +176,9 @@ def test_no_page_can_be_framed_by_another_site(db: Database, client: TestClient)
 
 
 @pytest.mark.slow
-def test_slow_clients_are_dropped_and_the_others_served(db_url: str, tmp_path: Path) -> None:
+def test_slow_clients_are_dropped_and_the_others_served(sqlite_url: str, tmp_path: Path) -> None:
     slow: list[socket.socket] = []
-    with serving({"DIGEST_DATABASE_URL": db_url}, tmp_path) as (base, _):
+    with serving({"DIGEST_DATABASE_URL": sqlite_url}, tmp_path) as (base, _):
         address = ("127.0.0.1", int(base.rsplit(":", 1)[1]))
         try:
             for _ in range(40):  # half-open requests: headers that never end

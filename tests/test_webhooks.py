@@ -31,14 +31,15 @@ def statuses(db: Database) -> dict[str, str]:
 
 
 @pytest.fixture
-def served(db_url: str, tmp_path: Path) -> Iterator[tuple[str, Database, Signer]]:
-    """`digest serve` with both webhooks on; the test certificate kept as SNS's."""
-    db, signer = Database(db_url), Signer()
+def served(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[str, Database, Signer]]:
+    """`digest serve` with both webhooks on; the test certificate kept as SNS's. SQLite: what
+    the bounces do to subscribers is stored on both backends in bounces/test_apply.py."""
+    db, signer = Database(sqlite_url), Signer()
     for email in READERS:
         add_subscriber(db, email)
     signer.trust(db)
     env = {
-        "DIGEST_DATABASE_URL": db_url,
+        "DIGEST_DATABASE_URL": sqlite_url,
         "DIGEST_NEWSLETTER_SECRET_KEY": "k",
         "DIGEST_WEBHOOKS_SES": "true",
         "DIGEST_WEBHOOKS_SES_TOPIC_ARN": TOPIC,

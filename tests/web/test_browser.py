@@ -23,11 +23,11 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_reader_signs_up_confirms_chooses_systems_and_leaves(
-    browser: Any, db_url: str, smtp: SMTPSink, workdir: Path
+    browser: Any, sqlite_url: str, smtp: SMTPSink, workdir: Path
 ) -> None:
-    db = Database(db_url)
+    db = Database(sqlite_url)
     env = {
-        "DIGEST_DATABASE_URL": db_url,
+        "DIGEST_DATABASE_URL": sqlite_url,
         "DIGEST_WEB_SIGNUP": "true",
         "DIGEST_SMTP_HOST": "127.0.0.1",
         "DIGEST_SMTP_PORT": str(smtp.port),

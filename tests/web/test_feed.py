@@ -19,7 +19,7 @@ from digest.models import Issue
 from digest.storage import Database
 from digest.types import IssueStatus
 from digest.web import make_app
-from tests.conftest import run_digest
+from tests.conftest import run_cli
 from tests.issue_helpers import SAT, add_feed, add_post
 from tests.poll_helpers import write_opml
 from tests.web.helpers import serving
@@ -70,10 +70,10 @@ def test_an_empty_archive_is_a_valid_empty_feed(db: Database) -> None:
 
 @pytest.mark.slow
 def test_digest_poll_reads_the_feed_of_a_real_digest_serve(
-    db_url: str, workdir: Path, tmp_path: Path
+    sqlite_url: str, workdir: Path, tmp_path: Path
 ) -> None:
-    two_weeks(Database(db_url))
-    env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_NEWSLETTER_SECRET_KEY": "feed-test-key"}
+    two_weeks(Database(sqlite_url))
+    env = {"DIGEST_DATABASE_URL": sqlite_url, "DIGEST_NEWSLETTER_SECRET_KEY": "feed-test-key"}
     with serving(env, workdir) as (base, _process):
         reader = tmp_path / "reader"
         reader.mkdir()
@@ -82,10 +82,10 @@ def test_digest_poll_reads_the_feed_of_a_real_digest_serve(
             "DIGEST_DATABASE_URL": f"sqlite:///{reader / 'reader.db'}",
             "DIGEST_FEEDS_OPML": str(reader / "feeds.opml"),
         }
-        first = run_digest(["poll", "--json"], poller, reader)
-        second = run_digest(["poll", "--json"], poller, reader)
-        feeds = run_digest(["feeds", "--json"], poller, reader)
-    assert first.returncode == 0, first.stderr
+        first = run_cli(["poll", "--json"], poller)  # the reader: another digest
+        second = run_cli(["poll", "--json"], poller)
+        feeds = run_cli(["feeds", "--json"], poller)
+    assert first.exit_code == 0, first.output
     log = (workdir / "serve.log").read_text()
     assert f"sign-up form off ({base} is not https; set web.signup = true to open it)" in log
     assert json.loads(first.stdout) == {
