@@ -1,4 +1,8 @@
-"""Fixtures: a database URL on each backend, loopback HTTP and SMTP servers, a CLI runner."""
+"""Fixtures: a database URL on each backend, loopback HTTP and SMTP servers, a CLI runner.
+
+The rules the tests follow (events not sleeps, a process only where the process is the subject,
+PostgreSQL only where the database is the subject) are in tests/README.md.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +35,8 @@ BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 def wait_for(
     check: Callable[[], object], timeout: float = 10.0, *, what: str = "it", every: float = 0.02
 ) -> None:
-    """Poll ``check`` until it is true; fail the test after ``timeout`` seconds."""
+    """Poll ``check`` until it is true; fail the test after ``timeout`` seconds. For a condition
+    with no event to wait on (a row stored, a process gone); the one polling wait."""
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -54,7 +59,8 @@ def _pg_url() -> str:
 
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own. Only where the
+    database is the subject (tests/README.md); else sqlite_url."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'digest.db'}"
         return

@@ -28,4 +28,10 @@ def test_section_if_moves_posts_by_category() -> None:
 
 
 def test_a_pattern_stored_broken_is_ignored() -> None:
-    assert apply_rules(post(1, 1), "x", FeedRules(skip="(")) is not None
+    kept = post(1, 1, ML, title="(")  # a title the broken pattern's text would match
+    assert apply_rules(kept, "x\n(", FeedRules(skip="(")) is kept  # not skipped, unchanged
+    moving = FeedRules(section=SYSTEMS, section_if="(")
+    assert apply_rules(kept, "x\n(", moving) is kept  # not moved
+    both = FeedRules(skip="(", section=SYSTEMS, section_if="(?i)^x$")  # the good rule still works
+    moved = apply_rules(kept, "x", both)
+    assert moved is not None and moved.section == SYSTEMS and moved.title == "("

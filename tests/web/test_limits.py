@@ -22,10 +22,18 @@ def test_refused_sign_ups_do_not_extend_the_wait() -> None:
 
 
 def test_memory_stays_bounded_under_a_flood_of_addresses() -> None:
-    limit = SlidingLimit(1, max_keys=100)
+    def address(k: int) -> str:
+        return f"10.0.{k // 256}.{k % 256}"
+
+    limit = SlidingLimit(1, window_s=10**9, max_keys=100)  # nothing leaves the window
     for k in range(10_000):
-        limit.refusals(f"10.0.{k // 256}.{k % 256}", float(k))
-    assert len(limit._seen) == 100
+        assert limit.refusals(address(k), float(k)) == 0
+    # The last 100 clients are remembered (a second sign-up is refused) ...
+    assert limit.refusals(address(9_900), 10_000.0) == 1
+    assert limit.refusals(address(9_999), 10_001.0) == 1
+    # ... and the ones before them forgotten: counted afresh, as if never seen.
+    assert limit.refusals(address(9_899), 10_002.0) == 0
+    assert limit.refusals(address(0), 10_003.0) == 0
 
 
 def test_client_keys() -> None:
