@@ -113,7 +113,8 @@ class Dovecot:
             raise
 
     def log(self) -> str:
-        stderr = self.process.stderr.read().decode() if self.process.poll() is not None else ""
+        done = self.process.poll() is not None and self.process.stderr is not None
+        stderr = self.process.stderr.read().decode() if done and self.process.stderr else ""
         path = self.dir / "dovecot.log"
         return stderr + (path.read_text() if path.exists() else "")
 

@@ -3,6 +3,7 @@ forwarder that can cut a database off."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
 import socket
@@ -93,7 +94,14 @@ class FeedServer:
         return self.base + path
 
     def route(self, path: str, response: Response | Handler) -> None:
-        self.routes[path] = response if callable(response) else (lambda _r, resp=response: resp)
+        if callable(response):
+            self.routes[path] = response
+            return
+
+        def canned(_req: Request) -> Response:
+            return response
+
+        self.routes[path] = canned
 
     def hits(self, path: str) -> list[Request]:
         with self.lock:
@@ -144,8 +152,8 @@ class FeedServer:
             h.send_header("Content-Length", str(len(body)))
             h.end_headers()
             if h.command != "HEAD" and resp.drip:
-                for k in range(len(body)):
-                    h.wfile.write(body[k : k + 1])
+                for at in range(len(body)):
+                    h.wfile.write(body[at : at + 1])
                     h.wfile.flush()
                     time.sleep(resp.drip)
             elif h.command != "HEAD":
@@ -193,13 +201,15 @@ class PortZeroController(Controller):
     """aiosmtpd's Controller, able to listen on port 0 (its readiness probe dials self.port)."""
 
     def _trigger_server(self) -> None:
-        assert self.server is not None
+        assert isinstance(self.server, asyncio.Server)
         self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
+        super()._trigger_server()  # type: ignore[no-untyped-call]
 
 
 class SMTPSink:
     """A real SMTP server on 127.0.0.1 that keeps what it receives."""
+
+    handler: _Sink
 
     def __init__(self) -> None:
         self.handler = _Sink()

@@ -81,6 +81,8 @@ class FlakySink(_Sink):
 class FlakySMTP(SMTPSink):
     """SMTPSink with a FlakySink handler; optionally TLS (implicit or STARTTLS) and AUTH."""
 
+    handler: FlakySink
+
     def __init__(
         self,
         *,

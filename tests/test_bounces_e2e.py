@@ -61,7 +61,7 @@ def sent(sink: FlakySMTP) -> dict[str, tuple[str, str]]:
     """recipient -> (envelope sender, Message-ID) of what the SMTP server received."""
     with sink.handler.lock:
         return {
-            env.rcpt_tos[0]: (env.mail_from, str(message_from_bytes(raw)["Message-ID"]))
+            env.rcpt_tos[0]: (str(env.mail_from), str(message_from_bytes(raw)["Message-ID"]))
             for env, raw in sink.handler.messages
         }
 

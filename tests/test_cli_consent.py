@@ -157,7 +157,6 @@ def test_a_confirmation_email_goes_from_the_tagged_bounce_address(
     assert added.exit_code == 0, added.output
     [(envelope, raw)] = smtp.handler.messages
     # Tagged like an issue's (VERP), so a bounce of the confirmation is heard too.
-    assert envelope.mail_from.startswith("bounces+0.") and envelope.mail_from.endswith(
-        "@news.example.org"
-    )
+    sender = str(envelope.mail_from)
+    assert sender.startswith("bounces+0.") and sender.endswith("@news.example.org")
     assert b"Feedback-ID: single:" in raw

@@ -87,7 +87,7 @@ def delivery_counts(db_url: str) -> dict[str, int]:
     db = Database(db_url)
     with db.session() as s:
         rows = s.execute(select(Delivery.status, func.count()).group_by(Delivery.status))
-        counts = {status: n for status, n in rows}
+        counts: dict[str, int] = {str(status): n for status, n in rows}
     db.dispose()
     return counts
 
@@ -121,13 +121,13 @@ def test_three_subscribers_every_header_then_none(
         assert msg.get_content_type() == "multipart/alternative"
         parts = list(msg.iter_parts())
         assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
-        own = re.search(r"http://127\.0\.0\.1:8080/preferences/([\w.-]+)", parts[0].get_content())  # type: ignore[attr-defined]
+        own = re.search(r"http://127\.0\.0\.1:8080/preferences/([\w.-]+)", parts[0].get_content())
         assert own and own.group(1) != unsub.group(2)  # a token of its own, for that page
         preferences.add(own.group(1))
         for part in parts:  # the subscriber's own links in the footer of both parts
-            assert unsub.group(1) in part.get_content()  # type: ignore[attr-defined]
-            assert own.group(0) in part.get_content()  # type: ignore[attr-defined]
-        assert "Attention again" in parts[0].get_content()  # type: ignore[attr-defined]
+            assert unsub.group(1) in part.get_content()
+            assert own.group(0) in part.get_content()
+        assert "Attention again" in parts[0].get_content()
     assert len(tokens) == 3 and len(preferences) == 3
     assert delivery_counts(sqlite_url) == {"sent": 3}
 
@@ -223,6 +223,7 @@ def test_two_overlapping_sends_deliver_each_message_once(
             second.stderr,
         ), second.stderr
         waiting = subprocess.Popen([*run, "--wait"], env=full_env, cwd=workdir, **pipes)
+        assert waiting.stderr is not None
         said = [waiting.stderr.readline()]  # it says it waits before it does
         while said[-1] and "waiting for it" not in said[-1]:
             said.append(waiting.stderr.readline())

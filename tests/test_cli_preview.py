@@ -92,7 +92,7 @@ def test_preview_of_one_week_in_three_forms(
     assert re.fullmatch(r"issue #1: 3 posts from 3 blogs, \d+\.\d KB of HTML\n", eml.stderr)
     msg = email.message_from_bytes((workdir / "week.eml").read_bytes(), policy=email.policy.default)
     assert msg.get_content_type() == "multipart/alternative"
-    parts = [p.get_content_type() for p in msg.iter_parts()]  # type: ignore[attr-defined]
+    parts = [p.get_content_type() for p in msg.iter_parts()]
     assert parts == ["text/plain", "text/html"]
     assert msg["Subject"] == "Weekend Reading #1 — 3 new posts from 3 blogs"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

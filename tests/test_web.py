@@ -19,6 +19,7 @@ from digest.delivery.tokens import make_token
 from digest.errors import ConfigError
 from digest.issue.plan import plan_issue, record_issue
 from digest.storage import Database
+from digest.types import SubscriberStatus
 from digest.web import make_app, serve
 from tests.conftest import free_port
 from tests.issue_helpers import SAT, add_feed, add_post
@@ -66,7 +67,7 @@ def test_one_click_post_unsubscribes_only_that_subscriber(db: Database, client: 
     assert "location" not in r.headers and "set-cookie" not in r.headers
     assert "unsubscribed" in r.text
     assert status_of(db) == {"a@example.com": "unsubscribed", "b@example.com": "active"}
-    assert list_subscribers(db, "unsubscribed")[0].unsubscribed_at is not None
+    assert list_subscribers(db, SubscriberStatus.UNSUBSCRIBED)[0].unsubscribed_at is not None
     # Again (a second click, a retry): still 200.
     assert client.post(url).status_code == 200
     # A multipart body works too; the body is never needed.

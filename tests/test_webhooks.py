@@ -130,7 +130,12 @@ def test_a_subscription_is_confirmed_by_its_own_link(
 ) -> None:
     signer, fetched = Signer(), []
     signer.trust(db)
-    monkeypatch.setattr(sns, "http_get", lambda url: fetched.append(url) or b"<ok/>")
+
+    def http_get(url: str) -> bytes:
+        fetched.append(url)
+        return b"<ok/>"
+
+    monkeypatch.setattr(sns, "http_get", http_get)
     link = "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=t&Token=tok"
     confirm = {"Type": "SubscriptionConfirmation", "MessageId": "c-1", "Token": "tok",
                "TopicArn": TOPIC, "Message": "You have chosen to subscribe",

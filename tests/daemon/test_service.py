@@ -18,7 +18,7 @@ from digest.daemon import service as daemon_module
 from digest.daemon.schedule import SEND_STATE_KEY, SendState
 from digest.daemon.service import Daemon
 from digest.delivery.summary import SendSummary
-from digest.errors import LockedError, TransientSendError
+from digest.errors import DigestError, LockedError, TransientSendError
 from digest.ingest.feedstore import spread_overdue_polls
 from digest.ingest.poll import PollSummary
 from digest.models import Feed
@@ -484,7 +484,7 @@ def test_the_bounce_mailbox_is_read_every_interval_only_when_set(db: Database) -
     def fake_fetch(db: Database, settings: Settings) -> FetchSummary:
         calls.append(time.monotonic())
         if len(calls) == 2:
-            raise daemon_module.DigestError("mailbox down")  # logged; the next round runs
+            raise DigestError("mailbox down")  # logged; the next round runs
         return FetchSummary()
 
     d = Daemon(db, make_settings(), poll=FakePoll(), send=FakeSend(), bounces=fake_fetch)

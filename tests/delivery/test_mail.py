@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from email import message_from_bytes
+from email.message import Message
 from pathlib import Path
 
 import dkim
@@ -65,8 +66,12 @@ def test_8bit_bodies_and_a_server_without_8bitmime(server: FlakySMTP) -> None:
         t.send(raw, "b@example.com")
     seven = server.raw[1]
     assert seven.isascii() and b"quoted-printable" in seven
-    text = message_from_bytes(seven).get_payload()[0].get_payload(decode=True)  # type: ignore[index]
-    assert text.decode().rstrip() == "Grüße — déjà vu"
+    parts = message_from_bytes(seven).get_payload()
+    assert isinstance(parts, list) and len(parts) == 2
+    part = parts[0]
+    assert isinstance(part, Message)
+    text = part.get_payload(decode=True)
+    assert isinstance(text, bytes) and text.decode().rstrip() == "Grüße — déjà vu"
 
 
 def test_lines_starting_with_a_dot_arrive_intact(server: FlakySMTP) -> None:

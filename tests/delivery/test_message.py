@@ -126,7 +126,7 @@ def test_address_header_quotes_names() -> None:
 
 def _decoded(raw: bytes) -> tuple[str, str]:
     msg = message_from_bytes(raw, policy=default)
-    text, html = (p.get_content() for p in msg.iter_parts())  # type: ignore[attr-defined]
+    text, html = (p.get_content() for p in msg.iter_parts())
     return text.replace("\r\n", "\n"), html.replace("\r\n", "\n")
 
 

@@ -272,7 +272,8 @@ def test_sender_refused_stops_with_an_error(db: Database, sink: FlakySMTP) -> No
 
 
 def plain(raw: bytes) -> str:
-    body = message_from_bytes(raw, policy=default).get_body(("plain",))  # type: ignore[attr-defined]
+    body = message_from_bytes(raw, policy=default).get_body(("plain",))
+    assert body is not None
     return str(body.get_content())
 
 

@@ -76,7 +76,7 @@ def test_each_message_goes_out_from_its_own_tagged_address(db: Database) -> None
         deliver(db, settings, issue, Renders())
         senders = {env.rcpt_tos[0]: env.mail_from for env, _raw in sink.handler.messages}
         for sid, email in ids.items():
-            read = read_tag(BOUNCES, senders[email])
+            read = read_tag(BOUNCES, str(senders[email]))
             assert read is not None and read.subscriber_id == sid and read.issue_id == issue
             assert check_tag("test-key", read, email)
         header = message_from_bytes(sink.handler.messages[0][1])["Feedback-ID"]

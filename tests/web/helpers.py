@@ -50,7 +50,7 @@ def parsed(raw: bytes) -> EmailMessage:
 def text_of(raw: bytes) -> str:
     part = parsed(raw).get_body(("plain",))
     assert part is not None
-    return str(part.get_content())  # type: ignore[attr-defined]
+    return str(part.get_content())
 
 
 def link_in(raw: bytes, kind: str) -> str:

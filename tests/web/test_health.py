@@ -21,11 +21,11 @@ from starlette.testclient import TestClient
 from digest.storage import Database
 from digest.web import make_app
 from digest.web.app import redact
-from tests.conftest import BACKENDS, run_cli
+from tests.conftest import BACKENDS, free_port, run_cli
 from tests.daemon_helpers import Farm, Running, base_env
 from tests.poll_helpers import write_opml
 from tests.servers import Forwarder, Response, SMTPSink
-from tests.web.helpers import free_port, link_in, serving, settings_for
+from tests.web.helpers import link_in, serving, settings_for
 
 
 def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
