@@ -4,7 +4,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from digest.models import Base
-from digest.storage import Database
+from digest.storage import Database, head_revision
 
 
 def test_migrations_match_models(db_url: str) -> None:
@@ -44,3 +44,59 @@ def test_revision_ids_are_the_file_prefixes() -> None:
         assert script.path is not None
         assert Path(script.path).name.startswith(script.revision + "_")
     assert scripts.get_current_head() == head_revision()
+
+
+def schema(db: Database) -> dict[str, object]:
+    """Every table's columns (name, type, nullable), indexes and foreign keys, and the
+    revision: what a migration step changes."""
+    from sqlalchemy import inspect
+
+    with db.engine.connect() as conn:
+        seen = inspect(conn)
+        tables = sorted(t for t in seen.get_table_names() if t != "alembic_version")
+        shape: dict[str, object] = {
+            t: (
+                [(c["name"], str(c["type"]), c["nullable"]) for c in seen.get_columns(t)],
+                sorted((i["name"] or "", tuple(i["column_names"])) for i in seen.get_indexes(t)),
+                sorted(
+                    (tuple(f["constrained_columns"]), f["referred_table"])
+                    for f in seen.get_foreign_keys(t)
+                ),
+            )
+            for t in tables
+        }
+        version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    shape["alembic_version"] = [r[0] for r in version]
+    return shape
+
+
+def test_each_downgrade_undoes_its_upgrade(db_url: str) -> None:
+    """Up one revision at a time from nothing, then down one at a time: each step down
+    leaves the schema exactly as it was before that step up; then up again to the models."""
+    from alembic import command
+    from alembic.config import Config
+
+    from digest.storage import MIGRATIONS
+
+    db = Database(db_url, migrate=False)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+
+    def step(move: str) -> dict[str, object]:
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            (command.upgrade if move.startswith("+") else command.downgrade)(cfg, move)
+        return schema(db)
+
+    with db.engine.begin() as conn:  # the version table, empty: the state before 0001
+        cfg.attributes["connection"] = conn
+        command.stamp(cfg, "base")
+    shapes = [schema(db)]
+    while shapes[-1]["alembic_version"] != [head_revision()]:
+        shapes.append(step("+1"))
+    for before in reversed(shapes[:-1]):
+        assert step("-1") == before
+    db.migrate()
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    db.dispose()

@@ -13,7 +13,6 @@ from digest.issue.sendtimes import (
     SendSchedule,
     crontab_weekdays,
     next_send_time,
-    previous_send_time,
 )
 
 
@@ -109,7 +108,9 @@ def test_bad_cron_is_a_config_error(send_at: str) -> None:
 def test_settings_helpers() -> None:
     settings = settings_with("cron: 0 8 * * sat", "Europe/Berlin")
     assert next_send_time(settings, at("2026-11-23 00:00")) == at("2026-11-28 07:00")
-    assert previous_send_time(settings, at("2026-11-23 00:00")) == at("2026-11-21 07:00")
+    assert SendSchedule.from_settings(settings).latest_until(at("2026-11-23 00:00")) == at(
+        "2026-11-21 07:00"
+    )
 
 
 def test_latest_until_is_quick_for_every_minute() -> None:

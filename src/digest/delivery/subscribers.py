@@ -45,10 +45,6 @@ class SubscriberInfo:
     confirmed_at: datetime | None = None
     confirm_ip: str | None = None
 
-    @property
-    def section_choice(self) -> frozenset[str] | None:
-        return frozenset(self.sections) if self.sections is not None else None
-
     def as_json(self) -> dict[str, Any]:
         return {
             "id": self.id,

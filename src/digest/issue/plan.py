@@ -185,12 +185,6 @@ def list_issues(db: Database) -> list[RecordedIssue]:
         return [_recorded(i) for i in s.scalars(select(Issue).order_by(Issue.number.desc()))]
 
 
-def load_issue(db: Database, number: int) -> RecordedIssue | None:
-    with db.session() as s:
-        issue = s.scalar(select(Issue).where(Issue.number == number))
-        return _recorded(issue) if issue else None
-
-
 def load_issue_by_id(db: Database, issue_id: int) -> RecordedIssue | None:
     with db.session() as s:
         issue = s.get(Issue, issue_id)

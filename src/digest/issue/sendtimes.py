@@ -87,11 +87,6 @@ def next_send_time(settings: Settings, after: datetime) -> datetime:
     return found
 
 
-def previous_send_time(settings: Settings, until: datetime) -> datetime | None:
-    """The last send time at or before ``until``, in UTC (None if none in ~8 years)."""
-    return SendSchedule.from_settings(settings).latest_until(until)
-
-
 def send_trigger(send_at: str, timezone: str) -> BaseTrigger:
     """An APScheduler trigger for ``saturday 08:00`` or ``cron: MIN HOUR DAY MONTH WEEKDAY``."""
     zone = ZoneInfo(timezone)

@@ -1,7 +1,7 @@
 """bounce_events: bounces and complaints heard back from inboxes and sending services
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 """
 
 import sqlalchemy as sa

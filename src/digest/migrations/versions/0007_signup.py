@@ -1,7 +1,7 @@
 """readers' sign-up: the consent record, subscriber events, forgotten addresses
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 """
 
 import sqlalchemy as sa
