@@ -128,17 +128,17 @@ def test_a_new_sqlite_database_is_readable_by_its_owner_only(workdir: Path) -> N
 
 
 def test_the_secret_key_can_come_from_a_file(workdir: Path, sqlite_url: str) -> None:
-    from digest.delivery.subscribers import secret
+    from digest.delivery.tokens import signing_key
     from digest.storage import Database
 
     (workdir / "key").write_text("a-key-kept-elsewhere\n")
     settings = load_settings(env={"DIGEST_NEWSLETTER_SECRET_KEY_FILE": str(workdir / "key")})
     db = Database(sqlite_url)
-    assert secret(db, settings) == "a-key-kept-elsewhere"
+    assert signing_key(db, settings) == "a-key-kept-elsewhere"
     assert db.get_meta("secret_key") is None  # nothing generated, nothing stored
     (workdir / "key").write_text("")
     with pytest.raises(ConfigError, match="newsletter.secret_key_file: .* is empty"):
-        secret(db, settings)
+        signing_key(db, settings)
     db.dispose()
 
 

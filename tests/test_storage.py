@@ -16,12 +16,16 @@ def test_migrations_match_models(db_url: str) -> None:
     db.dispose()
 
 
-def test_secret_key_generated_once(db_url: str) -> None:
+def test_the_signing_key_is_generated_once_unless_configured(db_url: str) -> None:
+    from digest.config import Settings
+    from digest.delivery.tokens import signing_key
+
     db = Database(db_url)
-    key = db.secret_key()
-    assert len(key) == 64
-    assert Database(db_url).secret_key() == key
-    assert db.secret_key("configured") == "configured"
+    key = signing_key(db, Settings())
+    assert len(key) == 64 and db.get_meta("secret_key") == key
+    assert signing_key(Database(db_url), Settings()) == key  # every process on it: the same
+    configured = Settings().replace(newsletter={"secret_key": "configured"})
+    assert signing_key(db, configured) == "configured"
 
 
 def test_sqlite_uses_wal(sqlite_url: str) -> None:

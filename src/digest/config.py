@@ -239,22 +239,6 @@ class Settings:
             return self.web.signup
         return self.newsletter.base_url.lower().startswith("https://")
 
-    def secret_key(self) -> str:
-        """newsletter.secret_key, else what newsletter.secret_key_file holds, else "" (then
-        the key generated and stored in the database signs the links)."""
-        path = self.newsletter.secret_key_file
-        if self.newsletter.secret_key or path is None:
-            return self.newsletter.secret_key
-        try:
-            key = path.read_text().strip()
-        except OSError as e:
-            raise ConfigError(
-                f"newsletter.secret_key_file: cannot read {path}: {e.strerror}"
-            ) from e
-        if not key:
-            raise ConfigError(f"newsletter.secret_key_file: {path} is empty")
-        return key
-
     def smtp_password(self) -> str:
         return _password(self.smtp.password, self.smtp.password_file, "smtp.password_file")
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -94,18 +93,16 @@ class Database:
             else:
                 row.value, row.updated_at = value, utcnow()
 
-    def secret_key(self, configured: str = "") -> str:
-        """The configured key, else one generated on first use and stored."""
-        if configured:
-            return configured
-        key = self.get_meta("secret_key")
-        if key is None:
-            # Another process may store one first; then we read theirs.
+    def meta_once(self, key: str, make: Callable[[], str]) -> str:
+        """The value stored under ``key``, storing ``make()`` there first when there is none
+        (two processes may race: the first to store wins, and both read its value)."""
+        value = self.get_meta(key)
+        if value is None:
             with contextlib.suppress(StorageError), self.session() as s:
-                s.add(Meta(key="secret_key", value=secrets.token_hex(32), updated_at=utcnow()))
-            key = self.get_meta("secret_key")
-        assert key is not None
-        return key
+                s.add(Meta(key=key, value=make(), updated_at=utcnow()))
+            value = self.get_meta(key)
+        assert value is not None
+        return value
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 from digest.bounces.apply import Outcome, apply_report
 from digest.bounces.classify import classify
 from digest.config import Settings
-from digest.delivery.subscribers import secret
+from digest.delivery.tokens import signing_key
 from digest.errors import ConfigError, MailboxError
 from digest.storage import Database
 from digest.types import BounceKind, BounceReport
@@ -123,7 +123,7 @@ def parse_mailbox_url(settings: Settings) -> MailboxUrl:
 def fetch_bounces(db: Database, settings: Settings, *, now: datetime | None = None) -> FetchSummary:
     """Read the new messages of the bounce mailbox, apply them, file away the handled ones."""
     where = parse_mailbox_url(settings)
-    key = secret(db, settings)
+    key = signing_key(db, settings)
     summary = FetchSummary()
     with _session(where) as imap:
         done = _Filing(imap, settings)

@@ -64,8 +64,8 @@ def _add_with_confirmation(
         parse_address,
         parse_name,
         parse_sections,
-        secret,
     )
+    from digest.delivery.tokens import signing_key
     from digest.errors import ConfigError
     from digest.storage import utcnow
     from digest.types import ConsentSource, EventKind, SubscriberStatus
@@ -80,7 +80,7 @@ def _add_with_confirmation(
         return
     if existing is not None and existing.status == SubscriberStatus.COMPLAINED and not force:
         raise InputError(f"{address} reported the newsletter as spam: nothing sent (--force)")
-    key = secret(app.db, app.settings)
+    key = signing_key(app.db, app.settings)
     now = utcnow()
     signup = sign_up(
         app.db,

@@ -16,9 +16,9 @@ from digest.delivery.dryrun import dry_run_summary
 from digest.delivery.mail import SmtpTransport
 from digest.delivery.message import PreparedEmail, preferences_url, unsubscribe_url
 from digest.delivery.sender import RenderFor, deliver_rows
-from digest.delivery.subscribers import parse_address, secret
+from digest.delivery.subscribers import parse_address
 from digest.delivery.summary import SendSummary
-from digest.delivery.tokens import PREFERENCES, make_token
+from digest.delivery.tokens import PREFERENCES, make_token, signing_key
 from digest.delivery.verp import envelope_sender, feedback_id
 from digest.errors import InputError
 from digest.issue.plan import (
@@ -220,7 +220,7 @@ def send_test(
     summary.subject = rendered.subject
     # The key first: storing a new one takes SQLite's write lock, which a session held
     # open around it would wait for until "database is locked".
-    key = secret(db, settings)
+    key = signing_key(db, settings)
     with db.session() as s:
         subscriber = s.scalar(select(Subscriber).where(Subscriber.email == address))
         # Not a subscriber: the links lead to the "not valid" pages.

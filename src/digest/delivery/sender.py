@@ -22,9 +22,8 @@ from digest.delivery.message import (
     sender_domain,
     unsubscribe_url,
 )
-from digest.delivery.subscribers import secret
 from digest.delivery.summary import SendSummary
-from digest.delivery.tokens import PREFERENCES, make_token
+from digest.delivery.tokens import PREFERENCES, make_token, signing_key
 from digest.delivery.verp import envelope_sender, feedback_id
 from digest.errors import InputError, PermanentSendError, SendError, TransientSendError
 from digest.storage import Database
@@ -112,7 +111,7 @@ class _Preparer:
     ) -> None:
         self.settings = settings
         self.render_for = render_for
-        self.key = secret(db, settings)
+        self.key = signing_key(db, settings)
         self.domain = sender_domain(settings)
         self.issue_id = issue[0] if issue else None
         self.feedback_id = feedback_id(settings, issue[1] if issue else None)

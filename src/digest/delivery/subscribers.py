@@ -11,7 +11,6 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from digest.config import Settings
 from digest.delivery import forgotten
 from digest.delivery.tokens import UNSUBSCRIBE, check_token, token_id
 from digest.errors import InputError
@@ -269,11 +268,6 @@ def record_event(
     event = SubscriberEvent(subscriber_id=subscriber_id, at=at, kind=kind, detail=detail, ip=ip)
     s.add(event)
     return event
-
-
-def secret(db: Database, settings: Settings) -> str:
-    """The key that signs unsubscribe tokens (configured, else generated once and stored)."""
-    return db.secret_key(settings.secret_key())
 
 
 def subscriber_for_token(

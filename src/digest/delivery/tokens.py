@@ -16,7 +16,12 @@ import base64
 import hashlib
 import hmac
 import re
+import secrets
 from datetime import UTC, datetime
+
+from digest.config import Settings
+from digest.errors import ConfigError
+from digest.storage import Database
 
 UNSUBSCRIBE = "unsubscribe"
 PREFERENCES = "preferences"
@@ -27,6 +32,28 @@ _STAMP = r"[0-9]{1,12}"  # unix seconds
 _TOKEN = re.compile(rf"({_ID})\.({_MAC})")
 _CONFIRM = re.compile(rf"({_ID})\.({_STAMP})\.({_MAC})")
 _FORM = re.compile(rf"({_STAMP})\.({_MAC})")
+# Where the key generated when none is configured is kept (the meta table).
+GENERATED_KEY = "secret_key"
+
+
+def signing_key(db: Database, settings: Settings) -> str:
+    """The key that signs every token: newsletter.secret_key, else what
+    newsletter.secret_key_file holds, else a key generated on first use and stored in the
+    database (the same for every process on it)."""
+    configured, path = settings.newsletter.secret_key, settings.newsletter.secret_key_file
+    if configured:
+        return configured
+    if path is not None:
+        try:
+            key = path.read_text().strip()
+        except OSError as e:
+            raise ConfigError(
+                f"newsletter.secret_key_file: cannot read {path}: {e.strerror}"
+            ) from e
+        if not key:
+            raise ConfigError(f"newsletter.secret_key_file: {path} is empty")
+        return key
+    return db.meta_once(GENERATED_KEY, lambda: secrets.token_hex(32))
 
 
 def make_token(key: str, subscriber_id: int, email: str, purpose: str = UNSUBSCRIBE) -> str:

@@ -16,7 +16,7 @@ import jinja2
 from starlette.responses import HTMLResponse
 
 from digest.config import Settings
-from digest.delivery.subscribers import secret
+from digest.delivery.tokens import signing_key
 from digest.storage import Database
 from digest.web.limits import SlidingLimit
 from digest.web.outbox import Outbox
@@ -54,7 +54,7 @@ class Site:
 
         env = environment(settings.newsletter.templates)
         env.filters["local"] = _local_date
-        key = secret(db, settings)
+        key = signing_key(db, settings)
         site = cls(db, settings, key, env, Outbox(db, settings, key))
         site.signups = SlidingLimit(settings.web.signup_rate)
         site.say_how_signup_stands()
