@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from digest import HOME_PAGE, __version__
 from digest.errors import ConfigError
@@ -37,18 +37,23 @@ from digest.settingvalues import (
     parse_url,
 )
 
+T = TypeVar("T")
+
 
 def setting(
-    default: Any,
-    parse: Parser,
+    default: T,
+    parse: Parser[T],
     doc: str,
     *,
     secret: bool = False,
     key: str = "",
-    shown: Callable[[Any], Any] | None = None,
-) -> Any:
+    shown: Callable[[T], object] | None = None,
+) -> T:
     """Declare one setting: its default, how to parse it and what it means. A ``secret`` one is
-    shown as ******** (`digest config`, error messages); ``shown`` masks part of a value."""
+    shown as ******** (`digest config`, error messages); ``shown`` masks part of a value.
+
+    Typed: mypy checks that the default and what the parser returns are of the field's type
+    (a ``timeout: timedelta = setting(30, parse_duration, ...)`` is an error)."""
     meta = {"parse": parse, "doc": doc, "secret": secret, "key": key, "shown": shown}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: default, metadata=meta)

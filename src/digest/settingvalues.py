@@ -12,10 +12,12 @@ from collections.abc import Callable
 from datetime import timedelta
 from email.utils import getaddresses
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-Parser = Callable[[Any], Any]
+T = TypeVar("T")
+# A setting's parser: what TOML or a variable gave, to the setting's value (or ValueError).
+Parser = Callable[[Any], T]
 # Longer than anything a setting means (a poll interval, a grace, a timeout): ten years.
 MAX_DURATION = timedelta(days=3650)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -42,7 +44,7 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def parse_int(low: int, high: int | None = None) -> Parser:
+def parse_int(low: int, high: int | None = None) -> Parser[int]:
     def parse(value: Any) -> int:
         if isinstance(value, bool):
             raise ValueError("expected a whole number")
@@ -105,7 +107,7 @@ def parse_bool(value: Any) -> bool:
     raise ValueError("expected true or false")
 
 
-def parse_choice(*choices: str) -> Parser:
+def parse_choice(*choices: str) -> Parser[str]:
     def parse(value: Any) -> str:
         text = str(value).strip().lower()
         if text not in choices:
