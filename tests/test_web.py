@@ -21,7 +21,7 @@ from digest.issue.plan import plan_issue, record_issue
 from digest.storage import Database
 from digest.types import SubscriberStatus
 from digest.web import make_app, serve
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 from tests.issue_helpers import SAT, add_feed, add_post
 from tests.web.helpers import serving
 
@@ -130,22 +130,23 @@ def test_archive_when_empty(client: TestClient) -> None:
     assert "No issues yet" in client.get("/").text
 
 
-def test_serve_until_stopped(db: Database) -> None:
+def test_serve_until_stopped(sqlite_db: Database) -> None:
     port = free_port()
     settings = SETTINGS.replace(web={"host": "127.0.0.1", "port": port})
     stop = threading.Event()
-    thread = threading.Thread(target=serve, args=(db, settings), kwargs={"stop": stop})
+    thread = threading.Thread(target=serve, args=(sqlite_db, settings), kwargs={"stop": stop})
     thread.start()
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
+        except httpx.ConnectError:
+            return False
+
     try:
-        for _ in range(100):
-            try:
-                r = httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except httpx.ConnectError:
-                threading.Event().wait(0.05)
-        assert r.status_code == 200
+        wait_for(answers, 30, what="serve to answer")
         with pytest.raises(ConfigError, match="cannot listen"):
-            serve(db, settings)
+            serve(sqlite_db, settings)
     finally:
         stop.set()
         thread.join(10)
