@@ -42,7 +42,45 @@ class Request:
 Handler = Callable[[Request], Response]
 
 
-class FeedServer:
+class Gate:
+    """``hold_after(n)``: let ``n`` more through, then hold everyone (a request, a message)
+    until ``release()``; ``held`` is set once one is held. Who is held calls ``wait_turn``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = threading.Event()
+        self._released = threading.Event()
+        self._released.set()
+        self._let_through: int | None = None  # how many more pass; None: no hold
+        self._gate_lock = threading.Lock()
+
+    def hold_after(self, n: int) -> None:
+        with self._gate_lock:
+            self._let_through = n
+            self._released.clear()
+            self.held.clear()
+
+    def release(self) -> None:
+        with self._gate_lock:
+            self._let_through = None
+            self._released.set()
+
+    def must_hold(self) -> bool:
+        """Count one through the gate: True when it must wait (see wait_turn)."""
+        with self._gate_lock:
+            if self._let_through is None:
+                return False
+            if self._let_through > 0:
+                self._let_through -= 1
+                return False
+        self.held.set()
+        return True
+
+    def wait_turn(self) -> None:
+        self._released.wait()
+
+
+class FeedServer(Gate):
     """Routes paths to canned or computed responses and records every request.
 
     ``hold_after(n)`` answers ``n`` more requests, then holds every request (recorded, not
@@ -52,6 +90,7 @@ class FeedServer:
     """
 
     def __init__(self, host: str = "127.0.0.1") -> None:
+        super().__init__()
         self.host = host
         self.routes: dict[str, Handler] = {}
         self.requests: list[Request] = []
@@ -59,10 +98,6 @@ class FeedServer:
         server = self
         self.in_flight = 0
         self.max_in_flight = 0
-        self.held = threading.Event()
-        self._released = threading.Event()
-        self._released.set()
-        self._let_through: int | None = None
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -107,26 +142,6 @@ class FeedServer:
         with self.lock:
             return [r for r in self.requests if r.path == path]
 
-    def hold_after(self, n: int) -> None:
-        with self.lock:
-            self._let_through = n
-            self._released.clear()
-            self.held.clear()
-
-    def release(self) -> None:
-        with self.lock:
-            self._let_through = None
-            self._released.set()
-
-    def _must_hold(self) -> bool:
-        with self.lock:
-            if self._let_through is None:
-                return False
-            if self._let_through > 0:
-                self._let_through -= 1
-                return False
-            return True
-
     def _serve(self, h: BaseHTTPRequestHandler) -> None:
         req = Request(h.command, h.path, {k.lower(): v for k, v in h.headers.items()})
         with self.lock:
@@ -134,9 +149,8 @@ class FeedServer:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            if self._must_hold():
-                self.held.set()
-                self._released.wait()
+            if self.must_hold():
+                self.wait_turn()
             handler = self.routes.get(h.path) or self.routes.get(h.path.split("?")[0])
             resp = handler(req) if handler else Response(404, b"not found")
             if resp.delay:

@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import ssl
 import subprocess
-import threading
 from pathlib import Path
 from typing import Any
 
 from aiosmtpd import smtp as aiosmtp
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
-from tests.servers import PortZeroController, SMTPSink, _Sink
+from tests.servers import Gate, PortZeroController, SMTPSink, _Sink
 
 
-class FlakySink(_Sink):
+class FlakySink(Gate, _Sink):
     """The sink, plus: drop the connection at the next DATA ``drop`` times; count EHLOs;
     ``hold_after(n)``: take ``n`` more messages, then hold every DATA (the sender waits for
     its reply) until ``release()``; ``held`` is set once one is held."""
@@ -25,21 +24,6 @@ class FlakySink(_Sink):
         self.drop = 0
         self.ehlos = 0
         self.eight_bit = True  # advertise 8BITMIME
-        self.held = threading.Event()
-        self._released = threading.Event()
-        self._released.set()
-        self._let_through: int | None = None  # DATAs still taken before holding; None: no hold
-
-    def hold_after(self, n: int) -> None:
-        with self.lock:
-            self._let_through = n
-            self._released.clear()
-            self.held.clear()
-
-    def release(self) -> None:
-        with self.lock:
-            self._let_through = None
-            self._released.set()
 
     async def handle_EHLO(  # noqa: N802
         self,
@@ -58,24 +42,14 @@ class FlakySink(_Sink):
     async def handle_DATA(  # noqa: N802
         self, server: aiosmtp.SMTP, session: Session, envelope: Envelope
     ) -> str:
-        if self._must_hold():
-            self.held.set()
-            await asyncio.to_thread(self._released.wait)
+        if self.must_hold():
+            await asyncio.to_thread(self.wait_turn)
         if self.drop:
             self.drop -= 1
             assert server.transport is not None
             server.transport.close()
             return "451 dropped"
         return await super().handle_DATA(server, session, envelope)
-
-    def _must_hold(self) -> bool:
-        with self.lock:
-            if self._let_through is None:
-                return False
-            if self._let_through > 0:
-                self._let_through -= 1
-                return False
-            return True
 
 
 class FlakySMTP(SMTPSink):
