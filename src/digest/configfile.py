@@ -7,6 +7,7 @@ environment (``DIGEST_<SECTION>_<KEY>``).
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
 import json
@@ -36,14 +37,27 @@ def find_config_file(explicit: str | Path | None, env: Mapping[str, str]) -> Pat
 
 def read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text{_encoding_hint(data)}") from None
+    try:
+        return tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
+    except RecursionError:  # tomllib reads nested arrays and tables recursively
+        raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
+
+
+def _encoding_hint(data: bytes) -> str:
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return " (it is UTF-16: save it as UTF-8)"
+    return ""
 
 
 def load_settings(

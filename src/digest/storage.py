@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.errors import StorageError
 from digest.models import Meta
-from digest.settingvalues import hide_password
+from digest.settingvalues import hide_password, url_passwords
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -36,12 +36,14 @@ def wrap_db_errors(doing: str, url: str | None = None) -> Iterator[None]:
 
 
 def scrub(text: str, url: str | None) -> str:
-    """``text`` with the password of database ``url`` replaced by ***, wherever it appears."""
-    try:
-        password = make_url(url).password if url else None
-    except Exception:  # noqa: BLE001 - a URL that can't be read has no password to hide
-        password = None
-    return text.replace(str(password), "***") if password else text
+    """``text`` with the passwords of database ``url`` (its user part's, a ``password=``
+    parameter's) replaced by ***, wherever they appear."""
+    if not url:
+        return text
+    text = text.replace(url, hide_password(url))
+    for password in url_passwords(url):
+        text = text.replace(password, "***")
+    return text
 
 
 class Database:
