@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from digest.errors import InputError, LockedError, StorageError
 from digest.locks import DAEMON, POLLER, SENDER, WHAT, holder_alive, read_holder
 from digest.storage import MIGRATIONS, Database, safe_url
+from digest.words import counted
 
 # What a copy counts, to say what it holds.
 COUNTED = ("feeds", "posts", "subscribers", "issues")
@@ -42,7 +43,7 @@ class Copy:
         return {"path": str(self.path), "bytes": self.bytes, **self.counts}
 
     def line(self) -> str:
-        held = ", ".join(f"{n:,} {name}" for name, n in self.counts.items())
+        held = ", ".join(counted(n, name.removesuffix("s")) for name, n in self.counts.items())
         return f"{self.path}: {self.bytes / 1e6:,.1f} MB ({held})"
 
 

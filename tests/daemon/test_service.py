@@ -474,7 +474,7 @@ def test_unconfirmed_sign_ups_are_pruned_at_start_and_then_hourly(
         d.stop.set()
         thread.join(15)
     assert codes == [0]
-    assert "deleted 2 sign-up(s) left unconfirmed for a week" in caplog.text
+    assert "deleted 2 sign-ups left unconfirmed for a week" in caplog.text
 
 
 def test_the_real_prune_deletes_only_week_old_pending_sign_ups(db: Database) -> None:

@@ -13,6 +13,7 @@ from digest.cli import cli
 from digest.cli.context import App, pass_app
 from digest.errors import InputError
 from digest.types import SubscriberStatus
+from digest.words import show_time
 
 if TYPE_CHECKING:
     from digest.delivery.subscribers import SubscriberInfo
@@ -178,8 +179,9 @@ def subscribers_list(app: App, as_json: bool, status: str | None) -> None:
     if not rows:
         click.echo("no subscribers yet: `digest subscribers add EMAIL`")
         return
+    zone = app.settings.newsletter.timezone
     table = [("EMAIL", "STATUS", "SECTIONS", "NAME")] + [
-        (r.email, _state(r), ",".join(r.sections) if r.sections else "all", r.name or "")
+        (r.email, _state(r, zone), ",".join(r.sections) if r.sections else "all", r.name or "")
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(3)]
@@ -188,11 +190,11 @@ def subscribers_list(app: App, as_json: bool, status: str | None) -> None:
         click.echo(line.rstrip())
 
 
-def _state(subscriber: SubscriberInfo) -> str:
-    """The status, with when they left ("unsubscribed 2026-11-30 10:00 UTC")."""
+def _state(subscriber: SubscriberInfo, zone: str) -> str:
+    """The status, with when they left ("unsubscribed 2026-11-30 10:00 CET")."""
     if subscriber.unsubscribed_at is None:
         return str(subscriber.status)
-    return f"{subscriber.status} {subscriber.unsubscribed_at:%Y-%m-%d %H:%M} UTC"
+    return f"{subscriber.status} {show_time(subscriber.unsubscribed_at, zone)}"
 
 
 @subscribers.command("show")
@@ -212,9 +214,10 @@ def subscribers_show(app: App, address: str, as_json: bool) -> None:
         return
     sections = ",".join(info.sections) if info.sections else "all"
     click.echo(f"{info.email}  {info.status}  sections: {sections}  {info.name or ''}".rstrip())
-    click.echo(f"subscribed {info.created_at:%Y-%m-%d %H:%M} UTC")
+    zone = app.settings.newsletter.timezone
+    click.echo(f"subscribed {show_time(info.created_at, zone)}")
     if info.unsubscribed_at is not None:
-        click.echo(f"left {info.unsubscribed_at:%Y-%m-%d %H:%M} UTC")
+        click.echo(f"left {show_time(info.unsubscribed_at, zone)}")
     click.echo(f"bounces and complaints: {len(events) or 'none'}")
     for event in events:
         click.echo("  " + event.line())
@@ -278,7 +281,7 @@ def send(
             sections = ",".join(r["sections"]) if isinstance(r["sections"], list) else "all"
             what = r["subject"] if r["gets"] else f"nothing ({r['why_not']})"
             click.echo(f"{r['email']}  [{sections}]  {what}")
-        click.echo(summary.line())
+        click.echo(summary.line(app.settings.newsletter.timezone))
     if summary.pending:
         raise click.exceptions.Exit(1)
 

@@ -19,6 +19,7 @@ from digest.feedlist.discover import discover_sites
 from digest.feedlist.opml import merge_sources, parse_opml, read_opml, write_opml
 from digest.feedlist.remote import fetch_list, is_url, screen
 from digest.types import FeedSource
+from digest.words import counted
 
 
 @cli.group("opml")
@@ -130,9 +131,10 @@ def import_cmd(app: App, source: str, as_json: bool) -> None:
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(
-            f"{name}: {added} feeds added, {summary['already_present']} already present"
+            f"{name}: {counted(added, 'feed')} added, {summary['already_present']} already "
+            "present"
             + (f", {skipped} skipped" if skipped else "")
-            + f"; {target} lists {len(merged)} feeds"
+            + f"; {target} lists {counted(len(merged), 'feed')}"
         )
 
 

@@ -38,6 +38,7 @@ from digest.ingest.health import list_feeds
 from digest.ingest.poll import PollSummary, poll_feeds
 from digest.locks import HEARTBEAT_EVERY, DaemonLock
 from digest.storage import Database, utcnow
+from digest.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +322,7 @@ class Daemon:
 
     def _prune_unconfirmed(self) -> None:
         if deleted := self._prune(self.db, self.clock()):
-            log.info("deleted %d sign-up(s) left unconfirmed for a week", deleted)
+            log.info("deleted %s left unconfirmed for a week", counted(deleted, "sign-up"))
 
     def _heartbeat(self) -> None:
         if not self.lock.heartbeat():

@@ -27,6 +27,7 @@ from digest.delivery.verp import envelope_sender, feedback_id
 from digest.errors import RenderError
 from digest.issue.render import environment, inline_css
 from digest.types import EventKind
+from digest.words import counted
 
 
 def confirm_url(settings: Settings, token: str) -> str:
@@ -105,4 +106,4 @@ def valid_for(ttl: timedelta) -> str:
         return f"{round(seconds / 3600, 1):g} hours"
     if seconds >= 2 * 60:
         return f"{round(seconds / 60)} minutes"
-    return f"{seconds} seconds"
+    return counted(seconds, "second")
