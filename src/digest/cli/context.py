@@ -41,9 +41,9 @@ class UTCFormatter(logging.Formatter):
     """Log lines stamped in UTC (ISO 8601, ``Z``), whatever the machine's zone: logs and JSON
     keep UTC, people's commands the newsletter's zone."""
 
-    converter = time.gmtime
-    default_time_format = "%Y-%m-%dT%H:%M:%S"
-    default_msec_format = "%s.%03dZ"
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        stamp = time.strftime(datefmt or "%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        return f"{stamp}.{int(record.msecs):03d}Z"
 
 
 def setup_logging(level: str, fmt: str) -> None:
