@@ -145,6 +145,7 @@ def test_unreadable_opml_is_one_line_and_exit_1(workdir: Path, sqlite_url: str) 
 
 
 def test_feeds_on_an_empty_database(workdir: Path, sqlite_url: str) -> None:
+    Database(sqlite_url).dispose()
     result = run_cli(["feeds"], env={"DIGEST_DATABASE_URL": sqlite_url})
     assert result.exit_code == 0 and "no feeds yet" in result.output
     result = run_cli(["feeds", "--json"], env={"DIGEST_DATABASE_URL": sqlite_url})

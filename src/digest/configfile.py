@@ -119,11 +119,29 @@ def _parse_section(
         else:
             continue
         try:
-            values[f.name] = f.metadata["parse"](raw)
+            value = f.metadata["parse"](raw)
         except ValueError as e:
             shown = _shown(f, raw)
             raise ConfigError(f"{section}.{key}: bad value {shown!r} ({origin}): {e}") from None
+        from_file = path is not None and env_name not in env
+        values[f.name] = _beside(value, path.parent) if from_file and path else value
     return values
+
+
+def _beside(value: Any, folder: Path) -> Any:
+    """A relative path written in a config file is relative to the file's folder, wherever
+    digest runs from (`DIGEST_CONFIG=/srv/digest.toml digest status` reads /srv/digest.db);
+    paths from variables and the defaults stay relative to the working directory."""
+    if isinstance(value, Path) and not value.is_absolute():
+        return folder / value
+    if isinstance(value, str) and value.startswith(_SQLITE) and value != _SQLITE + ":memory:":
+        file = Path(value.removeprefix(_SQLITE).split("?", 1)[0])
+        if file.parts and not file.is_absolute() and not str(file).startswith("~"):
+            return _SQLITE + str(folder / value.removeprefix(_SQLITE))
+    return value
+
+
+_SQLITE = "sqlite:///"
 
 
 def effective(settings: Settings, *, show_secrets: bool = False) -> dict[str, dict[str, Any]]:

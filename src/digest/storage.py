@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pwd
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -47,12 +48,18 @@ def scrub(text: str, url: str | None) -> str:
 
 
 class Database:
-    """One database: an engine, a session factory and the schema brought up to date."""
+    """One database: an engine, a session factory and the schema brought up to date.
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    With ``create`` false (the commands that only read) a database that is not there yet is
+    a StorageError saying so, and nothing is created: no empty file, no tables."""
+
+    def __init__(self, url: str, *, migrate: bool = True, create: bool = True) -> None:
         self.url = url
-        self.engine = _make_engine(url)
+        self.engine = _make_engine(url, create=create)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if not create and not self._has_schema():
+            self.dispose()
+            raise StorageError(f"no digest database in {safe_url(url)} yet: {CREATED_BY}")
         if migrate:
             self.migrate()
 
@@ -72,6 +79,10 @@ class Database:
         with wrap_db_errors("migrating the schema", self.url), self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    def _has_schema(self) -> bool:
+        with wrap_db_errors("opening the database", self.url):
+            return inspect(self.engine).has_table("alembic_version")
 
     def _at_head(self) -> bool:
         try:
@@ -134,7 +145,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _make_engine(url: str) -> Engine:
+# What a read-only command says when there is no database yet.
+CREATED_BY = "nothing to show yet (`digest poll` or `digest run` creates it)"
+
+
+def _make_engine(url: str, *, create: bool = True) -> Engine:
     try:
         parsed = make_url(url)
     except Exception as e:  # any parse failure is a bad setting
@@ -142,7 +157,12 @@ def _make_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            _private_file(Path(parsed.database).expanduser())
+            path = Path(parsed.database).expanduser()
+            if not create and not path.exists():
+                relative = "" if path.is_absolute() else ", relative to the working directory"
+                where = f"{path.absolute()} (database.url{relative})"
+                raise StorageError(f"no database at {where}: {CREATED_BY}")
+            _private_file(path)
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
@@ -174,6 +194,7 @@ def _private_file(path: Path) -> None:
         pass
     except OSError as e:
         raise StorageError(f"database.url: cannot create {path}: {e.strerror}") from e
+    _check_ownership(path)
     mode = path.stat().st_mode & 0o777
     if mode & 0o077 and str(path) not in _WARNED:
         _WARNED.add(str(path))
@@ -186,6 +207,41 @@ def _private_file(path: Path) -> None:
 
 
 _WARNED: set[str] = set()
+
+
+def _check_ownership(path: Path) -> None:
+    """A database file this user cannot read and write, or in a folder where SQLite cannot
+    make its -wal file, is a StorageError naming the owners (SQLite would only say "unable to
+    open database file"), e.g. a file restored by root and left root's."""
+    me = _user(os.geteuid())
+    if not _can(path, os.R_OK | os.W_OK):
+        raise StorageError(
+            f"cannot open {path}: it belongs to {_owner(path)} and digest runs as {me}; "
+            f"chown {me} {path} (and its -wal and -shm files), or run digest as its owner"
+        )
+    wal = path.with_name(path.name + "-wal")
+    folder = path.absolute().parent
+    if not wal.exists() and not _can(folder, os.W_OK | os.X_OK):
+        raise StorageError(
+            f"cannot open {path}: SQLite makes {wal.name} beside it, and its folder {folder} "
+            f"belongs to {_owner(folder)}, not writable by {me}, who runs digest"
+        )
+
+
+def _can(path: Path, mode: int) -> bool:
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
+
+
+def _owner(path: Path) -> str:
+    info = path.stat()
+    return f"{_user(info.st_uid)} (mode {info.st_mode & 0o777:04o})"
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

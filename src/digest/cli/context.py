@@ -88,11 +88,35 @@ class App:
 
     @property
     def db(self) -> Database:
+        """The database, created (and migrated) when it is not there yet."""
         if self._db is None:
             from digest.storage import Database
 
             self._db = Database(self.settings.database.url)
         return self._db
+
+    def read_db(self, *, sync: bool = True) -> Database:
+        """The database of a command that only reads: never created (StorageError: none is
+        there) and, with ``sync``, following the feed list first (feeds.opml edits count at
+        once). A feed list that cannot be read is a warning: the database shows as it is."""
+        if self._db is None:
+            from digest.storage import Database
+
+            self._db = Database(self.settings.database.url, create=False)
+        if sync:
+            self.sync_feed_list()
+        return self._db
+
+    def sync_feed_list(self) -> None:
+        """Make the database follow feeds.opml, if it does not already (a stat and a hash)."""
+        from digest.errors import ConfigError
+        from digest.feedlist.listsync import sync_feed_list
+        from digest.storage import utcnow
+
+        try:
+            sync_feed_list(self.db, self.settings.feeds.opml, utcnow())
+        except ConfigError as e:
+            click.echo(f"warning: {e}; the feeds are shown as last synced", err=True)
 
     def close(self) -> None:
         if self._db is not None:

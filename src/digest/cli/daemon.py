@@ -58,7 +58,7 @@ def status(app: App, as_json: bool) -> None:
     from digest.daemon.status import collect_status, format_status
     from digest.storage import utcnow
 
-    report = collect_status(app.db, app.settings, utcnow())
+    report = collect_status(app.read_db(), app.settings, utcnow())
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

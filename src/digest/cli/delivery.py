@@ -114,7 +114,7 @@ def subscribers_export(app: App, email: str, as_json: bool) -> None:
     every delivery."""
     from digest.delivery.consent import export
 
-    data = export(app.db, email)
+    data = export(app.read_db(sync=False), email)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -172,7 +172,7 @@ def subscribers_list(app: App, as_json: bool, status: str | None) -> None:
     """List subscribers: email, name, status (with when they left), sections."""
     from digest.delivery.subscribers import list_subscribers
 
-    rows = list_subscribers(app.db, SubscriberStatus(status) if status else None)
+    rows = list_subscribers(app.read_db(sync=False), SubscriberStatus(status) if status else None)
     if as_json:
         click.echo(json.dumps([r.as_json() for r in rows], indent=2))
         return
@@ -206,8 +206,9 @@ def subscribers_show(app: App, address: str, as_json: bool) -> None:
     from digest.bounces.events import list_events
     from digest.delivery.subscribers import find_subscriber
 
-    info = find_subscriber(app.db, address)
-    events = list_events(app.db, email=info.email, limit=1000)
+    db = app.read_db(sync=False)
+    info = find_subscriber(db, address)
+    events = list_events(db, email=info.email, limit=1000)
     if as_json:
         data = {**info.as_json(), "events": [e.as_json() for e in events]}
         click.echo(json.dumps(data, indent=2))
@@ -273,6 +274,7 @@ def send(
     from digest.issue.plan import parse_as_of
 
     when = parse_as_of(as_of, app.settings) if as_of else None
+    app.sync_feed_list()  # the rules of feeds.opml as it is now, not as of the last poll
     summary = send_issue(app.db, app.settings, as_of=when, dry_run=dry_run, to=to, wait=wait)
     if as_json:
         click.echo(json.dumps(summary.as_json(), indent=2))

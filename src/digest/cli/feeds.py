@@ -128,7 +128,7 @@ def feeds(app: App, as_json: bool, errors_only: bool) -> None:
     from digest.ingest.health import list_feeds
 
     zone = "UTC" if as_json else app.settings.newsletter.timezone
-    rows = list_feeds(app.db, zone=zone)
+    rows = list_feeds(app.read_db(), zone=zone)
     if errors_only:
         rows = [r for r in rows if r.failing or r.failing_since is not None]
     if as_json:

@@ -73,14 +73,15 @@ def preview(
     from digest.issue.plan import parse_as_of, plan_issue
 
     end = parse_as_of(as_of, app.settings) if as_of else None
+    db = app.read_db()
     if serve:
-        _serve(app.db, app.settings, end, port)
+        _serve(app, end, port)
         return
-    plan = plan_issue(app.db, app.settings, end)
+    plan = plan_issue(db, app.settings, end)
     if plan.empty:
         _say_empty(plan, as_json, app.settings.newsletter.timezone)
         return
-    summary, body = _build(app.db, app.settings, plan, fmt, scores=as_json)
+    summary, body = _build(db, app.settings, plan, fmt, scores=as_json)
     if output == "-":
         click.echo(body, nl=False)
         return
@@ -202,11 +203,14 @@ def _say_empty(plan: IssuePlan, as_json: bool, zone: str) -> None:
         click.echo(f"no new posts from {span}: issue #{plan.number} would not be sent")
 
 
-def _serve(db: Database, settings: Settings, end: datetime | None, port: int) -> None:
+def _serve(app: App, end: datetime | None, port: int) -> None:
     from digest.issue.plan import plan_issue
 
+    db, settings = app.read_db(sync=False), app.settings
+
     def page() -> bytes:
-        plan = plan_issue(db, settings, end)  # again on every reload: new posts show up
+        app.sync_feed_list()  # again on every reload: new posts and edited rules show up
+        plan = plan_issue(db, settings, end)
         if plan.empty:
             return b"<p>No new posts in this window: nothing would be sent.</p>"
         return _build(db, settings, plan, "html")[1].encode()

@@ -22,11 +22,13 @@ from digest.daemon.schedule import (
     handled,
     started,
 )
+from digest.delivery.send import send_issue
 from digest.delivery.summary import SendSummary
-from digest.errors import DigestError
+from digest.errors import ConfigError, DigestError
+from digest.feedlist.listsync import sync_feed_list
 from digest.issue.sendtimes import SendSchedule
 from digest.settingvalues import format_duration
-from digest.storage import Database
+from digest.storage import Database, utcnow
 from digest.words import utc_time
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,22 @@ class SendFn(Protocol):
         as_of: datetime | None = ...,
         stop: threading.Event | None = ...,
     ) -> SendSummary: ...
+
+
+def send_listed(
+    db: Database,
+    settings: Settings,
+    *,
+    as_of: datetime | None = None,
+    stop: threading.Event | None = None,
+) -> SendSummary:
+    """The week's send with the rules of the feed list as it is now (synced first, as `digest
+    send` does), not as the last poll left them."""
+    try:
+        sync_feed_list(db, settings.feeds.opml, utcnow())
+    except ConfigError as e:
+        log.warning("%s; sending with the feed list as last synced", e)
+    return send_issue(db, settings, as_of=as_of, stop=stop)
 
 
 class Sends:

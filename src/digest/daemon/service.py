@@ -28,9 +28,8 @@ from digest.daemon.schedule import (
     poll_tick,
     start_spread,
 )
-from digest.daemon.sends import SendFn, Sends
+from digest.daemon.sends import SendFn, Sends, send_listed
 from digest.delivery.consent import prune_unconfirmed
-from digest.delivery.send import send_issue
 from digest.errors import DigestError, LockedError
 from digest.feedlist.opml import read_opml
 from digest.ingest.feedstore import bring_forward, spread_overdue_polls
@@ -86,8 +85,8 @@ def poll_listed(
 class Daemon:
     """One `digest run`: the lock, the scheduler and its jobs, the web thread, and shutdown.
 
-    ``poll``, ``send`` and ``prune`` default to poll_listed, digest.delivery.send.send_issue
-    and digest.delivery.consent.prune_unconfirmed; ``serve`` (the web endpoint, an edge above
+    ``poll``, ``send`` and ``prune`` default to poll_listed, sends.send_listed and
+    digest.delivery.consent.prune_unconfirmed; ``serve`` (the web endpoint, an edge above
     the daemon) is given by the CLI, and without it web.enabled serves nothing. Tests pass
     fakes.
     """
@@ -98,7 +97,7 @@ class Daemon:
         settings: Settings,
         *,
         poll: PollFn = poll_listed,
-        send: SendFn = send_issue,
+        send: SendFn = send_listed,
         serve: ServeFn | None = None,
         bounces: BouncesFn = fetch_bounces,
         prune: PruneFn = prune_unconfirmed,
