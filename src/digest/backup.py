@@ -90,6 +90,7 @@ def restore(url: str, source: Path, *, force: bool = False, now: datetime) -> Co
     target = sqlite_path(url, "restore")
     copy = describe(source)
     _check_revision(source)
+    owner = _owner_of(target)
     if target.exists():
         _refuse_if_held(url, now)
         present = describe(target)
@@ -109,7 +110,28 @@ def restore(url: str, source: Path, *, force: bool = False, now: datetime) -> Co
     except OSError as e:
         raise InputError(f"cannot write {target}: {e.strerror}") from e
     Database(url).dispose()  # an older backup is brought up to this version's schema
+    _give_back(target, owner)
     return Copy(target, target.stat().st_size, copy.counts)
+
+
+def _owner_of(target: Path) -> tuple[int, int]:
+    """Who the restored database must belong to: the owner of the file it replaces, else of
+    its folder (root restoring onto a fresh server must leave it to the service's user)."""
+    try:
+        info = (target if target.exists() else target.absolute().parent).stat()
+    except OSError as e:
+        raise InputError(f"cannot restore into {target}: {e.strerror}") from e
+    return info.st_uid, info.st_gid
+
+
+def _give_back(target: Path, owner: tuple[int, int]) -> None:
+    """The restored file, and the -wal and -shm files SQLite made beside it, to ``owner``
+    (only root can give files away; anyone else made them theirs, as the owner)."""
+    if os.geteuid() != 0:
+        return
+    for path in (target, *(target.with_name(target.name + end) for end in ("-wal", "-shm"))):
+        with contextlib.suppress(FileNotFoundError):
+            os.chown(path, *owner)
 
 
 def describe(path: Path) -> Copy:
