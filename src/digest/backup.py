@@ -22,13 +22,12 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from digest.errors import InputError, LockedError, StorageError
-from digest.locks import DAEMON, POLLER, SENDER, WHAT, holder_alive, read_holder
+from digest.locks import LOCK_KEYS, refuse_if_held
 from digest.storage import MIGRATIONS, Database, safe_url
 from digest.words import counted
 
 # What a copy counts, to say what it holds.
 COUNTED = ("feeds", "posts", "subscribers", "issues")
-_LOCK_KEYS = tuple(f"{name}_lock" for name in (DAEMON, SENDER, POLLER))
 
 
 @dataclass(frozen=True)
@@ -163,13 +162,7 @@ def _check_revision(path: Path) -> None:
 def _refuse_if_held(url: str, now: datetime) -> None:
     db = Database(url, migrate=False)
     try:
-        for name in (DAEMON, SENDER, POLLER):
-            holder = read_holder(db, name)
-            if holder is not None and holder_alive(holder, now):
-                raise LockedError(
-                    f"the {WHAT[name]} holds {safe_url(url)} ({holder.describe()}): stop it "
-                    "before restoring"
-                )
+        refuse_if_held(db, now, "restoring")
     except StorageError as e:
         if isinstance(e, LockedError):
             raise
@@ -186,8 +179,8 @@ def _new_private_file(path: Path) -> None:
 
 def _clean(conn: sqlite3.Connection) -> None:
     """No process holds a copy: drop the lock rows."""
-    marks = ",".join("?" * len(_LOCK_KEYS))
-    conn.execute(f"DELETE FROM meta WHERE key IN ({marks})", _LOCK_KEYS)
+    marks = ",".join("?" * len(LOCK_KEYS))
+    conn.execute(f"DELETE FROM meta WHERE key IN ({marks})", LOCK_KEYS)
     conn.commit()
 
 
