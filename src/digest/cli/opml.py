@@ -15,7 +15,7 @@ from digest.cli import cli
 from digest.cli.context import App, pass_app
 from digest.errors import ConfigError, InputError
 from digest.feedlist.bloglists import BlogEntry, build_sources, follow_lists, read_lists
-from digest.feedlist.discover import discover_sites
+from digest.feedlist.discover import Discovered, discover_sites
 from digest.feedlist.opml import merge_sources, parse_opml, read_opml, write_opml
 from digest.feedlist.remote import fetch_list, is_url, screen
 from digest.types import FeedSource
@@ -73,9 +73,9 @@ def build_cmd(
     """
     target = output or app.settings.feeds.opml
     entries = read_lists(lists_dir)
-    found: dict[str, str | None] = {} if no_discover else _discover_all(app, entries)
-    built, unresolved = build_sources(entries, found.get)
-    unfound = [e.site for e in entries if not e.feeds and not found.get(e.site)]
+    found = Discovered({}, {}) if no_discover else _discover_all(app, entries)
+    built, unresolved = build_sources(entries, found.feeds.get)
+    unfound = [e.site for e in entries if not e.feeds and not found.feeds.get(e.site)]
     existing = read_opml(target) if target.exists() else []
     result = follow_lists(built, unfound, existing, keep_unlisted=keep_unlisted and not prune)
     kept_sites = {s.site_url for s in result.kept}
@@ -105,9 +105,9 @@ def build_cmd(
         click.echo(f"kept from the file (its blog is listed): {_named(source)}", err=True)
     for url in summary["kept_unlisted"]:
         click.echo(f"kept (no list names it; --keep-unlisted): {url}", err=True)
-    why = "not pinned, and discovery is off" if no_discover else "no feed found"
     for entry in entries:
         if entry.site in unfound and entry.site not in kept_sites:
+            why = "not pinned, and discovery is off" if no_discover else found.why_not(entry.site)
             click.echo(f"warning: {entry.name} ({entry.site}): {why}", err=True)
     if failed:
         sys.exit(1)
@@ -182,7 +182,7 @@ def export_cmd(app: App, output: Path) -> None:
         click.echo(f"wrote {output}", err=True)
 
 
-def _discover_all(app: App, entries: list[BlogEntry]) -> dict[str, str | None]:
+def _discover_all(app: App, entries: list[BlogEntry]) -> Discovered:
     return discover_sites([e.site for e in entries if not e.feeds], app.settings.feeds)
 
 
