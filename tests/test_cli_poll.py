@@ -357,3 +357,23 @@ def test_poll_shows_its_progress_on_a_terminal_and_only_there(
     assert "/6" in shown and "new" in shown and "errors" in shown
     assert "waiting on 1 host: 127.0.0.1 (" in shown  # the one site, its requests in flight
     assert proc.stdout is not None and b"polled 6 feeds" in proc.stdout.read()
+
+
+def test_opml_export_writes_a_moved_feed_at_its_new_url(
+    workdir: Path, sqlite_url: str, http: FeedServer
+) -> None:
+    """Issue 24: `opml export` kept a 301'd feed's old URL without a word."""
+    serve(http)
+    env = env_for(workdir, sqlite_url, http)
+    before = run_cli(["opml", "export"], env)  # no database yet: the file as it is, none made
+    assert before.exit_code == 0 and http.url("/sys.xml") in before.stdout
+    assert not (workdir / "digest.db").exists()
+    assert run_cli(["poll"], env).exit_code == 0
+    exported = run_cli(["opml", "export"], env)
+    assert exported.exit_code == 0
+    assert http.url("/sys-new.xml") in exported.stdout
+    assert f'xmlUrl="{http.url("/sys.xml")}"' not in exported.stdout
+    assert exported.stderr == (
+        f"moved permanently: {http.url('/sys.xml')} -> {http.url('/sys-new.xml')} "
+        "(exported at its new URL)\n"
+    )

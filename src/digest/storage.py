@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.errors import StorageError
+from digest.errors import NoDatabaseError, StorageError
 from digest.models import Meta
 from digest.settingvalues import hide_password, url_passwords
 
@@ -59,7 +59,7 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         if not create and not self._has_schema():
             self.dispose()
-            raise StorageError(f"no digest database in {safe_url(url)} yet: {CREATED_BY}")
+            raise NoDatabaseError(f"no digest database in {safe_url(url)} yet: {CREATED_BY}")
         if migrate:
             self.migrate()
 
@@ -161,7 +161,7 @@ def _make_engine(url: str, *, create: bool = True) -> Engine:
             if not create and not path.exists():
                 relative = "" if path.is_absolute() else ", relative to the working directory"
                 where = f"{path.absolute()} (database.url{relative})"
-                raise StorageError(f"no database at {where}: {CREATED_BY}")
+                raise NoDatabaseError(f"no database at {where}: {CREATED_BY}")
             _private_file(path)
         kwargs["connect_args"] = {"timeout": 30}
     else:

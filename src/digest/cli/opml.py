@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -171,9 +172,14 @@ def export_cmd(app: App, output: Path) -> None:
     """Write the feeds of feeds.opml as OPML 2.0.
 
     The output is normalised (one folder outline per category level) and any feed reader can
-    import it.
+    import it. A feed that moved for good (it answered 301 or 308 to a poll) is written at its
+    new URL, with a line saying so.
     """
-    data = write_opml(read_opml(app.settings.feeds.opml))
+    moved = _moved(app)
+    sources = [replace(s, url=moved.get(s.url, s.url)) for s in read_opml(app.settings.feeds.opml)]
+    for old, new in moved.items():
+        click.echo(f"moved permanently: {old} -> {new} (exported at its new URL)", err=True)
+    data = write_opml(sources)
     if str(output) == "-":
         with click.open_file("-", "wb") as stdout:
             stdout.write(data)
@@ -184,6 +190,17 @@ def export_cmd(app: App, output: Path) -> None:
 
 def _discover_all(app: App, entries: list[BlogEntry]) -> Discovered:
     return discover_sites([e.site for e in entries if not e.feeds], app.settings.feeds)
+
+
+def _moved(app: App) -> dict[str, str]:
+    """Feeds that moved (301, 308) as the database knows them; none without a database."""
+    from digest.errors import NoDatabaseError
+    from digest.ingest.feedsync import moved_feeds
+
+    try:
+        return moved_feeds(app.read_db(sync=False))
+    except NoDatabaseError:
+        return {}
 
 
 def _named(source: FeedSource) -> str:

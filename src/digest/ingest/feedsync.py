@@ -133,3 +133,13 @@ def _from_file(src: FeedSource) -> dict[str, Any]:
         "rule_section": rules.section,
         "rule_section_if": rules.section_if,
     }
+
+
+def moved_feeds(db: Database) -> dict[str, str]:
+    """The feeds that moved for good (a 301 or 308 answered): the URL the OPML file names,
+    mapped to the one fetched now."""
+    with db.session() as s:
+        rows = s.execute(
+            select(FEEDS.c.source_url, FEEDS.c.url).where(FEEDS.c.url != FEEDS.c.source_url)
+        )
+        return {source: url for source, url in rows}
