@@ -60,11 +60,17 @@ def send_listed(
 ) -> SendSummary:
     """The week's send with the rules of the feed list as it is now (synced first, as `digest
     send` does), not as the last poll left them."""
-    try:
-        sync_feed_list(db, settings.feeds.opml, utcnow())
-    except ConfigError as e:
-        log.warning("%s; sending with the feed list as last synced", e)
+    sync_listed(db, settings, utcnow())
     return send_issue(db, settings, as_of=as_of, stop=stop)
+
+
+def sync_listed(db: Database, settings: Settings, now: datetime) -> None:
+    """The feeds table follows feeds.opml (feedlist/listsync.py); a file that cannot be read
+    is a warning, and the feeds stay as last synced."""
+    try:
+        sync_feed_list(db, settings.feeds.opml, now)
+    except ConfigError as e:
+        log.warning("%s; the feeds stay as last synced", e)
 
 
 class Sends:

@@ -28,7 +28,8 @@ from digest.daemon.schedule import (
     poll_tick,
     start_spread,
 )
-from digest.daemon.sends import SendFn, Sends, send_listed
+from digest.daemon.sends import SendFn, Sends, send_listed, sync_listed
+from digest.daemon.status import never_polled
 from digest.delivery.consent import prune_unconfirmed
 from digest.errors import DigestError, LockedError
 from digest.feedlist.opml import read_opml
@@ -168,6 +169,7 @@ class Daemon:
         now = self.clock()
         self.sends.started_at = now
         interval = self.settings.feeds.poll_interval
+        sync_listed(self.db, self.settings, now)  # the feed list's new feeds, counted below
         overdue = spread_overdue_polls(self.db, now, start_spread(interval), self.rng)
         brought = bring_forward(self.db, now, interval, self.rng)
         self.db.set_meta(RUNNING_SETTINGS_KEY, RunningSettings.of(self.settings).to_json())
@@ -201,6 +203,7 @@ class Daemon:
         scheduler.start()
         startup.report(self.settings, self.sends.schedule, self.clock(), tick, state, self._web)
         startup.report_moved(self.settings.feeds.poll_interval, overdue, brought)
+        startup.report_first_polls(never_polled(self.db), interval)
 
     def _wait(self) -> None:
         while not self.stop.wait(0.5):

@@ -72,6 +72,19 @@ def report_moved(interval: timedelta, overdue: int, brought: int) -> None:
         )
 
 
+def report_first_polls(new: int, interval: timedelta) -> None:
+    """The feeds about to be fetched for the first time (every listed blog, at a first start):
+    said before it happens, since it is many requests at once."""
+    if new:
+        log.info(
+            "polling %s for the first time now (what they hold already is stored as backlog, "
+            "not sent); then each feed every %s",
+            counted(new, "new feed"),
+            format_duration(interval),
+            extra={"fields": {"event": "first_polls", "feeds": new}},
+        )
+
+
 def mail_setup_hints(settings: Settings) -> list[str]:
     """The settings a new operator still has to set before mail can go out, each with why."""
     hints = ["smtp.host (and smtp.port, smtp.security, smtp.username and a password)"]

@@ -161,6 +161,13 @@ def feeds_in_error(db: Database, now: datetime) -> list[dict[str, Any]]:
     ]
 
 
+def never_polled(db: Database) -> int:
+    """Active feeds never polled yet: the daemon's first round fetches them all at once."""
+    with db.session() as s:
+        query = select(func.count()).where(Feed.active.is_(True), Feed.polled_once.is_(False))
+        return s.execute(query).scalar_one()
+
+
 def feed_counts(db: Database) -> dict[str, int]:
     with db.session() as s:
         rows = s.execute(select(Feed.active, func.count()).group_by(Feed.active)).all()
