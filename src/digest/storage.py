@@ -7,6 +7,7 @@ import logging
 import os
 import pwd
 import secrets
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,9 +69,14 @@ class Database:
         return self.engine.dialect.name == "sqlite"
 
     def migrate(self) -> None:
-        """Apply every Alembic migration not yet applied (a no-op when up to date)."""
-        if self._at_head():
+        """Apply every Alembic migration not yet applied (a no-op when up to date). A SQLite
+        database of an older schema is copied first, beside it (the way back to the version
+        that made it)."""
+        current = self._revision()
+        if current == head_revision():
             return  # importing Alembic costs a quarter second on every command
+        if current is not None and self.is_sqlite:
+            self._copy_before_upgrade(current)
         from alembic import command
         from alembic.config import Config
 
@@ -84,13 +90,39 @@ class Database:
         with wrap_db_errors("opening the database", self.url):
             return inspect(self.engine).has_table("alembic_version")
 
-    def _at_head(self) -> bool:
+    def _revision(self) -> str | None:
+        """The schema's revision; None for a database without one (new, or not digest's)."""
         try:
             with self.engine.connect() as conn:
-                current = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+                rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
         except SQLAlchemyError:
-            return False
-        return [r[0] for r in current] == [head_revision()]
+            return None
+        return rows[0][0] if len(rows) == 1 else None
+
+    def _copy_before_upgrade(self, current: str) -> None:
+        """digest.db -> digest.db.before-HEAD (readable by its owner only), once."""
+        path = Path(str(make_url(self.url).database)).expanduser()
+        copy = path.with_name(f"{path.name}.before-{head_revision()}")
+        try:
+            os.close(os.open(copy, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            return  # another process upgrading at the same moment made it
+        except OSError as e:
+            raise StorageError(f"cannot copy {path} before upgrading its schema: {e}") from e
+        with (
+            contextlib.closing(sqlite3.connect(path)) as src,
+            contextlib.closing(sqlite3.connect(copy)) as dst,
+        ):
+            src.backup(dst)
+            dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal
+        log.warning(
+            "upgrading the schema of %s from %s to %s; the database as it was is in %s (the "
+            "way back to the older digest; delete it when you no longer need it)",
+            path,
+            current,
+            head_revision(),
+            copy,
+        )
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
