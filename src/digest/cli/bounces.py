@@ -51,4 +51,4 @@ def bounces_list(app: App, as_json: bool, limit: int) -> None:
     if not events:
         click.echo("no bounces or complaints yet")
     for event in events:
-        click.echo(event.line())
+        click.echo(event.line(app.settings.newsletter.timezone))

@@ -221,7 +221,7 @@ def subscribers_show(app: App, address: str, as_json: bool) -> None:
         click.echo(f"left {show_time(info.unsubscribed_at, zone)}")
     click.echo(f"bounces and complaints: {len(events) or 'none'}")
     for event in events:
-        click.echo("  " + event.line())
+        click.echo("  " + event.line(zone))
 
 
 @subscribers.command("import")
