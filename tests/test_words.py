@@ -34,8 +34,8 @@ def test_counts_take_their_nouns() -> None:
     )
     one = PollSummary(feeds=1, new_posts=1, errors=1, elapsed_s=0.2, pages=1).line()
     assert one == (
-        "polled 1 feed: 1 new post, 0 updated, 0 not modified, 1 error in 0.2 s; the pages of "
-        "1 teaser-only post read for their length"
+        "polled 1 feed: 1 new post, 0 updated, 0 not modified, 1 error in 0.2 s; 1 teaser "
+        "post's page read for its length"
     )
     assert PollSummary(feeds=2, new_posts=0).line().startswith("polled 2 feeds: 0 new posts,")
 

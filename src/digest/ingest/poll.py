@@ -89,13 +89,14 @@ class PollSummary:
             f"polled {counted(self.feeds, 'feed')}: {self.new_posts:,} new "
             f"{plural('post', self.new_posts)}, {self.updated_posts:,} updated, "
             f"{self.not_modified:,} not modified, {counted(self.errors, 'error')} in "
-            f"{self.elapsed_s:.1f} s"
-            + (
-                f"; the pages of {counted(self.pages, 'teaser-only post')} read for their length"
-                if self.pages
-                else ""
-            )
+            f"{self.elapsed_s:.1f} s" + _pages_read(self.pages)
         )
+
+
+def _pages_read(pages: int) -> str:
+    if pages == 1:
+        return "; 1 teaser post's page read for its length"
+    return f"; {pages:,} teaser posts' pages read for their length" if pages else ""
 
 
 @dataclass(frozen=True)
