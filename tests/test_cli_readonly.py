@@ -5,6 +5,7 @@ syncs it first (an edited rule counts without a poll)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,11 @@ def test_relative_paths_in_a_config_file_are_relative_to_it(
     config = json.loads(run_cli(["config", "--json"], env).stdout)
     assert config["database"]["url"] == f"sqlite:///{srv / 'digest.db'}"
     assert config["feeds"]["opml"] == str(srv / "feeds.opml")
-    assert run_cli(["status"], env).exit_code == 1  # none there yet: says so, makes none
+    missing = run_cli(["status"], env)  # none there yet: says so, makes none
+    assert missing.exit_code == 1
+    assert missing.stderr.startswith(f"Error: no database at {srv / 'digest.db'} (database.url):")
+    relative = run_cli(["status"], {"DIGEST_CONFIG": os.path.relpath(srv / "digest.toml")})
+    assert relative.stderr == missing.stderr  # a relative --config: the same file
     Database(f"sqlite:///{srv / 'digest.db'}").dispose()
     status = run_cli(["status"], env)
     assert status.exit_code == 0, status.output

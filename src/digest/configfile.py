@@ -124,8 +124,14 @@ def _parse_section(
             shown = _shown(f, raw)
             raise ConfigError(f"{section}.{key}: bad value {shown!r} ({origin}): {e}") from None
         from_file = path is not None and env_name not in env
-        values[f.name] = _beside(value, path.parent) if from_file and path else value
+        values[f.name] = _beside(value, _folder(path)) if from_file and path else value
     return values
+
+
+def _folder(config: Path) -> Path:
+    """The config file's folder, as given when it is the working directory, else absolute
+    (so that messages naming a path say where it is)."""
+    return config.parent if str(config.parent) == "." else Path(os.path.abspath(config.parent))
 
 
 def _beside(value: Any, folder: Path) -> Any:
