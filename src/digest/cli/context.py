@@ -96,9 +96,10 @@ class App:
         return self._db
 
     def read_db(self, *, sync: bool = True) -> Database:
-        """The database of a command that only reads: never created (StorageError: none is
-        there) and, with ``sync``, following the feed list first (feeds.opml edits count at
-        once). A feed list that cannot be read is a warning: the database shows as it is."""
+        """The database of a command that only reads: never created (NoDatabaseError when
+        none is there) and, with ``sync``, following the feed list first (feeds.opml edits
+        count at once). A feed list that cannot be read is a warning: the database shows as
+        it is."""
         if self._db is None:
             from digest.storage import Database
 
