@@ -114,6 +114,8 @@ class App:
         from digest.feedlist.listsync import sync_feed_list
         from digest.storage import utcnow
 
+        if not self.settings.feeds.opml.exists():
+            return  # no feed list yet (before the first `opml build`): nothing to follow
         try:
             sync_feed_list(self.db, self.settings.feeds.opml, utcnow())
         except ConfigError as e:

@@ -67,6 +67,8 @@ def send_listed(
 def sync_listed(db: Database, settings: Settings, now: datetime) -> None:
     """The feeds table follows feeds.opml (feedlist/listsync.py); a file that cannot be read
     is a warning, and the feeds stay as last synced."""
+    if not settings.feeds.opml.exists():
+        return  # no feed list yet: nothing to follow
     try:
         sync_feed_list(db, settings.feeds.opml, now)
     except ConfigError as e:
