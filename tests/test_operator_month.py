@@ -41,7 +41,10 @@ def has_command(group: str, name: str) -> bool:
 
 
 def feeds_by_title(env: dict[str, str], cwd: Path) -> dict[str, dict[str, object]]:
-    return {f["title"]: f for f in json.loads(digest(["feeds", "--json"], env, cwd))}
+    """What `digest feeds --json` says (in this process: a look at the state, not a step)."""
+    listed = run_cli(["feeds", "--json"], env)
+    assert listed.exit_code == 0, listed.output
+    return {f["title"]: f for f in json.loads(listed.stdout)}
 
 
 def test_the_operators_first_month(workdir: Path, http: FeedServer) -> None:
