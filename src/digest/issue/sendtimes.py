@@ -92,6 +92,28 @@ def previous_send_time(settings: Settings, until: datetime) -> datetime | None:
     return SendSchedule.from_settings(settings).latest_until(until)
 
 
+def when_issues_come(send_at: str, timezone: str, now: datetime) -> str:
+    """When issues come, as a reader reads it: "every Saturday at 8:00 (UTC); the next one
+    on Saturday 15 August" (a cron schedule names only the next one: "next on Friday 14
+    August at 17:30 (Berlin time)")."""
+    schedule = SendSchedule.parse(send_at, timezone)
+    upcoming = schedule.next_after(now)
+    zone = ZoneInfo(timezone)
+    label = "UTC" if timezone.upper() in ("UTC", "ETC/UTC") else f"{_place(timezone)} time"
+    if upcoming is None:
+        return "when the next one is ready"
+    local = upcoming.astimezone(zone)
+    day, clock = f"{local:%A} {local.day} {local:%B}", f"{local.hour}:{local:%M}"
+    if send_at.startswith("cron:"):
+        return f"next on {day} at {clock} ({label})"
+    return f"every {local:%A} at {clock} ({label}); the next one on {day}"
+
+
+def _place(timezone: str) -> str:
+    """ "Europe/Berlin" as "Berlin", "America/New_York" as "New York"."""
+    return timezone.rpartition("/")[2].replace("_", " ")
+
+
 def send_trigger(send_at: str, timezone: str) -> BaseTrigger:
     """An APScheduler trigger for ``saturday 08:00`` or ``cron: MIN HOUR DAY MONTH WEEKDAY``."""
     zone = ZoneInfo(timezone)
