@@ -97,6 +97,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._deadline = float("inf")
+        self._current: Job | None = None  # the job the worker is doing
 
     @property
     def can_send(self) -> bool:
@@ -126,8 +127,8 @@ class Outbox:
         return taken
 
     def stats(self) -> dict[str, Any]:
-        """For /healthz and /metrics; a dead worker with jobs waiting is started again first."""
-        if not self.jobs.empty():
+        """For /healthz and /metrics; a worker that died is started again first."""
+        if self._thread is not None:
             self._ensure_worker()
         thread = self._thread
         worker = "idle" if thread is None else "running" if thread.is_alive() else "stopped"
@@ -159,7 +160,9 @@ class Outbox:
             with contextlib.suppress(queue.Full):
                 self.jobs.put_nowait(None)
             thread.join(timeout + 0.5)
-        left = []
+        # A job still running (SMTP stuck past the deadline) ends with the process: kept too.
+        busy = self._current if thread is not None and thread.is_alive() else None
+        left = [busy] if busy is not None else []
         while True:
             try:
                 job = self.jobs.get_nowait()
@@ -205,10 +208,12 @@ class Outbox:
                         transport.close()
                         transport = None
                     continue
+                self._current = job
                 try:
                     if job is not None:
                         transport = self._run(job, transport)
                 finally:
+                    self._current = None
                     self.jobs.task_done()
         finally:
             if transport is not None:

@@ -161,25 +161,30 @@ def _protocol(proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     class RequestDeadline(H11Protocol):
         deadline: asyncio.TimerHandle | None = None
         counted: str | None = None  # the client key this connection counts for
+        refused = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            host = self.client[0] if self.client else ""
+            peer = transport.get_extra_info("peername")
+            host = str(peer[0]) if peer else ""
             if not is_proxy(host):
                 key = client_key(host)
                 if open_from.get(key, 0) >= PER_CLIENT:
-                    self._refuse(key)
+                    # Closed before uvicorn counts it: 100 of these accepted in one go would
+                    # otherwise fill uvicorn's limit_concurrency until they are gone.
+                    self.refused = True
+                    self._say_refused(key)
+                    transport.abort()
                     return
                 open_from[key] = open_from.get(key, 0) + 1
                 self.counted = key
+            super().connection_made(transport)
             self.deadline = self.loop.call_later(REQUEST_S, self._too_slow)
 
-        def _refuse(self, key: str) -> None:
+        def _say_refused(self, key: str) -> None:
             now = time.monotonic()
             if now - refused_at.get(key, -60.0) >= 60.0:  # a line a minute per client
                 refused_at[key] = now
                 log.warning("%s holds %d connections: closing its new ones", key, PER_CLIENT)
-            self.transport.abort()
 
         def data_received(self, data: bytes) -> None:
             if self.deadline is None and self._between_requests():
@@ -190,6 +195,8 @@ def _protocol(proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
                 self.deadline = None
 
         def connection_lost(self, exc: Exception | None) -> None:
+            if self.refused:
+                return  # never made, as far as uvicorn knows
             if self.deadline is not None:
                 self.deadline.cancel()
             if self.counted is not None:
