@@ -74,9 +74,9 @@ def welcome_email(
     when: str,
     now: datetime,
 ) -> bytes:
-    """The short email a reader gets once confirmed (web.welcome): when issues come (``when``,
-    sendtimes.when_issues_come), the latest issue's link, their own links. They are on the list
-    now, so it carries List-Unsubscribe like an issue."""
+    """The short email a reader gets once confirmed (web.welcome): when the first issue comes
+    (``when``: sendtimes.SendWords.first), the latest issue's link, their own links. They are
+    on the list now, so it carries List-Unsubscribe like an issue."""
     base_url = settings.newsletter.base_url.rstrip("/")
     unsubscribe = unsubscribe_url(settings, make_token(key, subscriber.id, subscriber.email))
     zone = ZoneInfo(settings.newsletter.timezone)

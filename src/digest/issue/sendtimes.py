@@ -92,21 +92,46 @@ def previous_send_time(settings: Settings, until: datetime) -> datetime | None:
     return SendSchedule.from_settings(settings).latest_until(until)
 
 
-def when_issues_come(send_at: str, timezone: str, now: datetime) -> str:
-    """When issues come, as a reader reads it: "every Saturday at 8:00 (UTC); the next one
-    on Saturday 15 August" (a cron schedule names only the next one: "next on Friday 14
-    August at 17:30 (Berlin time)")."""
-    schedule = SendSchedule.parse(send_at, timezone)
-    upcoming = schedule.next_after(now)
-    zone = ZoneInfo(timezone)
-    label = "UTC" if timezone.upper() in ("UTC", "ETC/UTC") else f"{_place(timezone)} time"
-    if upcoming is None:
-        return "when the next one is ready"
-    local = upcoming.astimezone(zone)
-    day, clock = f"{local:%A} {local.day} {local:%B}", f"{local.hour}:{local:%M}"
-    if send_at.startswith("cron:"):
-        return f"next on {day} at {clock} ({label})"
-    return f"every {local:%A} at {clock} ({label}); the next one on {day}"
+@dataclass(frozen=True)
+class SendWords:
+    """When issues come, as a reader reads it (when_issues_come)."""
+
+    weekday: str | None  # "Saturday" for a weekday schedule; None for a cron one
+    clock: str  # "8:00"
+    zone: str  # "UTC", "London time"
+    next_day: str | None  # "Saturday 12 December"; None when no send time is ahead
+
+    @property
+    def schedule(self) -> str:
+        """ "every Saturday at 8:00 (London time); the next one on Saturday 12 December"."""
+        if self.next_day is None:
+            return "when the next one is ready"
+        if self.weekday is None:
+            return f"next on {self.next_day} at {self.clock} ({self.zone})"
+        every = f"every {self.weekday} at {self.clock} ({self.zone})"
+        return f"{every}; the next one on {self.next_day}"
+
+    @property
+    def first(self) -> str:
+        """ "on Saturday 12 December at 8:00 (London time), and then every Saturday"."""
+        if self.next_day is None:
+            return "when the next one is ready"
+        then = f", and then every {self.weekday}" if self.weekday else ""
+        return f"on {self.next_day} at {self.clock} ({self.zone}){then}"
+
+
+def when_issues_come(send_at: str, timezone: str, now: datetime) -> SendWords:
+    """When issues come after ``now``, in a reader's words (a cron schedule names only the
+    next one)."""
+    upcoming = SendSchedule.parse(send_at, timezone).next_after(now)
+    zone = "UTC" if timezone.upper() in ("UTC", "ETC/UTC") else f"{_place(timezone)} time"
+    local = upcoming.astimezone(ZoneInfo(timezone)) if upcoming else None
+    return SendWords(
+        weekday=None if send_at.startswith("cron:") or local is None else f"{local:%A}",
+        clock=f"{local.hour}:{local:%M}" if local else "",
+        zone=zone,
+        next_day=f"{local:%A} {local.day} {local:%B}" if local else None,
+    )
 
 
 def _place(timezone: str) -> str:

@@ -264,7 +264,7 @@ class Outbox:
         now = utcnow()
         if job.kind == WELCOME:
             newsletter = self.settings.newsletter
-            when = when_issues_come(newsletter.send_at, newsletter.timezone, now)
+            when = when_issues_come(newsletter.send_at, newsletter.timezone, now).first
             latest = latest_issue(self.db)
             raw = welcome_email(self.settings, self.key, subscriber, latest, when, now)
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from html import escape
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -48,16 +49,26 @@ MAX_NUMBER = 2**31 - 1
 # stored HTML is the email's, which can't know whether the form is open today). The bar sets
 # its own colour: the "·" between links took the issue's #222 text, 1.31:1 on #222 (axe).
 _BODY = re.compile(r"<body[^>]*>", re.IGNORECASE)
+_BODY_END = re.compile(r"</body>", re.IGNORECASE)
 _BAR = (
-    '<div style="padding:10px 16px;background:#222222;color:#ffffff;font:14px/1.5 Helvetica,'
-    'Arial,sans-serif;text-align:center"><a href="/" style="color:#ffffff">All issues</a>'
-    '{signup} · <a href="/feed.xml" style="color:#ffffff">Feed</a></div>'
+    '<nav aria-label="{title}" style="padding:10px 16px;background:#222222;color:#ffffff;'
+    'font:14px/1.5 Helvetica,Arial,sans-serif;text-align:center"><a href="/" '
+    'style="color:#ffffff">All issues</a>{signup} · <a href="/feed.xml" style="color:#ffffff">'
+    "Feed</a></nav>"
 )
+# The issue's name (digest.html.j2) is a <div> for mail programs; on the web it is the
+# page's heading (axe: page-has-heading-one).
+_NAME = '<div class="name"'
 
 
-def _bar(site: Site) -> str:
+def for_the_web(site: Site, html: str) -> str:
+    """An issue's email HTML as a web page: the bar (a navigation landmark), the issue in
+    <main>, its name the page's heading."""
     signup = ' · <a href="/subscribe" style="color:#ffffff">Subscribe</a>' if site.signup else ""
-    return _BAR.format(signup=signup)
+    bar = _BAR.format(title=escape(site.settings.newsletter.title), signup=signup)
+    html = html.replace(_NAME, _NAME + ' role="heading" aria-level="1"', 1)
+    html = _BODY.sub(lambda m: m.group(0) + bar + "<main>", html, count=1)
+    return _BODY_END.sub("</main></body>", html, count=1)
 
 
 def routes(site: Site) -> list[Route]:
@@ -80,7 +91,7 @@ def routes(site: Site) -> list[Route]:
         html = web_version(site.db, site.settings, number) if 0 < number <= MAX_NUMBER else None
         if html is None:
             return site.page("not_found", 404)
-        html = _BODY.sub(lambda m: m.group(0) + _bar(site), html, count=1)
+        html = for_the_web(site, html)
         return HTMLResponse(html, headers={**HEADERS, "Content-Security-Policy": ISSUE_CSP})
 
     def archive_endpoint(request: Request) -> Response:
