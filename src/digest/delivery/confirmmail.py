@@ -138,9 +138,7 @@ def _email(
 
 
 def _sections(subscriber: SubscriberInfo) -> str:
-    return describe_sections(
-        ",".join(subscriber.sections) if subscriber.sections is not None else None
-    )
+    return describe_sections(subscriber.stored_sections)
 
 
 def send_confirmation(

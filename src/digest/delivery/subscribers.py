@@ -53,6 +53,11 @@ class SubscriberInfo:
     confirm_ip: str | None = None
 
     @property
+    def stored_sections(self) -> str | None:
+        """The sections as stored and as forms and events take them: "ml,systems", None: all."""
+        return ",".join(self.sections) if self.sections is not None else None
+
+    @property
     def section_choice(self) -> frozenset[str] | None:
         return frozenset(self.sections) if self.sections is not None else None
 

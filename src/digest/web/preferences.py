@@ -87,7 +87,7 @@ def page(
     notice: str | None = None,
     error: str | None = None,
 ) -> Response:
-    stored = ",".join(subscriber.sections) if subscriber.sections is not None else None
+    stored = subscriber.stored_sections
     return site.page(
         "preferences",
         status,

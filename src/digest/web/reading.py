@@ -156,14 +156,13 @@ def left(
 ) -> Response:
     """The unsubscribed page: done, and "Subscribe again" with the sections they had ticked,
     or one section only."""
-    stored = ",".join(subscriber.sections) if subscriber.sections is not None else None
     return site.page(
         "unsubscribed",
         status,
         private=True,
         email=subscriber.email,
         already=already,
-        boxes=section_boxes(stored),
+        boxes=section_boxes(subscriber.stored_sections),
         csrf=form_token(site.key, "resubscribe", subscriber.id, utcnow()),
         error=error,
     )

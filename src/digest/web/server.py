@@ -47,13 +47,7 @@ GRACEFUL_S = 2
 def serve(db: Database, settings: Settings, *, stop: threading.Event | None = None) -> None:
     """Serve make_app on web.host:web.port until stop is set (or SIGINT/SIGTERM in the main
     thread)."""
-    sock = listen(settings.web.host, settings.web.port)
-    try:
-        app = make_app(db, settings)
-    except BaseException:
-        sock.close()
-        raise
-    run(sock, app, stop)
+    run(*_opened(db, settings), stop)
 
 
 def serve_until_signalled(db: Database, settings: Settings) -> None:
@@ -62,12 +56,7 @@ def serve_until_signalled(db: Database, settings: Settings) -> None:
     exit 0. A port it can't take, or settings it refuses, raise ConfigError at once."""
     stop = threading.Event()
     with _stop_on_signals(stop):
-        sock = listen(settings.web.host, settings.web.port)
-        try:
-            app = make_app(db, settings)
-        except BaseException:
-            sock.close()
-            raise
+        sock, app = _opened(db, settings)
         failed: list[BaseException] = []
 
         def target() -> None:
@@ -85,6 +74,16 @@ def serve_until_signalled(db: Database, settings: Settings) -> None:
     if failed:
         raise failed[0]
     log.info("stopped", extra={"fields": {"event": "stop"}})
+
+
+def _opened(db: Database, settings: Settings) -> tuple[socket.socket, Any]:
+    """The listening socket and the app (ConfigError for a port taken, settings refused)."""
+    sock = listen(settings.web.host, settings.web.port)
+    try:
+        return sock, make_app(db, settings)
+    except BaseException:
+        sock.close()
+        raise
 
 
 def run(sock: socket.socket, app: Any, stop: threading.Event | None) -> None:

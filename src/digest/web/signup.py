@@ -207,12 +207,11 @@ def subscribed(
 
 
 def _resend(site: Site, subscriber: SubscriberInfo, now: datetime, ip: str | None) -> Response:
-    sections = ",".join(subscriber.sections) if subscriber.sections is not None else None
     source = subscriber.source or ConsentSource.WEB
-    site.outbox.offer(SignUpJob(subscriber.email, None, sections, ip, now.isoformat(), source))
+    job = SignUpJob(subscriber.email, None, subscriber.stored_sections, ip, now.isoformat(), source)
+    site.outbox.offer(job)
     return check_inbox(site, subscriber.email)
 
 
 def _described(subscriber: SubscriberInfo) -> str:
-    stored = ",".join(subscriber.sections) if subscriber.sections is not None else None
-    return describe_sections(stored)
+    return describe_sections(subscriber.stored_sections)
