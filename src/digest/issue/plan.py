@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from digest.config import Settings
 from digest.errors import InputError
@@ -190,8 +190,9 @@ def list_issues(db: Database) -> list[RecordedIssue]:
 
 def latest_issue(db: Database) -> RecordedIssue | None:
     """The newest recorded issue (the one the sign-up pages and the welcome email link)."""
+    newest = select(Issue).options(defer(Issue.html), defer(Issue.text))  # ~90 KB each
     with db.session() as s:
-        issue = s.scalar(select(Issue).order_by(Issue.number.desc()).limit(1))
+        issue = s.scalar(newest.order_by(Issue.number.desc()).limit(1))
         return _recorded(issue) if issue else None
 
 
