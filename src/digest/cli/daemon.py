@@ -28,11 +28,13 @@ def run(app: App) -> None:
     """
     from digest.daemon.service import Daemon
     from digest.feedlist.opml import read_opml
-    from digest.web import serve
+    from digest.web import check_settings, serve
 
     app.log_as_service()
     settings = app.settings
     read_opml(settings.feeds.opml)  # a missing or broken feed list is fatal at start-up only
+    if settings.web.enabled:
+        check_settings(settings)  # a webhook that would trust too much: one line, no start
     daemon = Daemon(app.db, settings, serve=serve)
     code = daemon.run()
     app.close()

@@ -301,8 +301,10 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     /confirm/TOKEN); /preferences/TOKEN always. For monitoring: /healthz (JSON; 503 when the
     database is unreachable or the daemon's heartbeat is stale) and /metrics (Prometheus).
     Logs a line per request at info level (tokens cut out) unless --log-level says otherwise.
+    SIGTERM or SIGINT stops it: requests in flight finish, queued emails go (or wait for the
+    next start), and it exits 0.
     """
-    from digest.web import serve as run_server
+    from digest.web.server import serve_until_signalled
 
     app.log_as_service()  # a line per request: the access log
     settings = app.settings
@@ -316,7 +318,7 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     click.echo(
         f"serving on http://{settings.web.host}:{settings.web.port} (Ctrl-C stops)", err=True
     )
-    run_server(app.db, settings)
+    serve_until_signalled(app.db, settings)
 
 
 def _read(path: Path) -> bytes:
