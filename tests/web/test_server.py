@@ -63,7 +63,7 @@ def test_uvicorns_protocol_still_has_what_the_deadline_reads() -> None:
 
     for method in ("connection_made", "data_received", "connection_lost"):
         assert callable(getattr(H11Protocol, method, None)), method
-    assert issubclass(server_module._protocol(), H11Protocol)
+    assert issubclass(server_module._protocol(()), H11Protocol)
 
 
 def test_headers_or_a_body_that_never_end_are_dropped(base: str) -> None:

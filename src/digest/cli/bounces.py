@@ -44,11 +44,11 @@ def bounces_list(app: App, as_json: bool, limit: int) -> None:
     """Every bounce and complaint stored: when, who, kind, issue, source, code, diagnostic."""
     from digest.bounces.events import list_events
 
-    events = list_events(app.db, limit=limit)
+    events = list_events(app.read_db(sync=False), limit=limit)
     if as_json:
         click.echo(json.dumps([e.as_json() for e in events], indent=2))
         return
     if not events:
         click.echo("no bounces or complaints yet")
     for event in events:
-        click.echo(event.line())
+        click.echo(event.line(app.settings.newsletter.timezone))

@@ -56,11 +56,15 @@ def _run(app: App, signals: Signals) -> tuple[int, bool]:
     from digest.daemon.service import Daemon
     from digest.daemon.signals import log_start_up_stop, log_stopped
     from digest.feedlist.opml import read_opml
-    from digest.web import serve
+    from digest.web import check_settings, serve
+
+    def read_settings() -> None:
+        if app.settings.web.enabled:
+            check_settings(app.settings)  # a webhook that would trust too much: one line, no start
 
     app.log_as_service()
     steps: list[tuple[str, Callable[[], object]]] = [
-        ("reading the settings", lambda: app.settings),
+        ("reading the settings", read_settings),
         # A missing or broken feed list is fatal at start-up only.
         ("reading the feed list", lambda: read_opml(app.settings.feeds.opml)),
         ("opening the database", lambda: app.db),
@@ -87,7 +91,7 @@ def status(app: App, as_json: bool) -> None:
     from digest.daemon.status import collect_status, format_status
     from digest.storage import utcnow
 
-    report = collect_status(app.db, app.settings, utcnow())
+    report = collect_status(app.read_db(), app.settings, utcnow())
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
