@@ -40,13 +40,15 @@ def make_settings(**env: str) -> Settings:
 @dataclass
 class FakePoll:
     calls: list[dict[str, Any]] = field(default_factory=list)
-    # Set: each poll waits for it, ignoring stop (a job that will not finish in time).
+    # Set: each poll waits for it, ignoring stop (a job that will not finish in time), and
+    # then ends as a poll refused by another's lock does: nothing more to store or read.
     hold: threading.Event | None = None
 
     def __call__(self, db: Database, settings: Settings, **kwargs: Any) -> PollSummary:
         self.calls.append(kwargs)
         if self.hold is not None:
             self.hold.wait(60)
+            raise LockedError("released by the test")
         return PollSummary(feeds=1, new_posts=2, elapsed_s=0.01)
 
 
@@ -348,7 +350,7 @@ def test_stuck_job_is_abandoned_at_the_deadline(
         assert time.monotonic() - began < 2
     finally:
         assert poll.hold is not None
-        poll.hold.set()  # the abandoned job may end now
+        poll.hold.set()  # the abandoned job may end now (the database untouched)
 
 
 def test_web_endpoint_runs_in_a_thread_until_stop(db: Database) -> None:
