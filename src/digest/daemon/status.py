@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from digest.bounces.events import issue_rates
+from digest.bounces.quarantine import read_quarantine
 from digest.config import Settings
 from digest.daemon.schedule import (
     RUNNING_SETTINGS_KEY,
@@ -52,6 +53,10 @@ def collect_status(db: Database, settings: Settings, now: datetime) -> dict[str,
         "feeds_in_error": feeds_in_error(db, now),
         "subscribers": count_by_status(db),
         "issue_rates": [r.as_json() for r in issue_rates(db, last=RATES_SHOWN)],
+        "bounces_set_aside": {
+            **read_quarantine(db).as_json(),
+            "folder": settings.bounces.quarantine_folder,
+        },
     }
 
 
@@ -181,6 +186,7 @@ def format_status(status: dict[str, Any], zone: str) -> list[str]:
         "subscribers: " + ", ".join(f"{n} {name}" for name, n in status["subscribers"].items()),
         "rates:       " + ("none yet" if not status["issue_rates"] else "bounces and complaints"),
         *(_rates_line(rates) for rates in status["issue_rates"]),
+        *_set_aside_lines(status["bounces_set_aside"]),
         f"feeds in error: {len(status['feeds_in_error'])}",
         *(_feed_line(feed, zone) for feed in status["feeds_in_error"]),
     ]
@@ -193,6 +199,16 @@ def _rates_line(r: dict[str, Any]) -> str:
         f"{r['soft_bounces']} soft), complaint rate {r['complaint_rate']:.2%} "
         f"({r['complaints']})"
     )
+
+
+def _set_aside_lines(aside: dict[str, Any]) -> list[str]:
+    if not aside["count"]:
+        return []
+    newest = aside["recent"][0]
+    return [
+        f"bounce mailbox: {aside['count']} unreadable messages set aside in {aside['folder']} "
+        f"(newest from {newest['sender']}: {newest['reason']})"
+    ]
 
 
 def _daemon_line(daemon: dict[str, Any] | None, zone: str) -> str:
