@@ -36,8 +36,11 @@ def _settings(port: int, **smtp: object) -> Settings:
     )
 
 
+HTTPS = Settings().replace(newsletter={"base_url": "https://x"})
+
+
 def _raw(to: str) -> bytes:
-    return PreparedEmail(RENDERED, Settings()).render(to=to, unsubscribe_url="https://x/u/1.a")
+    return PreparedEmail(RENDERED, HTTPS).render(to=to, unsubscribe_url="https://x/u/1.a")
 
 
 def test_sends_and_reuses_one_connection(server: FlakySMTP) -> None:
