@@ -150,7 +150,7 @@ def test_bounces_and_complaints_end_to_end(
     }  # fmt: skip
     assert rates[2]["sent"] == 17 and rates[2]["bounce_rate"] == 0.0
     text = digest(["status"], env, workdir)
-    assert "#1: 20 delivered, 0 refused; bounce rate 5.00% (1 hard, 1 soft), " in text
+    assert "#1: 20 handed to the relay, 0 refused; bounce rate 5.00% (1 hard, 1 soft), " in text
     assert "complaint rate 5.00% (1)" in text
 
     # What was heard, by reader and in all.

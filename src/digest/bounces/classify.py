@@ -32,13 +32,11 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.utils import getaddresses, parseaddr
 
+from digest.delivery.bouncerules import BASIC, ENHANCED, code_in, kind_of_code
 from digest.types import BounceKind, BounceReport
 
 # Where a report says it was delivered (the receiving server adds these) or addressed.
 _ADDRESSED = ("delivered-to", "x-original-to", "envelope-to", "to", "x-envelope-to")
-_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-_BASIC = re.compile(r"(?<![\d.])([45]\d\d)[ -](?=\S)")
-_SOFT_PERMANENT = re.compile(r"5\.(2\.[23]|3\.4|7\.\d{1,3})$")
 _SOFT_WORDS = re.compile(
     r"mailbox (is )?full|over ?quota|quota exceeded|insufficient (disk )?space|"
     r"temporar(y|ily)|try (again )?later|has been delayed|will be retried",
@@ -142,23 +140,17 @@ def _dsn_kind(block: Message) -> tuple[BounceKind | None, str]:
     action = (block.get("action") or "").strip().lower()
     if action.startswith(("delivered", "relayed", "expanded")):
         return None, action
-    status = _ENHANCED.search(block.get("status") or "") or _ENHANCED.search(
+    status = ENHANCED.search(block.get("status") or "") or ENHANCED.search(
         block.get("diagnostic-code") or ""
     )
     if action.startswith("delayed"):
         return None, DELAYED
     code = status.group(0) if status else ""
     if code:
-        return _kind_of_code(code), code
+        return kind_of_code(code), code
     if action.startswith(("failed", "error")):
         return BounceKind.HARD, "failed"
     return None, action or "no action"
-
-
-def _kind_of_code(code: str) -> BounceKind:
-    if code.startswith("4") or _SOFT_PERMANENT.match(code):
-        return BounceKind.SOFT
-    return BounceKind.HARD
 
 
 def _non_standard(msg: Message, text: str) -> _Found | None:
@@ -173,8 +165,8 @@ def _non_standard(msg: Message, text: str) -> _Found | None:
     diagnostic = _diagnostic_line(text)
     if not permanent:  # still being retried
         return None, DELAY_WARNING, _decoded_addresses(temporary), diagnostic, True
-    code = _code_in(diagnostic)
-    soft = (code and _kind_of_code(code) == BounceKind.SOFT) or _SOFT_WORDS.search(text)
+    code = code_in(diagnostic)
+    soft = (code and kind_of_code(code) == BounceKind.SOFT) or _SOFT_WORDS.search(text)
     kind = BounceKind.SOFT if soft else BounceKind.HARD
     note = code or ("temporary" if kind == BounceKind.SOFT else "failed")
     return kind, note, _decoded_addresses(permanent), diagnostic, False
@@ -303,17 +295,9 @@ def _strip_type(value: str) -> str:
 def _diagnostic_line(text: str) -> str:
     """The first line of the text carrying an SMTP reply code: the server's reason."""
     for line in text.splitlines()[:400]:
-        if _ENHANCED.search(line) or _BASIC.search(line):
+        if ENHANCED.search(line) or BASIC.search(line):
             return _one_line(line)
     return ""
-
-
-def _code_in(line: str) -> str:
-    enhanced = _ENHANCED.search(line)
-    if enhanced:
-        return enhanced.group(0)
-    basic = _BASIC.search(line)
-    return f"{basic.group(1)[0]}.0.0" if basic else ""
 
 
 def _one_line(value: str) -> str:

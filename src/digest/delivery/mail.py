@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 from digest.config import Settings
+from digest.delivery.bouncerules import code_in
 from digest.delivery.dkimsign import DkimSigner
 from digest.delivery.message import seven_bit
 from digest.errors import ConfigError, PermanentSendError, SendError, TransientSendError
@@ -99,7 +100,7 @@ class SmtpTransport:
             _transaction(smtp, sender, recipient, raw)
         except smtplib.SMTPRecipientsRefused as e:
             code, reply = next(iter(e.recipients.values()), (0, b""))
-            raise _by_code(code, f"{recipient} refused: {code} {_text(reply)}") from e
+            raise _by_code(code, _text(reply), f"{recipient} refused: ") from e
         except smtplib.SMTPSenderRefused as e:
             if e.smtp_code >= 500:
                 raise SendError(
@@ -109,7 +110,7 @@ class SmtpTransport:
         except smtplib.SMTPResponseException as e:  # DATA refused, 421 and the like
             if e.smtp_code == 421:  # the server is closing the connection
                 self._drop()
-            raise _by_code(e.smtp_code, f"{e.smtp_code} {_text(e.smtp_error)}") from e
+            raise _by_code(e.smtp_code, _text(e.smtp_error)) from e
         except (smtplib.SMTPServerDisconnected, OSError) as e:
             self._drop()
             raise TransientSendError(f"connection lost: {e or type(e).__name__}") from e
@@ -244,8 +245,12 @@ def _reset(smtp: smtplib.SMTP) -> None:
         smtp.rset()
 
 
-def _by_code(code: int, message: str) -> SendError:
-    return PermanentSendError(message) if code >= 500 else TransientSendError(message)
+def _by_code(code: int, reply: str, about: str = "") -> SendError:
+    """The error of an SMTP reply (``about``: whom it refused, before the reply's words)."""
+    message = f"{about}{code} {reply}"
+    if code < 500:
+        return TransientSendError(message)
+    return PermanentSendError(message, code_in(f"{code} {reply}") or "5.0.0")
 
 
 def _text(reply: bytes | str) -> str:

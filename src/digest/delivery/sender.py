@@ -72,7 +72,8 @@ def deliver_rows(
     in_flight: deque[tuple[DeliveryRow, Future[None]]] = deque()
     streak = _FailingStreak()
     error: SendError | None = None
-    with DeliveryLog(db) as dlog, ThreadPoolExecutor(len(transports)) as pool:
+    issue_id = issue[0] if issue else None
+    with DeliveryLog(db, settings, issue_id) as dlog, ThreadPoolExecutor(len(transports)) as pool:
         try:
             for row in rows:
                 if stop is not None and stop.is_set():
@@ -176,7 +177,7 @@ def _settle(
         done.result()
     except PermanentSendError as e:
         log.warning("send: %s", e)
-        dlog.finish(row, DeliveryStatus.FAILED, str(e))
+        dlog.refused(row, e)
         summary.failed += 1
         streak.count = 0
     except TransientSendError as e:
