@@ -114,6 +114,9 @@ class SmtpTransport:
         except (smtplib.SMTPServerDisconnected, OSError) as e:
             self._drop()
             raise TransientSendError(f"connection lost: {e or type(e).__name__}") from e
+        except Exception:  # smtplib choked on this message mid-transaction: start afresh
+            self._drop()
+            raise
 
     def send_with_retry(
         self,
