@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import dkim
@@ -10,11 +9,10 @@ import pytest
 
 from digest.config import Settings
 from digest.delivery.dkimsign import DkimSigner, signed_headers
-from digest.delivery.mail import SmtpTransport
 from digest.delivery.message import PreparedEmail
 from digest.errors import ConfigError
 from digest.types import UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
-from tests.smtp_helpers import FlakySMTP, make_dkim_key
+from tests.smtp_helpers import make_dkim_key
 
 RENDERED = RenderedEmail(
     "Weekend Reading #1", f"<p>hi <a href='{UNSUBSCRIBE_PLACEHOLDER}'>u</a></p>", "hi"
@@ -70,39 +68,6 @@ def test_headers_a_reader_acts_on_are_signed_once_more_than_present(
     assert listed.count("list-unsubscribe-post") == 2 and listed.count("feedback-id") == 2
     assert listed.count("mime-version") == 1 and listed.count("reply-to") == 1
     assert dkim.verify(signed, dnsfunc=dns_for(key[1]))
-
-
-@pytest.fixture
-def server() -> Iterator[FlakySMTP]:
-    sink = FlakySMTP()
-    yield sink
-    sink.close()
-
-
-def test_a_prepended_list_unsubscribe_or_from_breaks_the_signature(
-    key: tuple[Path, str], server: FlakySMTP
-) -> None:
-    settings = SETTINGS.replace(
-        smtp={
-            "host": "127.0.0.1",
-            "port": server.port,
-            "dkim_selector": "s1",
-            "dkim_domain": "example.org",
-            "dkim_key_file": key[0],
-        }
-    )
-    with SmtpTransport(settings) as transport:
-        transport.send(message(), "ann@example.com")
-    (delivered,) = server.raw
-    dns = dns_for(key[1])
-    assert dkim.verify(delivered, dnsfunc=dns)
-    for added in (
-        b"List-Unsubscribe: <https://evil.example/u>\r\n",
-        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
-        b"From: Bank <alerts@bank.example>\r\n",
-        b"Subject: Your account is locked\r\n",
-    ):
-        assert not dkim.verify(added + delivered, dnsfunc=dns), added
 
 
 def test_an_unusable_key_is_one_config_error(tmp_path: Path) -> None:

@@ -221,3 +221,29 @@ def test_dkim_half_configured_is_a_config_error(server: FlakySMTP) -> None:
 def test_sending_off_without_host() -> None:
     with pytest.raises(ConfigError, match="smtp.host"):
         SmtpTransport(Settings())
+
+
+def test_a_prepended_list_unsubscribe_or_from_breaks_the_signature(
+    tmp_path: Path, server: FlakySMTP
+) -> None:
+    """Over-signing (issue 23): h= names each header a reader acts on once more than it is
+    there, so a copy prepended on the way no longer verifies."""
+    key, public = make_dkim_key(tmp_path)
+    settings = _settings(
+        server.port, dkim_selector="s1", dkim_domain="example.org", dkim_key_file=key
+    )
+    with SmtpTransport(settings) as t:
+        t.send(_raw("a@example.com"), "a@example.com")
+    (delivered,) = server.raw
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return f"v=DKIM1; k=rsa; p={public}".encode()
+
+    assert dkim.verify(delivered, dnsfunc=dns)
+    for added in (
+        b"List-Unsubscribe: <https://evil.example/u>\r\n",
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+        b"From: Bank <alerts@bank.example>\r\n",
+        b"Subject: Your account is locked\r\n",
+    ):
+        assert not dkim.verify(added + delivered, dnsfunc=dns), added

@@ -10,7 +10,6 @@ import pytest
 
 from digest.config import Settings
 from digest.delivery.message import PreparedEmail
-from digest.delivery.preflight import aligned, check_sending
 from digest.errors import ConfigError
 from digest.types import RenderedEmail
 from tests.conftest import run_cli, run_digest
@@ -35,6 +34,8 @@ from tests.test_cli_delivery import week_of_posts
     ],
 )
 def test_relaxed_alignment(dkim: str, sender: str, ok: bool) -> None:
+    from digest.delivery.preflight import aligned
+
     assert aligned(dkim, sender) is ok
 
 
@@ -82,6 +83,8 @@ def test_send_and_run_refuse_a_dkim_domain_unrelated_to_from(
 
 
 def test_one_click_unsubscribe_only_over_https() -> None:
+    from digest.delivery.preflight import check_sending
+
     rendered = RenderedEmail("Weekend Reading #1", "<p>hi</p>", "hi")
     sending = Settings().replace(smtp={"host": "127.0.0.1"})
     for base_url, post in (("https://news.example.org", True), ("http://news.example.org", False)):
@@ -98,6 +101,8 @@ def test_one_click_unsubscribe_only_over_https() -> None:
 
 
 def test_an_unreadable_key_is_refused_before_sending(tmp_path: Path) -> None:
+    from digest.delivery.preflight import check_sending
+
     settings = Settings().replace(
         smtp={
             "host": "127.0.0.1",
