@@ -184,7 +184,8 @@ def test_password_file(tmp_path: Path, server: FlakySMTP) -> None:
     assert t.password == "from-file"
 
 
-def test_dkim_signs_both_list_unsubscribe_headers(tmp_path: Path, server: FlakySMTP) -> None:
+def _signed_delivery(tmp_path: Path, server: FlakySMTP) -> tuple[bytes, str]:
+    """One DKIM-signed message as the server received it, and the key's p= value."""
     key, public = make_dkim_key(tmp_path)
     settings = _settings(
         server.port, dkim_selector="s1", dkim_domain="example.org", dkim_key_file=key
@@ -192,6 +193,11 @@ def test_dkim_signs_both_list_unsubscribe_headers(tmp_path: Path, server: FlakyS
     with SmtpTransport(settings) as t:
         t.send(_raw("a@example.com"), "a@example.com")
     (raw,) = server.raw
+    return raw, public
+
+
+def test_dkim_signs_both_list_unsubscribe_headers(tmp_path: Path, server: FlakySMTP) -> None:
+    raw, public = _signed_delivery(tmp_path, server)
     signature = message_from_bytes(raw)["DKIM-Signature"]
     tags = dict(
         part.strip().split("=", 1)
@@ -228,13 +234,7 @@ def test_a_prepended_list_unsubscribe_or_from_breaks_the_signature(
 ) -> None:
     """Over-signing (issue 23): h= names each header a reader acts on once more than it is
     there, so a copy prepended on the way no longer verifies."""
-    key, public = make_dkim_key(tmp_path)
-    settings = _settings(
-        server.port, dkim_selector="s1", dkim_domain="example.org", dkim_key_file=key
-    )
-    with SmtpTransport(settings) as t:
-        t.send(_raw("a@example.com"), "a@example.com")
-    (delivered,) = server.raw
+    delivered, public = _signed_delivery(tmp_path, server)
 
     def dns(name: bytes, timeout: int = 5) -> bytes:
         return f"v=DKIM1; k=rsa; p={public}".encode()
