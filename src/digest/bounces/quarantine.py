@@ -54,7 +54,8 @@ def read_quarantine(db: Database) -> Quarantine:
 
 
 def record_set_aside(db: Database, now: datetime, sender: str, subject: str, reason: str) -> None:
-    """Count one more message set aside (a single fetch at a time writes this)."""
+    """Count one more message set aside (read, then written: two fetches at the same moment
+    may count one message fewer; each message is still moved and logged)."""
     found = read_quarantine(db)
     entry = SetAside(now.isoformat(), sender[:200], subject[:200], reason[:300])
     found.count += 1
