@@ -101,6 +101,7 @@ def test_digest_send_sets_the_poison_aside_and_completes(
     for email in (UNENCODABLE, BROKEN_NAME, GONE):
         assert email in failures and email in sent.stderr  # reported
     assert "Traceback" not in sent.stderr
+    assert sent.stderr.count("without List-Unsubscribe-Post") == 1  # an http base_url: said
     check_outcome(sqlite_url, sink)
     again = run_digest(["send", "--as-of", "2026-01-10T08:00Z"], env, workdir)
     assert again.returncode == 0, again.stderr
@@ -130,5 +131,7 @@ def test_digest_run_sets_the_poison_aside_and_keeps_running(
     assert {r["email"] for r in set_aside} == {UNENCODABLE, BROKEN_NAME}
     check_outcome(sqlite_url, sink)
     assert daemon.proc.poll() is None  # still running
+    said = [r for r in daemon.records() if "without List-Unsubscribe-Post" in r["message"]]
+    assert len(said) == 2  # at start, and as the send delivered
     code, _took = daemon.terminate()
     assert code == 0, daemon.log.read_text()

@@ -83,7 +83,7 @@ def test_send_and_run_refuse_a_dkim_domain_unrelated_to_from(
 
 
 def test_one_click_unsubscribe_only_over_https() -> None:
-    from digest.delivery.preflight import check_sending
+    from digest.delivery.preflight import sending_warnings
 
     rendered = RenderedEmail("Weekend Reading #1", "<p>hi</p>", "hi")
     sending = Settings().replace(smtp={"host": "127.0.0.1"})
@@ -94,9 +94,9 @@ def test_one_click_unsubscribe_only_over_https() -> None:
         )
         assert (b"\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in raw) is post
         assert f"List-Unsubscribe: <{base_url}/unsubscribe/t>".encode() in raw
-        warnings = check_sending(settings)
+        warnings = sending_warnings(settings)
         assert bool(warnings) is not post
-    (warning,) = check_sending(sending.replace(newsletter={"base_url": "http://x.example"}))
+    (warning,) = sending_warnings(sending.replace(newsletter={"base_url": "http://x.example"}))
     assert "without List-Unsubscribe-Post" in warning and "https" in warning
 
 

@@ -26,11 +26,11 @@ from digest.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def check_sending(settings: Settings) -> list[str]:
-    """Raise ConfigError for settings that make every message fail; log and return warnings
-    for settings that work worse than they should. Nothing when sending is off."""
+def check_sending(settings: Settings) -> None:
+    """Raise ConfigError for settings that would make every message fail (nothing when
+    sending is off)."""
     if not settings.sending_enabled:
-        return []
+        return
     if dkim_signer(settings) is not None:  # the key is read now, not at the first message
         signing, sending = settings.smtp.dkim_domain.lower(), sender_domain(settings)
         if not aligned(signing, sending):
@@ -39,16 +39,23 @@ def check_sending(settings: Settings) -> list[str]:
                 "(newsletter.from): every message would fail DMARC; sign with "
                 f"{organisational_domain(sending) or sending} or a domain under it"
             )
-    warnings = []
-    if not one_click(settings):
-        warnings.append(
-            f"newsletter.base_url is not https ({settings.newsletter.base_url}): messages go "
-            "without List-Unsubscribe-Post, since one-click unsubscribe (RFC 8058) needs "
-            "https, and Gmail and Yahoo expect it of bulk senders"
-        )
-    for line in warnings:
+
+
+def sending_warnings(settings: Settings) -> list[str]:
+    """What works but worse than it should: said when a send delivers, and at `digest run`'s
+    start."""
+    if not settings.sending_enabled or one_click(settings):
+        return []
+    return [
+        f"newsletter.base_url is not https ({settings.newsletter.base_url}): messages go "
+        "without List-Unsubscribe-Post, since one-click unsubscribe (RFC 8058) needs https, "
+        "and Gmail and Yahoo expect it of bulk senders"
+    ]
+
+
+def warn(settings: Settings) -> None:
+    for line in sending_warnings(settings):
         log.warning("%s", line, extra={"fields": {"event": "setup"}})
-    return warnings
 
 
 def aligned(dkim_domain: str, from_domain: str) -> bool:
