@@ -3,13 +3,22 @@ a daemon holding the database."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.conftest import digest_env, run_digest
+import pytest
+
+from digest.errors import StorageError
+from digest.storage import Database
+from tests.conftest import digest_env, run_cli, run_digest
 from tests.daemon_helpers import Farm, Running, base_env, wait_until
 from tests.poll_helpers import rss, write_opml
 from tests.servers import FeedServer, Response
@@ -114,3 +123,69 @@ def test_backup_and_restore_say_what_they_cannot_do(workdir: Path) -> None:
         assert said in result.stderr and "Traceback" not in result.stderr
     missing = run_digest(["backup", "-o", "nowhere/x.db"], env, workdir)
     assert missing.returncode == 1 and "no database at" in missing.stderr
+
+
+NOBODY = 65534  # the service's user in these tests: a uid that is not root's
+
+
+@contextlib.contextmanager
+def acting_as(uid: int) -> Iterator[None]:
+    """This process's effective user and group for a moment (root only): what the files say
+    to the service's user."""
+    os.setegid(uid)
+    os.seteuid(uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+@pytest.fixture
+def server_folder() -> Iterator[Path]:
+    """A fresh server's state folder, the service user's (where tmp_path is root's alone)."""
+    folder = Path(tempfile.mkdtemp(prefix="digest-srv-"))
+    os.chmod(folder, 0o755)
+    os.chown(folder, NOBODY, NOBODY)
+    yield folder
+    shutil.rmtree(folder)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: restore as root, open as another user")
+def test_restore_as_root_leaves_the_database_to_its_owner(
+    workdir: Path, server_folder: Path
+) -> None:
+    """Issue 24: `digest restore` as root onto a fresh server left digest.db root's (0600), and
+    the service user failed with "unable to open database file"."""
+    source = f"sqlite:///{workdir / 'digest.db'}"
+    assert run_cli(["subscribers", "add", "ann@example.com"], {"DIGEST_DATABASE_URL": source})
+    assert run_cli(["backup", "-o", "copy.db"], {"DIGEST_DATABASE_URL": source}).exit_code == 0
+    url = f"sqlite:///{server_folder / 'digest.db'}"
+    env = {"DIGEST_DATABASE_URL": url}
+
+    restored = run_cli(["restore", str(workdir / "copy.db")], env)  # as root, a fresh server
+    assert restored.exit_code == 0, restored.output
+    made = [p for p in server_folder.iterdir()]
+    assert made and all(p.stat().st_uid == NOBODY for p in made), made
+    assert (server_folder / "digest.db").stat().st_mode & 0o777 == 0o600
+    with acting_as(NOBODY):
+        db = Database(url, create=False)  # the service user opens it, and writes
+        db.set_meta("opened", "by the service user")
+        assert db.get_meta("opened") == "by the service user"
+        db.dispose()
+
+    again = run_cli(["restore", str(workdir / "copy.db"), "--force"], env)  # over its file
+    assert again.exit_code == 0
+    assert all(p.stat().st_uid == NOBODY for p in server_folder.iterdir())
+
+    # A database left root's (copied by hand): the error names the owner, not "unable to open".
+    (server_folder / "digest.db").unlink()
+    shutil.copy(workdir / "copy.db", server_folder / "digest.db")
+    os.chmod(server_folder / "digest.db", 0o600)
+    with acting_as(NOBODY), pytest.raises(StorageError) as refused:
+        Database(url, create=False)
+    assert str(refused.value) == (
+        f"cannot open {server_folder / 'digest.db'}: it belongs to root (mode 0600) and digest "
+        f"runs as nobody; chown nobody {server_folder / 'digest.db'} (and its -wal and -shm "
+        "files), or run digest as its owner"
+    )

@@ -161,3 +161,18 @@ def test_a_confirmation_email_goes_from_the_tagged_bounce_address(
         "@news.example.org"
     )
     assert b"Feedback-ID: single:" in raw
+
+
+def test_add_confirm_with_an_encoded_word_name_says_one_line(
+    sqlite_url: str, smtp: SMTPSink, workdir: Path
+) -> None:
+    """The red team's name made the mail builder raise: a 59-line traceback."""
+    env = {"DIGEST_DATABASE_URL": sqlite_url, "DIGEST_SMTP_HOST": "127.0.0.1",
+           "DIGEST_SMTP_PORT": str(smtp.port)}  # fmt: skip
+    hostile = "=?utf-8?q?x=0D=0ABcc:_v@example.com?="
+    result = run_cli(["subscribers", "add", "eve@example.com", "--confirm", "--name", hostile], env)
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        'Error: a name can\'t contain "=?" (mail programs would decode it as a header)'
+    ]
+    assert smtp.messages == []

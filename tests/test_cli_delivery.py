@@ -364,7 +364,7 @@ def test_dry_run_test_copy_and_list(workdir: Path, sqlite_url: str, sink: FlakyS
     assert dry.exit_code == 0, dry.output
     assert "ann@example.com  [all]  Weekend Reading #1" in dry.output
     assert "bob@example.com  [systems]  Weekend Reading #1" in dry.output
-    assert "would go to 2 of 2 active subscriber(s): all (1): Weekend Reading #1" in dry.output
+    assert "would go to 2 of 2 active subscribers: all (1): Weekend Reading #1" in dry.output
     assert "; systems (1): Weekend Reading #1" in dry.output and "nothing sent" in dry.output
     test = run_cli(["send", "--as-of", "2026-01-10T08:00Z", "--to", "me@example.org"], env)
     assert test.exit_code == 0, test.output
@@ -391,7 +391,7 @@ def test_sending_off_records_only(workdir: Path, sqlite_url: str) -> None:
     assert run_cli(["subscribers", "add", "ann@example.com"], env).exit_code == 0
     week_of_posts(sqlite_url)
     dry = run_cli(["send", "--as-of", "2026-01-10T08:00Z", "--dry-run"], env)
-    assert "would go to 1 of 1 active subscriber(s): all (1): Weekend Reading #1" in dry.output
+    assert "would go to 1 of 1 active subscriber: all (1): Weekend Reading #1" in dry.output
     assert "sending is off (smtp.host is not set): `digest send` would record" in dry.output
     out = run_cli(["send", "--as-of", "2026-01-10T08:00Z"], env)
     assert out.exit_code == 0

@@ -109,9 +109,11 @@ def test_poll_twice_then_list_feeds(workdir: Path, db_url: str, http: FeedServer
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["SECTION", "POSTS", "LAST"]
-    assert len(lines) == 4  # header + gone, busy, page
-    assert any("gone (410)" in line for line in lines)
-    assert any("backing off until" in line and "Busy blog" in line for line in lines)
+    rows = [line for line in lines[1:] if not line.startswith(" ")]
+    assert len(rows) == 3  # gone, busy, page; what a health says beyond its column goes below
+    assert any("gone (410)" in line for line in rows)
+    busy = next(k for k, line in enumerate(lines) if "Busy blog" in line)
+    assert "backing off" in lines[busy] and lines[busy + 1].lstrip().startswith("until ")
 
 
 def test_poll_text_summary_and_feeds_table(
@@ -128,7 +130,7 @@ def test_poll_text_summary_and_feeds_table(
     assert "moved permanently" in result.stderr
     table = run_cli(["feeds"], env=env)
     assert table.exit_code == 0
-    rows = table.stdout.splitlines()[1:]
+    rows = [line for line in table.stdout.splitlines()[1:] if not line.startswith(" ")]
     assert len(rows) == 5
     ml = next(r for r in rows if "ML blog" in r)
     assert ml.split()[:2] == ["ml", "20"] and " ok " in ml
@@ -143,6 +145,7 @@ def test_unreadable_opml_is_one_line_and_exit_1(workdir: Path, sqlite_url: str) 
 
 
 def test_feeds_on_an_empty_database(workdir: Path, sqlite_url: str) -> None:
+    Database(sqlite_url).dispose()
     result = run_cli(["feeds"], env={"DIGEST_DATABASE_URL": sqlite_url})
     assert result.exit_code == 0 and "no feeds yet" in result.output
     result = run_cli(["feeds", "--json"], env={"DIGEST_DATABASE_URL": sqlite_url})
@@ -279,24 +282,44 @@ def test_a_second_poll_is_refused_while_one_runs(
 
 
 def test_feeds_sort_naturally_and_fit_the_terminal(workdir: Path, sqlite_url: str) -> None:
-    from digest.models import Feed
-    from digest.storage import utcnow
+    from datetime import UTC, datetime, timedelta
 
+    from digest.models import Feed
+
+    now = datetime.now(UTC)
     db = Database(sqlite_url)
     with db.session() as s:
         for title, section in [("Blog 10", "ml"), ("Blog 2", "ml"), ("Alpha", "systems")]:
             url = f"https://{title.replace(' ', '').lower()}.example/feed"
             s.add(Feed(source_url=url, url=url, title=title, section=section, active=True,
-                       added_at=utcnow(), status="error", error_count=1,
+                       added_at=now, status="error", error_count=1,
                        last_error="HTTP 500 " + "very long error text " * 20))  # fmt: skip
+        url = "https://a-blog-with-a-long-name.example/feeds/all.atom.xml"
+        held = datetime(2040, 6, 1, 12, 0, tzinfo=UTC)  # 14:00 in Berlin's summer time
+        s.add(Feed(source_url=url, url=url, title="Zeta", section="systems", active=True,
+                   added_at=now, status="backoff", error_count=2, last_error="HTTP 503",
+                   next_fetch_at=held, last_success_at=held - timedelta(days=1)))  # fmt: skip
     db.dispose()
-    env = {"DIGEST_DATABASE_URL": sqlite_url, "COLUMNS": "80"}
+    env = {
+        "DIGEST_DATABASE_URL": sqlite_url,
+        "COLUMNS": "80",
+        "DIGEST_NEWSLETTER_TIMEZONE": "Europe/Berlin",
+    }
     table = run_cli(["feeds"], env=env).stdout.splitlines()
-    assert [line.split("<")[0].split()[-1] for line in table[1:]] == ["2", "10", "Alpha"]
+    rows = [line for line in table[1:] if not line.startswith(" ")]
+    assert [line.split("<")[0].split()[-1] for line in rows] == ["2", "10", "Alpha", "Zeta"]
     assert all(len(line) <= 80 for line in table)
-    assert "…" in table[1]
+    # What the health column can't hold is on lines of its own, whole but for an error's end:
+    # until when a feed backs off, in the newsletter's zone, labelled.
+    zeta = table.index(rows[-1])
+    assert "2040-05-31 14:00 CEST" in rows[-1] and "backing off" in rows[-1]
+    assert table[zeta + 1].strip() == "until 2040-06-01 14:00 CEST: HTTP 503"
+    assert table[2].strip().startswith("HTTP 500 very long error text")
+    assert table[4].endswith("…")  # the third line of the error ends it
     whole = json.loads(run_cli(["feeds", "--json"], env=env).stdout)
     assert whole[0]["error"] == "HTTP 500 " + "very long error text " * 20
+    assert whole[-1]["next_fetch_at"] == "2040-06-01T12:00:00+00:00"  # JSON: UTC
+    assert "until 2040-06-01 12:00 UTC" in whole[-1]["health"]
 
 
 def test_poll_shows_its_progress_on_a_terminal_and_only_there(
@@ -334,3 +357,23 @@ def test_poll_shows_its_progress_on_a_terminal_and_only_there(
     assert "/6" in shown and "new" in shown and "errors" in shown
     assert "waiting on 1 host: 127.0.0.1 (" in shown  # the one site, its requests in flight
     assert proc.stdout is not None and b"polled 6 feeds" in proc.stdout.read()
+
+
+def test_opml_export_writes_a_moved_feed_at_its_new_url(
+    workdir: Path, sqlite_url: str, http: FeedServer
+) -> None:
+    """Issue 24: `opml export` kept a 301'd feed's old URL without a word."""
+    serve(http)
+    env = env_for(workdir, sqlite_url, http)
+    before = run_cli(["opml", "export"], env)  # no database yet: the file as it is, none made
+    assert before.exit_code == 0 and http.url("/sys.xml") in before.stdout
+    assert not (workdir / "digest.db").exists()
+    assert run_cli(["poll"], env).exit_code == 0
+    exported = run_cli(["opml", "export"], env)
+    assert exported.exit_code == 0
+    assert http.url("/sys-new.xml") in exported.stdout
+    assert f'xmlUrl="{http.url("/sys.xml")}"' not in exported.stdout
+    assert exported.stderr == (
+        f"moved permanently: {http.url('/sys.xml')} -> {http.url('/sys-new.xml')} "
+        "(exported at its new URL)\n"
+    )

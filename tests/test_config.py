@@ -210,3 +210,56 @@ def test_digest_config_prints_toml_that_config_reads_back(
 def test_the_urls_hosting_providers_hand_out_are_taken(url: str) -> None:
     settings = load_settings(env={"DIGEST_DATABASE_URL": url})
     assert settings.database.url == "postgresql+psycopg://u:p@db.example:5432/d"
+
+
+def test_a_password_in_the_database_urls_query_is_never_shown(workdir: Path) -> None:
+    """Issue 23: `?password=` (libpq reads it there too) was printed by `config` and errors."""
+    url = "postgresql://digest@127.0.0.1:1/digest?sslmode=disable&password=s3cret"
+    env = {"DIGEST_DATABASE_URL": url}
+    shown = run_cli(["config"], env=env)
+    assert "url = " + '"postgresql+psycopg://digest@127.0.0.1:1/digest?sslmode=disable&' in (
+        shown.stdout
+    )
+    assert "password=***" in shown.stdout
+    as_json = run_cli(["config", "--json"], env=env)
+    backup = run_cli(["backup", "-o", "x.db"], env=env)  # quotes database.url in its refusal
+    unreachable = run_cli(["poll"], env=env)  # nothing listens on port 1
+    for result in (shown, as_json, backup, unreachable):
+        assert "s3cret" not in result.output, result.output
+    assert backup.exit_code == 1 and "password=***" in backup.stderr
+    assert unreachable.exit_code == 1 and unreachable.stderr.count("\n") == 1
+
+
+def test_a_malformed_from_is_refused_in_one_line(workdir: Path) -> None:
+    """Issue 23: `Me <a@x.org>, <>` was accepted and sent."""
+    for value in ("Me <a@x.org>, <>", "Me <a@x.org>,", "Me <a@x.org> junk", "<>"):
+        result = run_cli(["config"], env={"DIGEST_NEWSLETTER_FROM": value})
+        assert result.exit_code == 1, value
+        assert result.stderr.startswith("Error: newsletter.from: bad value"), result.stderr
+        assert result.stderr.count("\n") == 1
+    fine = run_cli(["config"], env={"DIGEST_NEWSLETTER_FROM": "Me <a@x.org>"})
+    assert fine.exit_code == 0
+
+
+def test_a_utf16_config_file_is_one_clear_line(workdir: Path) -> None:
+    """Issue 23: a UTF-16 file gave a UnicodeDecodeError traceback."""
+    (workdir / "digest.toml").write_text('[feeds]\nopml = "x.opml"\n', encoding="utf-16")
+    result = run_cli(["config"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: config file digest.toml is not UTF-8 text (it is UTF-16: save it as UTF-8)\n"
+    )
+    (workdir / "digest.toml").write_text('\ufeff[feeds]\nopml = "x.opml"\n')  # a BOM is fine
+    assert load_settings().feeds.opml.name == "x.opml"
+
+
+@pytest.mark.parametrize(
+    "nested",
+    ["a = " + "[" * 100_000 + "]" * 100_000, "a = " + "{b = " * 100_000 + "1" + "}" * 100_000],
+)
+def test_a_deeply_nested_config_file_is_one_clear_line(workdir: Path, nested: str) -> None:
+    """Issue 23: 100,000 nested arrays (or tables) gave a RecursionError traceback."""
+    (workdir / "digest.toml").write_text(nested + "\n")
+    result = run_cli(["config"])
+    assert result.exit_code == 1
+    assert result.stderr == "Error: config file digest.toml is nested too deeply to be a config\n"

@@ -12,7 +12,8 @@ fails, lazy imports inside functions included.
                              delivery log; below the daemon and web, which run it)
     delivery, feedlist       built on the layer below: delivery sends recorded issues,
                              feedlist discovers feeds over ingest's HTTP
-    issue, ingest, backup    the weekly issue; polling; copies of a SQLite database
+    issue, ingest, backup,   the weekly issue; polling; copies of a SQLite database; a whole
+    transfer                 database into another (SQLite to PostgreSQL and back)
     locks                    one daemon, one sender, one poller per database
     storage, migrations      the database
     models                   the schema
@@ -20,7 +21,8 @@ fails, lazy imports inside functions included.
     configfile               the environment, and shown
     types, config            records and statuses; settings, each declared once
     errors, settingvalues,   the error tree; how setting values are read from text;
-    processes, digest        whether a process runs; the package itself (its version)
+    processes, words,        whether a process runs; counts and times as people read them;
+    digest                   the package itself (its version)
 """
 
 from __future__ import annotations
@@ -40,13 +42,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("digest.daemon",),
     ("digest.bounces",),
     ("digest.delivery", "digest.feedlist"),
-    ("digest.issue", "digest.ingest", "digest.backup"),
+    ("digest.issue", "digest.ingest", "digest.backup", "digest.transfer"),
     ("digest.locks",),
     ("digest.storage", "digest.migrations"),
     ("digest.models",),
     ("digest.columns", "digest.text", "digest.urls", "digest.configfile"),
     ("digest.types", "digest.config"),
-    ("digest.errors", "digest.settingvalues", "digest.processes", "digest"),
+    ("digest.errors", "digest.settingvalues", "digest.processes", "digest.words", "digest"),
 )
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 # A module this long does more than one thing: split it (the house rule says ~400 lines).

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -44,3 +45,41 @@ def test_revision_ids_are_the_file_prefixes() -> None:
         assert script.path is not None
         assert Path(script.path).name.startswith(script.revision + "_")
     assert scripts.get_current_head() == head_revision()
+
+
+def test_an_older_sqlite_schema_is_copied_before_it_is_upgraded(
+    workdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """README, Upgrading: a new version upgrades the schema on start, after copying the
+    database as it was beside it (the way back to the version that made it)."""
+    import sqlite3
+
+    from alembic import command
+    from alembic.config import Config
+
+    from digest.storage import MIGRATIONS, head_revision
+
+    path = workdir / "digest.db"
+    old = Database(f"sqlite:///{path}", migrate=False)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    previous = f"{int(head_revision()) - 1:04d}"
+    with old.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, previous)
+    old.set_meta("kept", "yes")
+    old.dispose()
+
+    Database(f"sqlite:///{path}").dispose()  # the new version starts
+    copy = workdir / f"digest.db.before-{head_revision()}"
+    assert copy.stat().st_mode & 0o777 == 0o600
+    conn = sqlite3.connect(copy)
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (previous,)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'kept'").fetchone() == ("yes",)
+    conn.close()
+    assert f"upgrading the schema of {path} from {previous} to {head_revision()}" in caplog.text
+    copy.unlink()
+    Database(f"sqlite:///{path}").dispose()  # at head: nothing copied
+    assert not copy.exists()
+    Database(f"sqlite:///{workdir / 'new.db'}").dispose()  # a new database: nothing to copy
+    assert sorted(p.name for p in workdir.iterdir()) == ["digest.db", "new.db"]

@@ -119,7 +119,8 @@ def test_web_version_and_archive(db: Database, client: TestClient) -> None:
     index = client.get("/")
     assert index.status_code == 200
     assert 'href="/issues/1"' in index.text
-    assert issue.subject.split(" — ")[0] in index.text
+    # The issue's dates as the issue says them, not the generic subject or ISO dates.
+    assert "#1 · 3–10 January 2026" in index.text and issue.subject not in index.text
     assert client.get("/issues/2").status_code == 404
     assert client.get("/issues/abc").status_code == 404
     assert client.get("/nowhere").status_code == 404

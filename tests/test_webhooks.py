@@ -23,7 +23,7 @@ from tests.sns_helpers import TOPIC, Signer, notification, ses_bounce, ses_compl
 from tests.web.helpers import serving
 
 READERS = ("ann@example.com", "bob@example.com", "cy@example.com", "dee@example.com")
-POSTMARK = ("postmark", "hook-secret")
+POSTMARK = ("postmark", "hook-secret-of-24-chars")
 
 
 def statuses(db: Database) -> dict[str, str]:
@@ -134,7 +134,9 @@ def test_a_subscription_is_confirmed_by_its_own_link(
     confirm = {"Type": "SubscriptionConfirmation", "MessageId": "c-1", "Token": "tok",
                "TopicArn": TOPIC, "Message": "You have chosen to subscribe",
                "SubscribeURL": link, "Timestamp": "2026-01-10T08:00:00.000Z"}  # fmt: skip
-    settings = Settings().replace(newsletter={"secret_key": "k"}, webhooks={"ses": True})
+    settings = Settings().replace(
+        newsletter={"secret_key": "k"}, webhooks={"ses": True, "ses_topic_arn": TOPIC}
+    )
     with TestClient(make_app(db, settings)) as client:
         r = client.post("/webhooks/ses", content=json.dumps(signer.sign(confirm)))
         assert (r.status_code, r.json()["status"]) == (200, "subscribed")

@@ -32,12 +32,12 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from digest.errors import InputError, LockedError, StorageError
-from digest.locks import DAEMON, POLLER, SENDER, WHAT, holder_alive, read_holder
+from digest.locks import LOCK_KEYS, refuse_if_held
 from digest.storage import MIGRATIONS, Database, safe_url
+from digest.words import counted
 
 # What a copy counts, to say what it holds.
 COUNTED = ("feeds", "posts", "subscribers", "issues")
-_LOCK_KEYS = tuple(f"{name}_lock" for name in (DAEMON, SENDER, POLLER))
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Copy:
         return {"path": str(self.path), "bytes": self.bytes, **self.counts}
 
     def line(self) -> str:
-        held = ", ".join(f"{n:,} {name}" for name, n in self.counts.items())
+        held = ", ".join(counted(n, name.removesuffix("s")) for name, n in self.counts.items())
         return f"{self.path}: {self.bytes / 1e6:,.1f} MB ({held})"
 
 
@@ -99,6 +99,7 @@ def restore(url: str, source: Path, *, force: bool = False, now: datetime) -> Co
     target = sqlite_path(url, "restore")
     check_schema(source)
     copy = describe(source)
+    owner = _owner_of(target)
     if target.exists():
         _refuse_if_held(url, now)
         present = describe(target)
@@ -118,7 +119,28 @@ def restore(url: str, source: Path, *, force: bool = False, now: datetime) -> Co
     except OSError as e:
         raise InputError(f"cannot write {target}: {e.strerror}") from e
     Database(url).dispose()  # an older backup is brought up to this version's schema
+    _give_back(target, owner)
     return Copy(target, target.stat().st_size, copy.counts)
+
+
+def _owner_of(target: Path) -> tuple[int, int]:
+    """Who the restored database must belong to: the owner of the file it replaces, else of
+    its folder (root restoring onto a fresh server must leave it to the service's user)."""
+    try:
+        info = (target if target.exists() else target.absolute().parent).stat()
+    except OSError as e:
+        raise InputError(f"cannot restore into {target}: {e.strerror}") from e
+    return info.st_uid, info.st_gid
+
+
+def _give_back(target: Path, owner: tuple[int, int]) -> None:
+    """The restored file, and the -wal and -shm files SQLite made beside it, to ``owner``
+    (only root can give files away; anyone else made them theirs, as the owner)."""
+    if os.geteuid() != 0:
+        return
+    for path in (target, *(target.with_name(target.name + end) for end in ("-wal", "-shm"))):
+        with contextlib.suppress(FileNotFoundError):
+            os.chown(path, *owner)
 
 
 def describe(path: Path) -> Copy:
@@ -216,13 +238,7 @@ def _schema_at(revision: str) -> _Objects:
 def _refuse_if_held(url: str, now: datetime) -> None:
     db = Database(url, migrate=False)
     try:
-        for name in (DAEMON, SENDER, POLLER):
-            holder = read_holder(db, name)
-            if holder is not None and holder_alive(holder, now):
-                raise LockedError(
-                    f"the {WHAT[name]} holds {safe_url(url)} ({holder.describe()}): stop it "
-                    "before restoring"
-                )
+        refuse_if_held(db, now, "restoring")
     except StorageError as e:
         if isinstance(e, LockedError):
             raise
@@ -239,8 +255,8 @@ def _new_private_file(path: Path) -> None:
 
 def _clean(conn: sqlite3.Connection) -> None:
     """No process holds a copy: drop the lock rows."""
-    marks = ",".join("?" * len(_LOCK_KEYS))
-    conn.execute(f"DELETE FROM meta WHERE key IN ({marks})", _LOCK_KEYS)
+    marks = ",".join("?" * len(LOCK_KEYS))
+    conn.execute(f"DELETE FROM meta WHERE key IN ({marks})", LOCK_KEYS)
     conn.commit()
 
 

@@ -117,6 +117,11 @@ class FeedsSettings:
 @dataclass(frozen=True)
 class NewsletterSettings:
     title: str = setting("Weekend Reading", parse_str, "the newsletter's name")
+    description: str = setting(
+        "A weekly email with the week's posts from Machine Learning and Systems blogs.",
+        parse_str,
+        "one or two sentences on what readers get (the sign-up page, the archive, emails)",
+    )
     timezone: str = setting("UTC", parse_timezone, "IANA zone of send_at and of dates shown")
     send_at: str = setting(
         "saturday 08:00", parse_send_at, "weekday and time, or 'cron: MIN HOUR DAY MONTH WDAY'"
@@ -199,10 +204,12 @@ class BouncesSettings:
 @dataclass(frozen=True)
 class WebhooksSettings:
     ses: bool = setting(False, parse_bool, "Amazon SES events through SNS at /webhooks/ses")
-    ses_topic_arn: str = setting("", parse_str, "the one SNS topic accepted (default: any)")
+    ses_topic_arn: str = setting("", parse_str, "the one SNS topic accepted (needed with ses)")
     postmark: bool = setting(False, parse_bool, "Postmark bounce webhooks at /webhooks/postmark")
     postmark_user: str = setting("postmark", parse_str, "basic auth user Postmark sends")
-    postmark_password: str = setting("", parse_str, "its basic auth password", secret=True)
+    postmark_password: str = setting(
+        "", parse_str, "its basic auth password (at least 16 characters)", secret=True
+    )
 
 
 @dataclass(frozen=True)
@@ -220,6 +227,9 @@ class WebSettings:
     )
     signup_rate: int = setting(
         10, parse_int(1, 10_000), "sign-ups per client address per hour; more are dropped"
+    )
+    welcome: bool = setting(
+        True, parse_bool, "mail a short welcome with the latest issue's link once confirmed"
     )
 
 

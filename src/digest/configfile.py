@@ -7,6 +7,7 @@ environment (``DIGEST_<SECTION>_<KEY>``).
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
 import json
@@ -36,14 +37,27 @@ def find_config_file(explicit: str | Path | None, env: Mapping[str, str]) -> Pat
 
 def read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text{_encoding_hint(data)}") from None
+    try:
+        return tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
+    except RecursionError:  # tomllib reads nested arrays and tables recursively
+        raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
+
+
+def _encoding_hint(data: bytes) -> str:
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return " (it is UTF-16: save it as UTF-8)"
+    return ""
 
 
 def load_settings(
@@ -105,11 +119,35 @@ def _parse_section(
         else:
             continue
         try:
-            values[f.name] = f.metadata["parse"](raw)
+            value = f.metadata["parse"](raw)
         except ValueError as e:
             shown = _shown(f, raw)
             raise ConfigError(f"{section}.{key}: bad value {shown!r} ({origin}): {e}") from None
+        from_file = path is not None and env_name not in env
+        values[f.name] = _beside(value, _folder(path)) if from_file and path else value
     return values
+
+
+def _folder(config: Path) -> Path:
+    """The config file's folder, as given when it is the working directory, else absolute
+    (so that messages naming a path say where it is)."""
+    return config.parent if str(config.parent) == "." else Path(os.path.abspath(config.parent))
+
+
+def _beside(value: Any, folder: Path) -> Any:
+    """A relative path written in a config file is relative to the file's folder, wherever
+    digest runs from (`DIGEST_CONFIG=/srv/digest.toml digest status` reads /srv/digest.db);
+    paths from variables and the defaults stay relative to the working directory."""
+    if isinstance(value, Path) and not value.is_absolute():
+        return folder / value
+    if isinstance(value, str) and value.startswith(_SQLITE) and value != _SQLITE + ":memory:":
+        file = Path(value.removeprefix(_SQLITE).split("?", 1)[0])
+        if file.parts and not file.is_absolute() and not str(file).startswith("~"):
+            return _SQLITE + str(folder / value.removeprefix(_SQLITE))
+    return value
+
+
+_SQLITE = "sqlite:///"
 
 
 def effective(settings: Settings, *, show_secrets: bool = False) -> dict[str, dict[str, Any]]:

@@ -3,7 +3,8 @@
 DigestError
 ├── ConfigError          a setting, the config file or the OPML file is unusable
 ├── StorageError         the database failed or is in a state we can't use
-│   └── LockedError      another daemon holds the database
+│   ├── LockedError      another daemon holds the database
+│   └── NoDatabaseError  a command that only reads found no database (and made none)
 ├── FeedError(url)       one feed failed; the others go on
 │   ├── FetchError       network, HTTP status, size cap
 │   └── ParseError       not a feed, or a feed feedparser can't read
@@ -32,6 +33,10 @@ class StorageError(DigestError):
 
 class LockedError(StorageError):
     """Another process holds the daemon lock."""
+
+
+class NoDatabaseError(StorageError):
+    """There is no database yet, and a command that only reads makes none."""
 
 
 class FeedError(DigestError):

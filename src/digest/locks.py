@@ -276,3 +276,19 @@ def holder_alive(holder: LockHolder, now: datetime, stale_after: timedelta = STA
     if now - holder.heartbeat > stale_after:
         return False
     return holder.host != socket.gethostname() or pid_alive(holder.pid)
+
+
+# The lock rows (meta keys) of the daemon, a send and a poll: a copy of a database leaves them out.
+LOCK_KEYS = tuple(f"{name}_lock" for name in (DAEMON, SENDER, POLLER))
+
+
+def refuse_if_held(db: Database, now: datetime, before: str) -> None:
+    """LockedError when a live daemon, send or poll holds ``db``: stop it before ``before``
+    (restoring into it, migrating it)."""
+    for name in (DAEMON, SENDER, POLLER):
+        holder = read_holder(db, name)
+        if holder is not None and holder_alive(holder, now):
+            raise LockedError(
+                f"the {WHAT[name]} holds {safe_url(db.url)} ({holder.describe()}): stop it "
+                f"before {before}"
+            )

@@ -200,6 +200,8 @@ class Issue(Base):
     status: Mapped[IssueStatus] = mapped_column(
         StatusText(IssueStatus), default=IssueStatus.RECORDED
     )
+    # The titles of the week's picks, a JSON list (the archive shows them).
+    pick_titles: Mapped[str | None] = mapped_column(Text)
 
 
 class Curation(Base):

@@ -6,13 +6,14 @@ ValueError saying what it expected; config.py declares which setting uses which.
 
 from __future__ import annotations
 
+import email.policy
 import ipaddress
 import re
 from collections.abc import Callable
 from datetime import timedelta
-from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 Parser = Callable[[Any], Any]
@@ -187,13 +188,18 @@ def parse_networks(value: Any) -> tuple[Network, ...]:
 
 
 def parse_mailbox(value: Any) -> str:
-    """Exactly one address, with or without a display name: ``Name <a@b.example>``."""
+    """Exactly one address, with or without a display name: ``Name <a@b.example>``; nothing
+    else beside it (an empty ``<>``, a stray comma, text after the ``>``)."""
     text = parse_str(value).strip()
-    found = [address for _name, address in getaddresses([text]) if address]
+    header = email.policy.default.header_factory("From", text)
+    found = [a.addr_spec for a in header.addresses]
     if len(found) > 1:
         raise ValueError(f"expected exactly one address, not {len(found)}")
-    if not found or "@" not in found[0]:
+    if not found or "@" not in found[0] or not found[0].split("@")[0]:
         raise ValueError("expected an address such as 'Name <name@example.org>'")
+    if header.defects or text.endswith(","):
+        why = str(header.defects[0]) if header.defects else "a comma after it"
+        raise ValueError(f"expected one address such as 'Name <name@example.org>' ({why})")
     return text
 
 
@@ -224,17 +230,36 @@ def parse_imap_url(value: Any) -> str:
 
 
 def hide_password(url: str) -> str:
-    """A URL with the password of its user part shown as ***, for messages and `digest config`:
-    ``postgresql://digest:s3cret@db/digest`` -> ``postgresql://digest:***@db/digest``."""
+    """A URL with its passwords shown as ***, for messages and `digest config`: the user
+    part's (``postgresql://digest:s3cret@db/digest`` -> ``postgresql://digest:***@db/digest``)
+    and a ``password=`` query parameter (``...?password=s3cret`` -> ``...?password=***``)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
+    rest, mark, query = rest.partition("?")
+    if mark:
+        query = _PASSWORD_PARAM.sub(r"\1***", query)
     netloc, slash, path = rest.partition("/")
     userinfo, at, host = netloc.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}{slash}{path}"
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    return f"{scheme}://{netloc}{slash}{path}{mark}{query}"
+
+
+def url_passwords(url: str) -> list[str]:
+    """The passwords written in a URL (its user part's, its ``password=`` parameters'), for
+    scrubbing them out of messages that quote it in other words (a driver's error)."""
+    _scheme, _sep, rest = url.partition("://")
+    rest, _mark, query = rest.partition("?")
+    userinfo, at, _host = rest.partition("/")[0].rpartition("@")
+    found = [userinfo.split(":", 1)[1]] if at and ":" in userinfo else []
+    found += [m.group(2) for m in _PASSWORD_PARAM.finditer(query)]
+    decoded = [unquote(p) for p in found]
+    return [p for p in dict.fromkeys(found + decoded) if p]
+
+
+# A password given as a query parameter (psycopg reads libpq's `password=` there too).
+_PASSWORD_PARAM = re.compile(r"((?:^|&)password=)([^&]*)", re.I)
 
 
 def format_duration(value: timedelta) -> str:

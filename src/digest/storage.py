@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pwd
 import secrets
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,9 +18,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.errors import StorageError
+from digest.errors import NoDatabaseError, StorageError
 from digest.models import Meta
-from digest.settingvalues import hide_password
+from digest.settingvalues import hide_password, url_passwords
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -36,21 +38,29 @@ def wrap_db_errors(doing: str, url: str | None = None) -> Iterator[None]:
 
 
 def scrub(text: str, url: str | None) -> str:
-    """``text`` with the password of database ``url`` replaced by ***, wherever it appears."""
-    try:
-        password = make_url(url).password if url else None
-    except Exception:  # noqa: BLE001 - a URL that can't be read has no password to hide
-        password = None
-    return text.replace(str(password), "***") if password else text
+    """``text`` with the passwords of database ``url`` (its user part's, a ``password=``
+    parameter's) replaced by ***, wherever they appear."""
+    if not url:
+        return text
+    text = text.replace(url, hide_password(url))
+    for password in url_passwords(url):
+        text = text.replace(password, "***")
+    return text
 
 
 class Database:
-    """One database: an engine, a session factory and the schema brought up to date."""
+    """One database: an engine, a session factory and the schema brought up to date.
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    With ``create`` false (the commands that only read) a database that is not there yet is
+    a StorageError saying so, and nothing is created: no empty file, no tables."""
+
+    def __init__(self, url: str, *, migrate: bool = True, create: bool = True) -> None:
         self.url = url
-        self.engine = _make_engine(url)
+        self.engine = _make_engine(url, create=create)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if not create and not self._has_schema():
+            self.dispose()
+            raise NoDatabaseError(f"no digest database in {safe_url(url)} yet: {CREATED_BY}")
         if migrate:
             self.migrate()
 
@@ -59,9 +69,14 @@ class Database:
         return self.engine.dialect.name == "sqlite"
 
     def migrate(self) -> None:
-        """Apply every Alembic migration not yet applied (a no-op when up to date)."""
-        if self._at_head():
+        """Apply every Alembic migration not yet applied (a no-op when up to date). A SQLite
+        database of an older schema is copied first, beside it (the way back to the version
+        that made it)."""
+        current = self._revision()
+        if current == head_revision():
             return  # importing Alembic costs a quarter second on every command
+        if current is not None and self.is_sqlite:
+            self._copy_before_upgrade(current)
         from alembic import command
         from alembic.config import Config
 
@@ -71,13 +86,43 @@ class Database:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
-    def _at_head(self) -> bool:
+    def _has_schema(self) -> bool:
+        with wrap_db_errors("opening the database", self.url):
+            return inspect(self.engine).has_table("alembic_version")
+
+    def _revision(self) -> str | None:
+        """The schema's revision; None for a database without one (new, or not digest's)."""
         try:
             with self.engine.connect() as conn:
-                current = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+                rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
         except SQLAlchemyError:
-            return False
-        return [r[0] for r in current] == [head_revision()]
+            return None
+        return rows[0][0] if len(rows) == 1 else None
+
+    def _copy_before_upgrade(self, current: str) -> None:
+        """digest.db -> digest.db.before-HEAD (readable by its owner only), once."""
+        path = Path(str(make_url(self.url).database)).expanduser()
+        copy = path.with_name(f"{path.name}.before-{head_revision()}")
+        try:
+            os.close(os.open(copy, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            return  # another process upgrading at the same moment made it
+        except OSError as e:
+            raise StorageError(f"cannot copy {path} before upgrading its schema: {e}") from e
+        with (
+            contextlib.closing(sqlite3.connect(path)) as src,
+            contextlib.closing(sqlite3.connect(copy)) as dst,
+        ):
+            src.backup(dst)
+            dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal
+        log.warning(
+            "upgrading the schema of %s from %s to %s; the database as it was is in %s (the "
+            "way back to the older digest; delete it when you no longer need it)",
+            path,
+            current,
+            head_revision(),
+            copy,
+        )
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
@@ -132,7 +177,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _make_engine(url: str) -> Engine:
+# What a read-only command says when there is no database yet.
+CREATED_BY = "nothing to show yet (`digest poll` or `digest run` creates it)"
+
+
+def _make_engine(url: str, *, create: bool = True) -> Engine:
     try:
         parsed = make_url(url)
     except Exception as e:  # any parse failure is a bad setting
@@ -140,7 +189,12 @@ def _make_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            _private_file(Path(parsed.database).expanduser())
+            path = Path(parsed.database).expanduser()
+            if not create and not path.exists():
+                relative = "" if path.is_absolute() else ", relative to the working directory"
+                where = f"{path.absolute()} (database.url{relative})"
+                raise NoDatabaseError(f"no database at {where}: {CREATED_BY}")
+            _private_file(path)
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
@@ -172,6 +226,7 @@ def _private_file(path: Path) -> None:
         pass
     except OSError as e:
         raise StorageError(f"database.url: cannot create {path}: {e.strerror}") from e
+    _check_ownership(path)
     mode = path.stat().st_mode & 0o777
     if mode & 0o077 and str(path) not in _WARNED:
         _WARNED.add(str(path))
@@ -184,6 +239,41 @@ def _private_file(path: Path) -> None:
 
 
 _WARNED: set[str] = set()
+
+
+def _check_ownership(path: Path) -> None:
+    """A database file this user cannot read and write, or in a folder where SQLite cannot
+    make its -wal file, is a StorageError naming the owners (SQLite would only say "unable to
+    open database file"), e.g. a file restored by root and left root's."""
+    me = _user(os.geteuid())
+    if not _can(path, os.R_OK | os.W_OK):
+        raise StorageError(
+            f"cannot open {path}: it belongs to {_owner(path)} and digest runs as {me}; "
+            f"chown {me} {path} (and its -wal and -shm files), or run digest as its owner"
+        )
+    wal = path.with_name(path.name + "-wal")
+    folder = path.absolute().parent
+    if not wal.exists() and not _can(folder, os.W_OK | os.X_OK):
+        raise StorageError(
+            f"cannot open {path}: SQLite makes {wal.name} beside it, and its folder {folder} "
+            f"belongs to {_owner(folder)}, not writable by {me}, who runs digest"
+        )
+
+
+def _can(path: Path, mode: int) -> bool:
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
+
+
+def _owner(path: Path) -> str:
+    info = path.stat()
+    return f"{_user(info.st_uid)} (mode {info.st_mode & 0o777:04o})"
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -8,9 +8,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from digest.config import Settings
 from digest.configfile import load_settings
@@ -24,6 +26,7 @@ from digest.ingest.poll import PollSummary
 from digest.models import Feed
 from digest.storage import Database
 from tests.conftest import wait_for
+from tests.poll_helpers import write_opml
 
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)  # a Saturday: the default send time
 
@@ -474,7 +477,7 @@ def test_unconfirmed_sign_ups_are_pruned_at_start_and_then_hourly(
         d.stop.set()
         thread.join(15)
     assert codes == [0]
-    assert "deleted 2 sign-up(s) left unconfirmed for a week" in caplog.text
+    assert "deleted 2 sign-ups left unconfirmed for a week" in caplog.text
 
 
 def test_the_real_prune_deletes_only_week_old_pending_sign_ups(db: Database) -> None:
@@ -493,3 +496,33 @@ def test_the_real_prune_deletes_only_week_old_pending_sign_ups(db: Database) -> 
         "recent@example.com",
         "retried@example.com",
     ]
+
+
+def test_the_first_start_says_it_polls_every_listed_feed(
+    sqlite_url: str, workdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 24: the first `digest run` polled the 46 listed blogs with no line saying so."""
+    write_opml(
+        workdir / "feeds.opml",
+        [("ML", f"Blog {k}", f"https://b{k}.example/feed") for k in range(3)],
+    )
+    db = Database(sqlite_url)
+    d = Daemon(db, make_settings(), poll=FakePoll(), send=FakeSend(), clock=Clock(T0))
+    with caplog.at_level(logging.INFO, logger="digest.daemon.startup"):
+        thread, _codes = start(d)
+        d.stop.set()
+        thread.join(10)
+    assert (
+        "polling 3 new feeds for the first time now (what they hold already is stored as "
+        "backlog, not sent); then each feed every 2s"
+    ) in caplog.text
+    caplog.clear()
+    again = Daemon(db, make_settings(), poll=FakePoll(), send=FakeSend(), clock=Clock(T0))
+    with db.session() as s:  # polled meanwhile
+        s.execute(update(Feed).values(polled_once=True))
+    with caplog.at_level(logging.INFO, logger="digest.daemon.startup"):
+        thread, _codes = start(again)
+        again.stop.set()
+        thread.join(10)
+    assert "for the first time" not in caplog.text
+    db.dispose()

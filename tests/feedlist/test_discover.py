@@ -41,7 +41,7 @@ def xml(body: bytes) -> Response:
 def find(home: str, timeout: float = 2.0, allow: str = LOOPBACK) -> str | None:
     """The feed discovery finds for one home page, under the network policy (loopback open)."""
     feeds = FeedsSettings(timeout=timedelta(seconds=timeout), allow_networks=parse_networks(allow))
-    return discover_sites([home], feeds)[home]
+    return discover_sites([home], feeds).feeds[home]
 
 
 def test_alternate_link_relative_href(http: FeedServer) -> None:
@@ -198,6 +198,12 @@ def test_discovery_keeps_to_the_allowed_networks(home: FeedServer, elsewhere: Fe
     assert find(home.url("/moved"), allow="127.0.0.2/32") is None
     assert find(home.url("/blog/"), allow="127.0.0.2/32") is None
     assert elsewhere.requests == []
+    feeds = FeedsSettings(allow_networks=parse_networks("127.0.0.2/32"))
+    found = discover_sites([home.url("/blog/"), home.url("/nothing/")], feeds)
+    assert found.why_not(home.url("/blog/")).startswith(  # its alternate link was refused
+        "no feed found: the network policy refused to connect to 127.0.0.1"
+    )
+    assert found.why_not(home.url("/nothing/")) == "no feed found"  # 404s, nothing refused
 
 
 def test_opml_build_never_writes_a_feed_the_policy_refuses(
@@ -209,6 +215,9 @@ def test_opml_build_never_writes_a_feed_the_policy_refuses(
     env = {"DIGEST_FEEDS_ALLOW_NETWORKS": "127.0.0.2/32", "DIGEST_FEEDS_TIMEOUT": "2s"}
     result = run_cli(["opml", "build"], env=env)
     assert result.exit_code == 0, result.output
-    assert f"warning: Moved ({home.url('/')}): no feed found" in result.stderr
+    assert result.stderr == (  # issue 24: it said "no feed found" alone
+        f"warning: Moved ({home.url('/')}): no feed found: the network policy refused to connect "
+        "to 127.0.0.1: a loopback address; feeds.allow_networks opens a range\n"
+    )
     assert elsewhere.url("/") not in (workdir / "feeds.opml").read_text()
     assert elsewhere.requests == []

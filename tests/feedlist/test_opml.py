@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -369,28 +370,94 @@ def test_strict_build_writes_nothing_when_a_blog_has_no_feed(
     write_lists(workdir / "lists", http)
     strict = run_cli(["opml", "build", "--strict"])
     assert strict.exit_code == 1
-    assert "--strict: 1 blog(s) without a feed; feeds.opml left as it was" in strict.stderr
+    assert "--strict: 1 blog without a feed; feeds.opml left as it was" in strict.stderr
     assert not (workdir / "feeds.opml").exists()
     (workdir / "feeds.opml").write_bytes(b"<opml version='2.0'><body/></opml>")
     assert run_cli(["opml", "build", "--strict"]).exit_code == 1
     assert (workdir / "feeds.opml").read_bytes() == b"<opml version='2.0'><body/></opml>"
 
 
-def test_build_without_discovery_keeps_imported_feeds_unless_pruned(
-    workdir: Path, http: FeedServer
-) -> None:
+def test_build_drops_imported_feeds_unless_kept_unlisted(workdir: Path, http: FeedServer) -> None:
     write_lists(workdir / "lists", http)
     run_cli(["opml", "import", str(DATA / "tricky.opml")])
-    result = run_cli(["opml", "build", "--no-discover"])
-    assert result.exit_code == 0, result.output
-    assert "9 feeds (1 pinned and 0 discovered from 4 blogs, 8 kept from the file)" in result.stdout
-    assert "not pinned, and discovery is off" in result.stderr
+    kept = run_cli(["opml", "build", "--no-discover", "--keep-unlisted"])
+    assert kept.exit_code == 0, kept.output
+    assert "9 feeds (1 pinned and 0 discovered from 4 blogs, 8 kept from the file, 0 removed)" in (
+        kept.stdout
+    )
+    assert kept.stderr.count("kept (no list names it; --keep-unlisted): ") == 8
+    assert "not pinned, and discovery is off" in kept.stderr
     assert not http.requests
     assert len(read_opml(workdir / "feeds.opml")) == 9
 
-    pruned = run_cli(["opml", "build", "--no-discover", "--prune", "-o", "feeds.opml"])
-    assert pruned.exit_code == 0
+    built = run_cli(["opml", "build", "--no-discover", "--json"])  # the lists rule
+    assert built.exit_code == 0
+    assert len(json.loads(built.stdout)["removed"]) == 8
+    assert built.stderr.count("removed (no list names it; its posts stay in the database): ") == 8
     assert [s.url for s in read_opml(workdir / "feeds.opml")] == [http.url("/pinned/rss.xml")]
+    again = run_cli(["opml", "build", "--no-discover", "--prune"])  # older scripts' flag
+    assert again.exit_code == 0 and "1 feed (1 pinned" in again.stdout
+
+
+def test_the_lists_are_the_source_of_truth(workdir: Path, http: FeedServer) -> None:
+    """Issue 24: a blog removed from a list stayed in feeds.opml ("kept (no list names it;
+    --prune drops it)"). Adding, removing and moving a blog, as the README shows them."""
+    lists = workdir / "lists"
+    lists.mkdir()
+    ml, systems = lists / "ml.md", lists / "systems.md"
+    ml.write_text(
+        "## ML\n- [A](https://a.example/) — feed: https://a.example/feed\n"
+        "- [B](https://b.example/) — feed: https://b.example/feed\n"
+    )
+    systems.write_text("## Systems\n- [C](https://c.example/) — feed: https://c.example/feed\n")
+    assert run_cli(["opml", "build"]).exit_code == 0
+    assert len(read_opml(workdir / "feeds.opml")) == 3
+
+    ml.write_text("## ML\n- [A](https://a.example/) — feed: https://a.example/feed\n")  # B out
+    systems.write_text(
+        "## Systems\n- [C](https://c.example/) — feed: https://c.example/feed\n"
+        "- [D](https://d.example/) — feed: https://d.example/feed\n"  # D in
+    )
+    removed = run_cli(["opml", "build"])
+    assert removed.exit_code == 0, removed.output
+    assert "3 feeds (3 pinned and 0 discovered from 3 blogs, 0 kept from the file, 1 removed)" in (
+        removed.stdout
+    )
+    assert removed.stderr == (
+        "removed (no list names it; its posts stay in the database): https://b.example/feed (B)\n"
+    )
+    assert [s.url for s in read_opml(workdir / "feeds.opml")] == [
+        "https://a.example/feed",
+        "https://c.example/feed",
+        "https://d.example/feed",
+    ]
+
+    ml.write_text(ml.read_text() + "- [D](https://d.example/) — feed: https://d.example/feed\n")
+    systems.write_text("## Systems\n- [C](https://c.example/) — feed: https://c.example/feed\n")
+    assert run_cli(["opml", "build"]).exit_code == 0  # D moved from Systems to ML
+    moved = {s.url: s.category for s in read_opml(workdir / "feeds.opml")}
+    assert moved["https://d.example/feed"] == "ML"
+
+
+def test_a_listed_blog_whose_feed_is_not_found_keeps_its_feed(
+    workdir: Path, http: FeedServer
+) -> None:
+    lists = workdir / "lists"
+    lists.mkdir()
+    site = http.url("/blog/")
+    (lists / "ml.md").write_text(f"## ML\n- [Blog]({site})\n")
+    http.route("/blog/", Response(200, HTML, {"Content-Type": "text/html"}))
+    http.route("/blog/feed.xml", Response(200, FEED, {"Content-Type": "application/xml"}))
+    assert run_cli(["opml", "build"]).exit_code == 0
+    http.route("/blog/", Response(503))  # down today: its feed stays
+    http.route("/blog/feed.xml", Response(503))
+    again = run_cli(["opml", "build"])
+    assert again.exit_code == 0
+    assert [s.url for s in read_opml(workdir / "feeds.opml")] == [http.url("/blog/feed.xml")]
+    assert f"kept from the file (its blog is listed): {http.url('/blog/feed.xml')}" in again.stderr
+    assert "warning" not in again.stderr
+    offline = run_cli(["opml", "build", "--no-discover"])
+    assert offline.exit_code == 0 and "1 kept from the file, 0 removed" in offline.stdout
 
 
 def test_build_with_a_broken_list_is_one_line(workdir: Path) -> None:

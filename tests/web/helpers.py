@@ -60,6 +60,16 @@ def link_in(raw: bytes, kind: str) -> str:
     return match.group(1)
 
 
+def settled(client: Any) -> None:
+    """Wait until the app's outbox has done every queued sign-up and email (a queue joined)."""
+    assert client.app.state.site.outbox.wait_idle(10), "the outbox did not finish"
+
+
+def page_of(response: Any, address: str) -> bytes:
+    """A check-your-inbox page with the address it names taken out (to compare pages)."""
+    return bytes(response.content).replace(address.encode(), b"ADDRESS")
+
+
 def row(db: Database, email: str) -> Subscriber | None:
     with db.session() as s:
         return s.scalar(select(Subscriber).where(Subscriber.email == email))

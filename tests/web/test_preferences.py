@@ -11,7 +11,6 @@ from starlette.testclient import TestClient
 from digest.delivery.subscribers import add_subscriber, unsubscribe
 from digest.delivery.tokens import PREFERENCES, make_token
 from digest.storage import Database
-from digest.types import EventKind
 from digest.web import make_app
 from digest.web.outbox import MailJob, Outbox
 from tests.web.helpers import KEY, csrf_of, events, row, settings_for
@@ -43,17 +42,18 @@ def test_switch_sections_unsubscribe_and_come_back(db: Database, client: TestCli
     assert subscriber is not None and subscriber.sections == "systems"
     gone = client.post(url, data={"csrf": csrf_of(saved.text), "action": "unsubscribe"})
     assert "You&#39;re unsubscribed" in gone.text and "Subscribe again" in gone.text
-    # Off the list, saving sections is the quiet button: it alone does not bring them back.
-    assert '<button type="submit" class="quiet">Save sections</button>' in gone.text
+    # Off the list, one form: the sections ticked are what "Subscribe again" subscribes to.
+    assert "Save sections" not in gone.text and gone.text.count("<form") == 1
+    assert 'value="resubscribe"' in gone.text and 'value="systems" checked' in gone.text
     subscriber = row(db, "ada@example.com")
     assert subscriber is not None and subscriber.status == "unsubscribed"
-    back = client.post(url, data={"csrf": csrf_of(gone.text), "action": "resubscribe"})
-    assert "Welcome back" in back.text
+    csrf = csrf_of(gone.text)
+    none = client.post(url, data={"csrf": csrf, "action": "resubscribe"})
+    assert none.status_code == 400 and "Choose at least one section" in none.text
+    back = client.post(url, data={"csrf": csrf, "action": "resubscribe", "sections": ["ml"]})
+    assert "Welcome back: you get Machine Learning again." in back.text
     subscriber = row(db, "ada@example.com")
-    assert subscriber is not None and (subscriber.status, subscriber.sections) == (
-        "active",
-        "systems",
-    )
+    assert subscriber is not None and (subscriber.status, subscriber.sections) == ("active", "ml")
     assert events(db, "ada@example.com") == ["added", "sections", "unsubscribed", "resubscribed"]
 
 
@@ -99,6 +99,7 @@ def test_the_one_click_unsubscribe_is_kept_in_the_history_too(db: Database) -> N
 
 def test_a_full_outbox_turns_emails_away_at_once(db: Database) -> None:
     outbox = Outbox(db, settings_for(None).replace(smtp={"host": "127.0.0.1"}), KEY, size=2)
-    outbox._start = lambda: None  # type: ignore[method-assign]  # no worker: nothing drains
-    job = MailJob(1, EventKind.CONFIRM_SENT)
+    outbox._ensure_worker = lambda: None  # type: ignore[method-assign]  # nothing drains
+    job = MailJob(1, "confirm_sent")
     assert [outbox.offer(job) for _ in range(4)] == [True, True, False, False]
+    assert outbox.stats()["dropped"] == 2

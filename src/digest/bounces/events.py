@@ -15,6 +15,7 @@ from digest.delivery.deliverylog import SMTP_SOURCE
 from digest.models import BounceEvent, Delivery, Issue, Subscriber
 from digest.storage import Database
 from digest.types import BounceKind, DeliveryStatus
+from digest.words import show_time
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,13 @@ class EventInfo:
             "diagnostic": self.diagnostic,
         }
 
-    def line(self) -> str:
+    def line(self, zone: str = "UTC") -> str:
+        """The event for people: its time in ``zone``, labelled."""
         issue = f"#{self.issue}" if self.issue is not None else "-"
         code = self.status_code or ""
         return (
-            f"{self.at:%Y-%m-%d %H:%M}  {self.email}  {self.kind:9}  {issue:5}  {self.source:8}  "
-            f"{code:8}  {self.diagnostic[:100]}"
+            f"{show_time(self.at, zone)}  {self.email}  {self.kind:9}  {issue:5}  "
+            f"{self.source:8}  {code:8}  {self.diagnostic[:100]}"
         ).rstrip()
 
 

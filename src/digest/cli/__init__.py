@@ -37,6 +37,7 @@ COMMAND_MODULES = {
     "bounces": "bounces",
     "backup": "backups",
     "restore": "backups",
+    "migrate": "backups",
 }
 
 

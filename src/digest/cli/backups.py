@@ -1,4 +1,5 @@
-"""Commands: `digest backup` and `digest restore` (a SQLite database; PostgreSQL has pg_dump)."""
+"""Commands: `digest backup` and `digest restore` (a SQLite database; PostgreSQL has pg_dump),
+and `digest migrate --to URL` (the whole database into another, e.g. SQLite to PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,43 @@ def restore(app: App, backup_file: Path, force: bool, as_json: bool) -> None:
         click.echo(json.dumps({**copy.as_json(), "from": str(backup_file)}))
     else:
         click.echo(f"restored {backup_file} into {copy.line()}")
+
+
+@cli.command()
+@click.option(
+    "--to",
+    "to_url",
+    required=True,
+    metavar="URL",
+    help="The database to copy into: postgresql://USER@HOST/DB or sqlite:///PATH; empty.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was copied as JSON.")
+@pass_app
+def migrate(app: App, to_url: str, as_json: bool) -> None:
+    """Copy the whole database (database.url) into another, in one transaction.
+
+    Feeds, posts, issues and their numbering, subscribers with their history, the delivery
+    log, curations, bounces and the signing key (old unsubscribe links keep working) all go,
+    ids kept. The target is created and brought to this version's schema if need be, and
+    must hold nothing. Refused while a daemon, a send or a poll holds the database: stop the
+    daemon first, then point database.url at the new database and start it again.
+    """
+    from digest.errors import InputError
+    from digest.settingvalues import parse_database_url
+    from digest.storage import utcnow
+    from digest.transfer import migrate as copy_database
+
+    try:
+        target = parse_database_url(to_url)
+    except ValueError as e:
+        raise InputError(f"--to: {e}") from None
+    transfer = copy_database(app.read_db(sync=False), target, utcnow())
+    if as_json:
+        click.echo(json.dumps(transfer.as_json()))
+        return
+    click.echo(transfer.line())
+    click.echo(
+        "next: stop digest, point database.url (DIGEST_DATABASE_URL) at the new database, start "
+        "it again",
+        err=True,
+    )

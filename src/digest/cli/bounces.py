@@ -50,15 +50,15 @@ def bounces_list(app: App, as_json: bool, limit: int) -> None:
     from digest.bounces.events import list_events
     from digest.bounces.quarantine import read_quarantine
 
-    events = list_events(app.db, limit=limit)
+    events = list_events(app.read_db(sync=False), limit=limit)
     if as_json:
         click.echo(json.dumps([e.as_json() for e in events], indent=2))
         return
     if not events:
         click.echo("no bounces or complaints yet")
     for event in events:
-        click.echo(event.line())
-    aside = read_quarantine(app.db)
+        click.echo(event.line(app.settings.newsletter.timezone))
+    aside = read_quarantine(app.read_db(sync=False))
     if aside.count:
         folder = app.settings.bounces.quarantine_folder
         click.echo(f"{aside.count} unreadable messages set aside (in the folder {folder}):")

@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
@@ -36,12 +37,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+class UTCFormatter(logging.Formatter):
+    """Log lines stamped in UTC (ISO 8601, ``Z``), whatever the machine's zone: logs and JSON
+    keep UTC, people's commands the newsletter's zone."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        stamp = time.strftime(datefmt or "%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        return f"{stamp}.{int(record.msecs):03d}Z"
+
+
 def setup_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(UTCFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -78,11 +88,38 @@ class App:
 
     @property
     def db(self) -> Database:
+        """The database, created (and migrated) when it is not there yet."""
         if self._db is None:
             from digest.storage import Database
 
             self._db = Database(self.settings.database.url)
         return self._db
+
+    def read_db(self, *, sync: bool = True) -> Database:
+        """The database of a command that only reads: never created (NoDatabaseError when
+        none is there) and, with ``sync``, following the feed list first (feeds.opml edits
+        count at once). A feed list that cannot be read is a warning: the database shows as
+        it is."""
+        if self._db is None:
+            from digest.storage import Database
+
+            self._db = Database(self.settings.database.url, create=False)
+        if sync:
+            self.sync_feed_list()
+        return self._db
+
+    def sync_feed_list(self) -> None:
+        """Make the database follow feeds.opml, if it does not already (a stat and a hash)."""
+        from digest.errors import ConfigError
+        from digest.feedlist.listsync import sync_feed_list
+        from digest.storage import utcnow
+
+        if not self.settings.feeds.opml.exists():
+            return  # no feed list yet (before the first `opml build`): nothing to follow
+        try:
+            sync_feed_list(self.db, self.settings.feeds.opml, utcnow())
+        except ConfigError as e:
+            click.echo(f"warning: {e}; the feeds are shown as last synced", err=True)
 
     def close(self) -> None:
         if self._db is not None:

@@ -29,12 +29,14 @@ def run(app: App) -> None:
     from digest.daemon.service import Daemon
     from digest.delivery.preflight import check_sending
     from digest.feedlist.opml import read_opml
-    from digest.web import serve
+    from digest.web import check_settings, serve
 
     app.log_as_service()
     settings = app.settings
     read_opml(settings.feeds.opml)  # a missing or broken feed list is fatal at start-up only
     check_sending(settings)  # settings that would make every message fail DMARC: refused
+    if settings.web.enabled:
+        check_settings(settings)  # a webhook that would trust too much: one line, no start
     daemon = Daemon(app.db, settings, serve=serve)
     code = daemon.run()
     app.close()
@@ -60,7 +62,7 @@ def status(app: App, as_json: bool) -> None:
     from digest.daemon.status import collect_status, format_status
     from digest.storage import utcnow
 
-    report = collect_status(app.db, app.settings, utcnow())
+    report = collect_status(app.read_db(), app.settings, utcnow())
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

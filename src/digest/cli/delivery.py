@@ -13,6 +13,7 @@ from digest.cli import cli
 from digest.cli.context import App, pass_app
 from digest.errors import InputError
 from digest.types import SubscriberStatus
+from digest.words import show_time
 
 if TYPE_CHECKING:
     from digest.delivery.subscribers import SubscriberInfo
@@ -113,7 +114,7 @@ def subscribers_export(app: App, email: str, as_json: bool) -> None:
     every delivery."""
     from digest.delivery.consent import export
 
-    data = export(app.db, email)
+    data = export(app.read_db(sync=False), email)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -171,15 +172,16 @@ def subscribers_list(app: App, as_json: bool, status: str | None) -> None:
     """List subscribers: email, name, status (with when they left), sections."""
     from digest.delivery.subscribers import list_subscribers
 
-    rows = list_subscribers(app.db, SubscriberStatus(status) if status else None)
+    rows = list_subscribers(app.read_db(sync=False), SubscriberStatus(status) if status else None)
     if as_json:
         click.echo(json.dumps([r.as_json() for r in rows], indent=2))
         return
     if not rows:
         click.echo("no subscribers yet: `digest subscribers add EMAIL`")
         return
+    zone = app.settings.newsletter.timezone
     table = [("EMAIL", "STATUS", "SECTIONS", "NAME")] + [
-        (r.email, _state(r), ",".join(r.sections) if r.sections else "all", r.name or "")
+        (r.email, _state(r, zone), ",".join(r.sections) if r.sections else "all", r.name or "")
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(3)]
@@ -188,11 +190,11 @@ def subscribers_list(app: App, as_json: bool, status: str | None) -> None:
         click.echo(line.rstrip())
 
 
-def _state(subscriber: SubscriberInfo) -> str:
-    """The status, with when they left ("unsubscribed 2026-11-30 10:00 UTC")."""
+def _state(subscriber: SubscriberInfo, zone: str) -> str:
+    """The status, with when they left ("unsubscribed 2026-11-30 10:00 CET")."""
     if subscriber.unsubscribed_at is None:
         return str(subscriber.status)
-    return f"{subscriber.status} {subscriber.unsubscribed_at:%Y-%m-%d %H:%M} UTC"
+    return f"{subscriber.status} {show_time(subscriber.unsubscribed_at, zone)}"
 
 
 @subscribers.command("show")
@@ -204,20 +206,22 @@ def subscribers_show(app: App, address: str, as_json: bool) -> None:
     from digest.bounces.events import list_events
     from digest.delivery.subscribers import find_subscriber
 
-    info = find_subscriber(app.db, address)
-    events = list_events(app.db, email=info.email, limit=1000)
+    db = app.read_db(sync=False)
+    info = find_subscriber(db, address)
+    events = list_events(db, email=info.email, limit=1000)
     if as_json:
         data = {**info.as_json(), "events": [e.as_json() for e in events]}
         click.echo(json.dumps(data, indent=2))
         return
     sections = ",".join(info.sections) if info.sections else "all"
     click.echo(f"{info.email}  {info.status}  sections: {sections}  {info.name or ''}".rstrip())
-    click.echo(f"subscribed {info.created_at:%Y-%m-%d %H:%M} UTC")
+    zone = app.settings.newsletter.timezone
+    click.echo(f"subscribed {show_time(info.created_at, zone)}")
     if info.unsubscribed_at is not None:
-        click.echo(f"left {info.unsubscribed_at:%Y-%m-%d %H:%M} UTC")
+        click.echo(f"left {show_time(info.unsubscribed_at, zone)}")
     click.echo(f"bounces and complaints: {len(events) or 'none'}")
     for event in events:
-        click.echo("  " + event.line())
+        click.echo("  " + event.line(zone))
 
 
 @subscribers.command("import")
@@ -271,6 +275,7 @@ def send(
     from digest.issue.plan import parse_as_of
 
     when = parse_as_of(as_of, app.settings) if as_of else None
+    app.sync_feed_list()  # the rules of feeds.opml as it is now, not as of the last poll
     if not dry_run:
         check_sending(app.settings)
     summary = send_issue(app.db, app.settings, as_of=when, dry_run=dry_run, to=to, wait=wait)
@@ -281,7 +286,7 @@ def send(
             sections = ",".join(r["sections"]) if isinstance(r["sections"], list) else "all"
             what = r["subject"] if r["gets"] else f"nothing ({r['why_not']})"
             click.echo(f"{r['email']}  [{sections}]  {what}")
-        click.echo(summary.line())
+        click.echo(summary.line(app.settings.newsletter.timezone))
     if summary.pending:
         raise click.exceptions.Exit(1)
 
@@ -299,8 +304,10 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     /confirm/TOKEN); /preferences/TOKEN always. For monitoring: /healthz (JSON; 503 when the
     database is unreachable or the daemon's heartbeat is stale) and /metrics (Prometheus).
     Logs a line per request at info level (tokens cut out) unless --log-level says otherwise.
+    SIGTERM or SIGINT stops it: requests in flight finish, queued emails go (or wait for the
+    next start), and it exits 0.
     """
-    from digest.web import serve as run_server
+    from digest.web.server import serve_until_signalled
 
     app.log_as_service()  # a line per request: the access log
     settings = app.settings
@@ -314,7 +321,7 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     click.echo(
         f"serving on http://{settings.web.host}:{settings.web.port} (Ctrl-C stops)", err=True
     )
-    run_server(app.db, settings)
+    serve_until_signalled(app.db, settings)
 
 
 def _read(path: Path) -> bytes:

@@ -7,15 +7,18 @@ import json
 import os
 import shutil
 import sys
-from datetime import datetime
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from digest.cli import cli
 from digest.cli.context import App, pass_app
+from digest.types import FeedStatus
+from digest.words import counted, show_time
 
 if TYPE_CHECKING:
+    from digest.ingest.health import FeedHealth
     from digest.ingest.poll import PollProgress
 
 
@@ -99,10 +102,10 @@ class ProgressLine:
     @staticmethod
     def describe(p: PollProgress) -> str:
         """``12 new, 3 errors; waiting on 2 hosts: example.org (2), other.net (1)``."""
-        line = f"{p.new_posts:,} new, {p.errors:,} errors"
+        line = f"{p.new_posts:,} new, {counted(p.errors, 'error')}"
         if p.waiting_on:
             hosts = ", ".join(f"{site} ({n})" for site, n in p.waiting_on)
-            line += f"; waiting on {len(p.waiting_on)} host{'s' * (len(p.waiting_on) > 1)}: {hosts}"
+            line += f"; waiting on {counted(len(p.waiting_on), 'host')}: {hosts}"
         return line
 
 
@@ -115,14 +118,17 @@ def feeds(app: App, as_json: bool, errors_only: bool) -> None:
 
     Health is ok, not modified, error (with the message), gone, or backing off until a
     time; feeds failing for 7 days or more are flagged. Feeds are listed by section, then by
-    title as people sort them; long messages are cut to the terminal's width (--json has them
-    whole). A feed whose last body was broken but readable (bad XML, a wrong charset) gets a
-    warning line for its owner to fix, and a feed with rules (`skip:`, `section:` in its list
-    entry) a line with them.
+    title as people sort them. Times are in newsletter.timezone (UTC with --json). Each line
+    fits the terminal: a health that needs more room than its column (an error, until when
+    a feed backs off) gets lines of its own below the feed (--json has everything whole). A
+    feed whose last body was broken but readable (bad XML, a wrong charset) gets a warning
+    line for its owner to fix, and a feed with rules (`skip:`, `section:` in its list entry)
+    a line with them.
     """
     from digest.ingest.health import list_feeds
 
-    rows = list_feeds(app.db)
+    zone = "UTC" if as_json else app.settings.newsletter.timezone
+    rows = list_feeds(app.read_db(), zone=zone)
     if errors_only:
         rows = [r for r in rows if r.failing or r.failing_since is not None]
     if as_json:
@@ -131,29 +137,72 @@ def feeds(app: App, as_json: bool, errors_only: bool) -> None:
     if not rows:
         click.echo("no failing feeds" if errors_only else "no feeds yet: run `digest poll`")
         return
-    columns = shutil.get_terminal_size((120, 24)).columns
-    health_width = min(max(len(r.health) for r in rows), max(24, columns - 70))
-    click.echo(
-        f"{'SECTION':8} {'POSTS':>6}  {'LAST SUCCESS (UTC)':18}  {'HEALTH':{health_width}}  FEED"
-    )
-    for r in rows:
-        name = f"{r.title} <{r.url}>" if r.title else r.url
-        health = _cut(r.health, health_width)
-        line = f"{r.section:8} {r.posts:>6}  {_date(r.last_success_at):18}  {health:{health_width}}"
-        click.echo(_cut(f"{line}  {name}", columns).rstrip())
-        if r.warning:
-            click.echo(_cut(f"{'':8} {'':>6}  {'':18}  warning: {r.warning}", columns))
-        if r.rules:
-            click.echo(_cut(f"{'':8} {'':>6}  {'':18}  rules: {r.rules_line()}", columns))
+    for line in feeds_table(rows, zone, shutil.get_terminal_size((120, 24)).columns):
+        click.echo(line)
     failing = sum(r.long_failing for r in rows)
     if failing:
-        click.echo(f"{failing} feed(s) failing for 7 days or more", err=True)
+        click.echo(f"{counted(failing, 'feed')} failing for 7 days or more", err=True)
+
+
+# The columns before the feed's name: section, posts, last success (labelled with its zone),
+# the health in a word or two. What does not fit (an error's text, until when a feed backs off)
+# goes on lines of its own, indented under the health: nothing is cut but an error's far end.
+_WIDTHS = {"section": 7, "posts": 5, "success": 20, "health": 12}
+_DETAIL_LINES = 3
+
+
+def feeds_table(rows: list[FeedHealth], zone: str, columns: int) -> list[str]:
+    """`digest feeds`' lines, none longer than ``columns``."""
+    w = _WIDTHS
+    indent = w["section"] + w["posts"] + w["success"] + 6
+    lines = [
+        f"{'SECTION':{w['section']}} {'POSTS':>{w['posts']}}  {'LAST SUCCESS':{w['success']}}  "
+        f"{'HEALTH':{w['health']}}  FEED"
+    ]
+    for r in rows:
+        word = health_word(r)
+        name = f"{r.title} <{r.url}>" if r.title else r.url
+        success = show_time(r.last_success_at, zone)
+        line = (
+            f"{r.section:{w['section']}} {r.posts:>{w['posts']}}  {success:{w['success']}}  "
+            f"{word:{w['health']}}  {name}"
+        )
+        lines.append(_cut(line, columns))
+        detail = r.health.removeprefix(word).lstrip(":; ") if r.active else r.health
+        notes = [detail] if detail else []
+        notes += [f"warning: {r.warning}"] * bool(r.warning)
+        notes += [f"rules: {r.rules_line()}"] * bool(r.rules)
+        for note in notes:
+            lines += _wrapped(note, indent, columns)
+    return lines
+
+
+def health_word(row: FeedHealth) -> str:
+    """The health in a word or two, for its column (row.health says the rest)."""
+    if not row.active:
+        return "inactive"
+    words = {
+        FeedStatus.OK: "ok",
+        FeedStatus.NOT_MODIFIED: "not modified",
+        FeedStatus.ERROR: "error",
+        FeedStatus.BACKOFF: "backing off",
+        FeedStatus.GONE: "gone",
+        FeedStatus.NEW: "not polled",
+    }
+    word = words.get(row.status, str(row.status))
+    return row.health if len(row.health) <= _WIDTHS["health"] else word
+
+
+def _wrapped(text: str, indent: int, columns: int) -> list[str]:
+    """``text`` on lines under the health column, at most _DETAIL_LINES, the last cut."""
+    width = max(20, columns - indent)
+    pad = " " * (columns - width)
+    lines = textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False)
+    if len(lines) > _DETAIL_LINES:
+        lines = [*lines[: _DETAIL_LINES - 1], _cut(" ".join(lines[_DETAIL_LINES - 1 :]), width)]
+    return [pad + line for line in lines]
 
 
 def _cut(text: str, width: int) -> str:
     """``text`` cut to ``width`` columns with an ellipsis (the whole text is in --json)."""
     return text if len(text) <= width else text[: max(1, width - 1)] + "…"
-
-
-def _date(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if value else "never"

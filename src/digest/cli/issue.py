@@ -14,6 +14,7 @@ import click
 from digest.cli import cli
 from digest.cli.context import App, pass_app
 from digest.config import Settings
+from digest.words import counted, show_span
 
 if TYPE_CHECKING:
     from digest.issue.compose import Layout
@@ -72,14 +73,15 @@ def preview(
     from digest.issue.plan import parse_as_of, plan_issue
 
     end = parse_as_of(as_of, app.settings) if as_of else None
+    db = app.read_db()
     if serve:
-        _serve(app.db, app.settings, end, port)
+        _serve(app, end, port)
         return
-    plan = plan_issue(app.db, app.settings, end)
+    plan = plan_issue(db, app.settings, end)
     if plan.empty:
-        _say_empty(plan, as_json)
+        _say_empty(plan, as_json, app.settings.newsletter.timezone)
         return
-    summary, body = _build(app.db, app.settings, plan, fmt, scores=as_json)
+    summary, body = _build(db, app.settings, plan, fmt, scores=as_json)
     if output == "-":
         click.echo(body, nl=False)
         return
@@ -101,7 +103,8 @@ def preview(
 def _summary_line(summary: dict[str, object]) -> str:
     kb = int(str(summary["html_bytes"])) / 1000
     return (
-        f"issue #{summary['number']}: {summary['posts']} posts from {summary['blogs']} blogs, "
+        f"issue #{summary['number']}: {counted(int(str(summary['posts'])), 'post')} from "
+        f"{counted(int(str(summary['blogs'])), 'blog')}, "
         f"{kb:.1f} KB of HTML"
     )
 
@@ -113,7 +116,8 @@ def _build(
     from digest.issue.plan import render_plan
     from digest.storage import utcnow
 
-    layout, rendered = render_plan(db, settings, plan, health=failing_note(db, utcnow()))
+    health = failing_note(db, utcnow(), settings.newsletter.timezone)
+    layout, rendered = render_plan(db, settings, plan, health=health)
     if fmt != "eml":
         rendered = rendered.personal(_preview_unsubscribe(settings), _preview_preferences(settings))
     summary: dict[str, object] = {
@@ -182,8 +186,8 @@ def _eml(settings: Settings, rendered: RenderedEmail) -> str:
     return as_bytes(msg).decode("utf-8", "replace")
 
 
-def _say_empty(plan: IssuePlan, as_json: bool) -> None:
-    span = f"{plan.window_start:%Y-%m-%d %H:%M} – {plan.window_end:%Y-%m-%d %H:%M} UTC"
+def _say_empty(plan: IssuePlan, as_json: bool, zone: str) -> None:
+    span = show_span(plan.window_start, plan.window_end, zone)
     if as_json:
         click.echo(
             json.dumps(
@@ -196,14 +200,17 @@ def _say_empty(plan: IssuePlan, as_json: bool) -> None:
             )
         )
     else:
-        click.echo(f"no new posts between {span}: issue #{plan.number} would not be sent")
+        click.echo(f"no new posts from {span}: issue #{plan.number} would not be sent")
 
 
-def _serve(db: Database, settings: Settings, end: datetime | None, port: int) -> None:
+def _serve(app: App, end: datetime | None, port: int) -> None:
     from digest.issue.plan import plan_issue
 
+    db, settings = app.read_db(sync=False), app.settings
+
     def page() -> bytes:
-        plan = plan_issue(db, settings, end)  # again on every reload: new posts show up
+        app.sync_feed_list()  # again on every reload: new posts and edited rules show up
+        plan = plan_issue(db, settings, end)
         if plan.empty:
             return b"<p>No new posts in this window: nothing would be sent.</p>"
         return _build(db, settings, plan, "html")[1].encode()

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,12 @@ import click
 from digest.cli import cli
 from digest.cli.context import App, pass_app
 from digest.errors import ConfigError, InputError
-from digest.feedlist.bloglists import BlogEntry, build_sources, read_lists
-from digest.feedlist.discover import discover_sites
+from digest.feedlist.bloglists import BlogEntry, build_sources, follow_lists, read_lists
+from digest.feedlist.discover import Discovered, discover_sites
 from digest.feedlist.opml import merge_sources, parse_opml, read_opml, write_opml
 from digest.feedlist.remote import fetch_list, is_url, screen
 from digest.types import FeedSource
+from digest.words import counted
 
 
 @cli.group("opml")
@@ -42,7 +44,12 @@ def opml_group() -> None:
     help="OPML file to write (default: the feeds.opml setting).",
 )
 @click.option("--no-discover", is_flag=True, help="Use pinned feeds only; no network.")
-@click.option("--prune", is_flag=True, help="Drop feeds of the existing file that no list names.")
+@click.option(
+    "--keep-unlisted",
+    is_flag=True,
+    help="Keep the file's feeds that no list names (added by hand or by `opml import`).",
+)
+@click.option("--prune", is_flag=True, hidden=True)  # what build does now; older scripts pass it
 @click.option("--strict", is_flag=True, help="Exit 1 when a blog is left without a feed.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @pass_app
@@ -51,43 +58,58 @@ def build_cmd(
     lists_dir: Path,
     output: Path | None,
     no_discover: bool,
+    keep_unlisted: bool,
     prune: bool,
     strict: bool,
     as_json: bool,
 ) -> None:
-    """Build the OPML file from the blog lists.
+    """Build the OPML file from the blog lists: the lists are the source of truth.
 
     Pinned feeds are used as they are; the others are discovered from the blog's home page
-    (alternate links, then /feed, /rss.xml, /atom.xml, ...). Blogs whose feed is not found are
-    reported and left out. Feeds already in the file that no list names (e.g. imported ones) are
-    kept unless --prune is given.
+    (alternate links, then /feed, /rss.xml, /atom.xml, ...). A blog whose feed is not found
+    keeps the feed the file already has for it, else it is reported and left out. A feed of
+    the file that no list names any more is removed from it, with a line saying so (its posts
+    stay in the database; the feed becomes inactive); --keep-unlisted keeps such feeds
+    instead (ones added by hand or by `digest opml import`).
     """
     target = output or app.settings.feeds.opml
     entries = read_lists(lists_dir)
-    if no_discover:
-        sources, unresolved = build_sources(entries, lambda _site: None)
-    else:
-        sources, unresolved = _discover_all(app, entries)
-    pinned = {url for entry in entries for url in entry.feeds}
-    from_lists = len(sources)
-    kept: list[FeedSource] = []
-    if not prune and target.exists():
-        sources, _added = merge_sources(sources, read_opml(target))
-        kept = sources[from_lists:]
+    found = Discovered({}, {}) if no_discover else _discover_all(app, entries)
+    built, unresolved = build_sources(entries, found.feeds.get)
+    unfound = [e.site for e in entries if not e.feeds and not found.feeds.get(e.site)]
+    existing = read_opml(target) if target.exists() else []
+    result = follow_lists(built, unfound, existing, keep_unlisted=keep_unlisted and not prune)
+    kept_sites = {s.site_url for s in result.kept}
     failed = strict and bool(unresolved)
     if not failed:  # --strict: all or nothing, never a file with blogs missing
-        _write_atomically(target, write_opml(sources))
-    summary = {
+        _write_atomically(target, write_opml(result.sources))
+    pinned = {url for entry in entries for url in entry.feeds}
+    summary: dict[str, Any] = {
         "file": str(target),
         "written": not failed,
-        "feeds": len(sources),
+        "feeds": len(result.sources),
         "blogs": len(entries),
-        "pinned": sum(1 for s in sources[:from_lists] if s.url in pinned),
-        "discovered": sum(1 for s in sources[:from_lists] if s.url not in pinned),
-        "kept_from_file": [s.url for s in kept],
+        "pinned": sum(1 for s in built if s.url in pinned),
+        "discovered": sum(1 for s in built if s.url not in pinned),
+        "kept_from_file": [s.url for s in result.kept],
+        "kept_unlisted": [s.url for s in result.unlisted] if result.keep_unlisted else [],
+        "removed": [s.url for s in result.removed],
         "unresolved": unresolved,
     }
     _report_build(summary, as_json, no_discover)
+    for source in result.removed:
+        click.echo(
+            f"removed (no list names it; its posts stay in the database): {_named(source)}",
+            err=True,
+        )
+    for source in result.kept:
+        click.echo(f"kept from the file (its blog is listed): {_named(source)}", err=True)
+    for url in summary["kept_unlisted"]:
+        click.echo(f"kept (no list names it; --keep-unlisted): {url}", err=True)
+    for entry in entries:
+        if entry.site in unfound and entry.site not in kept_sites:
+            why = "not pinned, and discovery is off" if no_discover else found.why_not(entry.site)
+            click.echo(f"warning: {entry.name} ({entry.site}): {why}", err=True)
     if failed:
         sys.exit(1)
 
@@ -130,9 +152,10 @@ def import_cmd(app: App, source: str, as_json: bool) -> None:
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(
-            f"{name}: {added} feeds added, {summary['already_present']} already present"
+            f"{name}: {counted(added, 'feed')} added, {summary['already_present']} already "
+            "present"
             + (f", {skipped} skipped" if skipped else "")
-            + f"; {target} lists {len(merged)} feeds"
+            + f"; {target} lists {counted(len(merged), 'feed')}"
         )
 
 
@@ -149,9 +172,14 @@ def export_cmd(app: App, output: Path) -> None:
     """Write the feeds of feeds.opml as OPML 2.0.
 
     The output is normalised (one folder outline per category level) and any feed reader can
-    import it.
+    import it. A feed that moved for good (it answered 301 or 308 to a poll) is written at its
+    new URL, with a line saying so.
     """
-    data = write_opml(read_opml(app.settings.feeds.opml))
+    moved = _moved(app)
+    sources = [replace(s, url=moved.get(s.url, s.url)) for s in read_opml(app.settings.feeds.opml)]
+    for old, new in moved.items():
+        click.echo(f"moved permanently: {old} -> {new} (exported at its new URL)", err=True)
+    data = write_opml(sources)
     if str(output) == "-":
         with click.open_file("-", "wb") as stdout:
             stdout.write(data)
@@ -160,31 +188,44 @@ def export_cmd(app: App, output: Path) -> None:
         click.echo(f"wrote {output}", err=True)
 
 
-def _discover_all(app: App, entries: list[BlogEntry]) -> tuple[list[FeedSource], list[str]]:
-    found = discover_sites([e.site for e in entries if not e.feeds], app.settings.feeds)
-    return build_sources(entries, found.get)
+def _discover_all(app: App, entries: list[BlogEntry]) -> Discovered:
+    return discover_sites([e.site for e in entries if not e.feeds], app.settings.feeds)
+
+
+def _moved(app: App) -> dict[str, str]:
+    """Feeds that moved (301, 308) as the database knows them; none without a database."""
+    from digest.errors import NoDatabaseError
+    from digest.ingest.feedsync import moved_feeds
+
+    try:
+        return moved_feeds(app.read_db(sync=False))
+    except NoDatabaseError:
+        return {}
+
+
+def _named(source: FeedSource) -> str:
+    return f"{source.url} ({source.title})" if source.title else source.url
 
 
 def _report_build(summary: dict[str, Any], as_json: bool, no_discover: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary, indent=2))
-    elif not summary["written"]:
+        return
+    if not summary["written"]:
+        missing = len(summary["unresolved"])
         click.echo(
-            f"--strict: {len(summary['unresolved'])} blog(s) without a feed; "
+            f"--strict: {counted(missing, 'blog')} without a feed; "
             f"{summary['file']} left as it was",
             err=True,
         )
-    else:
-        click.echo(
-            f"wrote {summary['file']}: {summary['feeds']} feeds ({summary['pinned']} pinned and "
-            f"{summary['discovered']} discovered from {summary['blogs']} blogs, "
-            f"{len(summary['kept_from_file'])} kept from the file)"
-        )
-    for url in summary["kept_from_file"]:
-        click.echo(f"kept (no list names it; --prune drops it): {url}", err=True)
-    why = "not pinned, and discovery is off" if no_discover else "no feed found"
-    for blog in summary["unresolved"]:
-        click.echo(f"warning: {blog}: {why}", err=True)
+        return
+    kept = len(summary["kept_from_file"]) + len(summary["kept_unlisted"])
+    removed = len(summary["removed"])
+    click.echo(
+        f"wrote {summary['file']}: {counted(summary['feeds'], 'feed')} ({summary['pinned']} "
+        f"pinned and {summary['discovered']} discovered from {counted(summary['blogs'], 'blog')}"
+        f", {kept} kept from the file, {removed} removed)"
+    )
 
 
 def _read_input(file: Path) -> bytes:

@@ -46,7 +46,7 @@ def picks_cmd(app: App, as_json: bool) -> None:
     """
     from digest.issue.curation import pending
 
-    rows = pending(app.db)
+    rows = pending(app.read_db())
     if as_json:
         click.echo(json.dumps([r.as_json() for r in rows], indent=2))
         return

@@ -22,12 +22,14 @@ from digest.daemon.schedule import (
     handled,
     started,
 )
-from digest.daemon.status import show_time
+from digest.delivery.send import send_issue
 from digest.delivery.summary import SendSummary
-from digest.errors import DigestError
+from digest.errors import ConfigError, DigestError
+from digest.feedlist.listsync import sync_feed_list
 from digest.issue.sendtimes import SendSchedule
 from digest.settingvalues import format_duration
-from digest.storage import Database
+from digest.storage import Database, utcnow
+from digest.words import utc_time
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,30 @@ class SendFn(Protocol):
         as_of: datetime | None = ...,
         stop: threading.Event | None = ...,
     ) -> SendSummary: ...
+
+
+def send_listed(
+    db: Database,
+    settings: Settings,
+    *,
+    as_of: datetime | None = None,
+    stop: threading.Event | None = None,
+) -> SendSummary:
+    """The week's send with the rules of the feed list as it is now (synced first, as `digest
+    send` does), not as the last poll left them."""
+    sync_listed(db, settings, utcnow())
+    return send_issue(db, settings, as_of=as_of, stop=stop)
+
+
+def sync_listed(db: Database, settings: Settings, now: datetime) -> None:
+    """The feeds table follows feeds.opml (feedlist/listsync.py); a file that cannot be read
+    is a warning, and the feeds stay as last synced."""
+    if not settings.feeds.opml.exists():
+        return  # no feed list yet: nothing to follow
+    try:
+        sync_feed_list(db, settings.feeds.opml, now)
+    except ConfigError as e:
+        log.warning("%s; the feeds stay as last synced", e)
 
 
 class Sends:
@@ -79,10 +105,6 @@ class Sends:
         self.retry_after = SEND_RETRY_AFTER
         self.started_at = clock()  # sends due before this were missed while down
         self._checking = threading.Lock()
-
-    @property
-    def zone(self) -> str:
-        return self.settings.newsletter.timezone
 
     def check(self) -> None:
         """Run the send that is due, if any: on schedule, missed while down, or interrupted."""
@@ -121,7 +143,7 @@ class Sends:
         log.warning(
             "skipping %s due %s: more than newsletter.send_grace (%s) ago",
             what,
-            show_time(action.due, self.zone),
+            utc_time(action.due),
             format_duration(self.settings.newsletter.send_grace),
             extra={"fields": {"event": "send_skipped", "due": action.due.isoformat()}},
         )
@@ -129,9 +151,9 @@ class Sends:
     def _send_one(self, action: SendAction, state: SendState) -> bool:
         """Send the issue due at ``action.due``; True when it is done."""
         if action.resume:
-            log.info("send: resuming the interrupted send due %s", show_time(action.due, self.zone))
+            log.info("send: resuming the interrupted send due %s", utc_time(action.due))
         elif action.due < self.started_at:
-            due = show_time(action.due, self.zone)
+            due = utc_time(action.due)
             log.info("send: the send due %s was missed while down; sending now", due)
         self._save(started(state, action.due))
         try:
@@ -153,16 +175,14 @@ class Sends:
 
     def _retry(self, due: datetime, error: str) -> None:
         when = format_duration(self.retry_after)
-        self.report_error(
-            "send", f"the send due {due:%Y-%m-%d %H:%M} UTC failed: {error}; retry in {when}"
-        )
+        self.report_error("send", f"the send due {utc_time(due)} failed: {error}; retry in {when}")
         if not self.stop.is_set():
             self.retry(self.retry_after)
 
     def _log_send(self, due: datetime, summary: SendSummary) -> None:
         fields = {"event": "send", "due": due.isoformat(), **summary.as_json()}
         line = summary.line()
-        log.info("send due %s: %s", show_time(due, self.zone), line, extra={"fields": fields})
+        log.info("send due %s: %s", utc_time(due), line, extra={"fields": fields})
 
     def _save(self, state: SendState) -> None:
         self.db.set_meta(SEND_STATE_KEY, state.to_json())

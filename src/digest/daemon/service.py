@@ -28,9 +28,9 @@ from digest.daemon.schedule import (
     poll_tick,
     start_spread,
 )
-from digest.daemon.sends import SendFn, Sends
+from digest.daemon.sends import SendFn, Sends, send_listed, sync_listed
+from digest.daemon.status import never_polled
 from digest.delivery.consent import prune_unconfirmed
-from digest.delivery.send import send_issue
 from digest.errors import DigestError, LockedError
 from digest.feedlist.opml import read_opml
 from digest.ingest.feedstore import bring_forward, spread_overdue_polls
@@ -38,6 +38,7 @@ from digest.ingest.health import list_feeds
 from digest.ingest.poll import PollSummary, poll_feeds
 from digest.locks import HEARTBEAT_EVERY, DaemonLock
 from digest.storage import Database, utcnow
+from digest.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,8 @@ def poll_listed(
 class Daemon:
     """One `digest run`: the lock, the scheduler and its jobs, the web thread, and shutdown.
 
-    ``poll``, ``send`` and ``prune`` default to poll_listed, digest.delivery.send.send_issue
-    and digest.delivery.consent.prune_unconfirmed; ``serve`` (the web endpoint, an edge above
+    ``poll``, ``send`` and ``prune`` default to poll_listed, sends.send_listed and
+    digest.delivery.consent.prune_unconfirmed; ``serve`` (the web endpoint, an edge above
     the daemon) is given by the CLI, and without it web.enabled serves nothing. Tests pass
     fakes.
     """
@@ -97,7 +98,7 @@ class Daemon:
         settings: Settings,
         *,
         poll: PollFn = poll_listed,
-        send: SendFn = send_issue,
+        send: SendFn = send_listed,
         serve: ServeFn | None = None,
         bounces: BouncesFn = fetch_bounces,
         prune: PruneFn = prune_unconfirmed,
@@ -168,6 +169,7 @@ class Daemon:
         now = self.clock()
         self.sends.started_at = now
         interval = self.settings.feeds.poll_interval
+        sync_listed(self.db, self.settings, now)  # the feed list's new feeds, counted below
         overdue = spread_overdue_polls(self.db, now, start_spread(interval), self.rng)
         brought = bring_forward(self.db, now, interval, self.rng)
         self.db.set_meta(RUNNING_SETTINGS_KEY, RunningSettings.of(self.settings).to_json())
@@ -201,6 +203,7 @@ class Daemon:
         scheduler.start()
         startup.report(self.settings, self.sends.schedule, self.clock(), tick, state, self._web)
         startup.report_moved(self.settings.feeds.poll_interval, overdue, brought)
+        startup.report_first_polls(never_polled(self.db), interval)
 
     def _wait(self) -> None:
         while not self.stop.wait(0.5):
@@ -321,7 +324,7 @@ class Daemon:
 
     def _prune_unconfirmed(self) -> None:
         if deleted := self._prune(self.db, self.clock()):
-            log.info("deleted %d sign-up(s) left unconfirmed for a week", deleted)
+            log.info("deleted %s left unconfirmed for a week", counted(deleted, "sign-up"))
 
     def _heartbeat(self) -> None:
         if not self.lock.heartbeat():

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 
 from digest.config import Settings
 from digest.daemon.schedule import SendState, start_spread
-from digest.daemon.status import show_time
 from digest.delivery import preflight
 from digest.issue.sendtimes import SendSchedule
 from digest.settingvalues import format_duration
+from digest.words import counted, utc_time
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def report(
         format_duration(settings.feeds.poll_interval),
         format_duration(tick),
         schedule.describe(),
-        show_time(next_send, settings.newsletter.timezone),
+        utc_time(next_send),
         extra={
             "fields": {
                 "event": "start",
@@ -61,17 +61,29 @@ def report_moved(interval: timedelta, overdue: int, brought: int) -> None:
     """The feeds whose next poll moved at start: overdue ones, and ones due too late."""
     if overdue:
         log.info(
-            "%d feeds fell due while the daemon was down: polling them over the next %s",
-            overdue,
+            "%s fell due while the daemon was down: polling them over the next %s",
+            counted(overdue, "feed"),
             format_duration(start_spread(interval)),
         )
     if brought:
         log.info(
-            "%d feeds were due later than feeds.poll_interval (%s) allows: polling them over "
-            "the next %s",
-            brought,
+            "%s due later than feeds.poll_interval (%s) allows: polling them over the next %s",
+            counted(brought, "feed"),
             format_duration(interval),
             format_duration(interval),
+        )
+
+
+def report_first_polls(new: int, interval: timedelta) -> None:
+    """The feeds about to be fetched for the first time (every listed blog, at a first start):
+    said before it happens, since it is many requests at once."""
+    if new:
+        log.info(
+            "polling %s for the first time now (what they hold already is stored as backlog, "
+            "not sent); then each feed every %s",
+            counted(new, "new feed"),
+            format_duration(interval),
+            extra={"fields": {"event": "first_polls", "feeds": new}},
         )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
@@ -26,6 +25,7 @@ from digest.models import Delivery, Feed, Issue
 from digest.settingvalues import format_duration
 from digest.storage import Database
 from digest.types import DeliveryStatus, FeedStatus
+from digest.words import counted, show_time
 
 # Issues whose bounce and complaint rates `digest status` shows, newest first.
 RATES_SHOWN = 5
@@ -168,6 +168,13 @@ def feeds_in_error(db: Database, now: datetime) -> list[dict[str, Any]]:
     ]
 
 
+def never_polled(db: Database) -> int:
+    """Active feeds never polled yet: the daemon's first round fetches them all at once."""
+    with db.session() as s:
+        query = select(func.count()).where(Feed.active.is_(True), Feed.polled_once.is_(False))
+        return s.execute(query).scalar_one()
+
+
 def feed_counts(db: Database) -> dict[str, int]:
     with db.session() as s:
         rows = s.execute(select(Feed.active, func.count()).group_by(Feed.active)).all()
@@ -278,7 +285,8 @@ def _issue_line(issue: dict[str, Any] | None, zone: str) -> str:
     if issue is None:
         return "none yet"
     return (
-        f"#{issue['number']} of {_local(issue['created_at'], zone)}, {issue['posts']} posts: "
+        f"#{issue['number']} of {_local(issue['created_at'], zone)}, "
+        f"{counted(issue['posts'], 'post')}: "
         f"{issue['handed_to_relay']} handed to the relay, {issue['failed']} refused, "
         f"{issue['pending']} pending"
     )
@@ -296,10 +304,3 @@ def _iso(value: datetime | None) -> str | None:
 
 def _local(value: str | None, zone: str) -> str:
     return show_time(datetime.fromisoformat(value), zone) if value else ""
-
-
-def show_time(value: datetime | None, zone: str) -> str:
-    """A time as the daemon's log and `digest status` show it: in the newsletter's zone."""
-    if value is None:
-        return "never"
-    return value.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")

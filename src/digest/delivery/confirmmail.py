@@ -1,11 +1,12 @@
-"""The email a sign-up gets: a link to confirm (or, for an address already on the list, its
-own links), from its own templates (``confirm_subject.txt.j2``, ``confirm.txt.j2``,
-``confirm.html.j2``, overridable in newsletter.templates) with an issue's care:
+"""The emails of the sign-up: a link to confirm (or, for an address already on the list, its
+own links), and once confirmed a short welcome (web.welcome). Each from its own templates
+(``confirm*.j2``, ``welcome*.j2``, overridable in newsletter.templates) with an issue's care:
 multipart/alternative (text, then HTML), Date, Message-ID, inlined CSS, no header injection,
 DKIM through the transport.
 
-It carries no List-Unsubscribe: the address is on no list until its owner confirms, and
-ignoring the email is all it takes to stay off it.
+The confirmation carries no List-Unsubscribe: the address is on no list until its owner
+confirms, and ignoring the email is all it takes to stay off it. The welcome does: by then
+the reader is on the list.
 """
 
 from __future__ import annotations
@@ -14,19 +15,29 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import jinja2
 
 from digest.config import Settings
 from digest.delivery.consent import describe_sections
 from digest.delivery.mail import SmtpTransport
-from digest.delivery.message import address_header, preferences_url, sender_domain
+from digest.delivery.message import (
+    address_header,
+    default_list_id,
+    preferences_url,
+    sender_domain,
+    unsubscribe_url,
+)
 from digest.delivery.subscribers import SubscriberInfo
 from digest.delivery.tokens import PREFERENCES, make_confirm_token, make_token
 from digest.delivery.verp import envelope_sender, feedback_id
 from digest.errors import RenderError
-from digest.issue.render import environment, inline_css
+from digest.issue.plan import RecordedIssue
+from digest.issue.render import date_range, environment, inline_css
 from digest.types import EventKind
+from digest.words import counted
 
 
 def confirm_url(settings: Settings, token: str) -> str:
@@ -48,19 +59,66 @@ def confirmation_email(
         "preferences_url": preferences_url(
             settings, make_token(key, subscriber.id, subscriber.email, PREFERENCES)
         ),
-        "sections": describe_sections(
-            ",".join(subscriber.sections) if subscriber.sections is not None else None
-        ),
+        "sections": _sections(subscriber),
+        "description": settings.newsletter.description,
         "valid_for": valid_for(ttl),
         "base_url": settings.newsletter.base_url.rstrip("/"),
     }
+    return _email(settings, subscriber, "confirm", context, now)
+
+
+def welcome_email(
+    settings: Settings,
+    key: str,
+    subscriber: SubscriberInfo,
+    latest: RecordedIssue | None,
+    when: str,
+    now: datetime,
+) -> bytes:
+    """The short email a reader gets once confirmed (web.welcome): when the first issue comes
+    (``when``: sendtimes.SendWords.first), the latest issue's link, their own links. They are
+    on the list now, so it carries List-Unsubscribe like an issue."""
+    base_url = settings.newsletter.base_url.rstrip("/")
+    unsubscribe = unsubscribe_url(settings, make_token(key, subscriber.id, subscriber.email))
+    zone = ZoneInfo(settings.newsletter.timezone)
+    context = {
+        "title": settings.newsletter.title,
+        "description": settings.newsletter.description,
+        "email": subscriber.email,
+        "sections": _sections(subscriber),
+        "when": when,
+        "latest": latest,
+        "latest_url": f"{base_url}/issues/{latest.number}" if latest else None,
+        "latest_dates": date_range(latest.window_start, latest.window_end, zone) if latest else "",
+        "preferences_url": preferences_url(
+            settings, make_token(key, subscriber.id, subscriber.email, PREFERENCES)
+        ),
+        "unsubscribe_url": unsubscribe,
+        "base_url": base_url,
+    }
+    headers = [("List-Id", default_list_id(settings)), ("List-Unsubscribe", f"<{unsubscribe}>")]
+    if base_url.startswith("https://"):  # RFC 8058: one-click only over https
+        headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    return _email(settings, subscriber, "welcome", context, now, headers)
+
+
+def _email(
+    settings: Settings,
+    subscriber: SubscriberInfo,
+    template: str,
+    context: dict[str, Any],
+    now: datetime,
+    headers: list[tuple[str, str]] | None = None,
+) -> bytes:
+    """One message from templates TEMPLATE_subject.txt.j2, TEMPLATE.txt.j2 and
+    TEMPLATE.html.j2: multipart/alternative, CRLF line ends, ready for SMTP."""
     env = environment(settings.newsletter.templates)
     try:
-        subject = " ".join(env.get_template("confirm_subject.txt.j2").render(context).split())
-        text = env.get_template("confirm.txt.j2").render(context).strip() + "\n"
-        html = inline_css(env.get_template("confirm.html.j2").render(subject=subject, **context))
+        subject = " ".join(env.get_template(f"{template}_subject.txt.j2").render(context).split())
+        text = env.get_template(f"{template}.txt.j2").render(context).strip() + "\n"
+        html = env.get_template(f"{template}.html.j2").render(subject=subject, **context)
     except jinja2.TemplateError as e:
-        raise RenderError(f"confirmation email template: {e}") from e
+        raise RenderError(f"{template} email template: {e}") from e
     msg = EmailMessage()
     msg["From"] = settings.newsletter.from_addr
     msg["To"] = address_header(subscriber.email, subscriber.name)
@@ -71,11 +129,17 @@ def confirmation_email(
     msg["Message-ID"] = make_msgid(domain=sender_domain(settings))
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to this
     msg["Feedback-ID"] = feedback_id(settings, None)
+    for name, value in headers or []:
+        msg[name] = value
     msg.set_content(text)
-    msg.add_alternative(html, subtype="html")
+    msg.add_alternative(inline_css(html), subtype="html")
     for part in msg.iter_parts():
         del part["MIME-Version"]  # the email package copies it into the first part
     return msg.as_bytes(policy=SMTP)
+
+
+def _sections(subscriber: SubscriberInfo) -> str:
+    return describe_sections(subscriber.stored_sections)
 
 
 def send_confirmation(
@@ -105,4 +169,4 @@ def valid_for(ttl: timedelta) -> str:
         return f"{round(seconds / 3600, 1):g} hours"
     if seconds >= 2 * 60:
         return f"{round(seconds / 60)} minutes"
-    return f"{seconds} seconds"
+    return counted(seconds, "second")

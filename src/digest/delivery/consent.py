@@ -125,16 +125,21 @@ def change_sections(
         return True
 
 
-def resubscribe(db: Database, subscriber_id: int, *, now: datetime, ip: str | None) -> bool:
-    """Back on the list from the preferences page (its link came to their inbox: that is their
-    confirmation); False when already active."""
+def resubscribe(
+    db: Database, subscriber_id: int, sections: str | None, *, now: datetime, ip: str | None
+) -> bool:
+    """Back on the list with the sections ticked (stored form) from the preferences or the
+    unsubscribed page (their link came to their inbox: that is their confirmation); False when
+    already active."""
     with db.session() as s:
         row = s.get(Subscriber, subscriber_id)
         if row is None or row.status == SubscriberStatus.ACTIVE:
             return False
         was = row.status
         row.status, row.unsubscribed_at, row.hard_bounces = SubscriberStatus.ACTIVE, None, 0
-        record_event(s, row.id, EventKind.RESUBSCRIBED, now, f"was {was}", ip)
+        row.sections = sections
+        detail = f"was {was}; {describe_sections(sections)}"
+        record_event(s, row.id, EventKind.RESUBSCRIBED, now, detail, ip)
         return True
 
 

@@ -25,6 +25,9 @@ from digest.config import Settings
 from digest.errors import InputError
 from digest.types import PREFERENCES_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
 
+# RFC 2047's encoded words start so. Python's email package decodes one even inside a quoted
+# name: "=?utf-8?q?x=0D=0ABcc:_v@example.com?=" came out as a line break and a Bcc: header.
+ENCODED_WORD = "=?"
 # CR, LF and other controls would end a header early and start one of the reader's choosing.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 _UNSUBSCRIBE = UNSUBSCRIBE_PLACEHOLDER.encode("ascii")
@@ -109,9 +112,11 @@ def as_bytes(msg: EmailMessage) -> bytes:
 
 
 def address_header(email: str, name: str | None = None) -> str:
-    """A To: value for an address and an optional display name, quoted as needed."""
+    """A To: value for an address and an optional display name, quoted as needed. A name that
+    holds an encoded word's "=?" (stored before names were checked for it) is left out: the
+    email package would decode it, line breaks and all, into the header."""
     _refuse_unsafe("address", email)
-    if not name:
+    if not name or ENCODED_WORD in name:
         return email
     _refuse_unsafe("name", name)
     local, _, domain = email.rpartition("@")

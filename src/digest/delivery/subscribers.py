@@ -13,7 +13,14 @@ from sqlalchemy.orm import Session
 
 from digest.config import Settings
 from digest.delivery import forgotten
-from digest.delivery.tokens import UNSUBSCRIBE, check_token, token_id
+from digest.delivery.message import ENCODED_WORD
+from digest.delivery.tokens import (
+    UNSUBSCRIBE,
+    check_confirm_token,
+    check_token,
+    confirm_claim,
+    token_id,
+)
 from digest.errors import InputError
 from digest.models import Subscriber, SubscriberEvent
 from digest.storage import Database, utcnow
@@ -42,6 +49,11 @@ class SubscriberInfo:
     source: ConsentSource | None = None
     confirmed_at: datetime | None = None
     confirm_ip: str | None = None
+
+    @property
+    def stored_sections(self) -> str | None:
+        """The sections as stored and as forms and events take them: "ml,systems", None: all."""
+        return ",".join(self.sections) if self.sections is not None else None
 
     @property
     def section_choice(self) -> frozenset[str] | None:
@@ -107,6 +119,8 @@ def parse_name(name: str | None) -> str | None:
         raise InputError("a name can't contain a line break")
     if _CONTROLS.search(name):
         raise InputError("a name can't contain control characters")
+    if ENCODED_WORD in name:
+        raise InputError('a name can\'t contain "=?" (mail programs would decode it as a header)')
     hidden = invisible_chars(name)
     if hidden:
         raise InputError(f"a name can't contain invisible format characters ({', '.join(hidden)})")
@@ -290,6 +304,28 @@ def subscriber_for_token(
         if row is None or not check_token(key, token, row.id, row.email, purpose):
             return None
         return info_of(row)
+
+
+def subscriber_for_confirm_token(
+    db: Database, key: str, token: str
+) -> tuple[SubscriberInfo, datetime] | None:
+    """The subscriber a genuine confirmation token names, and when that token expires (the
+    caller decides what an expired one earns); None for a token that is not ours."""
+    claim = confirm_claim(token)
+    if claim is None:
+        return None
+    with db.session() as s:
+        row = s.get(Subscriber, claim[0])
+        if row is None or not check_confirm_token(key, token, row.id, row.email):
+            return None
+        return info_of(row), claim[1]
+
+
+def subscriber_by_id(db: Database, subscriber_id: int) -> SubscriberInfo | None:
+    """One subscriber by id; None when there is none (forgotten or pruned meanwhile)."""
+    with db.session() as s:
+        row = s.get(Subscriber, subscriber_id)
+        return info_of(row) if row is not None else None
 
 
 def _lookup_address(email: str) -> str:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from digest.words import counted, show_span, show_time
+
 
 @dataclass
 class SendSummary:
@@ -34,16 +36,18 @@ class SendSummary:
     covered_until: datetime | None = None  # covered: the last issue's end, past the one asked
     seconds: float = 0.0
 
-    def line(self) -> str:
+    def line(self, zone: str = "UTC") -> str:
+        """What the send did in a line, its times in ``zone`` (people's; logs keep UTC)."""
         name = f"issue #{self.issue}" if self.issue is not None else "the issue"
-        if self.mode == "empty":
-            return f"nothing to send: no new posts from {_day(self.window_start)} to " + _day(
-                self.window_end
+        if self.mode == "empty" and self.window_start and self.window_end:
+            return "nothing to send: no new posts from " + show_span(
+                self.window_start, self.window_end, zone
             )
         if self.mode == "covered":
             return (
-                f"nothing to send: the issues sent already cover up to {_day(self.covered_until)}"
-                f" (asked for the week ending {_day(self.window_end)})"
+                "nothing to send: the issues sent already cover up to "
+                f"{show_time(self.covered_until, zone, none='?')} (asked for the week ending "
+                f"{show_time(self.window_end, zone, none='?')})"
             )
         if self.mode == "off":
             return f"sending is off (smtp.host is not set): {name} recorded, nothing sent"
@@ -72,7 +76,8 @@ class SendSummary:
 
     def _dry_run_line(self, name: str) -> str:
         gets = sum(1 for r in self.recipients if r["gets"])
-        line = f"dry run: {name} would go to {gets} of {len(self.recipients)} active subscriber(s)"
+        active = counted(len(self.recipients), "active subscriber")
+        line = f"dry run: {name} would go to {gets} of {active}"
         choices = self.by_choice()
         if choices:
             line += ": " + "; ".join(
@@ -103,7 +108,3 @@ class SendSummary:
         if self.mode != "dry-run":
             del data["recipients"]
         return data
-
-
-def _day(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "?"

@@ -22,8 +22,13 @@ UNSUBSCRIBE = "unsubscribe"
 PREFERENCES = "preferences"
 _MAC_BYTES = 16  # 128 bits: guessing is hopeless, and the URL stays short
 _MAC = r"[A-Za-z0-9_-]{22}"
-_ID = r"[1-9][0-9]{0,17}"
+_ID = r"[1-9][0-9]{0,9}"
 _STAMP = r"[0-9]{1,12}"  # unix seconds
+# Ids are 32-bit integers in the database (PostgreSQL's integer): a larger one names nobody,
+# and asking PostgreSQL for it is an error, not "no such row".
+MAX_ID = 2**31 - 1
+# The last moment a token may name: datetime ends at year 9999 (a later stamp can't be one).
+MAX_STAMP = int(datetime(9999, 12, 31, tzinfo=UTC).timestamp())
 _TOKEN = re.compile(rf"({_ID})\.({_MAC})")
 _CONFIRM = re.compile(rf"({_ID})\.({_STAMP})\.({_MAC})")
 _FORM = re.compile(rf"({_STAMP})\.({_MAC})")
@@ -38,7 +43,7 @@ def make_token(key: str, subscriber_id: int, email: str, purpose: str = UNSUBSCR
 def token_id(token: str) -> int | None:
     """The subscriber id a well-formed token claims (not yet checked), else None."""
     match = _TOKEN.fullmatch(token)
-    return int(match.group(1)) if match else None
+    return _id(match.group(1)) if match else None
 
 
 def check_token(
@@ -63,9 +68,11 @@ def make_confirm_token(key: str, subscriber_id: int, email: str, expires: dateti
 def confirm_claim(token: str) -> tuple[int, datetime] | None:
     """(subscriber id, expiry) a well-formed confirm token claims (not yet checked), else None."""
     match = _CONFIRM.fullmatch(token)
-    if not match:
+    subscriber_id = _id(match.group(1)) if match else None
+    expires = _stamp(match.group(2)) if match else None
+    if subscriber_id is None or expires is None:
         return None
-    return int(match.group(1)), datetime.fromtimestamp(int(match.group(2)), UTC)
+    return subscriber_id, expires
 
 
 def check_confirm_token(key: str, token: str, subscriber_id: int, email: str) -> bool:
@@ -88,10 +95,20 @@ def make_form_token(key: str, form: str, subject: int, expires: datetime) -> str
 def check_form_token(key: str, token: str, form: str, subject: int, now: datetime) -> bool:
     """True when ``token`` is a live CSRF token of ours for this form and subscriber."""
     match = _FORM.fullmatch(token)
-    if not match:
+    expires = _stamp(match.group(1)) if match else None
+    if expires is None:
         return False
-    expires = datetime.fromtimestamp(int(match.group(1)), UTC)
     return expires > now and _same(token, make_form_token(key, form, subject, expires))
+
+
+def _id(digits: str) -> int | None:
+    value = int(digits)
+    return value if value <= MAX_ID else None
+
+
+def _stamp(digits: str) -> datetime | None:
+    value = int(digits)
+    return datetime.fromtimestamp(value, UTC) if value <= MAX_STAMP else None
 
 
 def _mac(key: str, *parts: str) -> str:

@@ -162,3 +162,47 @@ def _start_entry(line: str, headings: list[str], where: str) -> _Draft:
 def _is_http(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+@dataclass(frozen=True)
+class ListedFeeds:
+    """What the feeds file holds after a build from the lists, and what changed in it."""
+
+    sources: list[FeedSource]
+    kept: list[FeedSource]  # a listed blog whose feed was not found now: its outline stays
+    unlisted: list[FeedSource]  # outlines no list names: kept (--keep-unlisted) or removed
+    keep_unlisted: bool
+
+    @property
+    def removed(self) -> list[FeedSource]:
+        return [] if self.keep_unlisted else self.unlisted
+
+
+def follow_lists(
+    built: list[FeedSource],
+    unfound_sites: Iterable[str],
+    existing: Iterable[FeedSource],
+    *,
+    keep_unlisted: bool = False,
+) -> ListedFeeds:
+    """The lists are the source of truth: the feeds they name (``built``), plus the outline in
+    the file of each listed blog whose feed was not found this time (``unfound_sites``: a
+    site that did not answer keeps its feed); outlines no list names are dropped, or kept
+    last with ``keep_unlisted`` (feeds added by hand or by `opml import`)."""
+    listed = {source.url for source in built}
+    unfound = {_site_key(site) for site in unfound_sites}
+    kept: list[FeedSource] = []
+    unlisted: list[FeedSource] = []
+    for source in existing:
+        if source.url in listed:
+            continue
+        if source.site_url and _site_key(source.site_url) in unfound:
+            kept.append(source)
+        else:
+            unlisted.append(source)
+    sources = built + kept + (unlisted if keep_unlisted else [])
+    return ListedFeeds(sources, kept, unlisted, keep_unlisted)
+
+
+def _site_key(url: str) -> str:
+    return url.strip().rstrip("/").lower()

@@ -22,6 +22,7 @@ from digest.config import FeedsSettings
 from digest.errors import FetchError
 from digest.ingest.fetch import ACCEPT, fetch_as_configured, make_client
 from digest.ingest.slots import politely
+from digest.ingest.transport import RefusedAddressError
 
 log = logging.getLogger(__name__)
 
@@ -47,27 +48,51 @@ class _Site:
     url: str
 
 
-def discover_sites(sites: Iterable[str], feeds: FeedsSettings) -> dict[str, str | None]:
+@dataclass(frozen=True)
+class Discovered:
+    """What discovery found for each home page: its feed (None: none found), and for a site
+    without one whose requests the network policy refused, the refusal (not "no feed")."""
+
+    feeds: dict[str, str | None]
+    refused: dict[str, str]
+
+    def why_not(self, site: str) -> str:
+        """Why ``site`` has no feed, in words."""
+        refusal = self.refused.get(site)
+        return f"no feed found: the network policy {refusal}" if refusal else "no feed found"
+
+
+def discover_sites(sites: Iterable[str], feeds: FeedsSettings) -> Discovered:
     """The feed of each blog home page (None where none was found), several at once."""
     return asyncio.run(discover_all(sites, feeds))
 
 
-async def discover_all(sites: Iterable[str], feeds: FeedsSettings) -> dict[str, str | None]:
+async def discover_all(sites: Iterable[str], feeds: FeedsSettings) -> Discovered:
     async with make_client(feeds) as client:
 
-        async def one(site: _Site) -> tuple[str, str | None]:
-            return site.url, await discover_feed(client, site.url, feeds)
+        async def one(site: _Site) -> tuple[str, str | None, str | None]:
+            refusals: list[str] = []
+            feed = await discover_feed(client, site.url, feeds, refusals)
+            return site.url, feed, (refusals[0] if refusals and feed is None else None)
 
         unique = [_Site(url) for url in dict.fromkeys(sites)]
         found = await politely(unique, one, per_host=feeds.per_host, total=WORKERS)
-    return dict(found)
+    return Discovered(
+        {site: feed for site, feed, _ in found},
+        {site: why for site, _, why in found if why is not None},
+    )
 
 
 async def discover_feed(
-    client: httpx.AsyncClient, home_url: str, feeds: FeedsSettings
+    client: httpx.AsyncClient,
+    home_url: str,
+    feeds: FeedsSettings,
+    refusals: list[str] | None = None,
 ) -> str | None:
-    """The feed of the blog at home_url, or None when none of the candidates is a feed."""
-    page = await _get(client, home_url, feeds, HOME_MAX_BYTES, HTML_ACCEPT)
+    """The feed of the blog at home_url, or None when none of the candidates is a feed; each
+    request the network policy refused is added to ``refusals``, in words."""
+    refusals = [] if refusals is None else refusals
+    page = await _get(client, home_url, feeds, HOME_MAX_BYTES, HTML_ACCEPT, refusals)
     candidates: list[str] = []
     if page is not None:
         final_url, body = page
@@ -80,7 +105,7 @@ async def discover_feed(
         if url in tried:
             continue
         tried.add(url)
-        got = await _get(client, url, feeds, FEED_SNIFF_BYTES, ACCEPT)
+        got = await _get(client, url, feeds, FEED_SNIFF_BYTES, ACCEPT, refusals)
         if got is not None and looks_like_feed(got[1]):
             return got[0]  # after redirects, so polls don't pay for them every time
     return None
@@ -149,13 +174,21 @@ def _is_json_feed(body: bytes) -> bool:
 
 
 async def _get(
-    client: httpx.AsyncClient, url: str, feeds: FeedsSettings, keep: int, accept: str
+    client: httpx.AsyncClient,
+    url: str,
+    feeds: FeedsSettings,
+    keep: int,
+    accept: str,
+    refusals: list[str],
 ) -> tuple[str, bytes] | None:
-    """(final URL, the first ``keep`` bytes of the body) of a 2xx answer, else None."""
+    """(final URL, the first ``keep`` bytes of the body) of a 2xx answer, else None (and a
+    refusal of the network policy added to ``refusals``)."""
     try:
         fetched = await fetch_as_configured(client, url, feeds, accept=accept)
     except FetchError as e:
         log.info("discover: %s: %s", url, e.message)
+        if isinstance(e.__cause__, RefusedAddressError):
+            refusals.append(e.message)
         return None
     if fetched.body is None or not 200 <= fetched.status_code < 300:
         log.debug("discover: %s answered %s", url, fetched.status_code)

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, delete, insert, select, update
 
 from digest import columns as width
 from digest.columns import fit
-from digest.models import FEEDS
+from digest.models import FEEDS, Meta
 from digest.storage import Database
 from digest.types import FeedSource, FeedStatus, section_for
 
@@ -31,6 +31,12 @@ _UPDATE_SYNCED = (
     .where(FEEDS.c.id == bindparam("feed_id_"))
     .values({n: bindparam(n) for n in ("active", *SYNCED_FROM_FILE)})
 )
+
+
+# The meta row saying which feed list (its hash and path) the feeds table follows; a sync that
+# changes anything clears it, so a poll of another file is never taken for this one's
+# (feedlist/listsync.py sets it after syncing).
+SYNCED_LIST_KEY = "feed_list_synced"
 
 
 @dataclass
@@ -82,6 +88,8 @@ def sync_feeds(db: Database, sources: Iterable[FeedSource], now: datetime) -> Sy
             conn.execute(insert(FEEDS), inserts)
         if updates:
             conn.execute(_UPDATE_SYNCED, updates)
+        if inserts or updates:
+            conn.execute(delete(Meta).where(Meta.key == SYNCED_LIST_KEY))
     return result
 
 
@@ -125,3 +133,13 @@ def _from_file(src: FeedSource) -> dict[str, Any]:
         "rule_section": rules.section,
         "rule_section_if": rules.section_if,
     }
+
+
+def moved_feeds(db: Database) -> dict[str, str]:
+    """The feeds that moved for good (a 301 or 308 answered): the URL the OPML file names,
+    mapped to the one fetched now."""
+    with db.session() as s:
+        rows = s.execute(
+            select(FEEDS.c.source_url, FEEDS.c.url).where(FEEDS.c.url != FEEDS.c.source_url)
+        )
+        return {source: url for source, url in rows}

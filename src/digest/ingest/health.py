@@ -14,6 +14,7 @@ from digest.ingest import policy
 from digest.models import Feed, Fetch, Post
 from digest.storage import Database, utcnow
 from digest.types import SECTION_ORDER, FeedRules, FeedStatus, FetchOutcome
+from digest.words import counted, show_time
 
 
 def post_counts(s: Session) -> dict[int, int]:
@@ -128,13 +129,14 @@ class FeedHealth:
         return " — ".join(parts)
 
 
-def list_feeds(db: Database, now: datetime | None = None) -> list[FeedHealth]:
-    """Every feed with its health and post count, active ones first, by section and title."""
+def list_feeds(db: Database, now: datetime | None = None, zone: str = "UTC") -> list[FeedHealth]:
+    """Every feed with its health and post count, active ones first, by section and title;
+    the times in its health words in ``zone`` (people's; UTC for JSON and logs)."""
     now = now or utcnow()
     with db.session() as s:
         counts, stats = post_counts(s), fetch_stats(s, now - policy.FETCH_HISTORY)
         feeds = list(s.scalars(select(Feed)))
-        rows = [_health_row(f, counts.get(f.id, 0), stats.get(f.id), now) for f in feeds]
+        rows = [_health_row(f, counts.get(f.id, 0), stats.get(f.id), now, zone) for f in feeds]
     return sorted(rows, key=_listing_order)
 
 
@@ -151,7 +153,9 @@ def natural_key(text: str) -> tuple[tuple[int, str], ...]:
     return tuple((int(p), "") if p.isdigit() else (0, p) for p in parts if p)
 
 
-def _health_row(feed: Feed, posts: int, stats: FetchStats | None, now: datetime) -> FeedHealth:
+def _health_row(
+    feed: Feed, posts: int, stats: FetchStats | None, now: datetime, zone: str
+) -> FeedHealth:
     return FeedHealth(
         id=feed.id,
         url=feed.url,
@@ -160,7 +164,7 @@ def _health_row(feed: Feed, posts: int, stats: FetchStats | None, now: datetime)
         section=feed.section,
         active=feed.active,
         status=feed.status,
-        health=describe_health(feed, now),
+        health=describe_health(feed, now, zone),
         last_status_code=feed.last_status_code,
         error=feed.last_error if feed.status in policy.FAILING else None,
         warning=feed.last_warning,
@@ -175,17 +179,17 @@ def _health_row(feed: Feed, posts: int, stats: FetchStats | None, now: datetime)
     )
 
 
-def describe_health(feed: Feed, now: datetime) -> str:
-    """The feed's health in a few words."""
+def describe_health(feed: Feed, now: datetime, zone: str = "UTC") -> str:
+    """The feed's health in a few words, times in ``zone``."""
     held = feed.next_fetch_at if feed.next_fetch_at and feed.next_fetch_at > now else None
     if feed.status == FeedStatus.GONE:
         text = f"gone ({feed.last_status_code or 410})"
     elif feed.status == FeedStatus.BACKOFF:
-        text = f"backing off until {_when(held or now)}: {feed.last_error}"
+        text = f"backing off until {show_time(held or now, zone)}: {feed.last_error}"
     elif feed.status == FeedStatus.ERROR:
         text = f"error: {feed.last_error}"
         if held:
-            text += f" (retry after {_when(held)})"
+            text += f" (retry after {show_time(held, zone)})"
     elif feed.status == FeedStatus.NOT_MODIFIED:
         text = "not modified"
     elif feed.status == FeedStatus.OK:
@@ -195,13 +199,13 @@ def describe_health(feed: Feed, now: datetime) -> str:
     if not feed.active:
         text = "inactive (not in the OPML file); " + text
     if policy.is_long_failing(feed, now) and feed.failing_since is not None:
-        text += f" [failing for {(now - feed.failing_since).days} days]"
+        text += f" [failing for {counted((now - feed.failing_since).days, 'day')}]"
     return text
 
 
-def failing_note(db: Database, now: datetime) -> tuple[str, ...]:
+def failing_note(db: Database, now: datetime, zone: str = "UTC") -> tuple[str, ...]:
     """One line per active feed failing for a week or more: the preview's feed health note
-    (never in subscribers' copies)."""
+    (never in subscribers' copies), its dates in ``zone``."""
     with db.session() as s:
         feeds = s.scalars(
             select(Feed)
@@ -209,12 +213,8 @@ def failing_note(db: Database, now: datetime) -> tuple[str, ...]:
             .order_by(Feed.failing_since)
         ).all()
         return tuple(
-            f"{f.title or f.url}: failing since {f.failing_since:%Y-%m-%d}"
+            f"{f.title or f.url}: failing since {show_time(f.failing_since, zone)}"
             f" ({f.last_error or f.status})"
             for f in feeds
             if f.failing_since is not None
         )
-
-
-def _when(value: datetime) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC")

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import httpx
 from sqlalchemy import bindparam, func, or_, select, update
 
+from digest import words
 from digest.config import FeedsSettings
 from digest.errors import FetchError
 from digest.ingest.fetch import fetch_as_configured, origin
@@ -108,7 +109,7 @@ async def count_pages(
         on_site, one, per_host=feeds.per_host, total=feeds.concurrency, stop=stop
     )
     await asyncio.to_thread(store_pages, db, counted + elsewhere)
-    log.info("counted the words of %d teaser-only posts' pages", len(counted))
+    log.info("read the pages of %s", words.counted(len(counted), "teaser-only post"))
     return len(counted)
 
 

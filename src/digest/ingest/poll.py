@@ -48,6 +48,7 @@ from digest.types import (
     Outcome,
     ParsedFeed,
 )
+from digest.words import counted, plural
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +86,17 @@ class PollSummary:
 
     def line(self) -> str:
         return (
-            f"polled {self.feeds:,} feeds: {self.new_posts:,} new posts, "
-            f"{self.updated_posts:,} updated, {self.not_modified:,} not modified, "
-            f"{self.errors:,} errors in {self.elapsed_s:.1f} s"
-            + (f"; {self.pages:,} teaser posts' pages read for their length" if self.pages else "")
+            f"polled {counted(self.feeds, 'feed')}: {self.new_posts:,} new "
+            f"{plural('post', self.new_posts)}, {self.updated_posts:,} updated, "
+            f"{self.not_modified:,} not modified, {counted(self.errors, 'error')} in "
+            f"{self.elapsed_s:.1f} s" + _pages_read(self.pages)
         )
+
+
+def _pages_read(pages: int) -> str:
+    if pages == 1:
+        return "; 1 teaser post's page read for its length"
+    return f"; {pages:,} teaser posts' pages read for their length" if pages else ""
 
 
 @dataclass(frozen=True)

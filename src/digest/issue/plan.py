@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -9,7 +10,7 @@ from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from digest.config import Settings
 from digest.errors import InputError
@@ -66,6 +67,7 @@ class RecordedIssue:
     subject: str
     post_count: int
     created_at: datetime
+    pick_titles: tuple[str, ...] = ()
 
 
 def plan_issue(
@@ -123,9 +125,9 @@ def record_issue(db: Database, settings: Settings, plan: IssuePlan) -> RecordedI
         number = 1 + (s.scalar(select(func.max(Issue.number))) or 0)
         numbered = replace(plan, number=number)
         meta, budget = _meta(settings, numbered), budget_bytes(settings)
-        rendered = _renderer(settings).fit(
+        layout, rendered = _renderer(settings).fit(
             plan.posts, meta, budget, None, _ranking(settings, plan)
-        )[1]
+        )
         issue = Issue(
             number=number,
             window_start=plan.window_start,
@@ -136,6 +138,7 @@ def record_issue(db: Database, settings: Settings, plan: IssuePlan) -> RecordedI
             text=rendered.text,
             post_count=len(plan.posts),
             status=IssueStatus.RECORDED,
+            pick_titles=json.dumps([pick.item.title for pick in layout.picks]),
         )
         s.add(issue)
         s.flush()
@@ -183,6 +186,14 @@ def render_recorded(
 def list_issues(db: Database) -> list[RecordedIssue]:
     with db.session() as s:
         return [_recorded(i) for i in s.scalars(select(Issue).order_by(Issue.number.desc()))]
+
+
+def latest_issue(db: Database) -> RecordedIssue | None:
+    """The newest recorded issue (the one the sign-up pages and the welcome email link)."""
+    newest = select(Issue).options(defer(Issue.html), defer(Issue.text))  # ~90 KB each
+    with db.session() as s:
+        issue = s.scalar(newest.order_by(Issue.number.desc()).limit(1))
+        return _recorded(issue) if issue else None
 
 
 def load_issue(db: Database, number: int) -> RecordedIssue | None:
@@ -266,6 +277,7 @@ def _recorded(issue: Issue) -> RecordedIssue:
         issue.subject,
         issue.post_count,
         issue.created_at,
+        tuple(json.loads(issue.pick_titles or "[]")),
     )
 
 

@@ -174,13 +174,18 @@ class Renderer:
         return f"{local:%a} {local.day} {local:%b}"
 
     def _date_range(self, window: Window) -> str:
-        start = window.start.astimezone(self.timezone)
-        end = window.end.astimezone(self.timezone)
-        if (start.year, start.month) == (end.year, end.month):
-            return f"{start.day}–{end.day} {end:%B %Y}"
-        if start.year == end.year:
-            return f"{start.day} {start:%B} – {end.day} {end:%B %Y}"
-        return f"{start.day} {start:%B %Y} – {end.day} {end:%B %Y}"
+        return date_range(window.start, window.end, self.timezone)
+
+
+def date_range(start: datetime, end: datetime, zone: ZoneInfo) -> str:
+    """An issue's window as the issue says it (and the archive, and the welcome email):
+    "8–15 August 2026", "29 August – 5 September 2026", "26 December 2026 – 2 January 2027"."""
+    start, end = start.astimezone(zone), end.astimezone(zone)
+    if (start.year, start.month) == (end.year, end.month):
+        return f"{start.day}–{end.day} {end:%B %Y}"
+    if start.year == end.year:
+        return f"{start.day} {start:%B} – {end.day} {end:%B %Y}"
+    return f"{start.day} {start:%B %Y} – {end.day} {end:%B %Y}"
 
 
 def inline_css(html: str) -> str:

@@ -92,6 +92,53 @@ def previous_send_time(settings: Settings, until: datetime) -> datetime | None:
     return SendSchedule.from_settings(settings).latest_until(until)
 
 
+@dataclass(frozen=True)
+class SendWords:
+    """When issues come, as a reader reads it (when_issues_come)."""
+
+    weekday: str | None  # "Saturday" for a weekday schedule; None for a cron one
+    clock: str  # "8:00"
+    zone: str  # "UTC", "London time"
+    next_day: str | None  # "Saturday 12 December"; None when no send time is ahead
+
+    @property
+    def schedule(self) -> str:
+        """ "every Saturday at 8:00 (London time); the next one on Saturday 12 December"."""
+        if self.next_day is None:
+            return "when the next one is ready"
+        if self.weekday is None:
+            return f"next on {self.next_day} at {self.clock} ({self.zone})"
+        every = f"every {self.weekday} at {self.clock} ({self.zone})"
+        return f"{every}; the next one on {self.next_day}"
+
+    @property
+    def first(self) -> str:
+        """ "on Saturday 12 December at 8:00 (London time), and then every Saturday"."""
+        if self.next_day is None:
+            return "when the next one is ready"
+        then = f", and then every {self.weekday}" if self.weekday else ""
+        return f"on {self.next_day} at {self.clock} ({self.zone}){then}"
+
+
+def when_issues_come(send_at: str, timezone: str, now: datetime) -> SendWords:
+    """When issues come after ``now``, in a reader's words (a cron schedule names only the
+    next one)."""
+    upcoming = SendSchedule.parse(send_at, timezone).next_after(now)
+    zone = "UTC" if timezone.upper() in ("UTC", "ETC/UTC") else f"{_place(timezone)} time"
+    local = upcoming.astimezone(ZoneInfo(timezone)) if upcoming else None
+    return SendWords(
+        weekday=None if send_at.startswith("cron:") or local is None else f"{local:%A}",
+        clock=f"{local.hour}:{local:%M}" if local else "",
+        zone=zone,
+        next_day=f"{local:%A} {local.day} {local:%B}" if local else None,
+    )
+
+
+def _place(timezone: str) -> str:
+    """ "Europe/Berlin" as "Berlin", "America/New_York" as "New York"."""
+    return timezone.rpartition("/")[2].replace("_", " ")
+
+
 def send_trigger(send_at: str, timezone: str) -> BaseTrigger:
     """An APScheduler trigger for ``saturday 08:00`` or ``cron: MIN HOUR DAY MONTH WEEKDAY``."""
     zone = ZoneInfo(timezone)

@@ -2,5 +2,6 @@
 
 from digest.web.app import make_app
 from digest.web.server import listen, serve
+from digest.web.webhooks import check_settings
 
-__all__ = ["listen", "make_app", "serve"]
+__all__ = ["check_settings", "listen", "make_app", "serve"]

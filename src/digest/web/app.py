@@ -11,17 +11,19 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Match
 
 from digest.config import Settings
 from digest.storage import Database
 from digest.web import feed, health, preferences, reading, signup, webhooks
-from digest.web.site import Site
+from digest.web.site import HEADERS, Site
 
 access_log = logging.getLogger("digest.web.access")
 
 # On every response, 404s and errors included: no page of ours in another site's frame.
-_FRAMING = [(b"x-frame-options", b"DENY")]
+_FRAMING_STR = [("X-Frame-Options", "DENY")]
+_FRAMING = [(name.lower().encode(), value.encode()) for name, value in _FRAMING_STR]
 
 
 def make_app(db: Database, settings: Settings) -> Starlette:
@@ -29,7 +31,17 @@ def make_app(db: Database, settings: Settings) -> Starlette:
     site = Site.open(db, settings)
 
     def not_found(request: Request, exc: Exception) -> Response:
+        moved = _without_slash(app, request)
+        if moved is not None:
+            return RedirectResponse(site.url(moved), 307, headers=HEADERS)
         return site.page("not_found", 404)
+
+    def server_error(request: Request, exc: Exception) -> Response:
+        # What the client sees when a bug escapes (uvicorn logs the traceback): our page and
+        # our headers, not Starlette's bare text.
+        response = site.page("error", 500)
+        response.headers.update(dict(_FRAMING_STR))
+        return response
 
     routes = [
         *reading.routes(site),
@@ -39,7 +51,10 @@ def make_app(db: Database, settings: Settings) -> Starlette:
         *webhooks.routes(site),
         *health.routes(site),
     ]
-    app = Starlette(routes=routes, exception_handlers={404: not_found})
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 500: server_error})
+    # Starlette's own redirect of "/subscribe/" to "/subscribe" is built from the Host header
+    # (a link to any host we answer for); not_found() builds it from newsletter.base_url.
+    app.router.redirect_slashes = False
     app.state.site = site  # serve() closes its outbox when the server stops
     app.add_middleware(_NoFraming)
     app.add_middleware(_AccessLog)
@@ -92,13 +107,46 @@ class _AccessLog:
             _log_request(scope, status, (time.monotonic() - started) * 1000)
 
 
+def _without_slash(app: Starlette, request: Request) -> str | None:
+    """The path without its trailing slash when that is one of our routes, else None."""
+    path = request.url.path
+    if path == "/" or not path.endswith("/"):
+        return None
+    stripped = path.rstrip("/")
+    scope = {**request.scope, "path": stripped}
+    if not any(route.matches(scope)[0] != Match.NONE for route in app.router.routes):
+        return None
+    query = request.url.query
+    return stripped + (f"?{query}" if query else "")
+
+
 def _log_request(scope: Any, status: int, ms: float) -> None:
     path = redact(scope.get("path", ""))
-    client = (scope.get("client") or ("-",))[0]
-    fields = {"event": "http", "method": scope["method"], "path": path, "status": status,
+    client = str((scope.get("client") or ("-",))[0])
+    method = str(scope["method"])
+    fields = {"event": "http", "method": method, "path": path, "status": status,
               "ms": round(ms, 1), "client": client}  # fmt: skip
+    # The text line shows what came in, escaped: a path's "%0a" (uvicorn decodes it) would
+    # start a forged line, and escape sequences would drive the terminal reading the log.
     access_log.info(
-        "%s %s %s %s %.1f ms", client, scope["method"], path, status, ms, extra={"fields": fields}
+        "%s %s %s %s %.1f ms",
+        printable(client),
+        printable(method),
+        printable(path),
+        status,
+        ms,
+        extra={"fields": fields},
+    )
+
+
+def printable(text: str) -> str:
+    """``text`` with backslashes, line breaks, control and other unprintable characters
+    written as Python escapes (\\n, \\x1b, \\u2028): one line, nothing a terminal acts on."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(
+        c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii")
+        for c in text
     )
 
 

@@ -50,10 +50,10 @@ async def take_form(
     return await run_in_threadpool(handle, form, client_address(request))
 
 
-async def read_form(request: Request) -> Form:
+async def read_form(request: Request, *, check_origin: bool = True) -> Form:
     """The urlencoded body of a POST from one of our pages, at most MAX_BODY bytes, read
     without buffering more than that; FormError otherwise."""
-    if not same_origin(request):
+    if check_origin and not same_origin(request):
         raise FormError(403, "This form was sent from another site.")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in (FORM_TYPE, ""):  # "": an empty body (a button with no fields)
@@ -73,6 +73,15 @@ async def read_form(request: Request) -> Form:
         return parse_qs(text, keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise FormError(400, "That form could not be read.") from None
+
+
+async def peek_form(request: Request) -> Form:
+    """The body as a form when it is a small urlencoded one, else {}: for one-click
+    unsubscribe, which acts whatever the body (RFC 8058) unless it is one of our own forms."""
+    try:
+        return await read_form(request, check_origin=False)
+    except FormError:
+        return {}
 
 
 def field(form: dict[str, list[str]], name: str) -> str:

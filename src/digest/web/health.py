@@ -1,6 +1,7 @@
 """For whoever watches the service: `GET /healthz` (a small JSON; 503 when the database is
-unreachable or the daemon's heartbeat is stale) and `GET /metrics` (Prometheus' text format,
-read from the database at each scrape, through prometheus_client)."""
+unreachable, the daemon's heartbeat is stale or the outbox's worker is stopped) and
+`GET /metrics` (Prometheus' text format, read from the database at each scrape, through
+prometheus_client, and this process's outbox counters)."""
 
 from __future__ import annotations
 
@@ -26,11 +27,17 @@ NO_STORE = {"Cache-Control": "no-store"}
 def routes(site: Site) -> list[Route]:
     def healthz(request: Request) -> Response:
         report, healthy = health_report(site.db, site.settings, utcnow())
+        outbox = site.outbox.stats()  # (starts a dead worker again when jobs wait)
+        report["outbox"] = outbox
+        healthy = healthy and outbox["worker"] != "stopped"
+        if not healthy:
+            report["status"] = "unhealthy"
         return JSONResponse(report, status_code=200 if healthy else 503, headers=NO_STORE)
 
     def scrape(request: Request) -> Response:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_FromDatabase(site))
+        registry.register(_Outbox(site))
         try:
             body = generate_latest(registry)
         except StorageError as e:
@@ -54,3 +61,28 @@ class _FromDatabase(Collector):
             for labels, value in metric.values.items():
                 family.add_metric([dict(labels)[n] for n in names], value)
             yield family
+
+
+class _Outbox(Collector):
+    """This process's outbox: sign-ups and emails done, failed or turned away, restarts of
+    its worker, jobs waiting (counters since the process started)."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.site.outbox.stats()
+        jobs = CounterMetricFamily(
+            "digest_outbox_jobs",
+            "Outbox jobs (sign-ups, emails) by outcome: sent (an email), failed, dropped (full)",
+            labels=["outcome"],
+        )
+        for outcome in ("sent", "failed", "dropped"):
+            jobs.add_metric([outcome], stats[outcome])
+        yield jobs
+        yield CounterMetricFamily(
+            "digest_outbox_restarts",
+            "Times the outbox's worker was started again",
+            stats["restarts"],
+        )
+        yield GaugeMetricFamily("digest_outbox_queued", "Outbox jobs waiting", stats["queued"])

@@ -1,5 +1,6 @@
-"""Pure decisions of the sign-up form's limits (no I/O; the time is an argument): sign-ups per
-client address per hour, and which addresses count as one client."""
+"""Pure decisions of the web endpoint's limits (no I/O; the time is an argument): sign-ups per
+client address per hour, failed webhook logins per client, and which addresses count as one
+client."""
 
 from __future__ import annotations
 
@@ -55,3 +56,10 @@ class SlidingLimit:
             if len(self._seen) > self.max_keys:
                 del self._seen[next(iter(self._seen))]
             return refused
+
+    def over(self, key: str, now: float) -> bool:
+        """Whether ``key`` has used up its limit for the window ending at ``now`` (counts
+        nothing)."""
+        with self._lock:
+            times = self._seen.get(key, (deque(), 0))[0]
+            return sum(1 for t in times if t > now - self.window_s) >= self.limit

@@ -66,8 +66,12 @@ def change(site: Site, token: str, form: dict[str, list[str]], ip: str | None) -
         unsubscribe(site.db, subscriber.id, now=now, ip=ip, how="preferences page")
         notice = "You're unsubscribed. You won't get another issue."
     elif action == "resubscribe":
-        resubscribe(site.db, subscriber.id, now=now, ip=ip)
-        notice = "Welcome back: you're subscribed again."
+        try:
+            sections = chosen_sections(form.get("sections", []))
+        except InputError as e:
+            return page(site, subscriber, 400, error=str(e))
+        resubscribe(site.db, subscriber.id, sections, now=now, ip=ip)
+        notice = f"Welcome back: you get {describe_sections(sections)} again."
     else:
         return page(site, subscriber, 400, error="That form could not be read.")
     log.info("subscriber %d changed their preferences: %s", subscriber.id, action)
@@ -83,7 +87,7 @@ def page(
     notice: str | None = None,
     error: str | None = None,
 ) -> Response:
-    stored = ",".join(subscriber.sections) if subscriber.sections is not None else None
+    stored = subscriber.stored_sections
     return site.page(
         "preferences",
         status,

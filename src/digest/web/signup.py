@@ -1,9 +1,11 @@
 """Readers join: the sign-up form (GET/POST /subscribe) and the double opt-in (GET/POST
 /confirm/TOKEN).
 
-POST /subscribe answers every sign-up the same "check your inbox" page, byte for byte: a new,
-a pending or an active address, a bot caught by the honeypot, a client over
-web.signup_rate, an address past its emails for the day. Nobody learns who is on the list.
+POST /subscribe answers every sign-up the same "check your inbox" page (naming the address as
+typed), in the same time: a new, a pending or an active address, one that complained, a bot
+caught by the honeypot, a client over web.signup_rate, an address past its emails for the
+day. Nobody learns who is on the list: the request only queues the sign-up, and the outbox
+(outbox.py) records it and mails what it asks for.
 
 GET /confirm/TOKEN changes nothing (mail scanners follow links): it shows a Confirm button,
 whose POST makes the subscriber active. An expired link offers to send a new one.
@@ -20,16 +22,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from digest.delivery.confirmmail import valid_for
-from digest.delivery.consent import SignUp, confirm, describe_sections, sign_up, undo_mail
-from digest.delivery.subscribers import SubscriberInfo, info_of, parse_address, parse_name
-from digest.delivery.tokens import PREFERENCES, check_confirm_token, confirm_claim, make_token
+from digest.delivery.consent import confirm, describe_sections
+from digest.delivery.subscribers import (
+    SubscriberInfo,
+    parse_address,
+    parse_name,
+    subscriber_for_confirm_token,
+)
+from digest.delivery.tokens import PREFERENCES, make_token
 from digest.errors import InputError
-from digest.models import Subscriber
 from digest.storage import utcnow
 from digest.types import ML, SECTION_TITLES, SYSTEMS, ConsentSource, SubscriberStatus
 from digest.web.forms import client_address, field, form_token, form_token_ok, take_form
 from digest.web.limits import client_key
-from digest.web.outbox import MailJob
+from digest.web.outbox import WELCOME, MailJob, SignUpJob
 from digest.web.site import Site
 
 log = logging.getLogger(__name__)
@@ -101,44 +107,38 @@ def form_page(
         boxes=boxes,
         honeypot=HONEYPOT,
         error=error,
+        blogs=site.blog_list.by_section() if site.blog_list else [],
+        **site.about(),
     )
 
 
-def check_inbox(site: Site) -> Response:
-    """The one answer to every sign-up that was read."""
-    return site.page(
-        "check_inbox", private=True, valid_for=valid_for(site.settings.web.confirm_ttl)
-    )
+def check_inbox(site: Site, address: str) -> Response:
+    """The one answer to every sign-up that was read: the same page for any address (it
+    shows the address as typed, which tells nothing the sender didn't know)."""
+    ttl = valid_for(site.settings.web.confirm_ttl)
+    return site.page("check_inbox", private=True, email=address, valid_for=ttl)
 
 
 def take_signup(site: Site, form: dict[str, list[str]], ip: str | None) -> Response:
+    """Check the form and queue the sign-up. Whatever the address (new, pending, active, one
+    that complained), this does the same work: the database is the outbox's business."""
     now = utcnow()
     given = {"email": field(form, "email").strip(), "name": field(form, "name").strip()}
     ticked = form.get("sections", [])
     if not form_token_ok(site.key, form, "subscribe", 0, now):
         error = "This form was open too long (or came from elsewhere): please send it again."
         return form_page(site, now, 400, **given, sections=ticked, error=error)
-    if field(form, HONEYPOT):
-        log.info("sign-up with the hidden field filled in (a bot): answered, nothing done")
-        return check_inbox(site)
     try:
         address = parse_address(given["email"])[0]
         name = parse_name(given["name"] or None)
         sections = chosen_sections(ticked)
     except InputError as e:
         return form_page(site, now, 400, **given, sections=ticked, error=str(e))
-    if _over_rate(site, ip):
-        return check_inbox(site)
-    _mail(site, sign_up(site.db, address, name=name, sections=sections, now=now, ip=ip))
-    return check_inbox(site)
-
-
-def _mail(site: Site, signup: SignUp) -> None:
-    """Queue the email a sign-up asked for; one that can't be queued doesn't count."""
-    if signup.mail is None or site.outbox.offer(MailJob(signup.subscriber_id, signup.mail)):
-        return
-    if signup.event_id is not None:
-        undo_mail(site.db, signup.event_id)
+    if field(form, HONEYPOT):
+        log.info("sign-up with the hidden field filled in (a bot): answered, nothing done")
+    elif not _over_rate(site, ip):
+        site.outbox.offer(SignUpJob(address, name, sections, ip, now.isoformat()))
+    return check_inbox(site, address)
 
 
 def _over_rate(site: Site, ip: str | None) -> bool:
@@ -160,13 +160,13 @@ def confirmation(
     """GET (form None): the page with the Confirm button; POST: confirm, or send a new link
     for an expired one."""
     now = utcnow()
-    found = _confirm_subject(site, token)
+    found = subscriber_for_confirm_token(site.db, site.key, token)
     if found is None:
         return site.page("bad_link", 400, private=True, what="confirmation", signup=site.signup)
-    subscriber, expired = found
+    subscriber, expires = found
     if subscriber.status == SubscriberStatus.ACTIVE:
         return subscribed(site, subscriber, already=True)
-    if expired:
+    if expires <= now:
         if form is not None and form_token_ok(site.key, form, "resend", subscriber.id, now):
             return _resend(site, subscriber, now, ip)
         csrf = form_token(site.key, "resend", subscriber.id, now)
@@ -174,6 +174,8 @@ def confirmation(
     if form is not None and form_token_ok(site.key, form, "confirm", subscriber.id, now):
         info = confirm(site.db, subscriber.id, now=now, ip=ip)
         log.info("subscriber %d confirmed", info.id)
+        if site.settings.web.welcome:
+            site.outbox.offer(MailJob(info.id, WELCOME))
         return subscribed(site, info, already=False)
     return site.page(
         "confirm",
@@ -186,45 +188,30 @@ def confirmation(
     )
 
 
-def subscribed(site: Site, subscriber: SubscriberInfo, *, already: bool) -> Response:
+def subscribed(
+    site: Site, subscriber: SubscriberInfo, *, already: bool, again: bool = False
+) -> Response:
+    """Done: when issues come, the latest one, the reader's own page (``again``: back from
+    the unsubscribed page)."""
     token = make_token(site.key, subscriber.id, subscriber.email, PREFERENCES)
     return site.page(
         "subscribed",
         private=True,
         already=already,
+        again=again,
         email=subscriber.email,
         sections=_described(subscriber),
         preferences=f"/preferences/{token}",
+        **site.about(),
     )
-
-
-def _confirm_subject(site: Site, token: str) -> tuple[SubscriberInfo, bool] | None:
-    """The subscriber a genuine confirm token names, and whether it has expired."""
-    claim = confirm_claim(token)
-    if claim is None:
-        return None
-    with site.db.session() as s:
-        row = s.get(Subscriber, claim[0])
-        if row is None or not check_confirm_token(site.key, token, row.id, row.email):
-            return None
-        return info_of(row), claim[1] <= utcnow()
 
 
 def _resend(site: Site, subscriber: SubscriberInfo, now: datetime, ip: str | None) -> Response:
-    sections = ",".join(subscriber.sections) if subscriber.sections is not None else None
-    signup = sign_up(
-        site.db,
-        subscriber.email,
-        name=None,
-        sections=sections,
-        now=now,
-        ip=ip,
-        source=subscriber.source or ConsentSource.WEB,
-    )
-    _mail(site, signup)
-    return check_inbox(site)
+    source = subscriber.source or ConsentSource.WEB
+    job = SignUpJob(subscriber.email, None, subscriber.stored_sections, ip, now.isoformat(), source)
+    site.outbox.offer(job)
+    return check_inbox(site, subscriber.email)
 
 
 def _described(subscriber: SubscriberInfo) -> str:
-    stored = ",".join(subscriber.sections) if subscriber.sections is not None else None
-    return describe_sections(stored)
+    return describe_sections(subscriber.stored_sections)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,7 +18,13 @@ from starlette.responses import HTMLResponse
 
 from digest.config import Settings
 from digest.delivery.subscribers import secret
-from digest.storage import Database
+from digest.errors import DigestError
+from digest.feedlist.opml import read_opml
+from digest.issue.plan import latest_issue
+from digest.issue.render import date_range
+from digest.issue.sendtimes import when_issues_come
+from digest.storage import Database, utcnow
+from digest.types import SECTION_ORDER, SECTION_TITLES, FeedSource, section_for
 from digest.web.limits import SlidingLimit
 from digest.web.outbox import Outbox
 
@@ -48,16 +55,22 @@ class Site:
     outbox: Outbox
     signups: SlidingLimit = field(default_factory=lambda: SlidingLimit(1))
 
+    blog_list: BlogList | None = None
+
     @classmethod
     def open(cls, db: Database, settings: Settings) -> Site:
         from digest.issue.render import environment
 
         env = environment(settings.newsletter.templates)
-        env.filters["local"] = _local_date
+        env.filters["dates"] = lambda issue: date_range(
+            issue.window_start, issue.window_end, ZoneInfo(settings.newsletter.timezone)
+        )
         key = secret(db, settings)
         site = cls(db, settings, key, env, Outbox(db, settings, key))
         site.signups = SlidingLimit(settings.web.signup_rate)
+        site.blog_list = BlogList(settings.feeds.opml)
         site.say_how_signup_stands()
+        site.outbox.resume()
         return site
 
     @property
@@ -76,6 +89,20 @@ class Site:
 
     def close(self) -> None:
         self.outbox.close()
+
+    def url(self, path: str) -> str:
+        """An absolute URL of ours, from newsletter.base_url (never from the Host header)."""
+        return self.settings.newsletter.base_url.rstrip("/") + path
+
+    def about(self) -> dict[str, Any]:
+        """What the sign-up pages say of the newsletter: what it is, when issues come, the
+        latest one (None before the first)."""
+        newsletter = self.settings.newsletter
+        return {
+            "description": newsletter.description,
+            "when": when_issues_come(newsletter.send_at, newsletter.timezone, utcnow()),
+            "latest": latest_issue(self.db),
+        }
 
     def page(
         self, name: str, status: int = 200, /, *, private: bool = False, **context: Any
@@ -99,5 +126,37 @@ def signup_status(settings: Settings) -> str:
     return f"sign-up form on at {base_url}/subscribe ({why})"
 
 
-def _local_date(value: Any, zone: str) -> str:
-    return str(value.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d"))
+@dataclass
+class BlogList:
+    """The blogs of the feed list (feeds.opml) by section, for the sign-up page: read again
+    when the file changes; none when it can't be read (a web-only host may have no copy)."""
+
+    path: Path
+    _read: tuple[int, list[tuple[str, list[FeedSource]]]] | None = None
+
+    def by_section(self) -> list[tuple[str, list[FeedSource]]]:
+        try:
+            stamp = self.path.stat().st_mtime_ns
+        except OSError:
+            return []
+        if self._read is None or self._read[0] != stamp:
+            try:
+                sources = read_opml(self.path)
+            except DigestError as e:
+                log.info("the sign-up page lists no blogs: %s", e)
+                return []
+            self._read = (stamp, _grouped(sources))
+        return self._read[1]
+
+
+def _grouped(sources: list[FeedSource]) -> list[tuple[str, list[FeedSource]]]:
+    """(section title, its blogs by name) in issue order; one entry per site."""
+    found: dict[str, dict[str, FeedSource]] = {}
+    for source in sources:
+        site = source.site_url or source.url
+        found.setdefault(section_for(source.category), {}).setdefault(site, source)
+    return [
+        (SECTION_TITLES[key], sorted(found[key].values(), key=lambda f: (f.title or "").casefold()))
+        for key in SECTION_ORDER
+        if key in found
+    ]

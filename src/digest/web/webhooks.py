@@ -2,7 +2,8 @@
 its service documents: Amazon SES through SNS at /webhooks/ses (the SNS signature, verified
 with a certificate from SNS's own hosts), Postmark at /webhooks/postmark (basic auth).
 
-A request that fails authentication is refused (403 or 401) and changes nothing.
+A request that fails authentication is refused (403 or 401) and changes nothing; a body that
+is no JSON object (or nests too deep to read) is a 400.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import binascii
 import hmac
 import json
 import logging
+import time
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -23,27 +25,52 @@ from digest.bounces import sns
 from digest.bounces.apply import apply_report
 from digest.bounces.services import postmark_report, ses_reports
 from digest.bounces.sns import TYPES, certificate, sns_url_ok, verify
+from digest.config import Settings
 from digest.errors import ConfigError, InputError
 from digest.types import BounceReport
+from digest.web.forms import client_address
+from digest.web.limits import HOUR_S, SlidingLimit, client_key
 from digest.web.site import HEADERS, Site
 
 log = logging.getLogger(__name__)
 
 # SNS messages are at most 256 KB; Postmark's bounce webhooks far less.
 MAX_BODY = 300 * 1024
+# Postmark's basic auth: a password this long at least (Postmark takes any we choose), and
+# this many failed logins per client address an hour, after which it is refused until the
+# hour is over (429), right password or not: guessing goes nowhere.
+POSTMARK_PASSWORD_MIN = 16
+AUTH_FAILURES = 10
 
 
 def routes(site: Site) -> list[Route]:
     """The webhooks turned on in the settings (none by default)."""
     hooks = site.settings.webhooks
+    check_settings(site.settings)
     found = []
     if hooks.ses:
         found.append(Route("/webhooks/ses", _ses(site), methods=["POST"]))
     if hooks.postmark:
-        if not hooks.postmark_password:
-            raise ConfigError("webhooks.postmark needs webhooks.postmark_password (basic auth)")
         found.append(Route("/webhooks/postmark", _postmark(site), methods=["POST"]))
     return found
+
+
+def check_settings(settings: Settings) -> None:
+    """ConfigError, in one line, for a webhook that would trust too much: SES without the
+    one SNS topic to accept (any AWS account's topic would do), Postmark without a password
+    long enough to withstand guessing."""
+    hooks = settings.webhooks
+    if hooks.ses and not hooks.ses_topic_arn:
+        raise ConfigError(
+            "webhooks.ses needs webhooks.ses_topic_arn (the ARN of your SNS topic): without it, "
+            "any AWS account's topic could report bounces and complaints"
+        )
+    if hooks.postmark and len(hooks.postmark_password) < POSTMARK_PASSWORD_MIN:
+        have = len(hooks.postmark_password)
+        raise ConfigError(
+            f"webhooks.postmark needs a webhooks.postmark_password of at least "
+            f"{POSTMARK_PASSWORD_MIN} characters (basic auth; it has {have})"
+        )
 
 
 def _ses(site: Site) -> Any:
@@ -57,7 +84,7 @@ def _ses(site: Site) -> Any:
     def handle(message: dict[str, Any] | None) -> Response:
         if message is None or message.get("Type") not in TYPES:
             return _answer(400, "not an SNS message")
-        if topic and message.get("TopicArn") != topic:
+        if message.get("TopicArn") != topic:
             return _answer(403, "not our SNS topic")
         if not _signed(site, message):
             log.warning("webhooks/ses: a message with a bad signature refused")
@@ -68,7 +95,7 @@ def _ses(site: Site) -> Any:
             return _answer(200, "ok")
         try:
             notification = json.loads(str(message.get("Message", "")))
-        except ValueError:
+        except (ValueError, RecursionError):
             return _answer(400, "the SNS Message is not JSON")
         reports = ses_reports(notification if isinstance(notification, dict) else {})
         identity = str(message.get("MessageId", ""))
@@ -103,8 +130,20 @@ def _postmark(site: Site) -> Any:
     hooks = site.settings.webhooks
     expected = f"{hooks.postmark_user}:{hooks.postmark_password}".encode()
 
+    failures = SlidingLimit(AUTH_FAILURES)
+
     async def endpoint(request: Request) -> Response:
+        client, now = client_key(client_address(request)), time.monotonic()
+        if failures.over(client, now):
+            return _answer(429, "too many failed logins", {"Retry-After": str(int(HOUR_S))})
         if not hmac.compare_digest(_basic_auth(request), expected):
+            if failures.refusals(client, now) == 0 and failures.over(client, now):
+                log.warning(
+                    "webhooks/postmark: %d failed logins from %s in an hour: refused for the "
+                    "rest of it",
+                    AUTH_FAILURES,
+                    client,
+                )
             headers = {"WWW-Authenticate": 'Basic realm="digest webhooks"'}
             return _answer(401, "basic auth required", headers)
         payload = await _json(request)
@@ -151,7 +190,7 @@ async def _json(request: Request) -> dict[str, Any] | None:
             return None
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # "[[[[…" 100,000 deep is a RecursionError
         return None
     return data if isinstance(data, dict) else None
 

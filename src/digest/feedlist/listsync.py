@@ -1,0 +1,42 @@
+"""The database follows the feed list: what every command that reads the feeds (poll, preview,
+send, feeds, status, picks) does first, so an edit of feeds.opml (a rule, a blog removed)
+counts at once, not from the next poll. Cheap when nothing changed: the file is read and
+hashed, and the hash compared with the one stored at the last sync (no XML parsed, no feeds
+read)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.exc import IntegrityError
+
+from digest.errors import ConfigError, StorageError
+from digest.feedlist.opml import parse_opml
+from digest.ingest.feedsync import SYNCED_LIST_KEY, SyncResult, sync_feeds
+from digest.storage import Database
+
+
+def sync_feed_list(db: Database, path: Path, now: datetime) -> SyncResult | None:
+    """Make the feeds table follow the OPML file at ``path`` unless it follows this very file
+    already; None when there is no such file (nothing to follow yet). A file that cannot be
+    read or parsed is a ConfigError, and the database stays as it was."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ConfigError(f"feeds.opml: cannot read {path}: {e.strerror}") from e
+    stamp = f"{hashlib.sha256(data).hexdigest()} {path.absolute()}"
+    if db.get_meta(SYNCED_LIST_KEY) == stamp:
+        return SyncResult()
+    sources = parse_opml(data, origin=str(path))
+    try:
+        result = sync_feeds(db, sources, now)
+    except StorageError as e:
+        if not isinstance(e.__cause__, IntegrityError):
+            raise
+        result = sync_feeds(db, sources, now)  # a poll added the same new feed meanwhile
+    db.set_meta(SYNCED_LIST_KEY, stamp)
+    return result
