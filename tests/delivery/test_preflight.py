@@ -73,13 +73,13 @@ def test_send_and_run_refuse_a_dkim_domain_unrelated_to_from(
         sent.output
     )
     assert sink.recipients() == []
+    aligned_env = env | {"DIGEST_SMTP_DKIM_DOMAIN": "example.org"}
+    assert run_cli(["send", "--as-of", "2026-01-10T08:00Z"], aligned_env).exit_code == 0
+    assert sink.recipients() == ["ann@example.com"]
     opml = write_opml(tmp_path / "feeds.opml", [])
     daemon = run_digest(["run"], env | {"DIGEST_FEEDS_OPML": str(opml)}, tmp_path, timeout=60)
     assert daemon.returncode == 1
     assert "is not aligned with the From domain" in daemon.stderr
-    aligned_env = env | {"DIGEST_SMTP_DKIM_DOMAIN": "example.org"}
-    assert run_cli(["send", "--as-of", "2026-01-10T08:00Z"], aligned_env).exit_code == 0
-    assert sink.recipients() == ["ann@example.com"]
 
 
 def test_one_click_unsubscribe_only_over_https() -> None:
