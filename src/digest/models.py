@@ -200,11 +200,13 @@ class Issue(Base):
     status: Mapped[IssueStatus] = mapped_column(
         StatusText(IssueStatus), default=IssueStatus.RECORDED
     )
+    # The curator's intro (`digest intro`, inline Markdown), kept with the issue it opened.
+    intro: Mapped[str | None] = mapped_column(Text)
 
 
 class Curation(Base):
-    """`digest pick URL` / `digest skip URL`: pending (issue_id None) until an issue is
-    recorded, then that issue's."""
+    """`digest pick URL [--note TEXT]` / `digest skip URL`: pending (issue_id None) until an
+    issue is recorded, then that issue's."""
 
     __tablename__ = "curations"
     __table_args__ = (Index("ix_curations_issue_url", "issue_id", "url"),)
@@ -213,6 +215,7 @@ class Curation(Base):
     url: Mapped[str] = mapped_column(String(width.URL))  # canonical, as posts.canonical_url
     verdict: Mapped[Verdict] = mapped_column(StatusText(Verdict))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(Text)  # under a pick, inline Markdown
     issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -119,8 +120,14 @@ class Database:
 
 
 def head_revision() -> str:
-    """The newest migration; revision ids are the file names' number prefixes."""
-    return max(p.name.split("_")[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
+    """The newest migration's revision id (files are numbered; the id is the number, or the
+    file's stem for those added since by several branches at once)."""
+    newest = max((MIGRATIONS / "versions").glob("[0-9]*_*.py"), key=lambda p: p.name)
+    found = _REVISION.search(newest.read_text())
+    return found.group(1) if found else newest.name.split("_")[0]
+
+
+_REVISION = re.compile(r"""^revision = ["']([^"']+)["']""", re.M)
 
 
 # Seconds to wait for a PostgreSQL server to accept a connection (overridden by a

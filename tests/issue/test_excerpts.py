@@ -58,7 +58,7 @@ def test_hugo_and_link_blog_shapes() -> None:
     assert link_post == "A hypothetical incident report by Andrew Nesbitt."
     assert got["Inference optimization"].startswith("Large models are expensive to run.")
     assert got["Quoting Timothy B. Lee"] == (
-        "This is like saying there is no learning curve to being a manager. — Timothy B. Lee"
+        "“This is like saying there is no learning curve to being a manager.” — Timothy B. Lee"
     )
 
 
@@ -137,13 +137,16 @@ def test_a_word_that_starts_with_a_mark_keeps_its_space() -> None:
     )
 
 
-def test_a_note_in_brackets_gets_no_second_stop() -> None:
-    # Lil'Log's summaries hold nothing but notes: they are the excerpt.
-    first = "[Updated on 2021-02-01: version 2.0, with several new works and typos fixed.]"
-    notes = f"{first}\n[Updated on 2021-05-26: P-tuning and Prompt Tuning, in two new sections.]"
-    assert excerpt(notes, "t", 55) == first + " [Updated on 2021-05-26: P-tuning and Prompt" + (
-        " Tuning, in two new sections.]"
+def test_notes_in_brackets_are_skipped_closed_or_not() -> None:
+    # Lil'Log's summaries: "[Updated on …]", "[Updated on …]." and one never closed.
+    notes = (
+        "[Updated on 2020-01-09: add a new section on Contrastive Predictive Coding].\n"
+        "[Updated on 2021-05-26: P-tuning and Prompt Tuning, in two new sections.]\n"
+        "[Updated on 2020-11-12: add an example on closed-book factual QA using OpenAI API.\n"
     )
+    prose = "A model that can answer any question can lead to many useful applications."
+    assert excerpt(notes + prose, "t", 55) == prose
+    assert excerpt(notes, "t", 55) == ""  # nothing but notes: no excerpt rather than notes
 
 
 def test_a_tldr_list_is_kept_as_a_list() -> None:

@@ -1,8 +1,8 @@
-"""Command: `digest preview` (render this week's issue, or any week's, without sending)."""
+"""Command: `digest preview` (render this week's issue, or any week's, without sending; with
+--serve, the curator's desk)."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import webbrowser
 from datetime import datetime
@@ -17,6 +17,7 @@ from digest.config import Settings
 
 if TYPE_CHECKING:
     from digest.issue.compose import Layout
+    from digest.issue.newsletter import Newsletter
     from digest.issue.plan import IssuePlan
     from digest.storage import Database
     from digest.types import RenderedEmail
@@ -30,7 +31,8 @@ FORMATS = {"html": "html", "text": "txt", "eml": "eml"}
     "as_of",
     metavar="DATETIME",
     help="Build the issue whose window ends then (ISO 8601; a date alone means the "
-    "end of that day in newsletter.timezone). Default: the next send time.",
+    "end of that day in newsletter.timezone). Default: the issue `digest send` would send "
+    "now.",
 )
 @click.option(
     "--format",
@@ -48,7 +50,16 @@ FORMATS = {"html": "html", "text": "txt", "eml": "eml"}
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the file in a browser.")
 @click.option(
-    "--serve", is_flag=True, help="Serve the preview on localhost, rendered again on every reload."
+    "--serve",
+    is_flag=True,
+    help="The curator's desk: the preview on localhost with Pick, Skip, Note and an intro "
+    "editor, rendered again after each change and on every reload.",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address for --serve (only this machine by default).",
 )
 @click.option("--port", type=int, default=8089, show_default=True, help="Port for --serve.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was built as JSON.")
@@ -60,26 +71,34 @@ def preview(
     output: str | None,
     open_browser: bool,
     serve: bool,
+    host: str,
     port: int,
     as_json: bool,
 ) -> None:
     """Render an issue without sending or recording anything.
 
-    Shows the feed health note (feeds failing for a week) that subscribers never see. With
-    --json, the summary lists the week's picks and every post's score with its parts (rarity,
-    links, length, the curator's word) and the signals behind them, best first.
+    By default the issue `digest send` run now would mail: the same posts, order and subject
+    (its window ends now; the daemon's scheduled send ends it at the send time). The summary
+    says which end it used. Shows the feed health note (feeds failing for a week) that
+    subscribers never see. With --json, the summary lists the week's picks and every post's
+    score with its parts (rarity, links, length, the curator's word) and the signals behind
+    them, best first. --serve opens the curator's desk on this machine: pick, skip, add notes
+    and the intro, and see the issue change.
     """
-    from digest.issue.plan import parse_as_of, plan_issue
+    from digest.issue.newsletter import Newsletter, parse_as_of, previewed
+    from digest.issue.plan import plan_issue
+    from digest.storage import utcnow
 
-    end = parse_as_of(as_of, app.settings) if as_of else None
+    newsletter = Newsletter.of(app.settings)
+    when = parse_as_of(as_of, newsletter.timezone) if as_of else None
     if serve:
-        _serve(app.db, app.settings, end, port)
+        _serve(app, newsletter, when, host, port)
         return
-    plan = plan_issue(app.db, app.settings, end)
+    plan = plan_issue(app.db, newsletter, previewed(newsletter, when, utcnow()))
     if plan.empty:
-        _say_empty(plan, as_json)
+        _say_empty(app.db, newsletter, plan, as_json)
         return
-    summary, body = _build(app.db, app.settings, plan, fmt, scores=as_json)
+    summary, body = _build(app.db, app.settings, newsletter, plan, fmt, scores=as_json)
     if output == "-":
         click.echo(body, nl=False)
         return
@@ -94,37 +113,62 @@ def preview(
     else:
         click.echo(str(path.resolve()))  # alone on stdout: what a script reads
         click.echo(_summary_line(summary), err=True)
+        click.echo(f"its window {summary['ends']}", err=True)
     if open_browser:
         webbrowser.open(path.resolve().as_uri())
 
 
 def _summary_line(summary: dict[str, object]) -> str:
     kb = int(str(summary["html_bytes"])) / 1000
+    posts, blogs = int(str(summary["posts"])), int(str(summary["blogs"]))
     return (
-        f"issue #{summary['number']}: {summary['posts']} posts from {summary['blogs']} blogs, "
-        f"{kb:.1f} KB of HTML"
+        f"issue #{summary['number']}: {posts} {_plural('post', posts)} from {blogs} "
+        f"{_plural('blog', blogs)}, {kb:.1f} KB of HTML"
     )
 
 
+def _plural(word: str, n: int) -> str:
+    return word if n == 1 else word + "s"
+
+
 def _build(
-    db: Database, settings: Settings, plan: IssuePlan, fmt: str, *, scores: bool = False
+    db: Database,
+    settings: Settings,
+    newsletter: Newsletter,
+    plan: IssuePlan,
+    fmt: str,
+    *,
+    scores: bool = False,
 ) -> tuple[dict[str, object], str]:
     from digest.ingest.health import failing_note
+    from digest.issue.newsletter import show
     from digest.issue.plan import render_plan
     from digest.storage import utcnow
 
-    layout, rendered = render_plan(db, settings, plan, health=failing_note(db, utcnow()))
+    layout, rendered = render_plan(db, newsletter, plan, health=failing_note(db, utcnow()))
     if fmt != "eml":
         rendered = rendered.personal(_preview_unsubscribe(settings), _preview_preferences(settings))
+    zone = newsletter.timezone
+    span = f"{show(plan.window_start, zone)} – {show(plan.window_end, zone)}"
+    if plan.ending is None:
+        ends = f"{span}: issue #{plan.number} as it was recorded"
+    else:
+        ends = f"starts {show(plan.window_start, zone)} and {plan.ending.describe(zone)}"
     summary: dict[str, object] = {
         "number": plan.number,
         "window_start": plan.window_start.isoformat(),
         "window_end": plan.window_end.isoformat(),
+        "ends": ends,
+        "end_kind": plan.ending.how if plan.ending else "recorded",
         "subject": rendered.subject,
         "posts": layout.post_count,
         "blogs": layout.blog_count,
         "items_shown": len(layout.items),
+        "lines_shown": len(layout.lines),
+        "unlisted": layout.unlisted,
         "html_bytes": len(rendered.html.encode()),
+        "intro": plan.intro.source if plan.intro else None,
+        "skipped": [post.title for post in plan.skipped],
     }
     if scores:  # 0.08 s more for a week of 6,000 posts (bench/busy_week.py): --json only
         summary.update(_scores(plan, layout))
@@ -150,6 +194,7 @@ def _scores(plan: IssuePlan, layout: Layout) -> dict[str, list[dict[str, object]
             "blog": post.feed_title,
             "section": post.section,
             "pick": post.id in picked,
+            "note": plan.notes[post.id].source if post.id in plan.notes else None,
             **plan.scores.get(post.id, NO_SCORE).as_json(),
         }
         for post in posts
@@ -182,8 +227,24 @@ def _eml(settings: Settings, rendered: RenderedEmail) -> str:
     return as_bytes(msg).decode("utf-8", "replace")
 
 
-def _say_empty(plan: IssuePlan, as_json: bool) -> None:
-    span = f"{plan.window_start:%Y-%m-%d %H:%M} – {plan.window_end:%Y-%m-%d %H:%M} UTC"
+def _say_empty(db: Database, newsletter: Newsletter, plan: IssuePlan, as_json: bool) -> None:
+    """No post in the window: say so, and where the newest post no issue holds lies."""
+    from digest.issue.newsletter import day_of, show
+    from digest.issue.plan import newest_unsent
+
+    zone = newsletter.timezone
+    span = f"{show(plan.window_start, zone)} and {show(plan.window_end, zone)}"
+    newest = newest_unsent(db)
+    if newest is None:
+        hint = "no post is stored that an issue could hold yet (`digest poll` fetches the feeds)"
+    elif newest <= plan.window_start:
+        day = day_of(newest, zone)
+        hint = (
+            f"the newest stored post is from {show(newest, zone)}: "
+            f"`digest preview --as-of {day}` shows the week that ends that day"
+        )
+    else:
+        hint = f"the newest stored post is from {show(newest, zone)}, after this window"
     if as_json:
         click.echo(
             json.dumps(
@@ -192,45 +253,18 @@ def _say_empty(plan: IssuePlan, as_json: bool) -> None:
                     "posts": 0,
                     "window_start": plan.window_start.isoformat(),
                     "window_end": plan.window_end.isoformat(),
+                    "newest_unsent": newest.isoformat() if newest else None,
+                    "hint": hint,
                 }
             )
         )
     else:
         click.echo(f"no new posts between {span}: issue #{plan.number} would not be sent")
+        click.echo(hint)
 
 
-def _serve(db: Database, settings: Settings, end: datetime | None, port: int) -> None:
-    from digest.issue.plan import plan_issue
+def _serve(app: App, newsletter: Newsletter, when: datetime | None, host: str, port: int) -> None:
+    from digest.web.desk import Desk, serve_desk
 
-    def page() -> bytes:
-        plan = plan_issue(db, settings, end)  # again on every reload: new posts show up
-        if plan.empty:
-            return b"<p>No new posts in this window: nothing would be sent.</p>"
-        return _build(db, settings, plan, "html")[1].encode()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # the stdlib's name
-            try:
-                body, status = page(), 200
-            except Exception as e:  # noqa: BLE001 - show template errors in the browser
-                body, status = f"<pre>{type(e).__name__}: {e}</pre>".encode(), 500
-            self.send_response(status)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    click.echo(
-        f"serving the preview on http://127.0.0.1:{server.server_port}/ "
-        "(rendered again on every reload; Ctrl-C stops)"
-    )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    desk = Desk(app.db, app.settings, newsletter, when, host)
+    serve_desk(desk, host, port, say=click.echo)
