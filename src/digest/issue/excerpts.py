@@ -112,7 +112,10 @@ def excerpt(text: str, title: str, max_words: int) -> str:
     # Stored text is clean since it is made (text.strip_invisible); a post stored before may not be.
     text = strip_invisible(_MATH.sub(" ", text))
     lines = [line for line in (_tidy(line) for line in text.split("\n")) if line]
-    return _cut(_prose_words(_from_prose(lines, title), max_words), max_words)
+    words = _prose_words(_from_prose(lines, title), max_words)
+    if all(word.startswith(("http://", "https://")) for word in words):
+        return ""  # only the post's address (a feed that gives a link, not its words)
+    return _cut(words, max_words)
 
 
 def _tidy(line: str) -> str:

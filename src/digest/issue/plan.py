@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
@@ -272,14 +272,16 @@ def last_issue_end(db: Database) -> datetime | None:
 
 
 def newest_unsent(db: Database) -> datetime | None:
-    """The date of the newest stored post no issue holds yet (of a feed still listed): where
-    an empty week's preview points (`--as-of` that day)."""
+    """The date of the newest stored post no issue holds yet (of a feed still listed; not an
+    undated one of a new feed's backlog, which no issue takes): where an empty week's preview
+    points (`--as-of` that day)."""
     posted = func.coalesce(Post.date, Post.first_seen)
     with db.session() as s:
         return s.scalar(
             select(func.max(posted))
             .join(Feed, Feed.id == Post.feed_id)
             .where(Feed.active, Post.issue_id.is_(None))
+            .where(or_(Post.date.is_not(None), Post.from_first_poll.is_(False)))
         )
 
 

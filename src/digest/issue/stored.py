@@ -91,7 +91,7 @@ def _posts(s: Session, rows: Iterable[Row[Any]]) -> list[StoredPost]:
         values: tuple[Any, ...] = tuple(row)
         teaser, page_words, feed_url, categories = values[-4:]
         post = StoredPost(*values[:-4])
-        words = known_words(post.words, teaser, page_words)
+        words = known_words(post.words, teaser, page_words) if not _only_links(post.text) else None
         if not post.feed_title or post.text is None or words != post.words:
             post = replace(
                 post,
@@ -115,6 +115,16 @@ def known_words(words: int | None, teaser: bool, page_words: int | None) -> int 
     if teaser:
         return None
     return words or 0
+
+
+def _only_links(text: str | None) -> bool:
+    """The feed gave the post's address and no word of it (Zola's <content> of one link)."""
+    words = (text or "").split()
+    return (
+        bool(words)
+        and len(words) <= 3
+        and all(w.startswith(("http://", "https://")) for w in words)
+    )
 
 
 def _feed_rules(s: Session) -> dict[int, FeedRules]:
