@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import socket
 import threading
 import time
@@ -119,7 +120,7 @@ def test_web_version_and_archive(db: Database, client: TestClient) -> None:
     index = client.get("/")
     assert index.status_code == 200
     assert 'href="/issues/1"' in index.text
-    assert issue.subject.split(" — ")[0] in index.text
+    assert html.escape(issue.subject) in index.text
     assert client.get("/issues/2").status_code == 404
     assert client.get("/issues/abc").status_code == 404
     assert client.get("/nowhere").status_code == 404

@@ -163,3 +163,49 @@ def test_a_tldr_list_is_kept_as_a_list() -> None:
 def test_tex_blocks_and_zero_words() -> None:
     assert excerpt(r"$$ \def\E#1{x} $$ Real words.", "t", 55) == "Real words."
     assert excerpt("anything", "t", 0) == ""
+
+
+def test_the_weeks_real_shapes() -> None:
+    """The quirks of the list's real feeds (tests/data/week/): code blocks, quotations, notes
+    never closed, a sentence a few words past the limit, a feed that gives only a link."""
+    from datetime import UTC, datetime
+
+    from digest.ingest.parse import parse_feed
+    from tests.week_helpers import FEEDS, WEEK_DATA, fill
+
+    now = datetime(2026, 8, 15, tzinfo=UTC)
+    got = {}
+    for _folder, _title, name in FEEDS:
+        text = fill((WEEK_DATA / name).read_text(), now, "https://site.example")
+        for entry in parse_feed(text.encode(), f"https://site.example/{name}", now=now).posts:
+            got[entry.title] = excerpt(entry.text, entry.title, 55)
+    # A quotation keeps its marks, its attribution after it.
+    assert got["Quoting Timothy B. Lee"].startswith("“This is like saying there's no learning")
+    assert got["Quoting Timothy B. Lee"].endswith(
+        "to do.” — Timothy B. Lee, on the idea that LLMs take no skill and have no learning curve"
+    )
+    assert got["Quoting Dean W. Ball"].startswith("“This is a bad state of affairs.")
+    assert got["Quoting Dean W. Ball"].endswith("margins compress.”")
+    assert (
+        "One person commented: “There are so many pieces"
+        in got['What\'s involved in getting a "modern" terminal setup?']
+    )
+    # Code never opens an excerpt, nor the sentence that leads to it; later, it ends one.
+    assert got["datasette-tailscale 0.1a0"].startswith("This starts a localhost Datasette server")
+    assert got["Writing a web server from scratch: 1. HTTP and sockets"].startswith(
+        "And say we'd like"
+    )
+    assert got["Implementing a simple jq clone in Go, and basics of Go memory profiling"].endswith(
+        "do filters, mapping, etc."
+    )
+    assert "<html>" not in " ".join(got.values()) and "$ cat" not in " ".join(got.values())
+    # The sentence that ends a few words past the limit ends the excerpt whole.
+    assert got["Bliki: WaterfallProcess"].endswith(
+        "breaking down a large effort into phases based on activity."
+    )
+    # A note never closed is skipped; a feed that gives only the post's link has no excerpt.
+    assert got["Scaling Laws, Carefully"].startswith("Scaling laws are one of the most critical")
+    assert got["0042: consulting lessons, there are no strings on me, buttons"] == ""
+    assert got["Harness Engineering for Self-Improvement"].startswith(
+        "The concept of recursive self-improvement"
+    )

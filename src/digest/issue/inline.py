@@ -27,6 +27,9 @@ _TOKEN = re.compile(
     r"|\*(?P<em>[^*\s](?:[^*]*[^*\s])?)\*|(?<!\w)_(?P<em_>[^_\s](?:[^_]*[^_\s])?)_(?!\w)"
     r"|(?P<url>(?:https?://|mailto:)[^\s<>\"]+[^\s<>\".,;:!?)\]'])"
 )
+# What _render adds to the plain text besides the words: a link's " (target)", emphasis marks.
+_TARGETS = re.compile(r" \((?:https?://|[^()\s]+@)[^()\s]*\)")
+_MARKS = re.compile(r"(?<!\w)[*_]|[*_](?!\w)")
 _KINDS = ("escaped", "label", "strong", "strong_", "em", "em_", "url")
 _SAFE_SCHEMES = ("http://", "https://", "mailto:")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"”’)]*\s+(?=[\"“‘(]?[A-Z0-9])")
@@ -39,12 +42,13 @@ class Inline:
 
     source: str
     html: Markup
-    text: str
+    text: str  # the plain-text part's: *strong*, _emphasis_, "words (https://…)"
+    words: str = ""  # the words alone: no marks, no link targets
 
     @property
     def first_sentence(self) -> str:
-        """The plain text's first sentence (the preheader an inbox shows)."""
-        return _SENTENCE_END.split(self.text, maxsplit=1)[0]
+        """The first sentence of its words (the preheader an inbox shows)."""
+        return _SENTENCE_END.split(self.words, maxsplit=1)[0]
 
     def __bool__(self) -> bool:
         return bool(self.source)
@@ -58,7 +62,8 @@ def parse_inline(source: str) -> Inline:
     out_html: list[str] = []
     out_text: list[str] = []
     _render(text, out_html, out_text)
-    return Inline(text, Markup("".join(out_html)), "".join(out_text))
+    words = _MARKS.sub("", _TARGETS.sub("", "".join(out_text)))
+    return Inline(text, Markup("".join(out_html)), "".join(out_text), " ".join(words.split()))
 
 
 def _render(text: str, out_html: list[str], out_text: list[str], *, in_link: bool = False) -> None:
