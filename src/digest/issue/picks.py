@@ -119,21 +119,22 @@ def score_posts(posts: Sequence[StoredPost], signals: Signals) -> dict[int, Scor
     """Every post's Score, by post id (a blog's pace worked out once for all its posts; the
     week's median length once for the posts whose length is unknown)."""
     paces: dict[int, tuple[BlogHistory, float, float]] = {}
-    known = [length(m) for p in posts if (m := minutes_of(p)) is not None]
+    minutes = [minutes_of(p) for p in posts]
+    known = [length(m) for m in minutes if m is not None]
     median = statistics.median(known) if known else 0.0
     scores = {}
-    for post in posts:
+    for post, read in zip(posts, minutes, strict=True):
         pace = paces.get(post.feed_id)
         if pace is None:
             pace = paces[post.feed_id] = _pace_of(signals.blogs.get(post.feed_id, _ONE_POST))
-        scores[post.id] = _score(post, signals, *pace, median)
+        scores[post.id] = _score(post, signals, *pace, median, read)
     return scores
 
 
 def score(post: StoredPost, signals: Signals, median: float = 0.0) -> Score:
     """One post's Score (``median``: the length part of a post whose length is unknown)."""
     pace = _pace_of(signals.blogs.get(post.feed_id, _ONE_POST))
-    return _score(post, signals, *pace, median)
+    return _score(post, signals, *pace, median, minutes_of(post))
 
 
 def minutes_of(post: StoredPost) -> int | None:
@@ -155,11 +156,11 @@ def _score(
     per_month: float,
     rare: float,
     median: float,
+    minutes: int | None,
 ) -> Score:
     key = post.canonical_url or ""
     linking = signals.linked_by.get(key) if key else None
     linked_by = len(linking - {post.feed_id}) if linking else 0
-    minutes = minutes_of(post)
     verdict = signals.verdicts.get(key) if key and signals.verdicts else None
     parts = (rare, linked_by / (linked_by + 1), median if minutes is None else length(minutes))
     total = parts[0] + LINKS_WEIGHT * parts[1] + parts[2]

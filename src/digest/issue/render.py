@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import textwrap
 from collections.abc import Sequence
@@ -37,7 +38,9 @@ PREHEADER_ROOM = 150
 PADDING = "&#8199;&#847;"  # a figure space and a combining grapheme joiner: invisible
 LEAD_CHARS = 60  # {lead} in the subject: the first pick's title, cut at a word
 EDGE = timedelta(minutes=1)  # a window's first or last minute of a day doesn't name the day
-INLINE_GROWTH = 1.55  # inlined HTML / template output, measured on the packaged templates
+# Inlined HTML / template output, measured on the packaged templates: 1.64 on bench/preview.py's
+# busy week (94,042 / 57,362 bytes), whose first guess then fits and is inlined once.
+INLINE_GROWTH = 1.64
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,13 @@ def _preheader(layout: Layout, meta: IssueMeta, in_this_issue: str) -> str:
     else:
         text = in_this_issue
     return cut_at_word(text, PREHEADER_CHARS)
+
+
+@functools.lru_cache(maxsize=8)
+def renderer_for(template_dir: Path | None, timezone: ZoneInfo) -> Renderer:
+    """One Renderer per template folder and zone: compiling the templates costs ~10 ms a
+    render otherwise (Jinja2 still reloads a template whose file changed)."""
+    return Renderer(template_dir, timezone)
 
 
 def inline_css(html: str) -> str:

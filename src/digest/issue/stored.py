@@ -119,12 +119,10 @@ def known_words(words: int | None, teaser: bool, page_words: int | None) -> int 
 
 def _only_links(text: str | None) -> bool:
     """The feed gave the post's address and no word of it (Zola's <content> of one link)."""
-    words = (text or "").split()
-    return (
-        bool(words)
-        and len(words) <= 3
-        and all(w.startswith(("http://", "https://")) for w in words)
-    )
+    if not text or len(text) > 2000 or not text.startswith(("http://", "https://")):
+        return False  # the common case, without splitting 6,000 posts' texts (30 ms)
+    words = text.split()
+    return len(words) <= 3 and all(w.startswith(("http://", "https://")) for w in words)
 
 
 def _feed_rules(s: Session) -> dict[int, FeedRules]:
