@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import html as html_module
 import json
 import re
 from datetime import timedelta
@@ -124,6 +125,8 @@ def test_the_curators_week_is_previewed_then_sent_as_previewed(
     settings = load_settings(env=env)
     with TestClient(make_app(Database(sqlite_url), settings)) as client:
         web = client.get("/issues/1").text
+        atom = client.get("/feed.xml").text  # its entry: the web version too
+    assert "All issues</a>" in html_module.unescape(atom) and "Unsubscribe" not in atom
     assert "<em>harnesses</em>" in web and "<strong>evaluators</strong>" in web
     assert "Unsubscribe" not in web and "Forwarded this?" not in web
     assert 'href="https://news.example/subscribe"' in web and "All issues" in web

@@ -9,6 +9,7 @@ copy of its database."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import urllib.error
@@ -173,4 +174,17 @@ def test_the_curators_desk_picks_notes_skips_and_opens_the_issue(
             urllib.request.urlopen(request, timeout=10)
         assert refused.value.code == 403
         assert "Nothing changed" in refused.value.read().decode()
+    assert [(c.url, c.verdict) for c in pending(db)] == before
+    # With the page's own token but sent to another host name (a DNS rebinding): refused.
+    page_html = urllib.request.urlopen(url, timeout=10).read().decode()
+    token = re.search(r'name="csrf" value="([^"]+)"', page_html)
+    assert token
+    request = urllib.request.Request(
+        url + "skip",
+        data=f"url={essay_url}&csrf={token.group(1)}".encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Host": "evil.example"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as rebound:
+        urllib.request.urlopen(request, timeout=10)
+    assert rebound.value.code == 403
     assert [(c.url, c.verdict) for c in pending(db)] == before

@@ -155,7 +155,8 @@ class Renderer:
     def _context(self, layout: Layout, meta: IssueMeta) -> dict[str, Any]:
         """What the templates see; "in_this_issue" is the preheader template's line (the
         counts per section and the picks' titles), shown under the title too."""
-        lead = layout.lead
+        lines = layout.lines
+        lead = layout.lead.title if layout.lead else (lines[0].title if lines else "")
         context = {
             "title": meta.title,
             "number": meta.number,
@@ -175,7 +176,7 @@ class Renderer:
             "web": meta.web,
             "desk": meta.desk,
             "unlisted": layout.unlisted,
-            "lead": cut_at_word(lead.title, LEAD_CHARS) if lead else "",
+            "lead": cut_at_word(lead, LEAD_CHARS),
         }
         fields = {
             "name": meta.title,
