@@ -64,7 +64,7 @@ def intro_cmd(app: App, text: str | None, clear: bool, as_json: bool) -> None:
     """
     from digest.errors import InputError
     from digest.issue.curation import pending_intro, set_intro
-    from digest.issue.inline import MAX_CHARS, parse_inline
+    from digest.issue.inline import parse_inline
 
     if clear and text is not None:
         raise InputError("intro: give TEXT or --clear, not both")
@@ -75,8 +75,6 @@ def intro_cmd(app: App, text: str | None, clear: bool, as_json: bool) -> None:
     elif text is not None:
         if not text.strip():
             raise InputError("intro: the text is empty (--clear takes the intro back)")
-        if len(" ".join(text.split())) > MAX_CHARS:
-            raise InputError(f"intro: at most {MAX_CHARS} characters: a short paragraph")
         set_intro(app.db, text)
     current = pending_intro(app.db)
     if as_json:

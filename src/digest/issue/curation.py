@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from digest.errors import InputError
 from digest.issue.compose import Window, belongs
+from digest.issue.inline import MAX_CHARS
 from digest.issue.newsletter import show
 from digest.issue.stored import posts_at
 from digest.models import Curation, Issue, Meta, Post
@@ -145,7 +146,10 @@ def pending(db: Database) -> list[Curated]:
 
 
 def set_intro(db: Database, text: str | None) -> None:
-    """The coming issue's intro (inline Markdown); None or blank clears it."""
+    """The coming issue's intro (inline Markdown); None or blank clears it. InputError for
+    more than a short paragraph."""
+    if text and len(" ".join(text.split())) > MAX_CHARS:
+        raise InputError(f"intro: at most {MAX_CHARS} characters: a short paragraph")
     with db.session() as s:
         row = s.get(Meta, INTRO_KEY)
         if not text or not text.strip():
