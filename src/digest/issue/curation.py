@@ -21,7 +21,6 @@ from digest.issue.stored import posts_at
 from digest.models import Curation, Issue, Meta, Post
 from digest.storage import Database, utcnow
 from digest.types import Verdict
-from digest.urls import canonical_url, normalize_link
 
 UTC_ZONE = ZoneInfo("UTC")
 INTRO_KEY = "pending_intro"  # meta: the coming issue's intro, until an issue is recorded
@@ -181,6 +180,8 @@ def spend(s: Session, issue: Issue) -> None:
 
 def post_key(url: str) -> str:
     """The canonical URL a post at ``url`` is stored under; InputError if it is not one."""
+    from digest.urls import canonical_url, normalize_link  # only `pick`/`skip` need it
+
     link = normalize_link(url)
     if link is None:
         raise InputError(f"{url!r} is not an http(s) URL of a post")

@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 
 from digest.config import DEFAULT_SUBJECT, Settings
 from digest.errors import ConfigError, InputError
-from digest.issue.sendtimes import SendSchedule
 
 if TYPE_CHECKING:
     from digest.issue.render import Renderer
+    from digest.issue.sendtimes import SendSchedule
 
 # --as-of outside these years is a typo, not a week: datetime overflows near its limits
 # (0001-01-06 less a week, 9999-12-31 plus the next send).
@@ -64,6 +64,9 @@ class Newsletter:
 
     @cached_property
     def schedule(self) -> SendSchedule:
+        # APScheduler only when a send time is needed: `digest preview --as-of` goes without.
+        from digest.issue.sendtimes import SendSchedule
+
         return SendSchedule.parse(self.send_at, self.timezone.key)
 
     @property

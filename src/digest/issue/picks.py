@@ -19,7 +19,6 @@ lead the issue (no I/O; issue/signals.py reads the stored data).
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -121,7 +120,7 @@ def score_posts(posts: Sequence[StoredPost], signals: Signals) -> dict[int, Scor
     paces: dict[int, tuple[BlogHistory, float, float]] = {}
     minutes = [minutes_of(p) for p in posts]
     known = [length(m) for m in minutes if m is not None]
-    median = statistics.median(known) if known else 0.0
+    median = _median(known)
     scores = {}
     for post, read in zip(posts, minutes, strict=True):
         pace = paces.get(post.feed_id)
@@ -135,6 +134,17 @@ def score(post: StoredPost, signals: Signals, median: float = 0.0) -> Score:
     """One post's Score (``median``: the length part of a post whose length is unknown)."""
     pace = _pace_of(signals.blogs.get(post.feed_id, _ONE_POST))
     return _score(post, signals, *pace, median, minutes_of(post))
+
+
+def _median(values: list[float]) -> float:
+    """The middle value (statistics.median, without importing statistics: 30 ms a command)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def minutes_of(post: StoredPost) -> int | None:
