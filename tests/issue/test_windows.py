@@ -29,12 +29,13 @@ def test_a_send_by_hand_and_the_scheduled_send_start_the_first_issue_alike(db: D
     plan = plan_issue(db, settings, previewed(Newsletter.of(settings), None, THURSDAY))
     assert (plan.window_start, plan.window_end) == (by_hand.window_start, by_hand.window_end)
     assert plan.ending is not None and plan.ending.how == "now"
-    assert "as `digest send` run now would" in plan.ending.describe(Newsletter().timezone)
+    described = plan.ending.describe(Newsletter.of(settings).timezone)
+    assert "as `digest send` run now would" in described
     assert {p.title for p in plan.posts} == {"last Sunday", "Wednesday"}
 
 
 def test_an_as_of_never_ends_a_send_after_now_but_a_preview_may_look_ahead() -> None:
-    newsletter = Newsletter()
+    newsletter = Newsletter.of(Settings())
     ahead = THURSDAY + timedelta(days=9)
     assert ending(newsletter, ahead, THURSDAY).end == THURSDAY
     assert previewed(newsletter, ahead, THURSDAY).end == ahead

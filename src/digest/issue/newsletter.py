@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from digest.config import DEFAULT_SUBJECT, Settings
+from digest.config import Settings
 from digest.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -30,17 +30,17 @@ _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 class Newsletter:
     """The newsletter as planning, recording and rendering an issue see it."""
 
-    title: str = "Weekend Reading"
-    base_url: str = "http://127.0.0.1:8080"
-    timezone: ZoneInfo = ZoneInfo("UTC")
-    send_at: str = "saturday 08:00"
-    templates: Path | None = None
-    max_kb: int = 90
-    picks: int = 4
-    max_per_blog: int = 3
-    subject: str = DEFAULT_SUBJECT
-    postal_address: str = ""
-    signup: bool = False  # the sign-up form is open: "Forwarded this? Subscribe"
+    title: str
+    base_url: str
+    timezone: ZoneInfo
+    send_at: str
+    templates: Path | None
+    max_kb: int
+    picks: int
+    max_per_blog: int
+    subject: str
+    postal_address: str
+    signup: bool  # the sign-up form is open: "Forwarded this? Subscribe"
 
     @classmethod
     def of(cls, settings: Settings | Newsletter) -> Newsletter:
@@ -102,7 +102,7 @@ class Ending:
 
     end: datetime
     scheduled: datetime
-    how: str  # "now": a send by hand; "as-of": --as-of; "scheduled": the daemon's send
+    how: str  # "now": a send by hand, or a preview; "as-of": --as-of, or the daemon's send
 
     def describe(self, zone: ZoneInfo) -> str:
         """Which end this is, in words ("now, as `digest send` would end it now")."""
@@ -112,19 +112,15 @@ class Ending:
                 f"ends now ({at}), as `digest send` run now would; the scheduled send at "
                 f"{show(self.scheduled, zone)} takes posts up to then"
             )
-        if self.how == "as-of":
-            return f"ends at --as-of ({at})"
-        return f"ends at the scheduled send ({at})"
+        return f"ends at --as-of ({at})"
 
 
-def ending(
-    newsletter: Newsletter, as_of: datetime | None, now: datetime, *, scheduled: bool = False
-) -> Ending:
-    """The end of the issue sent at ``now``: at ``as_of`` (a send that fell due when
-    ``scheduled``), else now; never after now."""
+def ending(newsletter: Newsletter, as_of: datetime | None, now: datetime) -> Ending:
+    """The end of the issue sent at ``now``: at ``as_of`` (the daemon's: the send time that
+    fell due), else now; never after now."""
     if as_of is None:
         return Ending(now, newsletter.next_send(now), "now")
-    return Ending(min(as_of, now), as_of, "scheduled" if scheduled else "as-of")
+    return Ending(min(as_of, now), as_of, "as-of")
 
 
 def previewed(newsletter: Newsletter, as_of: datetime | None, now: datetime) -> Ending:
