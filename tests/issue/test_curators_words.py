@@ -5,6 +5,7 @@ footers (the subscriber's, the web's), sections that never vanish."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,11 +14,11 @@ import pytest
 from digest.config import DEFAULT_SUBJECT, Settings, parse_subject
 from digest.configfile import load_settings
 from digest.errors import ConfigError
-from digest.issue.compose import LEVELS, Ranking, Window, arrange, group
+from digest.issue.compose import LEVELS, Layout, Ranking, Window, arrange, group
 from digest.issue.inline import parse_inline
 from digest.issue.picks import score_posts
 from digest.issue.render import IssueMeta, Renderer
-from digest.types import ML, SYSTEMS
+from digest.types import ML, SYSTEMS, StoredPost
 from tests.issue.test_picks import NOTHING
 from tests.issue.test_render import META, post
 
@@ -86,7 +87,7 @@ def test_the_subject_template_is_checked_when_read() -> None:
     assert Settings().newsletter.subject == DEFAULT_SUBJECT == "{name} #{number}: {lead}"
 
 
-def layout_of(posts: list, picks: int = 1) -> object:  # type: ignore[type-arg]
+def layout_of(posts: list[StoredPost], picks: int = 1) -> Layout:
     return arrange(group(posts, None, Ranking(score_posts(posts, NOTHING), picks)), LEVELS[0])
 
 
@@ -94,7 +95,7 @@ def test_the_subject_names_the_lead_pick_cut_at_a_word() -> None:
     long = "A very long title about consensus protocols and their many failure modes explained"
     posts = [post(1, 1, title=long, words=9000), post(2, 2), post(3, 3), post(4, 4)]
     meta = IssueMeta("Weekend Reading", 7, META.window, "https://n.example", ZoneInfo("UTC"))
-    email = RENDERER.render(layout_of(posts), meta)  # type: ignore[arg-type]
+    email = RENDERER.render(layout_of(posts), meta)
     assert (
         email.subject
         == "Weekend Reading #7: A very long title about consensus protocols and their many…"
@@ -107,17 +108,15 @@ def test_the_subject_names_the_lead_pick_cut_at_a_word() -> None:
         ZoneInfo("UTC"),
         subject_template="{name} {number} · {posts} posts from {blogs} blogs",
     )
-    assert RENDERER.render(layout_of(posts), custom).subject == "WR 7 · 4 posts from 4 blogs"  # type: ignore[arg-type]
+    assert RENDERER.render(layout_of(posts), custom).subject == "WR 7 · 4 posts from 4 blogs"
 
 
 def test_the_preheader_is_the_intro_else_the_picks_and_padded() -> None:
     posts = [post(1, 1, title="Pick one", words=9000), post(2, 2), post(3, 3), post(4, 4)]
-    plain = RENDERER.render(layout_of(posts), META)  # type: ignore[arg-type]
+    plain = RENDERER.render(layout_of(posts), META)
     assert plain.preheader == "Pick one"
     intro = parse_inline("Hello *readers*. The rest of the intro.")
-    told = RENDERER.render(
-        layout_of(posts), IssueMeta(*list(META.__dict__.values())[:8], intro=intro)
-    )  # type: ignore[arg-type]
+    told = RENDERER.render(layout_of(posts), replace(META, intro=intro))
     assert told.preheader == "Hello readers."
     hidden = re.search(r'<div style="display:none[^"]*">(.*?)</div>', told.html, re.S)
     assert hidden and hidden.group(1).startswith("Hello readers.")
@@ -145,7 +144,7 @@ def test_the_header_names_the_days_the_window_covers(start: str, end: str, shown
 
 def test_headings_the_outlook_wrapper_and_the_apple_meta() -> None:
     posts = [post(1, 1, ML, words=9000), post(2, 2, ML), post(3, 3, SYSTEMS), post(4, 4, SYSTEMS)]
-    html = RENDERER.render(layout_of(posts), META).html  # type: ignore[arg-type]
+    html = RENDERER.render(layout_of(posts), META).html
     assert re.findall(r"<h1[^>]*>([^<]*)</h1>", html) == ["Weekend Reading #12"]
     assert re.findall(r"<h2[^>]*>([^<]*)</h2>", html) == [
         "The week's picks",
@@ -162,7 +161,7 @@ def test_a_section_of_picks_keeps_its_heading_and_each_pick_its_section() -> Non
     posts = [post(1, 1, ML), post(2, 2, ML), post(3, 3, ML), post(4, 4, ML)]
     posts += [post(5, 5, SYSTEMS, words=9000)]  # the one Systems post: a pick
     layout = layout_of(posts, picks=2)
-    email = RENDERER.render(layout, META)  # type: ignore[arg-type]
+    email = RENDERER.render(layout, META)
     assert "<b>In this issue:</b> 4 Machine Learning posts, 1 Systems post." in email.html
     systems = email.html.split(">Systems</h2>")[1]
     assert "Its one post is among the week's picks above." in systems
@@ -172,17 +171,16 @@ def test_a_section_of_picks_keeps_its_heading_and_each_pick_its_section() -> Non
 
 def test_the_footers_the_subscribers_and_the_webs() -> None:
     posts = [post(1, 1), post(2, 2)]
-    base = list(META.__dict__.values())[:8]
     mail = RENDERER.render(
-        layout_of(posts, 0), IssueMeta(*base, signup=True, postal_address="1 Main St")
-    )  # type: ignore[arg-type]
+        layout_of(posts, 0), replace(META, signup=True, postal_address="1 Main St")
+    )
     assert "Unsubscribe</a>" in mail.html and "Forwarded this? <a" in mail.html
     assert mail.html.index("1 Main St") > mail.html.index("Forwarded this?")
     assert "\n-- \n" in mail.text and "Archive:     https://news.example/" in mail.text
     assert "Forwarded this? Subscribe: https://news.example/subscribe" in mail.text
     web = RENDERER.render(
-        layout_of(posts, 0), IssueMeta(*base, signup=True, postal_address="1 Main St", web=True)
-    )  # type: ignore[arg-type]
+        layout_of(posts, 0), replace(META, signup=True, postal_address="1 Main St", web=True)
+    )
     assert "Unsubscribe" not in web.html and "Choose sections" not in web.html
     assert "unsubscribe.invalid" not in web.html + web.text
     assert re.search(
