@@ -8,13 +8,25 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Row, Select, and_, or_, select
+from sqlalchemy import Row, Select, and_, case, func, null, or_, select
 from sqlalchemy.orm import Session
 
 from digest.issue.compose import LATE_GRACE, Window
 from digest.issue.rules import apply_rules
 from digest.models import Feed, Issue, Post
 from digest.types import FeedRules, StoredPost
+
+# A post's length in words as far as it is known: a teaser's is its page's once counted
+# (ingest/pages.py; 0 when the page could not be read), else unknown (NULL): its summary's 125
+# words say nothing of a 13,000-word essay. In SQL: two more columns through the ORM cost a
+# busy week's plan 10 ms.
+_STORED_WORDS = func.coalesce(Post.words, 0)
+_KNOWN_WORDS = case(
+    (Post.page_words > _STORED_WORDS, Post.page_words),
+    (Post.page_words > 0, _STORED_WORDS),
+    (Post.teaser, null()),
+    else_=_STORED_WORDS,
+)
 
 
 def candidates(s: Session, window: Window) -> list[StoredPost]:
@@ -59,8 +71,7 @@ def posts_at(s: Session, key: str) -> list[Found]:
 
 
 def _post_query() -> Select[*tuple[Any, ...]]:
-    # Columns in StoredPost's field order (words as stored), then whether it is a teaser and
-    # its page's words, the feed's URL and the post's categories.
+    # Columns in StoredPost's field order, then the feed's URL and the post's categories.
     return select(
         Post.id,
         Post.feed_id,
@@ -75,9 +86,7 @@ def _post_query() -> Select[*tuple[Any, ...]]:
         Post.first_seen,
         Post.from_first_poll,
         Post.text,
-        Post.words,
-        Post.teaser,
-        Post.page_words,
+        _KNOWN_WORDS,
         Feed.url,
         Post.categories,
     ).join(Feed, Feed.id == Post.feed_id)
@@ -89,32 +98,20 @@ def _posts(s: Session, rows: Iterable[Row[Any]]) -> list[StoredPost]:
     posts = []
     for row in rows:
         values: tuple[Any, ...] = tuple(row)
-        teaser, page_words, feed_url, categories = values[-4:]
-        post = StoredPost(*values[:-4])
-        words = known_words(post.words, teaser, page_words) if not _only_links(post.text) else None
-        if not post.feed_title or post.text is None or words != post.words:
+        feed_url, categories = values[-2:]
+        post = StoredPost(*values[:-2])
+        if not post.feed_title or post.text is None or _only_links(post.text):
             post = replace(
                 post,
                 feed_title=post.feed_title or _host(feed_url),
                 text=post.text or "",
-                words=words,
+                words=None if _only_links(post.text) else post.words,
             )
         ruled = rules.get(post.feed_id)
         kept = post if ruled is None else apply_rules(post, categories, ruled)
         if kept is not None:
             posts.append(kept)
     return posts
-
-
-def known_words(words: int | None, teaser: bool, page_words: int | None) -> int | None:
-    """A post's length in words as far as it is known: a teaser's is its page's once counted
-    (ingest/pages.py; 0 when the page could not be read), else unknown (None): its summary's
-    125 words say nothing of a 13,000-word essay."""
-    if page_words:
-        return max(page_words, words or 0)
-    if teaser:
-        return None
-    return words or 0
 
 
 def _only_links(text: str | None) -> bool:
