@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from digest.errors import InputError, LockedError, StorageError
 from digest.locks import LOCK_KEYS, refuse_if_held
-from digest.storage import MIGRATIONS, Database, safe_url
+from digest.storage import Database, known_revisions, safe_url
 from digest.words import counted
 
 # What a copy counts, to say what it holds.
@@ -151,7 +151,7 @@ def describe(path: Path) -> Copy:
 
 
 def _check_revision(path: Path) -> None:
-    known = {p.name.split("_")[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py")}
+    known = known_revisions()
     with _connect(path) as conn:
         revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     if revision is None or revision[0] not in known:
