@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 
 from digest.errors import InputError, LockedError, StorageError
 from digest.locks import LOCK_KEYS, refuse_if_held
-from digest.storage import MIGRATIONS, Database, safe_url
+from digest.storage import MIGRATIONS, Database, known_revisions, safe_url
 from digest.words import counted
 
 # What a copy counts, to say what it holds.
@@ -175,7 +175,7 @@ def check_schema(path: Path) -> None:
             revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     except sqlite3.DatabaseError as e:
         raise InputError(f"{path} is no SQLite database ({e})") from e
-    known = {p.name.split("_")[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py")}
+    known = known_revisions()
     if revision is None or revision[0] not in known:
         schema = revision[0] if revision else "unknown"
         raise InputError(f"{path} was made by a newer digest (schema {schema}): upgrade first")

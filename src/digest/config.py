@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -72,6 +73,35 @@ def parse_confirm_ttl(value: Any) -> timedelta:
     if ttl > UNCONFIRMED_KEPT:
         raise ValueError("must be at most 7d (unconfirmed sign-ups are deleted after a week)")
     return ttl
+
+
+DEFAULT_SUBJECT = "{name} #{number}: {lead}"
+SUBJECT_FIELDS = ("name", "number", "lead", "posts", "blogs")
+
+
+def parse_subject(value: Any) -> str:
+    """A subject template: text with {name}, {number}, {lead}, {posts} and {blogs}."""
+    text = " ".join(parse_str(value).split())
+    if not text:
+        raise ValueError("must not be empty")
+    try:
+        fields = list(string.Formatter().parse(text))
+    except ValueError as e:
+        raise ValueError(f"{e} (write {{{{ or }}}} for a brace)") from None
+    for _literal, name, spec, conversion in fields:
+        if name is None:
+            continue
+        if name not in SUBJECT_FIELDS or spec or conversion:
+            shown = (
+                "{"
+                + name
+                + (f"!{conversion}" if conversion else "")
+                + (f":{spec}" if spec else "")
+                + "}"
+            )
+            names = ", ".join("{" + f + "}" for f in SUBJECT_FIELDS)
+            raise ValueError(f"unknown placeholder {shown}: use {names}")
+    return text
 
 
 @dataclass(frozen=True)
@@ -156,6 +186,15 @@ class NewsletterSettings:
         "", parse_optional_address, "envelope sender (Return-Path) of every mail (default: from)"
     )
     verp: bool = setting(True, parse_bool, "tag bounce_address per subscriber: bounces+TAG@...")
+    # The issue's own words (issues 21, 24).
+    subject: str = setting(
+        DEFAULT_SUBJECT,
+        parse_subject,
+        "subject template: {name}, {number}, {lead} (the first pick's title), {posts}, {blogs}",
+    )
+    postal_address: str = setting(
+        "", parse_str, "postal address in every issue's footer (CAN-SPAM asks senders for one)"
+    )
 
 
 @dataclass(frozen=True)

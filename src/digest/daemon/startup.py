@@ -55,6 +55,12 @@ def report(
             "; ".join(hints),
             extra={"fields": {"event": "setup", "to_set": hints}},
         )
+    elif not settings.newsletter.postal_address:
+        log.info(
+            "%s",
+            POSTAL_HINT,
+            extra={"fields": {"event": "setup", "to_set": ["newsletter.postal_address"]}},
+        )
 
 
 def report_moved(interval: timedelta, overdue: int, brought: int) -> None:
@@ -98,4 +104,12 @@ def mail_setup_hints(settings: Settings) -> list[str]:
             f"newsletter.base_url (now {nl.base_url}): the public https address of the web "
             "endpoint, where the unsubscribe links in every mail point"
         )
+    if not nl.postal_address:
+        hints.append(POSTAL_HINT.removeprefix("set "))
     return hints
+
+
+POSTAL_HINT = (
+    "set newsletter.postal_address if you need one: a postal address shown in every issue's "
+    "footer (CAN-SPAM asks it of commercial senders in the US)"
+)
