@@ -226,6 +226,12 @@ class BouncesSettings:
     password: str = setting("", parse_str, "password of that mailbox", secret=True)
     password_file: Path | None = setting(None, parse_optional_path, "file holding that password")
     done_folder: str = setting("digest-done", parse_str, "folder handled messages go to")
+    quarantine_folder: str = setting(
+        "digest-quarantine", parse_str, "folder unreadable messages are set aside in"
+    )
+    ca_file: Path | None = setting(
+        None, parse_optional_path, "CA certificates (PEM) to trust for the mailbox's TLS"
+    )
     delete: bool = setting(False, parse_bool, "delete handled messages instead of moving them")
     interval: timedelta = setting(timedelta(minutes=15), parse_duration, "how often it is read")
     soft_limit: int = setting(5, parse_int(1, 1000), "soft bounces in soft_window that bounce")

@@ -27,12 +27,14 @@ def run(app: App) -> None:
     Logs at info level unless --log-level says otherwise.
     """
     from digest.daemon.service import Daemon
+    from digest.delivery.preflight import check_sending
     from digest.feedlist.opml import read_opml
     from digest.web import check_settings, serve
 
     app.log_as_service()
     settings = app.settings
     read_opml(settings.feeds.opml)  # a missing or broken feed list is fatal at start-up only
+    check_sending(settings)  # settings that would make every message fail DMARC: refused
     if settings.web.enabled:
         check_settings(settings)  # a webhook that would trust too much: one line, no start
     daemon = Daemon(app.db, settings, serve=serve)

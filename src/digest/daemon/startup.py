@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from digest.config import Settings
 from digest.daemon.schedule import SendState, start_spread
+from digest.delivery import preflight
 from digest.issue.sendtimes import SendSchedule
 from digest.settingvalues import format_duration
 from digest.words import counted, utc_time
@@ -45,6 +46,7 @@ def report(
             }
         },
     )
+    preflight.warn(settings)
     if not settings.sending_enabled:
         hints = mail_setup_hints(settings)
         log.warning(

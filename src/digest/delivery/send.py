@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from digest.config import Settings
-from digest.delivery import deliverylog
+from digest.delivery import deliverylog, preflight
 from digest.delivery.dryrun import dry_run_summary
 from digest.delivery.mail import SmtpTransport
 from digest.delivery.message import PreparedEmail, preferences_url, unsubscribe_url
@@ -183,6 +183,7 @@ def deliver(
     rows = deliverylog.pending_rows(db, issue_id)
     summary.already = deliverylog.count(db, issue_id, DeliveryStatus.SENT)
     if rows:
+        preflight.warn(settings)
         transports = [transport] if transport else _transports(settings, len(rows))
         try:
             deliver_rows(
