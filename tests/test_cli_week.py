@@ -191,7 +191,7 @@ def test_an_empty_first_week_points_at_the_newest_post(
     out = run_cli(["preview"], env)
     assert out.exit_code == 0
     first, hint = out.output.splitlines()
-    assert first.startswith("no new posts between ") and "issue #1 would not be sent" in first
+    assert first.startswith("no new posts from ") and "issue #1 would not be sent" in first
     day = (end - timedelta(days=0.3)).date().isoformat()
     assert f"`digest preview --as-of {day}` shows the week that ends that day" in hint
     shown = run_cli(["preview", "--as-of", day, "--json", "-o", "then.html"], env)
