@@ -53,7 +53,7 @@ def env_for(db_url: str, sink: FlakySMTP, imap: Dovecot, *, tls: bool = True) ->
         "DIGEST_NEWSLETTER_SECRET_KEY": KEY,
         "DIGEST_BOUNCES_IMAP_URL": imap.url(tls=tls),
         "DIGEST_BOUNCES_PASSWORD": PASSWORD,
-        "SSL_CERT_FILE": str(imap.cert),  # trust the test certificate
+        "DIGEST_BOUNCES_CA_FILE": str(imap.cert),  # trust the test certificate
     }
 
 
@@ -112,12 +112,14 @@ def test_bounces_and_complaints_end_to_end(
     assert tag is not None
     guessed = make_tag("guessed-key", tag.subscriber_id, FORGED, tag.issue_id)
     forged = f"bounces+{guessed}@news.example.org"
-    soft_kinds = ["postfix_dsn_delayed", "gmail_dsn_over_quota", "exim_quota"]
+    soft_kinds = ["microsoft365_blocked", "gmail_dsn_over_quota", "exim_quota"]
     imap.append(
         back("postfix_dsn_hard", HARD),
         *(back(soft_kinds[n % 3], SOFT, n) for n in range(4)),
         back("arf_abuse", COMPLAINS),
         back("outlook_out_of_office", AWAY),
+        back("postfix_dsn_delayed", SOFT),  # delay warnings: no bounce (issue 23)
+        back("gmail_delay_warning", SOFT),
         back("microsoft365_ndr", FORGED, verp=forged),
         back("human_reply", AWAY),
     )
@@ -125,13 +127,13 @@ def test_bounces_and_complaints_end_to_end(
     assert fetched.returncode == 0, fetched.stderr
     summary = json.loads(fetched.stdout)
     assert summary | {"bounced": [], "complained": []} == {
-        "messages": 9, "hard": 1, "soft": 4, "complaints": 1, "ignored": 1, "unrecognised": 1,
-        "unmatched": 0, "forged": 1, "bounced": [], "complained": [],
+        "messages": 11, "hard": 1, "soft": 4, "complaints": 1, "ignored": 3, "unrecognised": 1,
+        "unmatched": 0, "forged": 1, "quarantined": 0, "bounced": [], "complained": [],
     }  # fmt: skip
     assert summary["bounced"] == [HARD] and summary["complained"] == [COMPLAINS]
     now = statuses(env)
     assert [e for e, s in now.items() if s != "active"] == [HARD, COMPLAINS]
-    assert (imap.count("INBOX"), imap.count("digest-done")) == (1, 8)  # the reply stays
+    assert (imap.count("INBOX"), imap.count("digest-done")) == (1, 10)  # the reply stays
 
     # The fifth soft bounce, read over imap:// (STARTTLS): now the second reader bounces.
     imap.append(back(soft_kinds[1], SOFT, 5))
@@ -160,7 +162,7 @@ def test_bounces_and_complaints_end_to_end(
     }  # fmt: skip
     assert rates[2]["sent"] == 17 and rates[2]["bounce_rate"] == 0.0
     text = cli(["status"], env)
-    assert "#1: 20 delivered, 0 refused; bounce rate 5.00% (1 hard, 1 soft), " in text
+    assert "#1: 20 handed to the relay, 0 refused; bounce rate 5.00% (1 hard, 1 soft), " in text
     assert "complaint rate 5.00% (1)" in text
 
     # What was heard, by reader and in all.

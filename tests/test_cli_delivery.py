@@ -117,7 +117,7 @@ def test_three_subscribers_every_header_then_none(
                              str(msg["List-Unsubscribe"]))  # fmt: skip
         assert unsub, msg["List-Unsubscribe"]
         tokens.add(unsub.group(2))
-        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert msg["List-Unsubscribe-Post"] is None  # an http base_url: no one-click (RFC 8058)
         assert msg.get_content_type() == "multipart/alternative"
         parts = list(msg.iter_parts())
         assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
@@ -147,24 +147,41 @@ def test_451_once_still_delivers(workdir: Path, sqlite_url: str, sink: FlakySMTP
     assert sorted(sink.recipients()) == ["ann@example.com", "bob@example.com"]
 
 
-def test_550_for_one_recipient_the_others_go_on(
+def test_550_5_1_1_at_rcpt_bounces_at_once_a_block_is_soft_the_others_go_on(
     workdir: Path, sqlite_url: str, sink: FlakySMTP
 ) -> None:
+    """A refusal at RCPT is judged as a DSN with the same code is (issue 23): 5.1.1 bounces
+    the address now (not after three issues), a 5.7.1 block is a soft bounce."""
     env = env_for(sqlite_url, sink)
-    emails = ("ann@example.com", "gone@example.com", "cy@example.com")
+    emails = ("ann@example.com", "gone@example.com", "blocked@example.com", "cy@example.com")
     for email in emails:
         cli(["subscribers", "add", email], env)
-    sink.handler.reject = {"gone@example.com": "550 5.1.1 No such user"}
-    for n, saturday in enumerate((SAT, SAT + WEEK, SAT + 2 * WEEK), 1):
-        week_of_posts(sqlite_url, saturday, tag=f" {n}")
-        out = cli(["send", "--as-of", saturday.isoformat()], env)
-        assert f"issue #{n}: 2 sent, 1 failed" in out
-    assert "now bounced: gone@example.com" in out  # after three hard failures in a row
-    assert Counter(sink.recipients()) == {"ann@example.com": 3, "cy@example.com": 3}
-    listed = json.loads(cli(["subscribers", "list", "--json"], env))
-    gone = next(s for s in listed if s["email"] == "gone@example.com")
-    assert (gone["status"], gone["hard_bounces"]) == ("bounced", 3)
-    assert delivery_counts(sqlite_url) == {"sent": 6, "failed": 3}
+    sink.handler.reject = {
+        "gone@example.com": "550 5.1.1 No such user",
+        "blocked@example.com": "550 5.7.1 Blocked by policy",
+    }
+    week_of_posts(sqlite_url)
+    out = cli(["send", "--as-of", SAT.isoformat()], env)
+    assert "issue #1: 2 sent, 2 failed" in out and "now bounced: gone@example.com" in out
+    listed = {s["email"]: s for s in json.loads(cli(["subscribers", "list", "--json"], env))}
+    assert listed["gone@example.com"]["status"] == "bounced"
+    assert listed["blocked@example.com"]["status"] == "active"  # one soft bounce of five
+    events = json.loads(cli(["bounces", "list", "--json"], env))
+    assert sorted((e["email"], e["kind"], e["source"], e["status_code"]) for e in events) == [
+        ("blocked@example.com", "soft", "smtp", "5.7.1"),
+        ("gone@example.com", "hard", "smtp", "5.1.1"),
+    ]
+    week_of_posts(sqlite_url, SAT + WEEK, tag=" 2")
+    out = cli(["send", "--as-of", (SAT + WEEK).isoformat()], env)
+    assert "issue #2: 2 sent, 1 failed" in out  # the bounced address is not tried again
+    assert Counter(sink.recipients()) == {"ann@example.com": 2, "cy@example.com": 2}
+    rates = json.loads(cli(["status", "--json"], env))["issue_rates"]
+    first = next(r for r in rates if r["number"] == 1)
+    assert (first["sent"], first["failed"], first["hard_bounces"]) == (2, 2, 0)  # counted once
+    assert first["bounce_rate"] == 0.5
+    text = cli(["status"], env)
+    assert "#1: 2 handed to the relay, 2 refused (50.00% of 4 tried)" in text
+    assert "only refusals at sending are known" in text
 
 
 def test_kill_9_mid_send_then_send_again(workdir: Path, db_url: str, sink: FlakySMTP) -> None:

@@ -2,7 +2,9 @@
 database, `digest preview` (HTML, text, --json), the curator's `pick`/`skip`/`picks`.
 
 The week: a link blog with 30 short posts, a blog whose only post in 120 days is a 9,000-word
-essay, a post linked by three other blogs on the list, and eight ordinary posts.
+essay, a post linked by three other blogs on the list, and eight ordinary posts. It ends now
+(a pick or a skip names a post of the coming issue, and the issue is the one sent now), with a
+send every minute, so that the coming issue's week is the week before now whatever the day.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tests.conftest import run_cli
 from tests.poll_helpers import write_opml
 from tests.servers import FeedServer, Response
 
-END = datetime(2026, 1, 10, 8, 0, tzinfo=UTC)  # the issue's send time (a Saturday)
+END = datetime.now(UTC).replace(second=0, microsecond=0)  # the issue's send time
 AS_OF = END.isoformat()
 WEEK = END - timedelta(days=7)
 LINKED = "https://systems-notes.example/2026/the-linked-post/"
@@ -143,6 +145,7 @@ def setup(workdir: Path, db_url: str, http: FeedServer) -> dict[str, str]:
         http.route(path, Response(200, rss(site.group(0), posts)))
     write_opml(workdir / "feeds.opml", [(f, t, http.url(p)) for p, (f, t, _) in week.items()])
     env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_FEEDS_FETCH_PAGES": "false"}
+    env["DIGEST_NEWSLETTER_SEND_AT"] = "cron: * * * * *"
     polled = run_cli(["poll", "--json"], env)
     assert polled.exit_code == 0, polled.output
     return env
@@ -185,11 +188,15 @@ def test_a_realistic_week_leads_with_the_essay_and_the_linked_post(
     assert isinstance(built["html_bytes"], int) and built["html_bytes"] < 90_000
     html = (workdir / "week.html").read_text()
     body = html.split("</head>")[1]
-    # The picks come first, then the sections; the link blog is folded after three items.
+    # The picks come first, then the sections; the link blog is folded after three items,
+    # and its 27 other posts are named one a line.
     assert body.index("The week's picks") < body.index(">Machine Learning<")
-    assert "and 27 more from Link Roundup" in body
-    assert len(re.findall(r">Link: tool number \d+<", body)) == 3
-    assert "In this issue: 36 Machine Learning posts, 4 Systems posts." in body
+    assert len(re.findall(r'class="t"[^>]*>Link: tool number \d+<', body)) == 3
+    assert len(re.findall(r">Link: tool number \d+<", body)) == 30
+    assert "Also from Link Roundup" in body and "more from Link Roundup" not in body
+    assert "<b>In this issue:</b> 36 Machine Learning posts, 4 Systems posts." in body
+    # What an inbox shows after the subject: the picks' titles (no intro this week).
+    assert body.index("On slowness") < body.index("Read it on the web")
     assert "Picks:" in body and "first post in 4 months" in body
     assert body.count('class="why"') == 4  # every pick says why
     # Each pick is shown once, in the picks, not again in its section.
@@ -198,7 +205,7 @@ def test_a_realistic_week_leads_with_the_essay_and_the_linked_post(
     text = run_cli(["preview", "--as-of", AS_OF, "--format", "text", "-o", "-"], env)
     assert "== THE WEEK'S PICKS" in text.stdout
     assert "linked by 3 blogs on the list" in text.stdout
-    assert "and 27 more from Link Roundup" in text.stdout
+    assert text.stdout.count("- Link: tool number") == 27
     # Ordered by score, blog by blog: the link blog's items come after the essay's blog.
     ml = text.stdout.split("== MACHINE LEARNING")[1].split("== SYSTEMS")[0]
     assert ml.index("Blog") < ml.index("Link: tool number")
@@ -214,7 +221,9 @@ def test_the_size_budget_still_holds_and_picks_can_be_off(
     off = preview({**env, "DIGEST_NEWSLETTER_PICKS": "0"})
     assert off["picks"] == [] and "The week's picks" not in (workdir / "week.html").read_text()
     five = preview({**env, "DIGEST_NEWSLETTER_MAX_PER_BLOG": "5"})
-    assert "and 25 more from Link Roundup" in (workdir / "week.html").read_text()
+    html = (workdir / "week.html").read_text()
+    assert len(re.findall(r'class="t"[^>]*>Link: tool number \d+<', html)) == 5
+    assert five["lines_shown"] == 25 and five["unlisted"] == 0  # the rest, named
     assert len(five["picks"]) == 4  # type: ignore[arg-type]
 
 
@@ -227,10 +236,14 @@ def test_the_curator_picks_and_skips_for_the_coming_issue(
     assert picked.exit_code == 0, picked.output
     assert "pick for the coming issue: E this week 1" in picked.output
     assert run_cli(["skip", LINKED + "?utm_source=feed"], env).exit_code == 0  # canonical
-    assert run_cli(["pick", "https://nowhere.example/x"], env).exit_code == 0
+    nowhere = run_cli(["pick", "https://nowhere.example/x"], env)
+    assert nowhere.exit_code == 1 and "no stored post has this URL" in nowhere.output
+    old = run_cli(["pick", "https://long-essays.example/older/"], env)
+    assert old.exit_code == 1 and "outside the coming issue's window" in old.output
+    assert old.output.strip().count("\n") == 0
     assert run_cli(["pick", "--undo", "https://nowhere.example/x"], env).exit_code == 0
     listed = json.loads(run_cli(["picks", "--json"], env).stdout)
-    assert [(r["verdict"], r["title"]) for r in listed] == [
+    assert [(r["verdict"], r["title"]) for r in listed["verdicts"]] == [
         ("pick", "E this week 1"),
         ("skip", "The linked post"),
     ]
@@ -238,15 +251,17 @@ def test_the_curator_picks_and_skips_for_the_coming_issue(
     built = preview(env)
     picks = {row["title"]: row for row in built["picks"]}  # type: ignore[attr-defined]
     assert "E this week 1" in picks and picks["E this week 1"]["reason"] == "the editor's pick"
-    assert "The linked post" not in picks
-    skipped = next(r for r in built["scores"] if r["title"] == "The linked post")  # type: ignore[attr-defined]
-    assert skipped["score"] == 0 and skipped["parts"]["curator"] == "skip"
+    # A skip keeps the post out of the issue: not a pick, not in its section, not counted.
+    assert built["skipped"] == ["The linked post"] and built["posts"] == 39
+    assert "The linked post" not in titles(built["scores"])
+    assert "The linked post" not in (workdir / "week.html").read_text()
 
     # Recording the issue (sending is off) spends them: the next issue starts afresh.
     assert run_cli(["send", "--as-of", AS_OF], env).exit_code == 0
-    assert run_cli(["picks"], env).stdout.strip() == "no picks or skips for the coming issue"
+    spent = run_cli(["picks"], env).stdout.strip()
+    assert spent == "no intro, picks or skips for the coming issue"
     again = preview(env)  # the recorded issue keeps its own
-    assert "E this week 1" in titles(again["picks"])
+    assert "E this week 1" in titles(again["picks"]) and again["skipped"] == ["The linked post"]
 
 
 def test_bad_urls_are_one_line_errors(workdir: Path, sqlite_url: str) -> None:

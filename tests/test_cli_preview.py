@@ -89,12 +89,17 @@ def test_preview_of_one_week_in_three_forms(
     eml = run_cli([*args, "--format", "eml", "-o", "week.eml"], env)
     assert eml.exit_code == 0, eml.output
     assert eml.stdout == f"{(workdir / 'week.eml').resolve()}\n"  # the path alone, for scripts
-    assert re.fullmatch(r"issue #1: 3 posts from 3 blogs, \d+\.\d KB of HTML\n", eml.stderr)
+    assert re.fullmatch(
+        r"issue #1: 3 posts from 3 blogs, \d+\.\d KB of HTML\n"
+        r"its window starts Sat 3 Jan 2026 23:59 UTC and ends at --as-of "
+        r"\(Sat 10 Jan 2026 23:59 UTC\)\n",
+        eml.stderr,
+    )
     msg = email.message_from_bytes((workdir / "week.eml").read_bytes(), policy=email.policy.default)
     assert msg.get_content_type() == "multipart/alternative"
     parts = [p.get_content_type() for p in msg.iter_parts()]
     assert parts == ["text/plain", "text/html"]
-    assert msg["Subject"] == "Weekend Reading #1 — 3 new posts from 3 blogs"
+    assert msg["Subject"] == "Weekend Reading #1: ML week -0"  # the first pick's title
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     plain = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     for title in ("ML week -0", "Sys week -0", "Other news"):

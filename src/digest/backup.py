@@ -7,13 +7,23 @@ included (copying the file over it would pair the new file with the old one's WA
 
 A copy holds no locks: the daemon's, a send's or a poll's lock rows are left out, so a
 restored database is held by nobody. On PostgreSQL, pg_dump and pg_restore do the job.
+
+A backup to restore is hostile until checked, since SQLite files carry code: a trigger kept
+in one would run on every write after the restore (one that sets an unsubscribed reader
+active again makes POST /unsubscribe answer 200 and change nothing), and a recursive view
+under a table's name hangs the first query. So a backup must hold exactly the tables and
+indexes digest's migrations make at its schema revision, each table with its columns, and
+nothing else (no view, no trigger): anything more is refused in one line, before any of its
+contents is read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +33,7 @@ from sqlalchemy.engine import make_url
 
 from digest.errors import InputError, LockedError, StorageError
 from digest.locks import LOCK_KEYS, refuse_if_held
-from digest.storage import MIGRATIONS, Database, safe_url
+from digest.storage import MIGRATIONS, Database, known_revisions, safe_url
 from digest.words import counted
 
 # What a copy counts, to say what it holds.
@@ -87,8 +97,8 @@ def restore(url: str, source: Path, *, force: bool = False, now: datetime) -> Co
     """Make the database at ``url`` a copy of the backup ``source``. Refused while a daemon,
     a send or a poll holds it, and over a database holding anything unless ``force``."""
     target = sqlite_path(url, "restore")
+    check_schema(source)
     copy = describe(source)
-    _check_revision(source)
     owner = _owner_of(target)
     if target.exists():
         _refuse_if_held(url, now)
@@ -150,13 +160,79 @@ def describe(path: Path) -> Copy:
     return Copy(path, path.stat().st_size, counts)
 
 
-def _check_revision(path: Path) -> None:
-    known = {p.name.split("_")[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py")}
-    with _connect(path) as conn:
-        revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+def check_schema(path: Path) -> None:
+    """InputError unless the file holds only what digest's migrations make at its revision."""
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    try:
+        with _connect(path) as conn:
+            found = _schema(conn)
+            code = sorted(f"{k} {n}" for k, n in found if k not in ("table", "index"))
+            if code:  # views and triggers: refused before anything is read
+                _refuse(path, "holds what digest does not make", code)
+            if ("table", "alembic_version") not in found:
+                raise InputError(f"{path} is no digest database")
+            revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.DatabaseError as e:
+        raise InputError(f"{path} is no SQLite database ({e})") from e
+    known = known_revisions()
     if revision is None or revision[0] not in known:
         schema = revision[0] if revision else "unknown"
         raise InputError(f"{path} was made by a newer digest (schema {schema}): upgrade first")
+    expected = _schema_at(revision[0])
+    ours = {key: shape for key, shape in found.items() if key[1] not in _SQLITE_OWN}
+    foreign = sorted(f"{k} {n}" for (k, n), shape in ours.items() if expected.get((k, n)) != shape)
+    if foreign:
+        _refuse(path, "holds what digest does not make", foreign)
+    missing = sorted(f"{k} {n}" for k, n in expected.keys() - ours.keys())
+    if missing:
+        _refuse(path, "lacks parts of digest's schema", missing)
+
+
+def _refuse(path: Path, what: str, names: list[str]) -> None:
+    more = ", ..." if len(names) > 4 else ""
+    raise InputError(
+        f"{path} {what} ({', '.join(names[:4])}{more}): refused, not a backup digest made"
+    )
+
+
+_Objects = dict[tuple[str, str], tuple[str, ...]]  # (type, name) -> its table and columns
+# Tables SQLite keeps for itself (AUTOINCREMENT counters, ANALYZE's statistics).
+_SQLITE_OWN = {"sqlite_sequence", "sqlite_stat1", "sqlite_stat4"}
+
+
+def _schema(conn: sqlite3.Connection) -> _Objects:
+    """Every object of a database: tables with their columns, the others with their table."""
+    rows = conn.execute("SELECT type, name, tbl_name FROM sqlite_master").fetchall()
+    found: _Objects = {}
+    for kind, name, table in rows:
+        if kind == "table":
+            columns = conn.execute("SELECT name FROM pragma_table_info(?)", (name,)).fetchall()
+            found[(kind, name)] = (table, *sorted(c[0] for c in columns))
+        else:
+            found[(kind, name)] = (table,)
+    return found
+
+
+@functools.cache
+def _schema_at(revision: str) -> _Objects:
+    """What digest's migrations make up to ``revision``, in a scratch database (~0.3 s)."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    with tempfile.TemporaryDirectory() as folder:
+        engine = create_engine(f"sqlite:///{Path(folder) / 'schema.db'}")
+        try:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+        finally:
+            engine.dispose()
+        with _connect(Path(folder) / "schema.db") as conn:
+            return _schema(conn)
 
 
 def _refuse_if_held(url: str, now: datetime) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -77,6 +78,35 @@ def parse_confirm_ttl(value: Any) -> timedelta:
     if ttl > UNCONFIRMED_KEPT:
         raise ValueError("must be at most 7d (unconfirmed sign-ups are deleted after a week)")
     return ttl
+
+
+DEFAULT_SUBJECT = "{name} #{number}: {lead}"
+SUBJECT_FIELDS = ("name", "number", "lead", "posts", "blogs")
+
+
+def parse_subject(value: Any) -> str:
+    """A subject template: text with {name}, {number}, {lead}, {posts} and {blogs}."""
+    text = " ".join(parse_str(value).split())
+    if not text:
+        raise ValueError("must not be empty")
+    try:
+        fields = list(string.Formatter().parse(text))
+    except ValueError as e:
+        raise ValueError(f"{e} (write {{{{ or }}}} for a brace)") from None
+    for _literal, name, spec, conversion in fields:
+        if name is None:
+            continue
+        if name not in SUBJECT_FIELDS or spec or conversion:
+            shown = (
+                "{"
+                + name
+                + (f"!{conversion}" if conversion else "")
+                + (f":{spec}" if spec else "")
+                + "}"
+            )
+            names = ", ".join("{" + f + "}" for f in SUBJECT_FIELDS)
+            raise ValueError(f"unknown placeholder {shown}: use {names}")
+    return text
 
 
 @dataclass(frozen=True)
@@ -161,6 +191,15 @@ class NewsletterSettings:
         "", parse_optional_address, "envelope sender (Return-Path) of every mail (default: from)"
     )
     verp: bool = setting(True, parse_bool, "tag bounce_address per subscriber: bounces+TAG@...")
+    # The issue's own words (issues 21, 24).
+    subject: str = setting(
+        DEFAULT_SUBJECT,
+        parse_subject,
+        "subject template: {name}, {number}, {lead} (the first pick's title), {posts}, {blogs}",
+    )
+    postal_address: str = setting(
+        "", parse_str, "postal address in every issue's footer (CAN-SPAM asks senders for one)"
+    )
 
 
 @dataclass(frozen=True)
@@ -192,6 +231,12 @@ class BouncesSettings:
     password: str = setting("", parse_str, "password of that mailbox", secret=True)
     password_file: Path | None = setting(None, parse_optional_path, "file holding that password")
     done_folder: str = setting("digest-done", parse_str, "folder handled messages go to")
+    quarantine_folder: str = setting(
+        "digest-quarantine", parse_str, "folder unreadable messages are set aside in"
+    )
+    ca_file: Path | None = setting(
+        None, parse_optional_path, "CA certificates (PEM) to trust for the mailbox's TLS"
+    )
     delete: bool = setting(False, parse_bool, "delete handled messages instead of moving them")
     interval: timedelta = setting(timedelta(minutes=15), parse_duration, "how often it is read")
     soft_limit: int = setting(5, parse_int(1, 1000), "soft bounces in soft_window that bounce")

@@ -88,4 +88,12 @@ class TransientSendError(SendError):
 
 
 class PermanentSendError(SendError):
-    """The server refused this recipient for good (5xx)."""
+    """The server refused this recipient for good (5xx); ``status``: its status code (5.1.1,
+    or 5.0.0 for a bare 550), judged as a bounce report's would be."""
+
+    def __init__(self, message: str, status: str = "5.0.0") -> None:
+        super().__init__(message)
+        self.status = status
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (str(self), self.status))

@@ -202,11 +202,13 @@ class Issue(Base):
     )
     # The titles of the week's picks, a JSON list (the archive shows them).
     pick_titles: Mapped[str | None] = mapped_column(Text)
+    # The curator's intro (`digest intro`, inline Markdown), kept with the issue it opened.
+    intro: Mapped[str | None] = mapped_column(Text)
 
 
 class Curation(Base):
-    """`digest pick URL` / `digest skip URL`: pending (issue_id None) until an issue is
-    recorded, then that issue's."""
+    """`digest pick URL [--note TEXT]` / `digest skip URL`: pending (issue_id None) until an
+    issue is recorded, then that issue's."""
 
     __tablename__ = "curations"
     __table_args__ = (Index("ix_curations_issue_url", "issue_id", "url"),)
@@ -215,6 +217,7 @@ class Curation(Base):
     url: Mapped[str] = mapped_column(String(width.URL))  # canonical, as posts.canonical_url
     verdict: Mapped[Verdict] = mapped_column(StatusText(Verdict))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(Text)  # under a pick, inline Markdown
     issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
 
 

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import pwd
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -158,8 +159,27 @@ class Database:
 
 
 def head_revision() -> str:
-    """The newest migration; revision ids are the file names' number prefixes."""
-    return max(p.name.split("_")[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
+    """The newest migration's revision id (files are numbered; the id is the number, or the
+    file's stem for those added since by several branches at once)."""
+    newest = max(_migration_files(), key=lambda p: p.name)
+    return _revision_of(newest)
+
+
+def known_revisions() -> set[str]:
+    """Every migration's revision id: the schemas this version can read or upgrade."""
+    return {_revision_of(path) for path in _migration_files()}
+
+
+def _migration_files() -> list[Path]:
+    return list((MIGRATIONS / "versions").glob("[0-9]*_*.py"))
+
+
+def _revision_of(path: Path) -> str:
+    found = _REVISION.search(path.read_text())
+    return found.group(1) if found else path.name.split("_")[0]
+
+
+_REVISION = re.compile(r"""^revision = ["']([^"']+)["']""", re.M)
 
 
 # Seconds to wait for a PostgreSQL server to accept a connection (overridden by a

@@ -6,6 +6,8 @@ import html
 import html.entities
 import math
 import re
+from collections.abc import Callable
+from typing import Any
 
 import lxml.etree
 
@@ -116,6 +118,10 @@ _NOT_PROSE = (
     "d-front-matter",
     "d-appendix",
 )
+# A code block's line in a post's text starts with this (a private-use character, never in
+# prose): an excerpt never opens with code (issue/excerpts.py). Its words still count.
+CODE_MARK = "\ue000"
+_QUOTES = ("“", '"', "‘", "«", "„", "'")
 _FURNITURE_WORDS = frozenset({"share", "sharing", "button", "buttons", "toc", "social"})
 _FURNITURE_PREFIXES = ("subscri", "caption", "footnote", "sharedaddy")
 FURNITURE_CHARS = 300  # Substack's subscribe widget, caption and all: 105 characters
@@ -174,7 +180,46 @@ def _prose(root: lxml.etree._Element) -> str:
     for listing in lists:
         if _is_contents(listing):
             _remove(listing)
+    _mark_code(root)
+    _quote(root)
     return _text_of(root)
+
+
+def _mark_code(root: lxml.etree._Element) -> None:
+    """Each code block (a <pre>, or a paragraph that is only <code>) opens with CODE_MARK."""
+    for block in root.iter("pre", "p"):
+        children = list(block)
+        only_code = (
+            block.tag == "p"
+            and len(children) == 1
+            and children[0].tag == "code"
+            and not (block.text or "").strip()
+            and not (children[0].tail or "").strip()
+        )
+        if block.tag == "pre" or only_code:
+            block.text = CODE_MARK + (block.text or "")
+
+
+def _quote(root: lxml.etree._Element) -> None:
+    """A block quotation's text gets its quotation marks (“…”), unless it has its own: in a
+    post's text it would read as the author's words."""
+    for quote in root.iter("blockquote"):
+        if any(a.tag == "blockquote" for a in quote.iterancestors()):
+            continue
+        texts = [t for t in quote.xpath(".//text()") if t.strip()]
+        if not texts or texts[0].lstrip().startswith(_QUOTES):
+            continue
+        _edit_text(texts[0], lambda t: "“" + t.lstrip())
+        _edit_text(texts[-1], lambda t: t.rstrip() + "”")
+
+
+def _edit_text(node: Any, change: Callable[[str], str]) -> None:
+    """Change one text node lxml handed out (an element's text, or its tail)."""
+    parent = node.getparent()
+    if node.is_tail:
+        parent.tail = change(parent.tail or "")
+    else:
+        parent.text = change(parent.text or "")
 
 
 def _text_of(element: lxml.etree._Element) -> str:

@@ -298,7 +298,7 @@ class StoredPost:
     first_seen: datetime
     from_first_poll: bool
     text: str
-    words: int = 0  # length of the whole post, for reading time
+    words: int | None = 0  # length of the whole post; None: unknown (a teaser, page not read)
 
 
 # Rendered once per section choice; each subscriber's copy replaces these with their own links.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from digest.bounces.classify import classify
+from digest.bounces.classify import DELAY_WARNING, classify
 from digest.types import BounceKind
 from tests.bounce_helpers import MSGID, RCPT, VERP, bounce, names
 
@@ -14,7 +14,7 @@ HARD, SOFT, COMPLAINT = BounceKind.HARD, BounceKind.SOFT, BounceKind.COMPLAINT
 EXPECTED: dict[str, tuple[BounceKind | None, str]] = {
     # RFC 3464 delivery status notifications, by status code
     "postfix_dsn_hard": (HARD, "5.1.1"),
-    "postfix_dsn_delayed": (SOFT, "4.4.1"),  # Action: delayed
+    "postfix_dsn_delayed": (None, DELAY_WARNING),  # Action: delayed: no bounce (issue 23)
     "gmail_dsn_no_such_user": (HARD, "5.1.1"),
     "gmail_dsn_over_quota": (SOFT, "5.2.2"),  # a full mailbox is no dead address
     "microsoft365_ndr": (HARD, "5.1.10"),
@@ -27,7 +27,7 @@ EXPECTED: dict[str, tuple[BounceKind | None, str]] = {
     "qmail_hard": (HARD, "5.1.1"),
     "postfix_legacy_hard": (HARD, "failed"),
     "yahoo_hard": (HARD, "5.0.0"),
-    "gmail_delay_warning": (SOFT, "4.4.0"),
+    "gmail_delay_warning": (None, DELAY_WARNING),
     # RFC 5965 feedback reports
     "arf_abuse": (COMPLAINT, "abuse"),
     "arf_redacted": (COMPLAINT, "abuse"),

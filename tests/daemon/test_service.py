@@ -439,12 +439,37 @@ def test_the_setup_hints_name_what_is_left_to_set() -> None:
         "smtp.host",
         "newsletter.from",
         "newsletter.base_url",
+        "newsletter.postal_address",
     ]
+    assert "CAN-SPAM" in defaults[-1]
     ready = make_settings(
         newsletter_from="Reading <reading@news.example.org>",
         newsletter_base_url="https://news.example.org",
+        newsletter_postal_address="1 Main St, Springfield",
     )
     assert [h.split(" ")[0] for h in mail_setup_hints(ready)] == ["smtp.host"]
+
+
+def test_a_sending_daemon_hints_at_the_postal_address_until_it_is_set(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from digest.daemon.startup import report
+    from digest.issue.sendtimes import SendSchedule
+
+    now = datetime(2026, 1, 5, tzinfo=UTC)
+    for address, hinted in (("", True), ("1 Main St, Springfield", False)):
+        settings = make_settings(smtp_host="127.0.0.1", newsletter_postal_address=address)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="digest.daemon.startup"):
+            report(
+                settings,
+                SendSchedule.from_settings(settings),
+                now,
+                timedelta(minutes=6),
+                SendState(),
+                None,
+            )
+        assert ("newsletter.postal_address" in caplog.text) is hinted
 
 
 def test_a_shorter_poll_interval_brings_feeds_forward_at_start(db: Database) -> None:

@@ -128,7 +128,9 @@ def test_collect_status(db: Database) -> None:
     assert "daemon:      not running" in text
     assert "next poll:   2026-11-23 13:05 CET" in text
     assert "next send:   2026-11-28 09:00 CET (sending is off" in text
-    assert "last issue:  #2 of 2026-11-23 13:00 CET, 12 posts: 2 delivered, 1 failed" in text
+    assert (
+        "last issue:  #2 of 2026-11-23 13:00 CET, 12 posts: 2 handed to the relay, 1 refused"
+    ) in text
     assert "subscribers: 2 pending, 3 active, 1 unsubscribed, 1 bounced" in text
     assert "https://b.example/feed  since 2026-11-15 13:00 CET [7+ days]: HTTP 500" in text
 

@@ -37,8 +37,11 @@ def _settings(port: int, **smtp: object) -> Settings:
     )
 
 
+HTTPS = Settings().replace(newsletter={"base_url": "https://x"})
+
+
 def _raw(to: str) -> bytes:
-    return PreparedEmail(RENDERED, Settings()).render(to=to, unsubscribe_url="https://x/u/1.a")
+    return PreparedEmail(RENDERED, HTTPS).render(to=to, unsubscribe_url="https://x/u/1.a")
 
 
 def test_sends_and_reuses_one_connection(server: FlakySMTP) -> None:
@@ -186,7 +189,8 @@ def test_password_file(tmp_path: Path, server: FlakySMTP) -> None:
     assert t.password == "from-file"
 
 
-def test_dkim_signs_both_list_unsubscribe_headers(tmp_path: Path, server: FlakySMTP) -> None:
+def _signed_delivery(tmp_path: Path, server: FlakySMTP) -> tuple[bytes, str]:
+    """One DKIM-signed message as the server received it, and the key's p= value."""
     key, public = make_dkim_key(tmp_path)
     settings = _settings(
         server.port, dkim_selector="s1", dkim_domain="example.org", dkim_key_file=key
@@ -194,6 +198,11 @@ def test_dkim_signs_both_list_unsubscribe_headers(tmp_path: Path, server: FlakyS
     with SmtpTransport(settings) as t:
         t.send(_raw("a@example.com"), "a@example.com")
     (raw,) = server.raw
+    return raw, public
+
+
+def test_dkim_signs_both_list_unsubscribe_headers(tmp_path: Path, server: FlakySMTP) -> None:
+    raw, public = _signed_delivery(tmp_path, server)
     signature = message_from_bytes(raw)["DKIM-Signature"]
     tags = dict(
         part.strip().split("=", 1)
@@ -223,3 +232,23 @@ def test_dkim_half_configured_is_a_config_error(server: FlakySMTP) -> None:
 def test_sending_off_without_host() -> None:
     with pytest.raises(ConfigError, match="smtp.host"):
         SmtpTransport(Settings())
+
+
+def test_a_prepended_list_unsubscribe_or_from_breaks_the_signature(
+    tmp_path: Path, server: FlakySMTP
+) -> None:
+    """Over-signing (issue 23): h= names each header a reader acts on once more than it is
+    there, so a copy prepended on the way no longer verifies."""
+    delivered, public = _signed_delivery(tmp_path, server)
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return f"v=DKIM1; k=rsa; p={public}".encode()
+
+    assert dkim.verify(delivered, dnsfunc=dns)
+    for added in (
+        b"List-Unsubscribe: <https://evil.example/u>\r\n",
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+        b"From: Bank <alerts@bank.example>\r\n",
+        b"Subject: Your account is locked\r\n",
+    ):
+        assert not dkim.verify(added + delivered, dnsfunc=dns), added

@@ -163,33 +163,39 @@ def test_dropped_connection_is_retried(db: Database, sink: FlakySMTP) -> None:
     assert sorted(sink.recipients()) == ["a@example.com", "b@example.com"]
 
 
-def test_550_fails_one_and_bounces_after_repeated_hard_failures(
+def test_550_5_1_1_fails_one_and_bounces_it_at_once_a_block_only_when_repeated(
     db: Database, sink: FlakySMTP
 ) -> None:
-    add(db, "a@example.com", "gone@example.com", "c@example.com")
-    sink.handler.reject = {"gone@example.com": "550 5.1.1 mailbox unavailable"}
-    settings = settings_for(sink)
-    for round_ in range(1, 4):
-        issue = new_issue(db)
-        summary = deliver(db, settings, issue, Renders())
-        assert (summary.sent, summary.failed, summary.pending) == (2, 1, 0)
-        assert statuses(db, issue)["gone@example.com"] == "failed"
-        assert issue_status(db, issue) == "sent"
-        gone = next(s for s in list_subscribers(db) if s.email == "gone@example.com")
-        assert gone.hard_bounces == round_
-        assert gone.status == ("bounced" if round_ == 3 else "active")
-        assert summary.bounced == (["gone@example.com"] if round_ == 3 else [])
+    """The same rules as a DSN's (issue 23): a dead address bounces at its first refusal;
+    a policy block (5.7.1) is soft, bounced after bounces.soft_limit of them."""
+    add(db, "a@example.com", "gone@example.com", "blocked@example.com", "c@example.com")
+    sink.handler.reject = {
+        "gone@example.com": "550 5.1.1 mailbox unavailable",
+        "blocked@example.com": "554 5.7.1 blocked",
+    }
+    settings = settings_for(sink).replace(bounces={"soft_limit": 2})
+    issue = new_issue(db)
+    summary = deliver(db, settings, issue, Renders())
+    assert (summary.sent, summary.failed, summary.pending) == (2, 2, 0)
+    assert statuses(db, issue)["gone@example.com"] == "failed"
+    assert issue_status(db, issue) == "sent"
+    assert summary.bounced == ["gone@example.com"]
+    now = {s.email: s.status for s in list_subscribers(db)}
+    assert (now["gone@example.com"], now["blocked@example.com"]) == ("bounced", "active")
     with db.session() as s:
         error = s.scalar(select(Delivery.last_error).where(Delivery.status == "failed"))
     assert error is not None and "550" in error
     summary = deliver(db, settings, new_issue(db), Renders())
-    assert (summary.sent, summary.failed) == (2, 0)  # bounced: not mailed any more
+    assert (summary.sent, summary.failed) == (2, 1)  # gone: not mailed any more
+    assert summary.bounced == ["blocked@example.com"]  # the second block in the window
+    summary = deliver(db, settings, new_issue(db), Renders())
+    assert (summary.sent, summary.failed) == (2, 0)
 
 
 def test_a_success_resets_the_hard_failure_count(db: Database, sink: FlakySMTP) -> None:
     add(db, "flaky@example.com")
     settings = settings_for(sink)
-    sink.handler.reject = {"flaky@example.com": "550 no"}
+    sink.handler.reject = {"flaky@example.com": "550 5.7.1 not now"}
     deliver(db, settings, new_issue(db), Renders())
     sink.handler.reject = {}
     deliver(db, settings, new_issue(db), Renders())

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from digest.issue.compose import (
     LEVELS,
     Level,
+    Line,
     Ranking,
     Window,
     arrange,
@@ -37,21 +38,38 @@ def test_blogs_newest_first_and_posts_newest_first_within_a_blog() -> None:
     assert [i.title for i in section.blogs[1].items] == ["Post 2 of blog 1", "Post 1 of blog 1"]
 
 
-def test_caps_leave_named_remainders() -> None:
+def test_past_the_caps_every_post_is_named_on_a_line() -> None:
     posts = [post(b * 10 + k, b) for b in range(5) for k in range(4)]
     layout = arrange(posts, Level(per_blog=1, per_section=3, excerpt_words=20))
     section = layout.sections[0]
-    assert len(section.items) == 3 and all(b.more == 3 for b in section.blogs)
-    assert [b.more for b in section.more_blogs] == [4, 4]
-    assert layout.post_count == 20
+    assert len(section.items) == 3 and all(len(b.listed) == 3 for b in section.blogs)
+    assert [len(b.listed) for b in section.more_blogs] == [4, 4]
+    assert all(b.more == 0 for b in section.blogs + section.more_blogs)
+    assert layout.post_count == 20 and len(layout.items) + len(layout.lines) == 20
+    # Lines in the issue's order: the blogs with items, then those without, each best first.
+    dated = post(1, 0).date
+    assert dated is not None
+    assert layout.lines[0] == Line(1, "Post 1 of blog 0", "https://b0.example/1", dated)
+
+
+def test_the_budget_trims_lines_from_the_end_and_counts_the_rest() -> None:
+    posts = [post(b * 10 + k, b) for b in range(5) for k in range(4)]
+    layout = arrange(posts, Level(per_blog=1, per_section=3, excerpt_words=20), lines=10)
+    section = layout.sections[0]
+    assert len(layout.lines) == 10 and layout.unlisted == 7
+    assert [(len(b.listed), b.more) for b in section.blogs] == [(3, 0), (3, 0), (3, 0)]
+    assert [(len(b.listed), b.more) for b in section.more_blogs] == [(1, 3), (0, 4)]
 
 
 def test_a_blog_shows_at_most_max_per_blog_and_a_quiet_week_up_to_it() -> None:
     posts = [post(k, 1) for k in range(9)]
     blog = arrange(posts, LEVELS[0]).sections[0].blogs[0]
-    assert (len(blog.items), blog.more) == (3, 6)  # newsletter.max_per_blog's default
+    assert (len(blog.items), len(blog.listed)) == (3, 6)  # newsletter.max_per_blog's default
     quiet = arrange(group(posts, None, Ranking(max_per_blog=6)), LEVELS[1])
-    assert (len(quiet.sections[0].blogs[0].items), quiet.sections[0].blogs[0].more) == (6, 3)
+    assert (len(quiet.sections[0].blogs[0].items), len(quiet.sections[0].blogs[0].listed)) == (
+        6,
+        3,
+    )
 
 
 def test_section_choice_filters() -> None:

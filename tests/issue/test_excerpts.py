@@ -58,7 +58,7 @@ def test_hugo_and_link_blog_shapes() -> None:
     assert link_post == "A hypothetical incident report by Andrew Nesbitt."
     assert got["Inference optimization"].startswith("Large models are expensive to run.")
     assert got["Quoting Timothy B. Lee"] == (
-        "This is like saying there is no learning curve to being a manager. — Timothy B. Lee"
+        "“This is like saying there is no learning curve to being a manager.” — Timothy B. Lee"
     )
 
 
@@ -137,13 +137,16 @@ def test_a_word_that_starts_with_a_mark_keeps_its_space() -> None:
     )
 
 
-def test_a_note_in_brackets_gets_no_second_stop() -> None:
-    # Lil'Log's summaries hold nothing but notes: they are the excerpt.
-    first = "[Updated on 2021-02-01: version 2.0, with several new works and typos fixed.]"
-    notes = f"{first}\n[Updated on 2021-05-26: P-tuning and Prompt Tuning, in two new sections.]"
-    assert excerpt(notes, "t", 55) == first + " [Updated on 2021-05-26: P-tuning and Prompt" + (
-        " Tuning, in two new sections.]"
+def test_notes_in_brackets_are_skipped_closed_or_not() -> None:
+    # Lil'Log's summaries: "[Updated on …]", "[Updated on …]." and one never closed.
+    notes = (
+        "[Updated on 2020-01-09: add a new section on Contrastive Predictive Coding].\n"
+        "[Updated on 2021-05-26: P-tuning and Prompt Tuning, in two new sections.]\n"
+        "[Updated on 2020-11-12: add an example on closed-book factual QA using OpenAI API.\n"
     )
+    prose = "A model that can answer any question can lead to many useful applications."
+    assert excerpt(notes + prose, "t", 55) == prose
+    assert excerpt(notes, "t", 55) == ""  # nothing but notes: no excerpt rather than notes
 
 
 def test_a_tldr_list_is_kept_as_a_list() -> None:
@@ -160,3 +163,49 @@ def test_a_tldr_list_is_kept_as_a_list() -> None:
 def test_tex_blocks_and_zero_words() -> None:
     assert excerpt(r"$$ \def\E#1{x} $$ Real words.", "t", 55) == "Real words."
     assert excerpt("anything", "t", 0) == ""
+
+
+def test_the_weeks_real_shapes() -> None:
+    """The quirks of the list's real feeds (tests/data/week/): code blocks, quotations, notes
+    never closed, a sentence a few words past the limit, a feed that gives only a link."""
+    from datetime import UTC, datetime
+
+    from digest.ingest.parse import parse_feed
+    from tests.week_helpers import FEEDS, WEEK_DATA, fill
+
+    now = datetime(2026, 8, 15, tzinfo=UTC)
+    got = {}
+    for _folder, _title, name in FEEDS:
+        text = fill((WEEK_DATA / name).read_text(), now, "https://site.example")
+        for entry in parse_feed(text.encode(), f"https://site.example/{name}", now=now).posts:
+            got[entry.title] = excerpt(entry.text, entry.title, 55)
+    # A quotation keeps its marks, its attribution after it.
+    assert got["Quoting Timothy B. Lee"].startswith("“This is like saying there's no learning")
+    assert got["Quoting Timothy B. Lee"].endswith(
+        "to do.” — Timothy B. Lee, on the idea that LLMs take no skill and have no learning curve"
+    )
+    assert got["Quoting Dean W. Ball"].startswith("“This is a bad state of affairs.")
+    assert got["Quoting Dean W. Ball"].endswith("margins compress.”")
+    assert (
+        "One person commented: “There are so many pieces"
+        in got['What\'s involved in getting a "modern" terminal setup?']
+    )
+    # Code never opens an excerpt, nor the sentence that leads to it; later, it ends one.
+    assert got["datasette-tailscale 0.1a0"].startswith("This starts a localhost Datasette server")
+    assert got["Writing a web server from scratch: 1. HTTP and sockets"].startswith(
+        "And say we'd like"
+    )
+    assert got["Implementing a simple jq clone in Go, and basics of Go memory profiling"].endswith(
+        "do filters, mapping, etc."
+    )
+    assert "<html>" not in " ".join(got.values()) and "$ cat" not in " ".join(got.values())
+    # The sentence that ends a few words past the limit ends the excerpt whole.
+    assert got["Bliki: WaterfallProcess"].endswith(
+        "breaking down a large effort into phases based on activity."
+    )
+    # A note never closed is skipped; a feed that gives only the post's link has no excerpt.
+    assert got["Scaling Laws, Carefully"].startswith("Scaling laws are one of the most critical")
+    assert got["0042: consulting lessons, there are no strings on me, buttons"] == ""
+    assert got["Harness Engineering for Self-Improvement"].startswith(
+        "The concept of recursive self-improvement"
+    )

@@ -107,4 +107,4 @@ def test_sections_order_by_score_blog_by_blog_and_leave_the_picks_out() -> None:
     assert [b.title for b in blogs] == ["Blog 3", "Blog 1", "Blog 4", "Blog 2"]
     assert [i.title for i in blogs[3].items] == ["Post 3 of blog 2"]  # its pick is above
     assert layout.sections[0].post_count == 11  # the pick still counts in its section
-    assert (len(blogs[2].items), blogs[2].more) == (3, 3)  # folded at max_per_blog
+    assert (len(blogs[2].items), len(blogs[2].listed)) == (3, 3)  # folded at max_per_blog

@@ -130,7 +130,7 @@ def test_sections_and_recorded_renders(db: Database) -> None:
     only_sys = render_recorded(db, Settings(), issue.id, frozenset({SYSTEMS}))
     assert only_sys is not None
     assert "Consensus" in only_sys.text and "Attention" not in only_sys.text
-    assert "1 new post from 1 blog" in only_sys.subject
+    assert only_sys.subject == "Weekend Reading #1: Consensus"  # its own lead
     assert render_recorded(db, Settings(), issue.id, frozenset({"other"})) is None
     assert UNSUBSCRIBE_PLACEHOLDER in both.html
     web = web_version(db, Settings(), issue.number)
@@ -171,3 +171,21 @@ def test_parse_as_of(text: str, expected: datetime) -> None:
 def test_parse_as_of_refuses_nonsense() -> None:
     with pytest.raises(InputError, match="ISO 8601"):
         parse_as_of("next saturday", Settings())
+
+
+def test_a_teasers_length_is_unknown_until_its_page_is_read(db: Database) -> None:
+    from sqlalchemy import update
+
+    from digest.models import Post
+
+    feed = add_feed(db, "Summaries only")
+    post = add_post(db, feed, "An essay", date=SAT - timedelta(1), words=125, teaser=True)
+    add_post(db, feed, "A note", date=SAT - timedelta(2), words=230)
+    [essay] = [p for p in plan_issue(db, Settings(), SAT).posts if p.id == post]
+    assert essay.words is None  # not the summary's 125 words: "1 min read" would mislead
+    with db.session() as s:  # its page could not be read (a 404): still unknown
+        s.execute(update(Post).where(Post.id == post).values(page_words=0))
+    assert next(p for p in plan_issue(db, Settings(), SAT).posts if p.id == post).words is None
+    with db.session() as s:  # the page came later: its real length
+        s.execute(update(Post).where(Post.id == post).values(page_words=13_000))
+    assert next(p for p in plan_issue(db, Settings(), SAT).posts if p.id == post).words == 13_000

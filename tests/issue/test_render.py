@@ -74,7 +74,7 @@ def test_a_small_week_gets_the_richest_layout() -> None:
     posts = many(3, 2)
     layout, email = Renderer(None, ZoneInfo("UTC")).fit(posts, META, 90_000)
     assert layout.level == LEVELS[0] and len(layout.items) == 6
-    assert email.subject == "Weekend Reading #12 — 6 new posts from 3 blogs"
+    assert email.subject == "Weekend Reading #12: Post 2 of blog 1"  # the first item leads
     assert "3–10 January 2026" in email.html
     assert "Machine Learning" in email.html and "Systems" in email.html
     assert "Other" not in email.html  # shown only when not empty

@@ -25,7 +25,7 @@ from digest.bounces import policy
 from digest.bounces.events import rates_of
 from digest.columns import fit
 from digest.config import Settings
-from digest.delivery.verp import check_tag, read_tag
+from digest.delivery.verp import check_tag, could_be_ours, read_tag
 from digest.models import BounceEvent, Delivery, Subscriber
 from digest.storage import Database, utcnow
 from digest.types import BounceKind, BounceReport, DeliveryStatus, SubscriberStatus
@@ -167,6 +167,8 @@ def _tagged(
     if not tags:
         return []
     tag = tags[0]
+    if not could_be_ours(tag):
+        return None
     with db.session() as s:
         row = s.get(Subscriber, tag.subscriber_id)
         if row is None or not check_tag(key, tag, row.email):

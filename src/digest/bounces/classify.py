@@ -5,16 +5,19 @@ In this order:
 1. A complaint: RFC 5965 ARF, ``multipart/report; report-type=feedback-report`` with
    ``Feedback-Type: abuse`` (other feedback types, such as ``not-spam``, are ignored).
 2. A delivery status notification: RFC 3464 ``multipart/report; report-type=delivery-status``,
-   judged per recipient by its status code (RFC 3463): 5.x.x hard, 4.x.x or ``Action: delayed``
-   soft. A full mailbox (5.2.2), a message too big (5.2.3, 5.3.4) and policy refusals (5.7.x:
-   a block list, DMARC, "looks like spam") say nothing about the address, so they are soft:
-   one provider blocking us must not unsubscribe its every user at once.
+   judged per recipient by its status code (RFC 3463): 5.x.x hard, 4.x.x soft. A full mailbox
+   (5.2.2), a message too big (5.2.3, 5.3.4) and policy refusals (5.7.x: a block list, DMARC,
+   "looks like spam") say nothing about the address, so they are soft: one provider blocking
+   us must not unsubscribe its every user at once. ``Action: delayed`` is a warning, not a
+   bounce: the message is still being retried, and its final outcome reports again (a full
+   mailbox would otherwise count twice, as the delay and as the final failure).
 3. An auto-reply (RFC 3834 ``Auto-Submitted``, the X-Autoreply family, Exchange's
    ``X-Auto-Response-Suppress``, "Out of Office" subjects) that does not look like a bounce:
    ignored.
 4. The non-standard bounces of Exim, qmail, old Postfix, Exchange, Yahoo and others, through
    flufl.bounce's detectors (Mailman's, maintained since 2002); soft when the text gives a
-   4xx code or says the mailbox is full, else hard.
+   4xx code or says the mailbox is full, else hard. What they find only as temporary (Gmail's
+   "Delivery Status Notification (Delay)" and the like) is a delay warning: ignored.
 5. Anything else: unrecognised (left in the mailbox).
 
 The original message's Message-ID (a quoted message or its headers) and the addresses the
@@ -29,13 +32,11 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.utils import getaddresses, parseaddr
 
+from digest.delivery.bouncerules import BASIC, ENHANCED, code_in, kind_of_code
 from digest.types import BounceKind, BounceReport
 
 # Where a report says it was delivered (the receiving server adds these) or addressed.
 _ADDRESSED = ("delivered-to", "x-original-to", "envelope-to", "to", "x-envelope-to")
-_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-_BASIC = re.compile(r"(?<![\d.])([45]\d\d)[ -](?=\S)")
-_SOFT_PERMANENT = re.compile(r"5\.(2\.[23]|3\.4|7\.\d{1,3})$")
 _SOFT_WORDS = re.compile(
     r"mailbox (is )?full|over ?quota|quota exceeded|insufficient (disk )?space|"
     r"temporar(y|ily)|try (again )?later|has been delayed|will be retried",
@@ -57,6 +58,8 @@ _AUTO_SUBJECT = re.compile(
 _AUTO_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponder", "x-autoreply-from")
 _QUOTED_ID = re.compile(r"^message-id:\s*(<[^>\s]+>)", re.IGNORECASE | re.MULTILINE)
 _QUOTED_RETURN = re.compile(r"^return-path:\s*<([^>\s]+)>", re.IGNORECASE | re.MULTILINE)
+DELAYED = "delayed"
+DELAY_WARNING = "delay warning (still being retried: not a bounce)"
 _SCAN_CHARS = 200_000  # a bounce quotes our issue (~90 KB); enough to find its headers
 _DIAGNOSTIC_CHARS = 500
 
@@ -121,6 +124,8 @@ def _dsn(msg: Message) -> _Found | None:
     judged = [(_dsn_kind(block), block) for block in blocks]
     failing = [(kind, block) for kind, block in judged if kind[0] is not None]
     if not failing:
+        if any(code == DELAYED for (_k, code), _b in judged):
+            return None, DELAY_WARNING, (), "", True
         return None, "delivery notice (delivered or relayed)", (), "", True
     kind, code = failing[0][0]
     same = [block for (k, _c), block in failing if k == kind]
@@ -135,23 +140,17 @@ def _dsn_kind(block: Message) -> tuple[BounceKind | None, str]:
     action = (block.get("action") or "").strip().lower()
     if action.startswith(("delivered", "relayed", "expanded")):
         return None, action
-    status = _ENHANCED.search(block.get("status") or "") or _ENHANCED.search(
+    status = ENHANCED.search(block.get("status") or "") or ENHANCED.search(
         block.get("diagnostic-code") or ""
     )
-    code = status.group(0) if status else ""
     if action.startswith("delayed"):
-        return BounceKind.SOFT, code or "delayed"
+        return None, DELAYED
+    code = status.group(0) if status else ""
     if code:
-        return _kind_of_code(code), code
+        return kind_of_code(code), code
     if action.startswith(("failed", "error")):
         return BounceKind.HARD, "failed"
     return None, action or "no action"
-
-
-def _kind_of_code(code: str) -> BounceKind:
-    if code.startswith("4") or _SOFT_PERMANENT.match(code):
-        return BounceKind.SOFT
-    return BounceKind.HARD
 
 
 def _non_standard(msg: Message, text: str) -> _Found | None:
@@ -164,21 +163,17 @@ def _non_standard(msg: Message, text: str) -> _Found | None:
     if not (temporary or permanent):
         return None
     diagnostic = _diagnostic_line(text)
-    if permanent:
-        code = _code_in(diagnostic)
-        soft = (code and _kind_of_code(code) == BounceKind.SOFT) or _SOFT_WORDS.search(text)
-        kind = BounceKind.SOFT if soft else BounceKind.HARD
-        found = permanent
-    else:
-        kind, code, found = BounceKind.SOFT, _code_in(diagnostic), temporary
-    recipients = tuple(sorted(a.decode("ascii", "replace").lower() for a in found))
-    return (
-        kind,
-        code or ("temporary" if kind == BounceKind.SOFT else "failed"),
-        recipients,
-        (diagnostic),
-        False,
-    )
+    if not permanent:  # still being retried
+        return None, DELAY_WARNING, _decoded_addresses(temporary), diagnostic, True
+    code = code_in(diagnostic)
+    soft = (code and kind_of_code(code) == BounceKind.SOFT) or _SOFT_WORDS.search(text)
+    kind = BounceKind.SOFT if soft else BounceKind.HARD
+    note = code or ("temporary" if kind == BounceKind.SOFT else "failed")
+    return kind, note, _decoded_addresses(permanent), diagnostic, False
+
+
+def _decoded_addresses(found: frozenset[bytes]) -> tuple[str, ...]:
+    return tuple(sorted(a.decode("ascii", "replace").lower() for a in found))
 
 
 def _auto_reply(msg: Message) -> bool:
@@ -300,17 +295,9 @@ def _strip_type(value: str) -> str:
 def _diagnostic_line(text: str) -> str:
     """The first line of the text carrying an SMTP reply code: the server's reason."""
     for line in text.splitlines()[:400]:
-        if _ENHANCED.search(line) or _BASIC.search(line):
+        if ENHANCED.search(line) or BASIC.search(line):
             return _one_line(line)
     return ""
-
-
-def _code_in(line: str) -> str:
-    enhanced = _ENHANCED.search(line)
-    if enhanced:
-        return enhanced.group(0)
-    basic = _BASIC.search(line)
-    return f"{basic.group(1)[0]}.0.0" if basic else ""
 
 
 def _one_line(value: str) -> str:

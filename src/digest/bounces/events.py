@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import distinct, func, select
 
 from digest.bounces.policy import IssueRates
+from digest.delivery.deliverylog import SMTP_SOURCE
 from digest.models import BounceEvent, Delivery, Issue, Subscriber
 from digest.storage import Database
 from digest.types import BounceKind, DeliveryStatus
@@ -94,7 +95,8 @@ def issue_rates(
                 BounceEvent.kind,
                 func.count(distinct(BounceEvent.subscriber_id)),
             )
-            .where(BounceEvent.issue_id.in_(numbers))
+            # Refusals while sending are the failed deliveries already.
+            .where(BounceEvent.issue_id.in_(numbers), BounceEvent.source != SMTP_SOURCE)
             .group_by(BounceEvent.issue_id, BounceEvent.kind)
         ).all()
     counts: dict[int, dict[str, int]] = defaultdict(dict)

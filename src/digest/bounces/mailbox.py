@@ -1,9 +1,13 @@
 """`digest bounces fetch`: read the bounce mailbox over IMAP, classify and apply each message,
 then move what was handled to bounces.done_folder (or delete it, bounces.delete).
 
-``imaps://`` is TLS from the first byte; ``imap://`` turns to TLS with STARTTLS whenever the
-server offers it, and talks in the clear only to a server that does not (one on this machine).
-A message nobody can read is left where it is, flagged so the next fetch does not read it again.
+``imaps://`` is TLS from the first byte; ``imap://`` turns to TLS with STARTTLS, and logs in
+without it only on this machine (loopback): elsewhere a server that offers no STARTTLS may be a
+man in the middle who removed it, so the password is not sent. bounces.ca_file names the CA
+certificates of a private CA to trust.
+A message that is no bounce (a reader's reply) is left where it is, flagged so the next fetch
+does not read it again. A message that breaks the reader (bounces/quarantine.py) is moved to
+bounces.quarantine_folder, counted, and the fetch goes on with the next one.
 """
 
 from __future__ import annotations
@@ -11,21 +15,26 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import imaplib
+import ipaddress
 import logging
 import re
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.parser import BytesHeaderParser
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from digest.bounces.apply import Outcome, apply_report
 from digest.bounces.classify import classify
+from digest.bounces.quarantine import record_set_aside
 from digest.config import Settings
 from digest.delivery.tokens import signing_key
-from digest.errors import ConfigError, MailboxError
-from digest.storage import Database
+from digest.errors import ConfigError, MailboxError, StorageError
+from digest.storage import Database, utcnow
 from digest.types import BounceKind, BounceReport
 
 log = logging.getLogger(__name__)
@@ -36,6 +45,8 @@ UNREADABLE = "DigestUnrecognised"
 MAX_BYTES = 2 * 2**20
 # Messages read per fetch; the rest wait for the next one (15 minutes later by default).
 BATCH = 500
+# What is read of a message set aside, for its From and Subject.
+HEAD_BYTES = 16_384
 TIMEOUT_S = 30.0
 
 
@@ -49,6 +60,7 @@ class FetchSummary:
     complaints: int = 0
     ignored: int = 0  # auto-replies, delivery notices, other feedback reports
     unrecognised: int = 0  # left in place
+    quarantined: int = 0  # could not be read: moved to bounces.quarantine_folder
     unmatched: int = 0  # a bounce about no subscriber of ours
     forged: int = 0  # a VERP tag that does not check out
     bounced: list[str] = field(default_factory=list)
@@ -82,6 +94,8 @@ class FetchSummary:
             line += f", {self.unmatched} about no subscriber"
         if self.forged:
             line += f", {self.forged} forged (ignored)"
+        if self.quarantined:
+            line += f", {self.quarantined} unreadable (set aside)"
         if self.bounced:
             line += f"; now bounced: {', '.join(self.bounced)}"
         if self.complained:
@@ -125,33 +139,53 @@ def fetch_bounces(db: Database, settings: Settings, *, now: datetime | None = No
     where = parse_mailbox_url(settings)
     key = signing_key(db, settings)
     summary = FetchSummary()
-    with _session(where) as imap:
-        done = _Filing(imap, settings)
+    with _session(where, _tls_context(settings)) as imap:
+        done = _Filing(imap, settings, settings.bounces.done_folder)
+        aside = _Filing(imap, settings, settings.bounces.quarantine_folder, delete=False)
         for uid in _unread_uids(imap):
             raw = _message(imap, uid)
             if raw is None:
                 continue
-            report = classify(raw)
-            identity = hashlib.sha256(raw).hexdigest()
-            outcome = apply_report(
-                db, settings, key, report, source="imap", identity=identity, now=now
-            )
+            try:
+                report = classify(raw)
+                identity = hashlib.sha256(raw).hexdigest()
+                outcome = apply_report(
+                    db, settings, key, report, source="imap", identity=identity, now=now
+                )
+            except Exception as e:  # one message must not stop the mailbox
+                if not _poison(e):
+                    raise  # the database is down: the next fetch reads this one again
+                _set_aside(db, raw, e, now)
+                summary.messages += 1
+                summary.quarantined += 1
+                aside.file(uid)
+                continue
             summary.add(report, outcome)
             if report.kind is None and not report.ignored:
                 _command(imap, "UID", "STORE", uid, "+FLAGS", f"({UNREADABLE})")
             else:
                 done.file(uid)
         done.finish()
+        aside.finish()
     fields = {"event": "bounces", **summary.as_json()}
     level = logging.INFO if summary.messages else logging.DEBUG  # every 15 minutes: quiet
     log.log(level, "bounces: %s", summary.line(), extra={"fields": fields})
     return summary
 
 
+def _tls_context(settings: Settings) -> ssl.SSLContext:
+    ca_file = settings.bounces.ca_file
+    if ca_file is None:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"bounces.ca_file: cannot read {ca_file}: {e}") from e
+
+
 @contextlib.contextmanager
-def _session(where: MailboxUrl) -> Iterator[imaplib.IMAP4]:
+def _session(where: MailboxUrl, context: ssl.SSLContext) -> Iterator[imaplib.IMAP4]:
     name = f"{where.host}:{where.port}"
-    context = ssl.create_default_context()
     try:
         if where.tls:
             imap: imaplib.IMAP4 = imaplib.IMAP4_SSL(
@@ -161,6 +195,13 @@ def _session(where: MailboxUrl) -> Iterator[imaplib.IMAP4]:
             imap = imaplib.IMAP4(where.host, where.port, timeout=TIMEOUT_S)
             if "STARTTLS" in imap.capabilities:
                 imap.starttls(context)
+            elif not _loopback(imap):
+                imap.shutdown()
+                raise MailboxError(
+                    f"{name} offers no STARTTLS: the password is not sent in the clear off "
+                    "this machine (someone in between may have removed it); use imaps:// or "
+                    "a server that offers STARTTLS"
+                )
         imap.login(where.user, where.password)
     except ssl.SSLCertVerificationError as e:
         raise MailboxError(f"TLS with {name}: {e.verify_message}") from e
@@ -180,13 +221,45 @@ def _session(where: MailboxUrl) -> Iterator[imaplib.IMAP4]:
             imap.logout()
 
 
-class _Filing:
-    """Moves (or deletes) handled messages; expunges once at the end."""
+def _poison(error: Exception) -> bool:
+    """Whether an error is about the message (set it aside) rather than the database being
+    unreachable (stop: the next fetch reads the message again)."""
+    if isinstance(error, StorageError):
+        return not isinstance(error.__cause__, OperationalError | InterfaceError)
+    return not isinstance(error, OperationalError | InterfaceError | MailboxError)
 
-    def __init__(self, imap: imaplib.IMAP4, settings: Settings) -> None:
+
+def _set_aside(db: Database, raw: bytes, error: Exception, now: datetime | None) -> None:
+    head = BytesHeaderParser().parsebytes(raw[:HEAD_BYTES])
+    sender, subject = _one_line(head.get("from", "")), _one_line(head.get("subject", ""))
+    reason = _one_line(f"{type(error).__name__}: {error}")
+    log.warning(
+        "bounces: a message from %s (%r) could not be read and was set aside: %s",
+        sender,
+        subject,
+        reason,
+        extra={"fields": {"event": "bounce_set_aside", "from": sender, "reason": reason}},
+    )
+    record_set_aside(db, now or utcnow(), sender, subject, reason)
+
+
+def _loopback(imap: imaplib.IMAP4) -> bool:
+    """Whether the connection goes to this machine (where nobody can sit in between)."""
+    try:
+        return ipaddress.ip_address(imap.sock.getpeername()[0]).is_loopback
+    except (OSError, ValueError):
+        return False
+
+
+class _Filing:
+    """Moves (or deletes) messages to a folder; expunges once at the end."""
+
+    def __init__(
+        self, imap: imaplib.IMAP4, settings: Settings, folder: str, *, delete: bool | None = None
+    ) -> None:
         self.imap = imap
-        self.delete = settings.bounces.delete
-        self.folder = settings.bounces.done_folder
+        self.delete = settings.bounces.delete if delete is None else delete
+        self.folder = folder
         self.created = False
         self.expunge = False
 
@@ -238,6 +311,10 @@ def _ok(kind: str, data: Any, what: str) -> None:
 
 def _quoted(name: str) -> str:
     return '"' + re.sub(r'(["\\])', r"\\\1", name) + '"'
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split())[:300]
 
 
 def _text(value: Any) -> str:

@@ -1,8 +1,5 @@
-"""What a bounce or complaint does to a subscriber, and when an issue's rates are alarming
-(pure decisions: no I/O).
-
-A hard bounce ends mail to an address at once; soft ones (full, delayed, blocked for now) only
-after bounces.soft_limit of them within bounces.soft_window; a complaint ends it for good.
+"""When an issue's rates are alarming (pure decisions: no I/O); what a bounce or complaint
+does to a subscriber is delivery/bouncerules.new_status (refusals at sending use it too).
 """
 
 from __future__ import annotations
@@ -10,26 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from digest.types import BounceKind, SubscriberStatus
+from digest.delivery.bouncerules import new_status
+
+__all__ = ["IssueRates", "new_status", "warnings"]
 
 # Gmail asks bulk senders to keep spam reports under 0.1 % and never reach 0.3 %; Buttondown
 # aims at failures under 1 %. A warning well before either line is reached.
 COMPLAINT_WARN = 0.001
 HARD_BOUNCE_WARN = 0.02
-
-
-def new_status(
-    kind: BounceKind, current: SubscriberStatus, soft_in_window: int, soft_limit: int
-) -> SubscriberStatus | None:
-    """The subscriber's status after this event (None: unchanged). ``soft_in_window`` counts
-    their soft bounces within the window, this one included."""
-    if kind == BounceKind.COMPLAINT:
-        return None if current == SubscriberStatus.COMPLAINED else SubscriberStatus.COMPLAINED
-    if current != SubscriberStatus.ACTIVE:
-        return None  # unsubscribed, bounced or complained already: nothing more to stop
-    if kind == BounceKind.HARD or soft_in_window >= soft_limit:
-        return SubscriberStatus.BOUNCED
-    return None
 
 
 @dataclass(frozen=True)

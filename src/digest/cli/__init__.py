@@ -28,6 +28,7 @@ COMMAND_MODULES = {
     "pick": "picks",
     "skip": "picks",
     "picks": "picks",
+    "intro": "picks",
     "subscribers": "delivery",
     "send": "delivery",
     "serve": "delivery",

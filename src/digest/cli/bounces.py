@@ -26,7 +26,10 @@ def bounces() -> None:
 def bounces_fetch(app: App, as_json: bool) -> None:
     """Read the new messages of bounces.imap_url, classify and apply each, and move the handled
     ones to bounces.done_folder (or delete them: bounces.delete). A message that is no bounce,
-    complaint or auto-reply is left in place, counted, and not read again."""
+    complaint or auto-reply is left in place, counted, and not read again. A message that
+    cannot be read at all (malformed, or built to break the reader) is moved to
+    bounces.quarantine_folder and counted (`digest bounces list`, `digest status`), and the
+    fetch goes on."""
     from digest.bounces.mailbox import fetch_bounces
 
     summary = fetch_bounces(app.db, app.settings)
@@ -41,8 +44,11 @@ def bounces_fetch(app: App, as_json: bool) -> None:
 @click.option("--limit", default=100, show_default=True, help="How many, newest first.")
 @pass_app
 def bounces_list(app: App, as_json: bool, limit: int) -> None:
-    """Every bounce and complaint stored: when, who, kind, issue, source, code, diagnostic."""
+    """Every bounce and complaint stored: when, who, kind, issue, source, code, diagnostic;
+    then the messages of the bounce mailbox set aside as unreadable (the JSON of those is in
+    `digest status --json`, bounces_set_aside)."""
     from digest.bounces.events import list_events
+    from digest.bounces.quarantine import read_quarantine
 
     events = list_events(app.read_db(sync=False), limit=limit)
     if as_json:
@@ -52,3 +58,9 @@ def bounces_list(app: App, as_json: bool, limit: int) -> None:
         click.echo("no bounces or complaints yet")
     for event in events:
         click.echo(event.line(app.settings.newsletter.timezone))
+    aside = read_quarantine(app.read_db(sync=False))
+    if aside.count:
+        folder = app.settings.bounces.quarantine_folder
+        click.echo(f"{aside.count} unreadable messages set aside (in the folder {folder}):")
+        for entry in aside.recent:
+            click.echo("  " + entry.line())

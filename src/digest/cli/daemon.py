@@ -55,10 +55,12 @@ def _run(app: App, signals: Signals) -> tuple[int, bool]:
     then the daemon: its exit code, and whether it abandoned running work."""
     from digest.daemon.service import Daemon
     from digest.daemon.signals import log_start_up_stop, log_stopped
+    from digest.delivery.preflight import check_sending
     from digest.feedlist.opml import read_opml
     from digest.web import check_settings, serve
 
     def read_settings() -> None:
+        check_sending(app.settings)  # settings that would make every message fail DMARC: refused
         if app.settings.web.enabled:
             check_settings(app.settings)  # a webhook that would trust too much: one line, no start
 

@@ -270,11 +270,14 @@ def send(
     (the daemon's or another `digest send`), this one refuses naming it, or waits (--wait).
     Exit status 1 when deliveries are left for a later run.
     """
+    from digest.delivery.preflight import check_sending
     from digest.delivery.send import send_issue
     from digest.issue.plan import parse_as_of
 
     when = parse_as_of(as_of, app.settings) if as_of else None
     app.sync_feed_list()  # the rules of feeds.opml as it is now, not as of the last poll
+    if not dry_run:
+        check_sending(app.settings)
     summary = send_issue(app.db, app.settings, as_of=when, dry_run=dry_run, to=to, wait=wait)
     if as_json:
         click.echo(json.dumps(summary.as_json(), indent=2))

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from digest.config import Settings
 from digest.daemon.schedule import SendState, start_spread
+from digest.delivery import preflight
 from digest.issue.sendtimes import SendSchedule
 from digest.settingvalues import format_duration
 from digest.words import counted, utc_time
@@ -45,6 +46,7 @@ def report(
             }
         },
     )
+    preflight.warn(settings)
     if not settings.sending_enabled:
         hints = mail_setup_hints(settings)
         log.warning(
@@ -52,6 +54,12 @@ def report(
             "and `digest preview`) and mailed to no one. To send mail, set %s",
             "; ".join(hints),
             extra={"fields": {"event": "setup", "to_set": hints}},
+        )
+    elif not settings.newsletter.postal_address:
+        log.info(
+            "%s",
+            POSTAL_HINT,
+            extra={"fields": {"event": "setup", "to_set": ["newsletter.postal_address"]}},
         )
 
 
@@ -96,4 +104,12 @@ def mail_setup_hints(settings: Settings) -> list[str]:
             f"newsletter.base_url (now {nl.base_url}): the public https address of the web "
             "endpoint, where the unsubscribe links in every mail point"
         )
+    if not nl.postal_address:
+        hints.append(POSTAL_HINT.removeprefix("set "))
     return hints
+
+
+POSTAL_HINT = (
+    "set newsletter.postal_address if you need one: a postal address shown in every issue's "
+    "footer (CAN-SPAM asks it of commercial senders in the US)"
+)

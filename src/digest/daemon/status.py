@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from digest.bounces.events import issue_rates
+from digest.bounces.quarantine import read_quarantine
 from digest.config import Settings
 from digest.daemon.schedule import (
     RUNNING_SETTINGS_KEY,
@@ -52,6 +53,11 @@ def collect_status(db: Database, settings: Settings, now: datetime) -> dict[str,
         "feeds_in_error": feeds_in_error(db, now),
         "subscribers": count_by_status(db),
         "issue_rates": [r.as_json() for r in issue_rates(db, last=RATES_SHOWN)],
+        "bounces_heard_from": bounce_sources(settings),
+        "bounces_set_aside": {
+            **read_quarantine(db).as_json(),
+            "folder": settings.bounces.quarantine_folder,
+        },
     }
 
 
@@ -135,7 +141,8 @@ def last_issue(db: Database) -> dict[str, Any] | None:
         "status": issue.status,
         "posts": issue.post_count,
         "subject": issue.subject,
-        "delivered": counts.get(DeliveryStatus.SENT, 0),
+        "delivered": counts.get(DeliveryStatus.SENT, 0),  # handed to the relay (kept for scripts)
+        "handed_to_relay": counts.get(DeliveryStatus.SENT, 0),
         "failed": counts.get(DeliveryStatus.FAILED, 0),
         "pending": counts.get(DeliveryStatus.PENDING, 0) + counts.get(DeliveryStatus.SENDING, 0),
     }
@@ -186,20 +193,56 @@ def format_status(status: dict[str, Any], zone: str) -> list[str]:
         "last issue:  " + _issue_line(status["last_issue"], zone),
         f"feeds:       {status['feeds']['active']} active, {status['feeds']['inactive']} inactive",
         "subscribers: " + ", ".join(f"{n} {name}" for name, n in status["subscribers"].items()),
-        "rates:       " + ("none yet" if not status["issue_rates"] else "bounces and complaints"),
-        *(_rates_line(rates) for rates in status["issue_rates"]),
+        "rates:       " + _rates_heading(status),
+        *(
+            _rates_line(rates, bool(status["bounces_heard_from"]))
+            for rates in status["issue_rates"]
+        ),
+        *_set_aside_lines(status["bounces_set_aside"]),
         f"feeds in error: {len(status['feeds_in_error'])}",
         *(_feed_line(feed, zone) for feed in status["feeds_in_error"]),
     ]
 
 
-def _rates_line(r: dict[str, Any]) -> str:
+def bounce_sources(settings: Settings) -> list[str]:
+    """Where bounces and complaints come back from (none: only refusals at sending are known)."""
+    sources = [("bounce mailbox", bool(settings.bounces.imap_url))]
+    sources += [("SES", settings.webhooks.ses), ("Postmark", settings.webhooks.postmark)]
+    return [name for name, on in sources if on]
+
+
+def _rates_heading(status: dict[str, Any]) -> str:
+    if not status["issue_rates"]:
+        return "none yet"
+    if not status["bounces_heard_from"]:
+        return (
+            "only refusals at sending are known (no bounces.imap_url or webhook hears later "
+            "bounces and complaints)"
+        )
+    return "bounces and complaints heard from the " + ", ".join(status["bounces_heard_from"])
+
+
+def _rates_line(r: dict[str, Any], heard: bool) -> str:
+    line = f"  #{r['number']}: {r['sent']} handed to the relay, {r['failed']} refused"
+    if not heard:
+        tried = r["sent"] + r["failed"]
+        refused = r["failed"] / tried if tried else 0.0
+        return f"{line} ({refused:.2%} of {tried} tried)"
     return (
-        f"  #{r['number']}: {r['sent']} delivered, {r['failed']} refused; "
-        f"bounce rate {r['bounce_rate']:.2%} ({r['hard_bounces']} hard, "
+        f"{line}; bounce rate {r['bounce_rate']:.2%} ({r['hard_bounces']} hard, "
         f"{r['soft_bounces']} soft), complaint rate {r['complaint_rate']:.2%} "
         f"({r['complaints']})"
     )
+
+
+def _set_aside_lines(aside: dict[str, Any]) -> list[str]:
+    if not aside["count"]:
+        return []
+    newest = aside["recent"][0]
+    return [
+        f"bounce mailbox: {aside['count']} unreadable messages set aside in {aside['folder']} "
+        f"(newest from {newest['sender']}: {newest['reason']})"
+    ]
 
 
 def _daemon_line(daemon: dict[str, Any] | None, zone: str) -> str:
@@ -244,7 +287,8 @@ def _issue_line(issue: dict[str, Any] | None, zone: str) -> str:
     return (
         f"#{issue['number']} of {_local(issue['created_at'], zone)}, "
         f"{counted(issue['posts'], 'post')}: "
-        f"{issue['delivered']} delivered, {issue['failed']} failed, {issue['pending']} pending"
+        f"{issue['handed_to_relay']} handed to the relay, {issue['failed']} refused, "
+        f"{issue['pending']} pending"
     )
 
 

@@ -1,22 +1,34 @@
 """The delivery log: one row per (issue, subscriber), the ledger that makes sending resumable.
 
 Each row goes pending -> sending (committed before the message is handed to SMTP) -> sent |
-failed | skipped. A run that dies leaves at most the messages in flight as ``sending``, one per
-SMTP connection (smtp.connections); the next run sends those again (they may have arrived: at
-most that many duplicates per crash) and everything still ``pending``.
+failed | skipped. A server's 5xx for an address is a bounce heard at once: stored as a bounce
+event (source "smtp") and judged as a DSN with the same code would be (bouncerules): a 550
+5.1.1 bounces the subscriber now, a 5.7.1 block counts as a soft bounce.
+
+A run that dies leaves at most the messages in flight as ``sending``, one per SMTP connection
+(smtp.connections); the next run sends those again (they may have arrived: at most that many
+duplicates per crash) and everything still ``pending``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import bindparam, func, insert, select, update
 
-from digest.delivery.subscribers import BOUNCE_AFTER, sections_of
-from digest.models import Delivery, Issue, Subscriber
+from digest.config import Settings
+from digest.delivery.bouncerules import kind_of_code, new_status
+from digest.delivery.subscribers import sections_of
+from digest.errors import PermanentSendError
+from digest.models import BounceEvent, Delivery, Issue, Subscriber
 from digest.storage import Database, utcnow, wrap_db_errors
-from digest.types import DeliveryStatus, IssueStatus, SubscriberStatus
+from digest.types import BounceKind, DeliveryStatus, IssueStatus, SubscriberStatus
+
+# The source of the bounce events of refusals while sending (the others: imap, ses, postmark).
+SMTP_SOURCE = "smtp"
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +82,18 @@ class DeliveryLog:
     )
     _bounce = (
         update(Subscriber)
-        .where(
-            Subscriber.id == bindparam("sub_id"),
-            Subscriber.status == SubscriberStatus.ACTIVE,
-            Subscriber.hard_bounces >= BOUNCE_AFTER,
-        )
+        .where(Subscriber.id == bindparam("sub_id"), Subscriber.status == SubscriberStatus.ACTIVE)
         .values(status=SubscriberStatus.BOUNCED)
     )
 
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, settings: Settings | None = None, issue_id: int | None = None
+    ) -> None:
         self.conn = db.engine.connect()
+        self.issue_id = issue_id
+        self.soft = (settings or Settings()).bounces
         self.waiting: list[tuple[DeliveryRow, DeliveryStatus, str | None]] = []
+        self.refusals: dict[int, str] = {}  # delivery id -> the server's status code
         self.bounced: list[str] = []
 
     def __enter__(self) -> DeliveryLog:
@@ -96,6 +109,11 @@ class DeliveryLog:
         """Note an outcome; it is written with the next claim (or on close)."""
         self.waiting.append((row, status, error))
 
+    def refused(self, row: DeliveryRow, error: PermanentSendError) -> None:
+        """Note a 5xx for the row's address: failed, and a bounce (written with the next claim)."""
+        self.refusals[row.delivery_id] = error.status
+        self.finish(row, DeliveryStatus.FAILED, str(error))
+
     def claim(self, row: DeliveryRow, message_id: str) -> bool:
         """Mark row 'sending' and commit, before SMTP sees its message; False if taken."""
         return self._write((row, message_id))
@@ -110,16 +128,41 @@ class DeliveryLog:
                 self.conn.execute(self._outcome, {**params, "now": now, "sent_at": sent_at})
                 if status == DeliveryStatus.SENT and row.hard_bounces:
                     self.conn.execute(self._good, {"sub_id": row.subscriber_id})
-                elif status == DeliveryStatus.FAILED:
-                    self.conn.execute(self._hard, {"sub_id": row.subscriber_id})
-                    if self.conn.execute(self._bounce, {"sub_id": row.subscriber_id}).rowcount:
-                        self.bounced.append(row.email)
+                elif row.delivery_id in self.refusals:
+                    self._refusal(row, self.refusals.pop(row.delivery_id), error or "", now)
             if claim is not None:
                 row, message_id = claim
                 params = {"row_id": row.delivery_id, "message_id": message_id, "now": now}
                 claimed = bool(self.conn.execute(self._claim, params).rowcount)
         self.waiting = []
         return claimed
+
+    def _refusal(self, row: DeliveryRow, status: str, error: str, now: datetime) -> None:
+        """The bounce event of a refusal, and the subscriber bounced if the rules say so."""
+        kind = kind_of_code(status)
+        self.conn.execute(self._hard, {"sub_id": row.subscriber_id})
+        event = {
+            "at": now,
+            "subscriber_id": row.subscriber_id,
+            "issue_id": self.issue_id,
+            "kind": kind,
+            "source": SMTP_SOURCE,
+            "source_id": hashlib.sha256(f"smtp\0{row.delivery_id}".encode()).hexdigest(),
+            "status_code": status,
+            "diagnostic": error[:500],
+        }
+        self.conn.execute(insert(BounceEvent), event)
+        soft = self.conn.scalar(
+            select(func.count()).where(
+                BounceEvent.subscriber_id == row.subscriber_id,
+                BounceEvent.kind == BounceKind.SOFT,
+                BounceEvent.at >= now - self.soft.soft_window,
+            )
+        )
+        if new_status(kind, row.status, int(soft or 0), self.soft.soft_limit) is None:
+            return
+        if self.conn.execute(self._bounce, {"sub_id": row.subscriber_id}).rowcount:
+            self.bounced.append(row.email)
 
 
 def snapshot(db: Database, issue_id: int) -> None:

@@ -19,66 +19,31 @@ from pathlib import Path
 from types import TracebackType
 
 from digest.config import Settings
+from digest.delivery.bouncerules import code_in
+from digest.delivery.dkimsign import DkimSigner
 from digest.delivery.message import seven_bit
 from digest.errors import ConfigError, PermanentSendError, SendError, TransientSendError
 
 log = logging.getLogger(__name__)
 
-# Signed on top of dkimpy's defaults: RFC 8058 section 4 wants both List-Unsubscribe headers
-# covered, and dkimpy 1.1.8 leaves List-Unsubscribe-Post out unless asked.
-DKIM_HEADERS = (
-    b"from",
-    b"to",
-    b"reply-to",
-    b"subject",
-    b"date",
-    b"message-id",
-    b"list-id",
-    b"list-unsubscribe",
-    b"list-unsubscribe-post",
-    b"feedback-id",
-    b"mime-version",
-    b"content-type",
-)
 
-
-class Dkim:
-    """Signs messages for one d= domain and selector with an RSA key (PEM)."""
-
-    def __init__(self, domain: str, selector: str, key: bytes) -> None:
-        self.domain = domain.encode("ascii")
-        self.selector = selector.encode("ascii")
-        self.key = key
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Dkim | None:
-        smtp = settings.smtp
-        given = [bool(smtp.dkim_selector), bool(smtp.dkim_domain), smtp.dkim_key_file is not None]
-        if not any(given):
-            return None
-        if not all(given):
-            raise ConfigError(
-                "DKIM needs all of smtp.dkim_selector, smtp.dkim_domain and smtp.dkim_key_file"
-            )
-        assert smtp.dkim_key_file is not None
-        try:
-            key = Path(smtp.dkim_key_file).read_bytes()
-        except OSError as e:
-            raise ConfigError(f"smtp.dkim_key_file: cannot read {smtp.dkim_key_file}: {e}") from e
-        dkim = cls(smtp.dkim_domain, smtp.dkim_selector, key)
-        dkim.sign(b"From: a@b.example\r\nSubject: key check\r\n\r\nbody\r\n")  # fail early
-        return dkim
-
-    def sign(self, raw: bytes) -> bytes:
-        import dkim
-
-        try:
-            signature: bytes = dkim.sign(
-                raw, self.selector, self.domain, self.key, include_headers=list(DKIM_HEADERS)
-            )
-        except dkim.DKIMException as e:
-            raise ConfigError(f"DKIM signing failed (check smtp.dkim_key_file): {e}") from e
-        return signature + raw
+def dkim_signer(settings: Settings) -> DkimSigner | None:
+    """The signer smtp.dkim_* describe (None: signing is off); ConfigError when half set or
+    the key can't be read."""
+    smtp = settings.smtp
+    given = [bool(smtp.dkim_selector), bool(smtp.dkim_domain), smtp.dkim_key_file is not None]
+    if not any(given):
+        return None
+    if not all(given):
+        raise ConfigError(
+            "DKIM needs all of smtp.dkim_selector, smtp.dkim_domain and smtp.dkim_key_file"
+        )
+    assert smtp.dkim_key_file is not None
+    try:
+        key = Path(smtp.dkim_key_file).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"smtp.dkim_key_file: cannot read {smtp.dkim_key_file}: {e}") from e
+    return DkimSigner(smtp.dkim_domain, smtp.dkim_selector, key)
 
 
 class SmtpTransport:
@@ -103,7 +68,7 @@ class SmtpTransport:
         )
         if "@" not in self.sender:
             raise ConfigError(f"newsletter.from has no address: {settings.newsletter.from_addr!r}")
-        self.dkim = Dkim.from_settings(settings)
+        self.dkim = dkim_signer(settings)
         self.password = settings.smtp_password()
         self.interval = 1.0 / settings.smtp.rate if settings.smtp.rate else 0.0
         self.sleep = sleep
@@ -135,7 +100,7 @@ class SmtpTransport:
             _transaction(smtp, sender, recipient, raw)
         except smtplib.SMTPRecipientsRefused as e:
             code, reply = next(iter(e.recipients.values()), (0, b""))
-            raise _by_code(code, f"{recipient} refused: {code} {_text(reply)}") from e
+            raise _by_code(code, _text(reply), f"{recipient} refused: ") from e
         except smtplib.SMTPSenderRefused as e:
             if e.smtp_code >= 500:
                 raise SendError(
@@ -145,10 +110,13 @@ class SmtpTransport:
         except smtplib.SMTPResponseException as e:  # DATA refused, 421 and the like
             if e.smtp_code == 421:  # the server is closing the connection
                 self._drop()
-            raise _by_code(e.smtp_code, f"{e.smtp_code} {_text(e.smtp_error)}") from e
+            raise _by_code(e.smtp_code, _text(e.smtp_error)) from e
         except (smtplib.SMTPServerDisconnected, OSError) as e:
             self._drop()
             raise TransientSendError(f"connection lost: {e or type(e).__name__}") from e
+        except Exception:  # smtplib choked on this message mid-transaction: start afresh
+            self._drop()
+            raise
 
     def send_with_retry(
         self,
@@ -280,8 +248,12 @@ def _reset(smtp: smtplib.SMTP) -> None:
         smtp.rset()
 
 
-def _by_code(code: int, message: str) -> SendError:
-    return PermanentSendError(message) if code >= 500 else TransientSendError(message)
+def _by_code(code: int, reply: str, about: str = "") -> SendError:
+    """The error of an SMTP reply (``about``: whom it refused, before the reply's words)."""
+    message = f"{about}{code} {reply}"
+    if code < 500:
+        return TransientSendError(message)
+    return PermanentSendError(message, code_in(f"{code} {reply}") or "5.0.0")
 
 
 def _text(reply: bytes | str) -> str:

@@ -57,6 +57,13 @@ def preferences_url(settings: Settings, token: str) -> str:
     return f"{settings.newsletter.base_url.rstrip('/')}/preferences/{token}"
 
 
+def one_click(settings: Settings) -> bool:
+    """Whether mail offers RFC 8058 one-click unsubscribe (List-Unsubscribe-Post): only with an
+    https base_url, as the RFC requires; over http the header is left out (and `digest send`
+    and `digest run` say so), the List-Unsubscribe link and the footer's still work."""
+    return settings.newsletter.base_url.lower().startswith("https://")
+
+
 def sender_domain(settings: Settings) -> str:
     """The domain of newsletter.from, for Message-ID and List-Id ("localhost" when none)."""
     address = parseaddr(settings.newsletter.from_addr)[1]
@@ -147,7 +154,11 @@ class PreparedEmail:
         self._head = b"".join(_fold(name, value) for name, value in head)
         tail = [
             ("List-Id", list_id or default_list_id(settings)),
-            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            *(
+                [("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+                if one_click(settings)
+                else []
+            ),
             *([("Feedback-ID", feedback_id)] if feedback_id else []),
             ("MIME-Version", "1.0"),
             ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),

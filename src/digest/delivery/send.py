@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from digest.config import Settings
-from digest.delivery import deliverylog
+from digest.delivery import deliverylog, preflight
 from digest.delivery.dryrun import dry_run_summary
 from digest.delivery.mail import SmtpTransport
 from digest.delivery.message import PreparedEmail, preferences_url, unsubscribe_url
@@ -21,10 +21,10 @@ from digest.delivery.summary import SendSummary
 from digest.delivery.tokens import PREFERENCES, make_token, signing_key
 from digest.delivery.verp import envelope_sender, feedback_id
 from digest.errors import InputError
+from digest.issue.newsletter import Ending, Newsletter, ending
 from digest.issue.plan import (
     IssuePlan,
     RecordedIssue,
-    default_as_of,
     last_issue_end,
     plan_issue,
     record_issue,
@@ -56,35 +56,32 @@ def send_issue(
     names the one running, unless ``wait``. A test copy (``to``) and a dry run record
     nothing and need no lock.
     """
-    end = send_end(settings, as_of, now or utcnow())
+    # The issue ends at as_of (the daemon's: the send time that fell due), else now: an issue
+    # sent by hand early in the week ends when it is sent, so the next one starts there.
+    # Windows never overlap, and posts of the days between wait for the next issue.
+    newsletter = Newsletter.of(settings)  # what issue/ reads of the settings, read once
+    end = ending(newsletter, as_of, now or utcnow())
     if to is not None or dry_run:
-        return _try_out(db, settings, end, to)
+        return _try_out(db, settings, newsletter, end, to)
     with holding(db, SENDER, wait=wait):
-        unfinished = _finish_unfinished(db, settings, stop)
-        if unfinished is not None and (unfinished.pending or unfinished.window_end == end):
+        unfinished = _finish_unfinished(db, settings, newsletter, stop)
+        if unfinished is not None and (unfinished.pending or unfinished.window_end == end.end):
             return unfinished  # still not done, or it was the issue asked for
-        plan = plan_issue(db, settings, end)
+        plan = plan_issue(db, newsletter, end)
         last = last_issue_end(db)
-        if plan.issue_id is None and last is not None and end <= last:
+        if plan.issue_id is None and last is not None and end.end <= last:
             return _covered(plan, last)
         if plan.empty:
             return _empty(plan)
-        recorded = record_issue(db, settings, plan)
+        recorded = record_issue(db, newsletter, plan)
         assert recorded is not None  # not empty
         if not settings.sending_enabled:
             return _recorded_only(db, recorded)
-        return _deliver_recorded(db, settings, recorded.id, stop)
-
-
-def send_end(settings: Settings, as_of: datetime | None, now: datetime) -> datetime:
-    """Where the issue sent now ends: at ``as_of`` (default: the next send time), but never
-    after now. An issue sent by hand early in the week ends when it is sent, so the next one
-    starts there: windows never overlap, and posts of the days between wait for it."""
-    return min(as_of or default_as_of(settings, now), now)
+        return _deliver_recorded(db, settings, newsletter, recorded.id, stop)
 
 
 def _finish_unfinished(
-    db: Database, settings: Settings, stop: threading.Event | None
+    db: Database, settings: Settings, newsletter: Newsletter, stop: threading.Event | None
 ) -> SendSummary | None:
     """An issue recorded and not yet delivered to everyone (a crash, a stop, a failing
     server): its deliveries first, before any new issue."""
@@ -96,21 +93,27 @@ def _finish_unfinished(
         )
     if issue_id is None:
         return None
-    return _deliver_recorded(db, settings, issue_id, stop)
+    return _deliver_recorded(db, settings, newsletter, issue_id, stop)
 
 
 def _deliver_recorded(
-    db: Database, settings: Settings, issue_id: int, stop: threading.Event | None
+    db: Database,
+    settings: Settings,
+    newsletter: Newsletter,
+    issue_id: int,
+    stop: threading.Event | None,
 ) -> SendSummary:
     def render_for(sections: frozenset[str] | None) -> RenderedEmail | None:
-        return render_recorded(db, settings, issue_id, sections)
+        return render_recorded(db, newsletter, issue_id, sections)
 
     return deliver(db, settings, issue_id, render_for, stop=stop)
 
 
-def _try_out(db: Database, settings: Settings, end: datetime, to: str | None) -> SendSummary:
+def _try_out(
+    db: Database, settings: Settings, newsletter: Newsletter, end: Ending, to: str | None
+) -> SendSummary:
     """A test copy to ``to``, or else a dry run: nothing recorded either way."""
-    plan = plan_issue(db, settings, end)
+    plan = plan_issue(db, newsletter, end)
     if plan.empty:
         return _empty(plan)
     summary = SendSummary(window_start=plan.window_start, window_end=plan.window_end)
@@ -119,7 +122,7 @@ def _try_out(db: Database, settings: Settings, end: datetime, to: str | None) ->
 
     def render_for(sections: frozenset[str] | None) -> RenderedEmail | None:
         if sections not in choices:
-            layout, rendered = render_plan(db, settings, plan, sections)
+            layout, rendered = render_plan(db, newsletter, plan, sections)
             choices[sections] = None if layout.empty else rendered
         return choices[sections]
 
@@ -180,6 +183,7 @@ def deliver(
     rows = deliverylog.pending_rows(db, issue_id)
     summary.already = deliverylog.count(db, issue_id, DeliveryStatus.SENT)
     if rows:
+        preflight.warn(settings)
         transports = [transport] if transport else _transports(settings, len(rows))
         try:
             deliver_rows(

@@ -71,7 +71,8 @@ def deliver_rows(
     in_flight: deque[tuple[DeliveryRow, Future[None]]] = deque()
     streak = _FailingStreak()
     error: SendError | None = None
-    with DeliveryLog(db) as dlog, ThreadPoolExecutor(len(transports)) as pool:
+    issue_id = issue[0] if issue else None
+    with DeliveryLog(db, settings, issue_id) as dlog, ThreadPoolExecutor(len(transports)) as pool:
         try:
             for row in rows:
                 if stop is not None and stop.is_set():
@@ -147,14 +148,24 @@ class _Preparer:
                 preferences_url=preferences_url(self.settings, own),
                 message_id=message_id,
             )
-        except InputError as e:  # a stored address or name we can't put in a header
-            dlog.finish(row, DeliveryStatus.FAILED, str(e))
-            summary.failed += 1
+        except Exception as e:  # noqa: BLE001 - a stored address or name no header can hold
+            _set_aside(row, e, dlog, summary)
             return None
         sender = envelope_sender(
             self.settings, self.key, row.subscriber_id, row.email, self.issue_id
         )
         return raw, message_id, sender
+
+
+def _set_aside(row: DeliveryRow, error: Exception, dlog: DeliveryLog, summary: SendSummary) -> None:
+    """One subscriber's message can't be made or handed over: failed for this issue (not
+    tried again, not sent twice), said, and the send goes on with the others."""
+    reason = error if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
+    why = f"could not send to {row.email}: {reason}"
+    log.warning("send: %s", why, extra={"fields": {"event": "send_failed", "email": row.email}})
+    dlog.finish(row, DeliveryStatus.FAILED, why[:1000])
+    summary.failed += 1
+    summary.failures.append(why[:300])
 
 
 @dataclass
@@ -175,7 +186,8 @@ def _settle(
         done.result()
     except PermanentSendError as e:
         log.warning("send: %s", e)
-        dlog.finish(row, DeliveryStatus.FAILED, str(e))
+        dlog.refused(row, e)
+        summary.failures.append(str(e)[:300])
         summary.failed += 1
         streak.count = 0
     except TransientSendError as e:
@@ -186,6 +198,9 @@ def _settle(
     except SendError:
         dlog.finish(row, DeliveryStatus.PENDING, "the run stopped on an SMTP error")
         raise
+    except Exception as e:  # noqa: BLE001 - this message broke the SMTP client (smtplib)
+        _set_aside(row, e, dlog, summary)
+        streak.count = 0
     else:
         dlog.finish(row, DeliveryStatus.SENT, None)
         summary.sent += 1

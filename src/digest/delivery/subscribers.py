@@ -26,8 +26,6 @@ from digest.storage import Database, utcnow
 from digest.text import invisible_chars
 from digest.types import SECTION_ORDER, ConsentSource, EventKind, SubscriberStatus
 
-# Hard failures (5xx) in a row, across issues, after which we stop mailing an address.
-BOUNCE_AFTER = 3
 # Line breaks end a mail header; with them an "address" could add a Bcc: of its own.
 # Longest display name: the To: header and a page's greeting, never an essay (the column: 256).
 NAME_MAX = 200

@@ -27,6 +27,7 @@ class SendSummary:
     resent: int = 0  # in flight when a run died: sent again, may be duplicates
     renders: int = 0  # distinct section choices rendered
     bounced: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # why each failed one failed
     stopped: bool = False
     aborted: str | None = None
     test_to: str | None = None
@@ -62,6 +63,9 @@ class SendSummary:
         line = f"{name}: " + ", ".join(parts) + f" in {self.seconds:.1f}s"
         if self.resent:
             line += f"; {self.resent} in flight at a crash were sent again"
+        if self.failures:
+            more = f" (and {len(self.failures) - 3} more)" if len(self.failures) > 3 else ""
+            line += f"; failed: {'; '.join(self.failures[:3])}{more}"
         if self.bounced:
             line += f"; now bounced: {', '.join(self.bounced)}"
         if self.aborted:

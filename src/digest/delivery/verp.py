@@ -20,6 +20,8 @@ from digest.delivery.message import default_list_id
 
 _PURPOSE = b"digest/verp/v1"
 _MAC_BYTES = 10  # 80 bits: 16 base32 characters, the local part stays under 64
+# The largest id a row of ours can have (PostgreSQL's integer): a tag naming more is forged.
+MAX_ID = 2**31 - 1
 _TAG = re.compile(r"([0-9]{1,12})\.([1-9][0-9]{0,11})\.([a-z2-7]{16})")
 
 
@@ -62,6 +64,12 @@ def read_tag(bounce_address: str, address: str) -> VerpTag | None:
         return None
     issue = int(match.group(1))
     return VerpTag(issue or None, int(match.group(2)), match.group(3))
+
+
+def could_be_ours(tag: VerpTag) -> bool:
+    """Whether the ids a tag names fit our ids (a larger one is forged, and looking it up
+    would overflow PostgreSQL's integer)."""
+    return max(tag.subscriber_id, tag.issue_id or 0) <= MAX_ID
 
 
 def check_tag(key: str, tag: VerpTag, email: str) -> bool:

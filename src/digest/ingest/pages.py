@@ -94,8 +94,8 @@ async def count_pages(
 ) -> int:
     """Fetch and count the pages of recent teaser-only posts, politely (the per-host cap and
     the poll's concurrency); returns how many were counted. A stop leaves the rest for the
-    next poll; a page that fails, or lies off its feed's site, counts 0 and the post keeps
-    its teaser's reading time."""
+    next poll; a page that fails, or lies off its feed's site, counts 0 and the post's length
+    stays unknown (the issue shows no reading time for it)."""
     jobs = await asyncio.to_thread(select_pages, db, now)
     if not jobs:
         return 0

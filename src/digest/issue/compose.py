@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from digest.issue.excerpts import excerpt
-from digest.issue.picks import Score, choose, rank_key
-from digest.text import one_line, reading_minutes
+from digest.issue.inline import Inline
+from digest.issue.picks import Score, choose, minutes_of, rank_key
+from digest.text import one_line
 from digest.types import OTHER, SECTION_ORDER, SECTION_TITLES, StoredPost
 
 FIRST_WINDOW = timedelta(days=7)  # the first issue looks back a week
+# A window never reaches further back than this before the send it stands for: after an old
+# week sent by hand (`send --as-of` months ago) or a daemon down for a season, the next issue
+# holds the last two weeks (a missed week still goes out), not months.
+LONGEST_WINDOW = timedelta(days=14)
 LATE_GRACE = timedelta(days=7)  # a post first seen late still goes out if no older than this
 MAX_PER_BLOG = 3  # newsletter.max_per_blog's default: a blog with more shows "and N more"
 
@@ -24,10 +29,19 @@ class Window:
     end: datetime
 
 
-def window_for(end: datetime, previous_ends: Iterable[datetime]) -> Window:
-    """The window ending at ``end``: from the latest earlier issue's end, else a week back."""
+def window_for(
+    end: datetime, previous_ends: Iterable[datetime], scheduled: datetime | None = None
+) -> Window:
+    """The window ending at ``end`` of the issue that stands for the send at ``scheduled``
+    (default: ``end``): from the latest earlier issue's end, but at most LONGEST_WINDOW before
+    ``scheduled``; the first issue's a week before ``scheduled``, so a send by hand before
+    the scheduled one starts where the scheduled one would."""
+    anchor = scheduled or end
     earlier = [e for e in previous_ends if e < end]
-    return Window(max(earlier) if earlier else end - FIRST_WINDOW, end)
+    start = max(max(earlier), anchor - LONGEST_WINDOW) if earlier else anchor - FIRST_WINDOW
+    if start >= end:  # a send by hand long before a far send time (a monthly cron)
+        start = max(earlier) if earlier else end - FIRST_WINDOW
+    return Window(start, end)
 
 
 def belongs(post: StoredPost, window: Window) -> bool:
@@ -103,33 +117,51 @@ class Item:
     blog: str
     author: str | None  # only when it is not just the blog's name
     date: datetime
-    minutes: int
+    minutes: int | None  # None: its length is unknown (a teaser whose page wasn't read)
     excerpt: str
 
 
 @dataclass(frozen=True)
+class Line:
+    """A post named on one line (a folded blog's other posts): its linked title and day."""
+
+    post_id: int
+    title: str
+    link: str | None
+    date: datetime
+
+
+@dataclass(frozen=True)
 class Pick:
-    """One of the week's picks: the post, its section's title and why it was picked."""
+    """One of the week's picks: the post, its section's title, why it was picked and the
+    curator's note on it (`digest pick URL --note TEXT`)."""
 
     item: Item
     section: str
     reason: str
+    note: Inline | None = None
 
     @property
     def says_minutes(self) -> bool:
         """The reason is the reading time ("28 min read"): shown once, as the reason."""
-        return self.reason == f"{self.item.minutes} min read"
+        return self.item.minutes is not None and self.reason == f"{self.item.minutes} min read"
 
 
 @dataclass(frozen=True)
 class Blog:
-    """A blog's shown posts, and a count of the ones left out."""
+    """A blog's shown posts, its other posts named one a line, and a count of those the size
+    budget left unnamed."""
 
     title: str
     site_url: str | None
     items: tuple[Item, ...]
-    more: int  # posts of this blog in the issue but not shown as items
+    more: int  # posts of this blog in the issue neither shown as items nor listed
     newest: datetime
+    listed: tuple[Line, ...] = ()
+
+    @property
+    def link(self) -> str | None:
+        return self.site_url or (self.items[0].link if self.items else None)
 
 
 @dataclass(frozen=True)
@@ -137,12 +169,18 @@ class Section:
     key: str
     title: str
     blogs: tuple[Blog, ...]  # blogs with at least one item shown
-    more_blogs: tuple[Blog, ...]  # blogs named only as "N more posts from X"
+    more_blogs: tuple[Blog, ...]  # blogs with no item: their posts listed or counted
     post_count: int  # the section's posts in the issue, its picks included
+    picked: int = 0  # of which among the week's picks
 
     @property
     def items(self) -> tuple[Item, ...]:
         return tuple(i for b in self.blogs for i in b.items)
+
+    @property
+    def all_picked(self) -> bool:
+        """Every post of the section is a pick: its heading stays, pointing up to them."""
+        return not self.blogs and not self.more_blogs and self.picked > 0
 
 
 @dataclass(frozen=True)
@@ -152,6 +190,7 @@ class Layout:
     blog_count: int
     level: Level
     picks: tuple[Pick, ...] = ()
+    unlisted: int = 0  # posts that could have been listed but the size budget left out
 
     @property
     def empty(self) -> bool:
@@ -161,15 +200,29 @@ class Layout:
     def items(self) -> tuple[Item, ...]:
         return tuple(p.item for p in self.picks) + tuple(i for s in self.sections for i in s.items)
 
+    @property
+    def lines(self) -> tuple[Line, ...]:
+        return tuple(
+            line for s in self.sections for b in s.blogs + s.more_blogs for line in b.listed
+        )
+
+    @property
+    def lead(self) -> Item | None:
+        """The post the issue leads with: the first pick, else the first item."""
+        items = self.items
+        return items[0] if items else None
+
 
 @dataclass(frozen=True)
 class Ranking:
     """How posts are ordered and picked: their scores (issue/picks.py, by post id), the number
-    of picks wanted (newsletter.picks) and the most items a blog shows (newsletter.max_per_blog)."""
+    of picks wanted (newsletter.picks), the most items a blog shows (newsletter.max_per_blog)
+    and the curator's notes on picks (by post id)."""
 
     scores: Mapping[int, Score] = field(default_factory=dict)
     picks: int = 0
     max_per_blog: int = MAX_PER_BLOG
+    notes: Mapping[int, Inline] = field(default_factory=dict)
 
 
 NO_RANKING = Ranking()
@@ -180,6 +233,7 @@ class GroupedSection:
     key: str
     blogs: tuple[tuple[StoredPost, ...], ...]  # best first, each blog's posts best first
     post_count: int  # its picks included
+    picked: int = 0
 
 
 @dataclass(frozen=True)
@@ -213,7 +267,8 @@ def group(
     for key in SECTION_ORDER:
         if key in counts:
             blogs = _ranked_blogs(by_section.get(key, {}).values(), ranking.scores)
-            built.append(GroupedSection(key, blogs, counts[key]))
+            in_picks = sum(1 for p in picks if p.section == key)
+            built.append(GroupedSection(key, blogs, counts[key], in_picks))
     blog_count = len({p.feed_id for p in chosen})
     return Grouped(tuple(built), len(chosen), blog_count, picks, ranking)
 
@@ -227,26 +282,49 @@ def _ranked_blogs(
 
 
 def arrange(
-    posts: Sequence[StoredPost] | Grouped, level: Level, sections: frozenset[str] | None = None
+    posts: Sequence[StoredPost] | Grouped,
+    level: Level,
+    sections: frozenset[str] | None = None,
+    lines: int | None = None,
 ) -> Layout:
-    """The layout of one level: the picks, full items within the caps, the rest named per
-    blog."""
+    """The layout of one level: the picks, full items within the caps, and every other post
+    named on a line of its own; ``lines`` caps those lines (the size budget trims them from
+    the end of the issue), the rest are counted per blog."""
     grouped = posts if isinstance(posts, Grouped) else group(posts, sections)
     cap = grouped.ranking.max_per_blog
-    built = tuple(_section(s, level, cap) for s in grouped.sections)
-    picks = tuple(_pick(p, grouped, level) for p in grouped.picks) if level.per_section else ()
-    return Layout(built, grouped.post_count, grouped.blog_count, level, picks)
+    room = _Room(lines)
+    built = tuple(_section(s, level, cap, room) for s in grouped.sections)
+    picks = tuple(_pick(p, grouped, level) for p in grouped.picks)
+    return Layout(
+        built, grouped.post_count, grouped.blog_count, level, picks, unlisted=room.left_out
+    )
+
+
+class _Room:
+    """Lines left to list, in the issue's order (None: no limit), and those left out."""
+
+    def __init__(self, lines: int | None) -> None:
+        self.left = lines
+        self.left_out = 0
+
+    def take(self, posts: Sequence[StoredPost]) -> tuple[Line, ...]:
+        count = len(posts) if self.left is None else min(self.left, len(posts))
+        if self.left is not None:
+            self.left -= count
+        self.left_out += len(posts) - count
+        return tuple(_line(p) for p in posts[:count])
 
 
 def _pick(post: StoredPost, grouped: Grouped, level: Level) -> Pick:
     scores = grouped.ranking.scores
     why = scores[post.id].reason if post.id in scores else ""
-    return Pick(_item(post, level.excerpt_words), SECTION_TITLES[post.section], why)
+    note = grouped.ranking.notes.get(post.id)
+    return Pick(_item(post, level.excerpt_words), SECTION_TITLES[post.section], why, note)
 
 
-def _section(section: GroupedSection, level: Level, max_per_blog: int) -> Section:
+def _section(section: GroupedSection, level: Level, max_per_blog: int, room: _Room) -> Section:
     shown: list[Blog] = []
-    left: list[Blog] = []
+    left: list[tuple[tuple[StoredPost, ...], Blog]] = []
     budget = level.per_section
     blogs = section.blogs
     # A quiet week with few blogs shows more of each, up to max_per_blog.
@@ -263,9 +341,23 @@ def _section(section: GroupedSection, level: Level, max_per_blog: int) -> Sectio
             len(posts) - take,
             post_date(posts[0]),
         )
-        (shown if items else left).append(blog)
+        if items:
+            shown.append(_listing(blog, posts[take:], room))
+        else:
+            left.append((posts, blog))
+    # The blogs with no item are listed after those with items, in the same order.
+    rest = tuple(_listing(blog, posts, room) for posts, blog in left)
     title = SECTION_TITLES[section.key]
-    return Section(section.key, title, tuple(shown), tuple(left), section.post_count)
+    return Section(section.key, title, tuple(shown), rest, section.post_count, section.picked)
+
+
+def _listing(blog: Blog, others: Sequence[StoredPost], room: _Room) -> Blog:
+    listed = room.take(others)
+    return replace(blog, listed=listed, more=len(others) - len(listed))
+
+
+def _line(post: StoredPost) -> Line:
+    return Line(post.id, one_line(post.title) or "(untitled)", web_link(post.link), post_date(post))
 
 
 def _item(post: StoredPost, excerpt_words: int) -> Item:
@@ -276,7 +368,7 @@ def _item(post: StoredPost, excerpt_words: int) -> Item:
         blog=one_line(post.feed_title),
         author=_distinct_author(post.author, post.feed_title),
         date=post_date(post),
-        minutes=reading_minutes(post.words or len(post.text.split())),
+        minutes=minutes_of(post),
         excerpt=excerpt(post.text, post.title, excerpt_words),
     )
 

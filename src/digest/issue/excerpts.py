@@ -4,17 +4,21 @@ A post's stored text has one block per line (text.html_to_text). What comes befo
 in real feeds, and is skipped here: the post's own title again (link blogs), a lone heading
 ("Introduction", "Background"; older posts stored before headings were dropped), author and
 acknowledgement notes ("All authors contributed equally to this work."), editorial notes
-("[Updated on …]", "Originally published on …"), a table of contents, Subscribe/Share
-furniture and image captions. Headings later on end the excerpt or are dropped, never glued
-to the next sentence.
+("[Updated on …]", "[Updated on …].", an "[Updated on …" never closed, "Originally published
+on …"), a table of contents, Subscribe/Share furniture, image captions and code blocks (lines
+that open with text.CODE_MARK). Headings later on end the excerpt or are dropped, never glued
+to the next sentence; a code block later on ends it, or is left out with the sentence that
+led to it. An excerpt ends at a sentence end: the first one within 15% past the limit, else
+the last one in the limit's last 40%. A quotation keeps its quotation marks.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 
-from digest.text import strip_invisible
+from digest.text import CODE_MARK, strip_invisible
 
 # TeX blocks (MathJax/KaTeX macros at the top of a post) read as noise in an excerpt.
 _MATH = re.compile(r"\$\$.*?\$\$|\\\[.*?\\\]|\\begin\{(\w+\*?)\}.*?\\end\{\1\}", re.S)
@@ -54,7 +58,8 @@ _NOTES = [
     r"(?:corresponding )?authors?\s*:",
     r"(?:written |posted |published )?by [A-Z][\w.'-]*(?: [A-Z][\w.'-]*){0,3}$",
     r"(?:\[\s*)?(?:special )?thanks? (?:you )?to\b",
-    r"\[.*\]$",  # "[Updated on 2023-01-24: …]", "[Special thank you to …]"
+    r"\[.*\][.)]?$",  # "[Updated on 2023-01-24: …]", "[Updated on …].", "[Special thanks …]"
+    r"\[\s*(?:updated?|edit(?:ed)?|note)\b",  # "[Updated on 2020-11-12: add …" never closed
     r"(?:editor'?s )?note\s*:",
     r"\(\s*(?:edit|update|note)\b",
     r"(?:update|updated|edit|edited)(?: on [^:]{1,40})?\s*:",
@@ -94,6 +99,8 @@ _ABBREVIATIONS = frozenset(
 _INITIALS = re.compile(r"^\(?(?:[A-Za-z]\.)+$|^\(?\d{1,2}\.$")  # "I. J. Good", "1."
 HEADING_MAX_WORDS = 10
 SKIPPED_AT_MOST = 12  # lines looked at before the prose; past that, the text is kept as it is
+PAST_LIMIT = 0.15  # a sentence that ends this far past the limit ends the excerpt whole
+_OPENING_QUOTES = {"“": "”", "‘": "’"}
 
 
 @lru_cache(maxsize=16_384)
@@ -105,7 +112,10 @@ def excerpt(text: str, title: str, max_words: int) -> str:
     # Stored text is clean since it is made (text.strip_invisible); a post stored before may not be.
     text = strip_invisible(_MATH.sub(" ", text))
     lines = [line for line in (_tidy(line) for line in text.split("\n")) if line]
-    return _cut(_prose_words(_from_prose(lines, title), max_words), max_words)
+    words = _prose_words(_from_prose(lines, title), max_words)
+    if all(word.startswith(("http://", "https://")) for word in words):
+        return ""  # only the post's address (a feed that gives a link, not its words)
+    return _cut(words, max_words)
 
 
 def _tidy(line: str) -> str:
@@ -115,6 +125,8 @@ def _tidy(line: str) -> str:
 def _from_prose(lines: list[str], title: str) -> list[str]:
     """The lines from the first line of prose on (all of them when none of the first few is)."""
     for index, line in enumerate(lines[:SKIPPED_AT_MOST]):
+        if line.startswith(CODE_MARK) or _leads_to_code(lines, index):
+            continue  # code never opens an excerpt, nor "Say we have some HTML:" before it
         if _furniture(line, title):
             # "Originally published on …. The post …": the note is one sentence; a note in
             # brackets or parentheses is the whole paragraph.
@@ -124,6 +136,10 @@ def _from_prose(lines: list[str], title: str) -> list[str]:
                 return [rest, *lines[index + 1 :]]
         elif not _heading(line, _after(lines, index)):
             return lines[index:]
+    # Nothing but editorial notes (a summary that is only its "[Updated on …]" lines): no
+    # excerpt. Other text whose prose we failed to find is kept as it is.
+    if lines and len(lines) <= SKIPPED_AT_MOST and all(_NOTE.match(line) for line in lines):
+        return []
     return lines
 
 
@@ -151,9 +167,17 @@ def _prose_words(lines: list[str], max_words: int) -> list[str]:
     a block that ends without a stop gets one before a new sentence."""
     words: list[str] = []
     in_list = False
+    most = max_words + math.ceil(max_words * PAST_LIMIT)
     for index, line in enumerate(lines):
         if _TAGS.match(line) or (words and _contents(line)):
             break
+        if line.startswith(CODE_MARK):
+            words = _without_lead_in(words) or words
+            if len(words) >= max_words // 3:
+                break
+            words = _without_lead_in(words)
+            in_list = False
+            continue
         if _FURNISHING.match(line) or _CAPTION.match(line):
             continue
         if _item(line) and (in_list or (words and _opens_list(words[-1]))):
@@ -170,9 +194,24 @@ def _prose_words(lines: list[str], max_words: int) -> list[str]:
         else:
             in_list = False
         words += line.split(" ")
-        if len(words) > max_words:
+        if len(words) > most:
             break
     return words
+
+
+def _leads_to_code(lines: list[str], index: int) -> bool:
+    """A line that ends with a colon before a code block: it introduces what is left out."""
+    return lines[index].endswith(":") and _after(lines, index).startswith(CODE_MARK)
+
+
+def _without_lead_in(words: list[str]) -> list[str]:
+    """The words less the sentence that ends with a colon before a code block left out."""
+    if not words or not words[-1].endswith(":"):
+        return words
+    for end in range(len(words) - 1, 0, -1):
+        if _ends_sentence(words[end - 1]):
+            return words[:end]
+    return []
 
 
 def _opens_list(word: str) -> bool:
@@ -197,12 +236,29 @@ def _after(lines: list[str], index: int) -> str:
 
 
 def _cut(words: list[str], max_words: int) -> str:
+    return _close_quote(_cut_words(words, max_words))
+
+
+def _cut_words(words: list[str], max_words: int) -> str:
     if len(words) <= max_words:
         return " ".join(words).rstrip(" ,;:-–—")
+    # The sentence that ends a little past the limit, whole, beats one cut with "…".
+    most = min(len(words), max_words + math.ceil(max_words * PAST_LIMIT))
+    for end in range(max_words + 1, most + 1):
+        if _ends_sentence(words[end - 1]):
+            return " ".join(words[:end])
     for end in range(max_words, max(1, round(max_words * 0.6)) - 1, -1):
         if _ends_sentence(words[end - 1]):
             return " ".join(words[:end])
     return " ".join(words[:max_words]).rstrip(" ,;:-–—") + "…"
+
+
+def _close_quote(text: str) -> str:
+    """A quotation cut before its end keeps its closing mark."""
+    for opening, closing in _OPENING_QUOTES.items():
+        if text.count(opening) > text.count(closing):
+            return text + closing
+    return text
 
 
 def _ends_sentence(word: str) -> bool:

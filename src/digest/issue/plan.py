@@ -1,19 +1,23 @@
-"""Weekly issues: plan one from the stored posts, record it (claiming its posts), render it."""
+"""Weekly issues: plan one from the stored posts, record it (claiming its posts), render it.
+
+Each function takes the newsletter as issue/newsletter.Newsletter (Settings are read into it
+once, at the caller); where its window ends is newsletter.Ending, the same for a preview and a
+send at one moment.
+"""
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, defer
 
 from digest.config import Settings
 from digest.errors import InputError
+from digest.issue import newsletter
 from digest.issue.compose import (
     Layout,
     Ranking,
@@ -22,11 +26,14 @@ from digest.issue.compose import (
     unique_articles,
     window_for,
 )
+from digest.issue.curation import Words, spend, words_for
+from digest.issue.inline import Inline, parse_inline
+from digest.issue.newsletter import Ending, Newsletter, ending
 from digest.issue.picks import Score, score_posts
-from digest.issue.render import IssueMeta, Renderer
+from digest.issue.render import IssueMeta
 from digest.issue.signals import load_signals
 from digest.issue.stored import candidates, claimed_posts
-from digest.models import Curation, Issue, Post
+from digest.models import Feed, Issue, Post
 from digest.storage import Database, utcnow
 from digest.types import (
     PREFERENCES_PLACEHOLDER,
@@ -34,7 +41,10 @@ from digest.types import (
     IssueStatus,
     RenderedEmail,
     StoredPost,
+    Verdict,
 )
+
+Config = Settings | Newsletter  # what callers hand in: read once into a Newsletter
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,10 @@ class IssuePlan:
     duplicate_ids: tuple[int, ...] = ()  # the same articles from other feeds: claimed, not shown
     issue_id: int | None = None  # set when this window is already recorded
     scores: Mapping[int, Score] = field(default_factory=dict)  # by post id (issue/picks.py)
+    skipped: tuple[StoredPost, ...] = ()  # the curator's skips: claimed, never shown
+    intro: Inline | None = None  # the curator's intro
+    notes: Mapping[int, Inline] = field(default_factory=dict)  # the curator's, by post id
+    ending: Ending | None = None  # where its window ends, and why (None: a recorded issue)
 
     @property
     def window(self) -> Window:
@@ -72,77 +86,118 @@ class RecordedIssue:
 
 def plan_issue(
     db: Database,
-    settings: Settings,
-    as_of: datetime | None = None,
+    config: Config,
+    as_of: datetime | Ending | None = None,
     *,
     now: datetime | None = None,
 ) -> IssuePlan:
-    """The issue ending at ``as_of`` (default: the next send time after ``now``)."""
-    end = as_of or default_as_of(settings, now or utcnow())
+    """The issue ending at ``as_of`` (an Ending, or a moment: the end of the week it closes);
+    by default the one `digest send` would send at ``now``."""
+    nl = Newsletter.of(config)
+    end = _ending(nl, as_of, now)
     with db.session() as s:
-        recorded = s.scalar(select(Issue).where(Issue.window_end == end))
+        recorded = s.scalar(select(Issue).where(Issue.window_end == end.end))
         if recorded is not None:
             return _recorded_plan(s, recorded)
-        window = window_for(end, s.scalars(select(Issue.window_end)))
-        number = 1 + (s.scalar(select(func.count()).where(Issue.window_end < end)) or 0)
-        kept, dups = unique_articles(p for p in candidates(s, window) if belongs(p, window))
-        scores = score_posts(kept, load_signals(s, kept, window, None))
-    dup_ids = tuple(p.id for p in dups)
-    return IssuePlan(number, window.start, window.end, _ordered(kept), dup_ids, None, scores)
+        window = window_for(end.end, s.scalars(select(Issue.window_end)), end.scheduled)
+        number = 1 + (s.scalar(select(func.count()).where(Issue.window_end < end.end)) or 0)
+        found = [p for p in candidates(s, window) if belongs(p, window)]
+        plan = _planned(s, found, window, words_for(s, None), number)
+    return replace(plan, ending=end)
+
+
+def coming_window(db: Database, config: Config, now: datetime) -> Window:
+    """The window of the coming scheduled issue: what `digest pick` and `digest skip` may
+    name (a post of the days until the send time counts, though a send now would end now)."""
+    nl = Newsletter.of(config)
+    scheduled = nl.next_send(now)
+    with db.session() as s:
+        return window_for(scheduled, s.scalars(select(Issue.window_end)), scheduled)
+
+
+def _ending(nl: Newsletter, as_of: datetime | Ending | None, now: datetime | None) -> Ending:
+    if isinstance(as_of, Ending):
+        return as_of
+    if as_of is not None:
+        return Ending(as_of, as_of, "as-of")
+    return ending(nl, None, now or utcnow())
+
+
+def _planned(
+    s: Session,
+    found: list[StoredPost],
+    window: Window,
+    words: Words,
+    number: int,
+    issue_id: int | None = None,
+) -> IssuePlan:
+    """The plan of ``found``: one post per article, the curator's skips set aside, scored."""
+    kept, dups = unique_articles(found)
+    skip = {url for url, verdict in words.verdicts.items() if verdict is Verdict.SKIP}
+    skipped = [p for p in kept if p.canonical_url in skip]
+    shown = [p for p in kept if p.canonical_url not in skip]
+    scores = score_posts(shown, load_signals(s, shown, window, words.verdicts))
+    notes = {
+        p.id: parse_inline(words.notes[p.canonical_url])
+        for p in shown
+        if p.canonical_url in words.notes
+    }
+    return IssuePlan(
+        number,
+        window.start,
+        window.end,
+        _ordered(shown),
+        tuple(p.id for p in dups),
+        issue_id,
+        scores,
+        _ordered(skipped),
+        parse_inline(words.intro) if words.intro else None,
+        notes,
+    )
 
 
 def _recorded_plan(s: Session, issue: Issue) -> IssuePlan:
     """The plan of a recorded issue: the posts it claimed, scored as when it was recorded
-    (with its own curator's verdicts)."""
-    kept, dups = unique_articles(claimed_posts(s, issue.id))
+    (with its own curator's words)."""
     window = Window(issue.window_start, issue.window_end)
-    scores = score_posts(kept, load_signals(s, kept, window, issue.id))
-    dup_ids = tuple(p.id for p in dups)
-    return IssuePlan(
-        issue.number,
-        issue.window_start,
-        issue.window_end,
-        _ordered(kept),
-        dup_ids,
-        issue.id,
-        scores,
-    )
+    words = words_for(s, issue)
+    return _planned(s, claimed_posts(s, issue.id), window, words, issue.number, issue.id)
 
 
-def record_issue(db: Database, settings: Settings, plan: IssuePlan) -> RecordedIssue | None:
+def record_issue(db: Database, config: Config, plan: IssuePlan) -> RecordedIssue | None:
     """Store the issue and claim its posts, at once; the same window again returns it.
 
-    None for an empty plan: an empty week records and sends nothing.
+    None for an empty plan: an empty week records and sends nothing. The stored HTML is the
+    web version (the web's footer: subscribe, archive; no personal links).
     """
     if plan.issue_id is not None:
         return load_issue_by_id(db, plan.issue_id)
     if plan.empty:
         return None
+    nl = Newsletter.of(config)
     with db.session() as s:
         existing = s.scalar(select(Issue).where(Issue.window_end == plan.window_end))
         if existing is not None:
             return _recorded(existing)
         number = 1 + (s.scalar(select(func.max(Issue.number))) or 0)
         numbered = replace(plan, number=number)
-        meta, budget = _meta(settings, numbered), budget_bytes(settings)
-        layout, rendered = _renderer(settings).fit(
-            plan.posts, meta, budget, None, _ranking(settings, plan)
-        )
+        layout, email = render_plan(db, nl, numbered)
+        web = render_plan(db, nl, numbered, web=True)[1]
         issue = Issue(
             number=number,
             window_start=plan.window_start,
             window_end=plan.window_end,
             created_at=utcnow(),
-            subject=rendered.subject,
-            html=rendered.html,
-            text=rendered.text,
+            subject=email.subject,
+            html=web.html,
+            text=email.text,
             post_count=len(plan.posts),
             status=IssueStatus.RECORDED,
             pick_titles=json.dumps([pick.item.title for pick in layout.picks]),
         )
         s.add(issue)
         s.flush()
-        ids = [p.id for p in plan.posts] + list(plan.duplicate_ids)
+        ids = [p.id for p in (*plan.posts, *plan.skipped)] + list(plan.duplicate_ids)
         for chunk in _chunks(ids, 500):
             # Only unclaimed posts: a post goes into exactly one issue.
             s.execute(
@@ -150,28 +205,32 @@ def record_issue(db: Database, settings: Settings, plan: IssuePlan) -> RecordedI
                 .where(Post.id.in_(chunk), Post.issue_id.is_(None))
                 .values(issue_id=issue.id)
             )
-        # The curator's verdicts were for this issue: the next one starts afresh.
-        s.execute(update(Curation).where(Curation.issue_id.is_(None)).values(issue_id=issue.id))
+        # The curator's words were for this issue: the next one starts afresh.
+        spend(s, issue)
         return _recorded(issue)
 
 
 def render_plan(
     db: Database,
-    settings: Settings,
+    config: Config,
     plan: IssuePlan,
     sections: frozenset[str] | None = None,
     *,
     health: Sequence[str] = (),
+    web: bool = False,
+    desk: bool = False,
 ) -> tuple[Layout, RenderedEmail]:
     """The plan rendered within the size budget; a preview passes the feed health note
-    (ingest.health.failing_note), which subscribers' copies never carry."""
-    meta = _meta(settings, plan, health=tuple(health))
-    ranking = _ranking(settings, plan)
-    return _renderer(settings).fit(plan.posts, meta, budget_bytes(settings), sections, ranking)
+    (ingest.health.failing_note), which subscribers' copies never carry; ``web``: the web
+    version; ``desk``: marked for the curator's desk (each post's element names it)."""
+    nl = Newsletter.of(config)
+    meta = _meta(nl, plan, health=tuple(health), web=web, desk=desk)
+    ranking = Ranking(plan.scores, nl.picks, nl.max_per_blog, plan.notes)
+    return nl.renderer.fit(plan.posts, meta, nl.budget, sections, ranking)
 
 
 def render_recorded(
-    db: Database, settings: Settings, issue_id: int, sections: frozenset[str] | None = None
+    db: Database, config: Config, issue_id: int, sections: frozenset[str] | None = None
 ) -> RenderedEmail | None:
     """A recorded issue for one choice of sections; None when those sections are empty."""
     with db.session() as s:
@@ -179,7 +238,7 @@ def render_recorded(
         if issue is None:
             raise InputError(f"no issue with id {issue_id}")
         plan = _recorded_plan(s, issue)
-    layout, rendered = render_plan(db, settings, plan, sections)
+    layout, rendered = render_plan(db, config, plan, sections)
     return None if layout.empty else rendered
 
 
@@ -202,15 +261,20 @@ def load_issue_by_id(db: Database, issue_id: int) -> RecordedIssue | None:
         return _recorded(issue) if issue else None
 
 
-def web_version(db: Database, settings: Settings, number: int) -> str | None:
-    """The HTML of a recorded issue for the web archive (no personal links: they lead to the
-    archive)."""
+def web_version(db: Database, config: Config, number: int) -> str | None:
+    """The HTML of a recorded issue for the web archive: its web footer (subscribe, archive),
+    no personal links (an issue recorded before it had one: its links lead to the archive)."""
     with db.session() as s:
         html = s.scalar(select(Issue.html).where(Issue.number == number))
     if html is None:
         return None
-    archive = f"{settings.newsletter.base_url}/"
+    archive = f"{Newsletter.of(config).base_url}/"
     return html.replace(UNSUBSCRIBE_PLACEHOLDER, archive).replace(PREFERENCES_PLACEHOLDER, archive)
+
+
+def parse_as_of(text: str, config: Config) -> datetime:
+    """--as-of in UTC: ISO 8601, a date alone the end of that day, a naive time local."""
+    return newsletter.parse_as_of(text, Newsletter.of(config).timezone)
 
 
 def last_issue_end(db: Database) -> datetime | None:
@@ -218,44 +282,21 @@ def last_issue_end(db: Database) -> datetime | None:
         return s.scalar(select(func.max(Issue.window_end)))
 
 
-# ---- dates ------------------------------------------------------------------------------
-
-_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def parse_as_of(text: str, settings: Settings) -> datetime:
-    """ISO 8601 in UTC; a date alone is the end of that day, a naive time is local."""
-    tz = ZoneInfo(settings.newsletter.timezone)
-    value = text.strip()
-    try:
-        if _DATE_ONLY.fullmatch(value):
-            day = date.fromisoformat(value)
-            local = datetime.combine(day, time(23, 59, 59), tzinfo=tz)
-        else:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            local = parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
-    except ValueError:
-        raise InputError(
-            f"--as-of: {text!r} is not an ISO 8601 date or time (e.g. 2026-01-10 or "
-            "2026-01-10T08:00+01:00)"
-        ) from None
-    return local.astimezone(UTC)
+def newest_unsent(db: Database) -> datetime | None:
+    """The date of the newest stored post no issue holds yet (of a feed still listed; not an
+    undated one of a new feed's backlog, which no issue takes): where an empty week's preview
+    points (`--as-of` that day)."""
+    posted = func.coalesce(Post.date, Post.first_seen)
+    with db.session() as s:
+        return s.scalar(
+            select(func.max(posted))
+            .join(Feed, Feed.id == Post.feed_id)
+            .where(Feed.active, Post.issue_id.is_(None))
+            .where(or_(Post.date.is_not(None), Post.from_first_poll.is_(False)))
+        )
 
 
-def default_as_of(settings: Settings, now: datetime) -> datetime:
-    """This week's issue ends at the next send time."""
-    from digest.issue.sendtimes import next_send_time
-
-    return next_send_time(settings, now)
-
-
-def budget_bytes(settings: Settings) -> int:
-    # Room for the subscriber's own unsubscribe and preferences links (each up to 190 bytes,
-    # in the HTML once or twice), which replace the placeholders.
-    return settings.newsletter.max_kb * 1000 - 900
-
-
-# ---- queries ----------------------------------------------------------------------------
+# ---- helpers ----------------------------------------------------------------------------
 
 
 def _ordered(posts: Sequence[StoredPost]) -> tuple[StoredPost, ...]:
@@ -275,20 +316,28 @@ def _recorded(issue: Issue) -> RecordedIssue:
     )
 
 
-def _meta(settings: Settings, plan: IssuePlan, health: tuple[str, ...] = ()) -> IssueMeta:
-    nl = settings.newsletter
+def _meta(
+    nl: Newsletter,
+    plan: IssuePlan,
+    health: tuple[str, ...] = (),
+    *,
+    web: bool = False,
+    desk: bool = False,
+) -> IssueMeta:
     return IssueMeta(
-        nl.title, plan.number, plan.window, nl.base_url, ZoneInfo(nl.timezone), health=health
+        nl.title,
+        plan.number,
+        plan.window,
+        nl.base_url,
+        nl.timezone,
+        health=health,
+        intro=plan.intro,
+        subject_template=nl.subject,
+        signup=nl.signup,
+        postal_address=nl.postal_address,
+        web=web,
+        desk=desk,
     )
-
-
-def _ranking(settings: Settings, plan: IssuePlan) -> Ranking:
-    nl = settings.newsletter
-    return Ranking(plan.scores, nl.picks, nl.max_per_blog)
-
-
-def _renderer(settings: Settings) -> Renderer:
-    return Renderer(settings.newsletter.templates, ZoneInfo(settings.newsletter.timezone))
 
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:

@@ -1,9 +1,9 @@
-"""What the picks' scores read from storage (issue/picks.py scores it): each blog's history,
-the links between the list's blogs, and the curator's verdicts."""
+"""What the picks' scores read from storage (issue/picks.py scores it): each blog's history
+and the links between the list's blogs."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from sqlalchemy import and_, case, func, select, type_coerce
@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from digest.issue.compose import Window
 from digest.issue.picks import HISTORY, BlogHistory, Signals
-from digest.models import Curation, Feed, Post, UTCDateTime
+from digest.models import Feed, Post, UTCDateTime
 from digest.types import StoredPost, Verdict
 
 # A post's date as the issue window judges it: published, else updated, else first seen.
@@ -19,17 +19,13 @@ _posted = func.coalesce(Post.date, Post.first_seen)
 
 
 def load_signals(
-    s: Session, posts: Sequence[StoredPost], window: Window, issue_id: int | None
+    s: Session, posts: Sequence[StoredPost], window: Window, verdicts: Mapping[str, Verdict]
 ) -> Signals:
-    """The signals of ``posts`` for the issue of ``window`` (recorded as ``issue_id``, or not
-    yet recorded: None)."""
+    """The signals of ``posts`` for the issue of ``window``, with the curator's ``verdicts``
+    on it (issue/curation.py reads them)."""
     feeds = {p.feed_id for p in posts}
     targets = {p.canonical_url for p in posts if p.canonical_url}
-    return Signals(
-        _histories(s, feeds, window),
-        _linked_by(s, targets, window),
-        _verdicts(s, issue_id),
-    )
+    return Signals(_histories(s, feeds, window), _linked_by(s, targets, window), verdicts)
 
 
 def _histories(s: Session, feeds: set[int], window: Window) -> dict[int, BlogHistory]:
@@ -72,11 +68,3 @@ def _linked_by(s: Session, targets: set[str], window: Window) -> dict[str, froze
             if url in targets:
                 found.setdefault(url, set()).add(feed)
     return {url: frozenset(feeds) for url, feeds in found.items()}
-
-
-def _verdicts(s: Session, issue_id: int | None) -> dict[str, Verdict]:
-    """The curator's word for this issue: its own once recorded, else the pending ones (the
-    latest per URL wins)."""
-    mine = Curation.issue_id.is_(None) if issue_id is None else Curation.issue_id == issue_id
-    rows = s.execute(select(Curation.url, Curation.verdict).where(mine).order_by(Curation.id))
-    return {url: verdict for url, verdict in rows}
