@@ -67,17 +67,24 @@ def test_poll_twice_then_list_feeds(workdir: Path, sqlite_url: str, http: FeedSe
         "updated_posts": 0,
         "not_modified": 0,
         "errors": 3,
+        "skipped": 0,
+        "skipped_until": None,
+        "gone": 0,
     }
 
     second = run_digest(["poll", "--json"], env, workdir)
     assert second.returncode == 0, second.stderr
     # The 410 and the 429 (Retry-After 120 s) are not asked again; the HTML page is (5 min hold).
-    assert json.loads(second.stdout) == {
+    summary = json.loads(second.stdout)
+    assert summary.pop("skipped_until")  # the 429's Retry-After, or the page's backoff
+    assert summary == {
         "feeds": 2,
         "new_posts": 0,
         "updated_posts": 0,
         "not_modified": 2,
         "errors": 0,
+        "skipped": 2,
+        "gone": 1,
     }
     assert len(http.hits("/gone.xml")) == 1 and len(http.hits("/busy.xml")) == 1
     assert len(http.hits("/sys.xml")) == 1 and len(http.hits("/sys-new.xml")) == 2

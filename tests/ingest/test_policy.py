@@ -157,6 +157,48 @@ def test_is_fetchable() -> None:
     assert policy.is_fetchable(later, NOW + HOUR, due_only=True)
 
 
+def test_force_lifts_our_backoff_never_a_410_nor_the_servers_wait() -> None:
+    ours = State(FeedStatus.ERROR, error_count=2, next_fetch_at=NOW + HOUR)  # a 503, no header
+    asked = State(FeedStatus.BACKOFF, error_count=1, next_fetch_at=NOW + 2 * HOUR)  # Retry-After
+    gone = State(FeedStatus.GONE, error_count=1)
+    assert policy.hold(ours, NOW) is policy.Hold.BACKING_OFF
+    assert policy.hold(ours, NOW, force=True) is None
+    assert policy.hold(asked, NOW, force=True) is policy.Hold.ASKED_TO_WAIT
+    assert policy.hold(gone, NOW, force=True) is policy.Hold.GONE
+    assert policy.hold(asked, NOW + 3 * HOUR, force=True) is None  # its wait is over
+
+
+def test_held_counts_why_and_names_the_first_time_one_may_be_fetched() -> None:
+    feeds = [
+        State(FeedStatus.ERROR, next_fetch_at=NOW + 2 * HOUR),
+        State(FeedStatus.BACKOFF, next_fetch_at=NOW + HOUR),
+        State(FeedStatus.GONE),
+        State(FeedStatus.OK),
+    ]
+    held = policy.held(feeds, NOW)
+    assert dict(held.counts) == {
+        policy.Hold.BACKING_OFF: 1,
+        policy.Hold.ASKED_TO_WAIT: 1,
+        policy.Hold.GONE: 1,
+    }
+    assert held.until == NOW + HOUR
+    forced = policy.held(feeds, NOW, force=True)
+    assert forced.count(policy.Hold.BACKING_OFF) == 0 and forced.until == NOW + HOUR
+    assert policy.held([State(FeedStatus.OK)], NOW) == policy.Held({}, None)
+
+
+def test_fresh_health_is_a_feed_never_fetched() -> None:
+    h = policy.fresh_health()
+    assert (h.status, h.error_count, h.last_error, h.failing_since) == (
+        FeedStatus.NEW,
+        0,
+        None,
+        None,
+    )
+    assert (h.next_fetch_at, h.due_at) == (None, None)
+    assert policy.hold(State(h.status, h.error_count, h.failing_since, h.due_at), NOW) is None
+
+
 def test_fetch_order_puts_never_polled_and_longest_waiting_first() -> None:
     feeds = [State(due_at=NOW), State(due_at=None), State(due_at=NOW - HOUR)]
     ordered = sorted(feeds, key=policy.fetch_order)

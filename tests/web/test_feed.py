@@ -90,6 +90,7 @@ def test_digest_poll_reads_the_feed_of_a_real_digest_serve(
     assert f"sign-up form off ({base} is not https; set web.signup = true to open it)" in log
     assert json.loads(first.stdout) == {
         "feeds": 1, "new_posts": 1, "updated_posts": 0, "not_modified": 0, "errors": 0,
+        "skipped": 0, "skipped_until": None, "gone": 0,
     }  # fmt: skip
     assert json.loads(second.stdout)["not_modified"] == 1  # the ETag: a 304
     [feed] = json.loads(feeds.stdout)

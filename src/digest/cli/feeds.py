@@ -20,20 +20,29 @@ from digest.words import counted, show_time
 if TYPE_CHECKING:
     from digest.ingest.health import FeedHealth
     from digest.ingest.poll import PollProgress
+    from digest.ingest.retry import Retried
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line, only the summary.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also fetch feeds backing off after errors (never a 410, never before a Retry-After).",
+)
 @pass_app
-def poll(app: App, as_json: bool, quiet: bool) -> None:
+def poll(app: App, as_json: bool, quiet: bool, force: bool) -> None:
     """Fetch every active feed once, concurrently, store new posts and exit.
 
     The feed list is synced with the OPML file (feeds.opml) first. On a terminal a progress
     line shows the feeds done, the new posts and errors, and the sites still answering;
     without a terminal (or with --quiet or --json) only the summary is printed. Feeds that
-    fail are recorded (see `digest feeds --errors`) and retried later with backoff; the exit
-    status is 0 as long as the poll ran.
+    fail are recorded (see `digest feeds --errors`) and retried later with backoff; the
+    summary says how many were skipped while backing off and until when (--force fetches
+    them, except those whose server asked to wait: a 429 or Retry-After), and how many
+    answered 410 (`digest feeds retry URL` brings one back). The exit status is 0 as long as
+    the poll ran.
     """
     from digest.feedlist.opml import read_opml
     from digest.ingest.poll import poll_feeds
@@ -41,11 +50,11 @@ def poll(app: App, as_json: bool, quiet: bool) -> None:
     sources = read_opml(app.settings.feeds.opml)
     show = not (quiet or as_json) and sys.stderr.isatty()
     with ProgressLine(show) as progress:
-        summary = poll_feeds(app.db, app.settings, sources, progress=progress.update)
+        summary = poll_feeds(app.db, app.settings, sources, force=force, progress=progress.update)
     if as_json:
-        click.echo(json.dumps(summary.as_json()))
+        click.echo(json.dumps({**summary.as_json(), **summary.held_json()}))
         return
-    click.echo(summary.line())
+    click.echo(summary.line(app.settings.newsletter.timezone))
     if summary.errors:
         click.echo("see `digest feeds --errors` for what failed")
 
@@ -109,7 +118,7 @@ class ProgressLine:
         return line
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.option("--errors", "errors_only", is_flag=True, help="Only feeds that are failing.")
 @pass_app
@@ -123,8 +132,13 @@ def feeds(app: App, as_json: bool, errors_only: bool) -> None:
     a feed backs off) gets lines of its own below the feed (--json has everything whole). A
     feed whose last body was broken but readable (bad XML, a wrong charset) gets a warning
     line for its owner to fix, and a feed with rules (`skip:`, `section:` in its list entry)
-    a line with them.
+    a line with them. `digest feeds retry URL` resets a failing feed.
     """
+    if click.get_current_context().invoked_subcommand is None:
+        list_feed_health(app, as_json, errors_only)
+
+
+def list_feed_health(app: App, as_json: bool, errors_only: bool) -> None:
     from digest.ingest.health import list_feeds
 
     zone = "UTC" if as_json else app.settings.newsletter.timezone
@@ -142,6 +156,51 @@ def feeds(app: App, as_json: bool, errors_only: bool) -> None:
     failing = sum(r.long_failing for r in rows)
     if failing:
         click.echo(f"{counted(failing, 'feed')} failing for 7 days or more", err=True)
+
+
+@feeds.command()
+@click.argument("url", required=False)
+@click.option(
+    "--all-failing", is_flag=True, help="Every feed that is failing (error, backing off, gone)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the feeds reset as JSON.")
+@pass_app
+def retry(app: App, url: str | None, all_failing: bool, as_json: bool) -> None:
+    """Reset a feed's health and backoff: the next poll fetches it.
+
+    URL is the feed's address as feeds.opml names it (or where it moved to). A feed that
+    answered 410 (gone) is never fetched again until this; one backing off after errors waits
+    no longer. Its posts stay; its validators are dropped (the next request is a plain GET).
+    """
+    from digest.ingest.retry import retry_failing, retry_feed
+
+    if (url is None) == (not all_failing):
+        raise click.UsageError("give a feed's URL or --all-failing (one of them)")
+    db = app.read_db()
+    done = retry_failing(db) if all_failing else [retry_feed(db, url or "")]
+    if as_json:
+        click.echo(json.dumps([r.as_json() for r in done]))
+    elif not done:
+        click.echo("no failing feeds: nothing to reset")
+    elif len(done) == 1:
+        r = done[0]
+        name = f"{r.title} <{r.url}>" if r.title else r.url
+        click.echo(f"reset {name} (was {_was(r)}): the next poll fetches it")
+    else:
+        click.echo(f"reset {counted(len(done), 'failing feed')}: the next poll fetches them")
+
+
+def _was(r: Retried) -> str:
+    """What the feed was before its reset: "gone", "failing: HTTP 503 ...", "ok"."""
+    if r.was == FeedStatus.GONE:
+        return "gone"
+    return f"failing: {r.error}" if r.error else health_word_of(r.was)
+
+
+def health_word_of(status: FeedStatus) -> str:
+    return {FeedStatus.BACKOFF: "backing off", FeedStatus.NOT_MODIFIED: "not modified"}.get(
+        status, str(status)
+    )
 
 
 # The columns before the feed's name: section, posts, last success (labelled with its zone),

@@ -64,16 +64,19 @@ class Stored(NamedTuple):
 # --- selecting ---------------------------------------------------------------------------
 
 
-def select_jobs(db: Database, now: datetime, due_only: bool) -> tuple[list[FeedJob], int]:
-    """The active feeds that may be fetched now, longest waiting first; and how many may not."""
+def select_jobs(
+    db: Database, now: datetime, due_only: bool, force: bool = False
+) -> tuple[list[FeedJob], policy.Held]:
+    """The active feeds that may be fetched now, longest waiting first; and those that may not
+    (``force``: our own backoff lifted, see policy.hold)."""
     with db.session() as s:
         rows = s.connection().execute(select(*JOB_STATE).where(FEEDS.c.active.is_(True)))
         feeds = list(rows)
     fetchable = sorted(
-        (f for f in feeds if policy.is_fetchable(f, now, due_only)), key=policy.fetch_order
+        (f for f in feeds if policy.hold(f, now, due_only, force) is None), key=policy.fetch_order
     )
     jobs = [FeedJob(f.id, f.url, f.etag, f.last_modified, f.body_hash) for f in fetchable]
-    return jobs, len(feeds) - len(jobs)
+    return jobs, policy.held(feeds, now, due_only, force)
 
 
 # --- storing -----------------------------------------------------------------------------

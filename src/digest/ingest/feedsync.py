@@ -11,6 +11,7 @@ from sqlalchemy import Row, bindparam, delete, insert, select, update
 
 from digest import columns as width
 from digest.columns import fit
+from digest.ingest.retry import reset_health
 from digest.models import FEEDS, Meta
 from digest.storage import Database
 from digest.types import FeedSource, FeedStatus, section_for
@@ -53,7 +54,8 @@ def sync_feeds(db: Database, sources: Iterable[FeedSource], now: datetime) -> Sy
     """Make the feeds table follow the OPML file (matched on the URL the file names).
 
     New URLs are added; feeds missing from the file become inactive, their posts kept; a feed
-    back in the file is active again; title, site, category and section follow the file.
+    back in the file is active again and starts fresh (its health reset: no stale "gone", no
+    backoff); title, site, category and section follow the file.
     Core statements (one SELECT, one executemany each for inserts and updates): thousands of
     ORM objects cost seconds and megabytes on every poll.
     """
@@ -88,6 +90,7 @@ def sync_feeds(db: Database, sources: Iterable[FeedSource], now: datetime) -> Sy
             conn.execute(insert(FEEDS), inserts)
         if updates:
             conn.execute(_UPDATE_SYNCED, updates)
+        reset_health(conn, [f.id for f in feeds.values() if f.source_url in seen and not f.active])
         if inserts or updates:
             conn.execute(delete(Meta).where(Meta.key == SYNCED_LIST_KEY))
     return result

@@ -163,13 +163,78 @@ def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
     return clamp(when.astimezone(UTC), now, now + RETRY_AFTER_CAP)
 
 
+class Hold(Enum):
+    """Why a poll leaves an active feed alone."""
+
+    GONE = "gone"  # answered 410: until `digest feeds retry URL`
+    BACKING_OFF = "backing off"  # our own backoff after errors: `digest poll --force` ends it
+    ASKED_TO_WAIT = "asked to wait"  # its server's 429 or Retry-After: even --force waits
+    NOT_DUE = "not due"  # the daemon's regular schedule (due_only)
+
+
+def hold(
+    feed: FeedState, now: datetime, due_only: bool = False, force: bool = False
+) -> Hold | None:
+    """Why the feed may not be fetched now (None: it may). ``force`` (`digest poll --force`)
+    lifts our own backoff, never a 410 nor a wait the server asked for (status BACKOFF: a 429,
+    or a 503 with Retry-After)."""
+    if feed.status == FeedStatus.GONE:
+        return Hold.GONE
+    if feed.next_fetch_at is not None and feed.next_fetch_at > now:
+        if feed.status == FeedStatus.BACKOFF:
+            return Hold.ASKED_TO_WAIT
+        if not force:
+            return Hold.BACKING_OFF
+    if due_only and not force and feed.due_at is not None and feed.due_at > now:
+        return Hold.NOT_DUE
+    return None
+
+
+@dataclass(frozen=True)
+class Held:
+    """The active feeds a poll left alone, by why; ``until``: when the first of those held
+    back (backing off or asked to wait) may be fetched again."""
+
+    counts: Mapping[Hold, int]
+    until: datetime | None = None
+
+    def count(self, *why: Hold) -> int:
+        return sum(self.counts.get(h, 0) for h in why)
+
+
+def held(
+    feeds: Iterable[FeedState], now: datetime, due_only: bool = False, force: bool = False
+) -> Held:
+    """Why each of ``feeds`` is left alone (those that may be fetched are not counted)."""
+    counts: dict[Hold, int] = {}
+    until: datetime | None = None
+    for feed in feeds:
+        why = hold(feed, now, due_only, force)
+        if why is None:
+            continue
+        counts[why] = counts.get(why, 0) + 1
+        if why in (Hold.BACKING_OFF, Hold.ASKED_TO_WAIT) and feed.next_fetch_at is not None:
+            until = feed.next_fetch_at if until is None else min(until, feed.next_fetch_at)
+    return Held(counts, until)
+
+
 def is_fetchable(feed: FeedState, now: datetime, due_only: bool = False) -> bool:
     """May the feed be fetched now? Gone: never; held: not yet; due_only: only when due."""
-    if feed.status == FeedStatus.GONE:
-        return False
-    if feed.next_fetch_at is not None and feed.next_fetch_at > now:
-        return False
-    return not due_only or feed.due_at is None or feed.due_at <= now
+    return hold(feed, now, due_only) is None
+
+
+def fresh_health() -> Health:
+    """A feed's health as if it had never been fetched: `digest feeds retry URL`, and a feed
+    put back in the feed list after it was removed (no stale "gone", no backoff left)."""
+    return Health(
+        status=FeedStatus.NEW,
+        last_status_code=None,
+        last_error=None,
+        error_count=0,
+        failing_since=None,
+        next_fetch_at=None,
+        due_at=None,
+    )
 
 
 def fetch_order(feed: FeedState) -> datetime:

@@ -32,6 +32,8 @@ from digest.ingest.feedstore import (
 from digest.ingest.feedsync import SyncResult, sync_feeds
 from digest.ingest.fetch import fetch_as_configured, make_client
 from digest.ingest.pages import count_pages
+from digest.ingest.policy import Hold
+from digest.ingest.skipped import held_back
 from digest.ingest.slots import HostSlots
 from digest.ingest.tally import record_poll
 from digest.ingest.worker import exit_with_parent, parse_or_failure
@@ -66,6 +68,7 @@ class PollSummary:
     not_modified: int = 0
     errors: int = 0
     skipped: int = 0  # active feeds not fetched: gone, held back, not due, or stopped
+    held: policy.Held = field(default_factory=lambda: policy.Held({}))  # why, for the line
     pages: int = 0  # teaser-only posts' pages counted for their reading time
     elapsed_s: float = 0.0
     sync: SyncResult = field(default_factory=SyncResult)
@@ -84,12 +87,23 @@ class PollSummary:
         """What the last poll keeps of itself (for /healthz and /metrics)."""
         return {**self.as_json(), "elapsed_s": round(self.elapsed_s, 3)}
 
-    def line(self) -> str:
+    def held_json(self) -> dict[str, int | str | None]:
+        """The feeds held back (`digest poll --json` adds it): ``skipped`` backing off or asked
+        to wait, until when the first of them (UTC), and ``gone`` (answered 410)."""
+        h = self.held
+        return {
+            "skipped": h.count(Hold.BACKING_OFF, Hold.ASKED_TO_WAIT),
+            "skipped_until": h.until.isoformat() if h.until else None,
+            "gone": h.count(Hold.GONE),
+        }
+
+    def line(self, zone: str = "UTC") -> str:
+        """The summary in words; times in ``zone`` (the newsletter's, for people)."""
         return (
             f"polled {counted(self.feeds, 'feed')}: {self.new_posts:,} new "
             f"{plural('post', self.new_posts)}, {self.updated_posts:,} updated, "
             f"{self.not_modified:,} not modified, {counted(self.errors, 'error')} in "
-            f"{self.elapsed_s:.1f} s" + _pages_read(self.pages)
+            f"{self.elapsed_s:.1f} s" + _pages_read(self.pages) + held_back(self.held, zone)
         )
 
 
@@ -123,6 +137,7 @@ def poll_feeds(
     *,
     now: datetime | None = None,
     due_only: bool = False,
+    force: bool = False,
     stop: threading.Event | None = None,
     client: httpx.AsyncClient | None = None,
     progress: ProgressFn | None = None,
@@ -130,7 +145,9 @@ def poll_feeds(
     """Sync with the feed list (``sources``: the OPML file's feeds), then fetch every fetchable
     feed once and store the results.
 
-    ``due_only`` (the daemon) fetches only feeds whose regular time has come. When ``stop``
+    ``due_only`` (the daemon) fetches only feeds whose regular time has come; ``force``
+    (`digest poll --force`) also those backing off after errors (never one that answered 410,
+    nor one whose server asked to wait: policy.hold). When ``stop``
     is set, no new fetch starts; fetches in flight are dropped unsaved, stores in flight finish.
     One poll at a time per database: LockedError names the poll that runs (the daemon's, or
     another `digest poll`). ``progress`` hears how far it has come, at each feed done and
@@ -140,7 +157,8 @@ def poll_feeds(
     now = now or utcnow()
     with holding(db, POLLER):
         summary = PollSummary(sync=sync_feeds(db, sources, now))
-        jobs, summary.skipped = select_jobs(db, now, due_only)
+        jobs, summary.held = select_jobs(db, now, due_only, force)
+        summary.skipped = sum(summary.held.counts.values())
         if jobs and not (stop and stop.is_set()):
             poller = _Poller(db, settings, now, stop, summary, progress)
             asyncio.run(poller.run(jobs, client))
