@@ -66,10 +66,17 @@ def test_skip_and_section_rules_from_the_list_to_the_issue(
     assert 'skip="(?i)sponsored|weeknotes"' in opml
     assert 'section="systems" sectionIf="(?i)databases"' in opml
 
-    # export, then import into another file: the rules come along.
+    # export, then import into another file: the rules are shown and dropped, unless
+    # --keep-rules (an imported file's rules are not trusted silently).
     assert run_cli(["opml", "export", "-o", "out.opml"], env).exit_code == 0
     other = {**env, "DIGEST_FEEDS_OPML": "other.opml"}
-    assert run_cli(["opml", "import", "out.opml"], other).exit_code == 0
+    dropped = run_cli(["opml", "import", "out.opml"], other)
+    assert dropped.exit_code == 0 and "sectionIf" not in (workdir / "other.opml").read_text()
+    assert 'rules dropped (skip="(?i)sponsored|weeknotes"): --keep-rules keeps them' in (
+        dropped.stderr
+    )
+    (workdir / "other.opml").unlink()
+    assert run_cli(["opml", "import", "--keep-rules", "out.opml"], other).exit_code == 0
     assert 'sectionIf="(?i)databases"' in (workdir / "other.opml").read_text()
 
     assert run_cli(["poll"], env).exit_code == 0

@@ -18,7 +18,7 @@ fails, lazy imports inside functions included.
     storage, migrations      the database
     models                   the schema
     columns, text, urls,     column widths; plain text; URLs; settings read from TOML and
-    configfile               the environment, and shown
+    configfile, patterns     the environment, and shown; feed rules' regular expressions (RE2)
     types, config            records and statuses; settings, each declared once
     errors, settingvalues,   the error tree; how setting values are read from text;
     processes, words,        whether a process runs; counts and times as people read them;
@@ -46,7 +46,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("digest.locks",),
     ("digest.storage", "digest.migrations"),
     ("digest.models",),
-    ("digest.columns", "digest.text", "digest.urls", "digest.configfile"),
+    ("digest.columns", "digest.text", "digest.urls", "digest.configfile", "digest.patterns"),
     ("digest.types", "digest.config"),
     ("digest.errors", "digest.settingvalues", "digest.processes", "digest.words", "digest"),
 )

@@ -18,7 +18,7 @@ from digest.errors import ConfigError, InputError
 from digest.feedlist.bloglists import BlogEntry, build_sources, follow_lists, read_lists
 from digest.feedlist.discover import Discovered, discover_sites
 from digest.feedlist.opml import merge_sources, parse_opml, read_opml, write_opml
-from digest.feedlist.remote import fetch_list, is_url, screen
+from digest.feedlist.remote import ImportedRules, fetch_list, is_url, screen
 from digest.types import FeedSource
 from digest.words import counted
 
@@ -117,21 +117,31 @@ def build_cmd(
 @opml_group.command("import")
 @click.argument("source")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.option(
+    "--keep-rules",
+    is_flag=True,
+    help="Keep the file's feed rules (skip, section, sectionIf) instead of dropping them.",
+)
 @pass_app
-def import_cmd(app: App, source: str, as_json: bool) -> None:
+def import_cmd(app: App, source: str, as_json: bool, keep_rules: bool) -> None:
     """Add the feeds of an OPML file to feeds.opml.
 
     SOURCE is any feed reader's OPML: a file, `-` for stdin, or an http(s) URL (fetched under
     the network policy, feeds.allow_networks). Feeds already present stay as they are; feeds
     on addresses the policy refuses (127.0.0.1, localhost, 10.x...) are skipped with a line
-    each; the feeds.opml file is created when missing.
+    each; the feeds.opml file is created when missing. The file's rules (`skip`, `section`,
+    `sectionIf`: regular expressions run on every post) are dropped, with a line showing
+    each feed's: read them, then import again with --keep-rules to keep them (a rule that is
+    too long or not an RE2 expression is dropped even then).
     """
     feeds = app.settings.feeds
     if is_url(source):
         name, data = source, fetch_list(source, feeds)
     else:
         name, data = ("<stdin>" if source == "-" else source), _read_input(Path(source))
-    read, notes = screen(parse_opml(data, origin=name), feeds)
+    rules = ImportedRules(keep=keep_rules)
+    read, notes = screen(parse_opml(data, origin=name, read_rules=rules), feeds)
+    notes = rules.notes + notes
     target = feeds.opml
     existing = read_opml(target) if target.exists() else []
     merged, added = merge_sources(existing, read)
@@ -144,6 +154,7 @@ def import_cmd(app: App, source: str, as_json: bool) -> None:
         "added": added,
         "already_present": len(read) - added,
         "skipped": skipped,
+        "rules_dropped": rules.dropped,
         "feeds": len(merged),
     }
     for note in notes:
@@ -155,6 +166,7 @@ def import_cmd(app: App, source: str, as_json: bool) -> None:
             f"{name}: {counted(added, 'feed')} added, {summary['already_present']} already "
             "present"
             + (f", {skipped} skipped" if skipped else "")
+            + (f", the rules of {counted(rules.dropped, 'feed')} dropped" if rules.dropped else "")
             + f"; {target} lists {counted(len(merged), 'feed')}"
         )
 

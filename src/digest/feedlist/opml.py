@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +12,11 @@ from lxml import etree
 
 from digest.errors import ConfigError
 from digest.feedlist.rules import ATTRIBUTES, rule_attributes, rules_from_attributes
-from digest.types import FeedSource
+from digest.types import FeedRules, FeedSource
+
+# How an outline's rules are read: checked as they are (the feed list's own files), or set
+# aside (an imported list's: feedlist/remote.py).
+RulesReader = Callable[[Mapping[str, str], str], FeedRules]
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +44,11 @@ def _parser() -> etree.XMLParser:
     )
 
 
-def parse_opml(data: bytes, origin: str = "OPML") -> list[FeedSource]:
-    """The feeds of an OPML document, each once, with its folder path as category."""
+def parse_opml(
+    data: bytes, origin: str = "OPML", read_rules: RulesReader = rules_from_attributes
+) -> list[FeedSource]:
+    """The feeds of an OPML document, each once, with its folder path as category, and
+    their rules as ``read_rules`` has them."""
     root = _parse_xml(data, origin)
     if _local(root.tag) != "opml":
         raise ConfigError(f"{origin}: not an OPML file (the root element is <{_local(root.tag)}>)")
@@ -50,7 +57,7 @@ def parse_opml(data: bytes, origin: str = "OPML") -> list[FeedSource]:
         return []
     sources: list[FeedSource] = []
     seen: set[str] = set()
-    for source in _walk(body, (), origin):
+    for source in _walk(body, (), origin, read_rules):
         if source.url not in seen:
             seen.add(source.url)
             sources.append(source)
@@ -114,24 +121,26 @@ def _parse_xml(data: bytes, origin: str) -> etree._Element:
     return root
 
 
-def _walk(node: etree._Element, folders: tuple[str, ...], origin: str) -> Iterable[FeedSource]:
+def _walk(
+    node: etree._Element, folders: tuple[str, ...], origin: str, read_rules: RulesReader
+) -> Iterable[FeedSource]:
     for outline in node:
         if not isinstance(outline.tag, str) or _local(outline.tag) != "outline":
             continue
         attrs = _attributes(outline)
         url = attrs.get(_XML_URL, "").strip()
         if url:
-            source = _source(url, attrs, folders, origin)
+            source = _source(url, attrs, folders, origin, read_rules)
             if source is not None:
                 yield source
-            yield from _walk(outline, folders, origin)
+            yield from _walk(outline, folders, origin, read_rules)
         else:
             name = (attrs.get(_TEXT) or attrs.get(_TITLE) or "").strip()
-            yield from _walk(outline, (*folders, name) if name else folders, origin)
+            yield from _walk(outline, (*folders, name) if name else folders, origin, read_rules)
 
 
 def _source(
-    url: str, attrs: dict[str, str], folders: tuple[str, ...], origin: str
+    url: str, attrs: dict[str, str], folders: tuple[str, ...], origin: str, read_rules: RulesReader
 ) -> FeedSource | None:
     http_url = _http_url(url)
     if http_url is None:
@@ -152,7 +161,7 @@ def _source(
         site_url=(attrs.get(_HTML_URL) or "").strip() or None,
         category=category,
         extra=tuple(sorted(extra.items())),
-        rules=rules_from_attributes(attrs, f"{origin}: feed {http_url}"),
+        rules=read_rules(attrs, f"{origin}: feed {http_url}"),
     )
 
 

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 
 from digest.errors import ConfigError
+from digest.patterns import pattern_problem, shown
 from digest.types import OTHER, SECTION_ORDER, FeedRules, section_for
 
 CLAUSE = re.compile(r"(?<![\w-])(?P<key>skip|section)\s*:", re.I)
@@ -83,10 +84,11 @@ def rule_attributes(rules: FeedRules) -> dict[str, str]:
 
 
 def check_pattern(pattern: str, where: str, rule: str) -> str:
-    try:
-        re.compile(pattern)
-    except re.error as e:
-        raise ConfigError(f'{where}: {rule}: bad regular expression "{pattern}": {e}') from None
+    """``pattern``, or ConfigError naming the rule when it is too long or not an RE2
+    expression (patterns.py: matching never backtracks)."""
+    problem = pattern_problem(pattern)
+    if problem is not None:
+        raise ConfigError(f"{where}: {rule}: bad regular expression {shown(pattern)}: {problem}")
     return pattern
 
 

@@ -3,11 +3,10 @@ another section by its categories (the rules themselves: feedlist/rules.py)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import replace
-from functools import lru_cache
 
+from digest.patterns import compiled
 from digest.types import FeedRules, StoredPost
 
 
@@ -25,13 +24,6 @@ def apply_rules(post: StoredPost, categories: str | None, rules: FeedRules) -> S
 
 
 def _matches(pattern: str, texts: Iterable[str]) -> bool:
-    compiled = _compiled(pattern)
-    return compiled is not None and any(compiled.search(text) for text in texts)
-
-
-@lru_cache(maxsize=1024)
-def _compiled(pattern: str) -> re.Pattern[str] | None:
-    try:
-        return re.compile(pattern)
-    except re.error:  # checked when the OPML file was read; this one was stored by hand
-        return None
+    # RE2 (patterns.py): linear in the text, so a hostile rule cannot hold a preview or a send.
+    matcher = compiled(pattern)
+    return matcher is not None and any(matcher.search(text) for text in texts)
