@@ -41,6 +41,8 @@ def test_retry_says_what_it_did_and_refuses_an_unknown_url(
     serve(http)
     env = env_for(workdir, sqlite_url, http)
     assert run_digest(["poll"], env, workdir).returncode == 0
+    listed = run_digest(["feeds"], env, workdir)
+    assert "1 feed gone (HTTP 410): `digest feeds retry URL` polls it again" in listed.stderr
     page = http.url("/page.xml")
     done = run_digest(["feeds", "retry", page], env, workdir)
     assert done.returncode == 0, done.stderr

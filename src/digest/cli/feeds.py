@@ -156,6 +156,14 @@ def list_feed_health(app: App, as_json: bool, errors_only: bool) -> None:
     failing = sum(r.long_failing for r in rows)
     if failing:
         click.echo(f"{counted(failing, 'feed')} failing for 7 days or more", err=True)
+    gone = sum(r.active and r.status == FeedStatus.GONE for r in rows)
+    if gone:
+        it = "it" if gone == 1 else "one"
+        click.echo(
+            f"{counted(gone, 'feed')} gone (HTTP 410): `digest feeds retry URL` polls {it} "
+            "again once it is back",
+            err=True,
+        )
 
 
 @feeds.command()
