@@ -24,11 +24,13 @@ from digest.delivery.subscribers import (
     unsubscribe,
 )
 from digest.errors import SendError
+from digest.locks import SENDER
 from digest.models import Delivery, Issue, Subscriber
 from digest.storage import Database, utcnow
 from digest.types import ML, SYSTEMS, UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
 from tests.conftest import wait_for
 from tests.issue_helpers import SAT, add_feed, add_post
+from tests.lock_helpers import hearing_takeovers, take_over
 from tests.smtp_helpers import FlakySMTP
 
 _numbers = itertools.count(1)
@@ -362,3 +364,35 @@ def test_several_connections_share_the_work(db: Database, sink: FlakySMTP) -> No
     assert summary.sent == 12
     assert sorted(sink.recipients()) == sorted(emails)
     assert sink.handler.ehlos == 3  # three connections, each reused
+
+
+def test_a_send_whose_lock_is_taken_over_stops_before_another_message(
+    db: Database, sink: FlakySMTP, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The duplicate-after-lost-lock scenario: the send's heartbeat was late, a newcomer took
+    the lock over (it will send again what is left 'sending'); the old send stops at once,
+    before another message, and the newcomer finishes: each subscriber gets one message."""
+    posts(db)
+    everyone = [f"reader{i}@example.com" for i in range(10)]
+    add(db, *everyone)
+    settings = settings_for(sink).replace(smtp={"connections": 1})
+    sink.handler.hold_after(3)  # the 4th message is with the server when the lock is lost
+    with hearing_takeovers(monkeypatch) as holder, ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(send_issue, db, settings, as_of=SAT)
+        try:
+            assert sink.handler.held.wait(30), "the send never reached its 4th message"
+            newcomer = take_over(db, SENDER)
+            assert holder.heard.wait(30), "the send never noticed it lost its lock"
+        finally:
+            sink.handler.release()
+        summary = sending.result(60)
+    assert len(sink.recipients()) == 4  # 3, and the one in flight: none after the takeover
+    assert (summary.sent, summary.pending) == (4, 6)
+    assert summary.aborted is not None
+    assert summary.aborted.startswith("the send lock was taken over by pid ")
+    assert "stopped early: the send lock was taken over by pid" in summary.line()
+    newcomer.release()  # the newcomer's own send: it resumes where the old one stopped
+    rest = send_issue(db, settings, as_of=SAT)
+    assert (rest.sent, rest.already, rest.resent, rest.pending) == (6, 4, 0, 0)
+    got = Counter(sink.recipients())
+    assert set(got) == set(everyone) and max(got.values()) == 1  # 0 duplicates

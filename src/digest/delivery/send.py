@@ -63,10 +63,14 @@ def send_issue(
     end = ending(newsletter, as_of, now or utcnow())
     if to is not None or dry_run:
         return _try_out(db, settings, newsletter, end, to)
-    with holding(db, SENDER, wait=wait):
-        unfinished = _finish_unfinished(db, settings, newsletter, stop)
-        if unfinished is not None and (unfinished.pending or unfinished.window_end == end.end):
-            return unfinished  # still not done, or it was the issue asked for
+    with holding(db, SENDER, wait=wait, stop=stop) as held:
+        # held.stop: the caller's stop, or the lock lost (then stop before another message:
+        # the newcomer sends again what we left 'sending').
+        unfinished = _finish_unfinished(db, settings, newsletter, held.stop)
+        if unfinished is not None and (
+            unfinished.pending or held.lost or unfinished.window_end == end.end
+        ):
+            return _lost(unfinished, held.lost)  # not done, or it was the issue asked for
         plan = plan_issue(db, newsletter, end)
         last = last_issue_end(db)
         if plan.issue_id is None and last is not None and end.end <= last:
@@ -77,7 +81,15 @@ def send_issue(
         assert recorded is not None  # not empty
         if not settings.sending_enabled:
             return _recorded_only(db, recorded)
-        return _deliver_recorded(db, settings, newsletter, recorded.id, stop)
+        summary = _deliver_recorded(db, settings, newsletter, recorded.id, held.stop)
+        return _lost(summary, held.lost)
+
+
+def _lost(summary: SendSummary, why: str | None) -> SendSummary:
+    """The summary of a send that lost its lock says so: it stopped, and why."""
+    if why is not None:
+        summary.aborted = why
+    return summary
 
 
 def _finish_unfinished(
