@@ -406,3 +406,74 @@ def test_spamassassin_scores_a_sent_message_below_2(
     assert match, report[-2000:]
     print(f"spamassassin score {match.group(1)} for a {len(raw)} byte message")  # pytest -s
     assert float(match.group(1)) < 2.0, report[report.find("Content analysis details") :]
+
+
+def test_a_send_after_a_crash_says_it_resumed_the_issue(
+    workdir: Path, sqlite_url: str, sink: FlakySMTP
+) -> None:
+    """kill -9 mid-send, then a plain `digest send --json` days later: it delivers the rest of
+    issue #1 and says so (mode resumed, K sent), not {"mode": "empty", "sent": 0}."""
+    env = env_for(sqlite_url, sink)
+    everyone = [f"reader{i:02d}@example.com" for i in range(20)]
+    (workdir / "list.txt").write_text("\n".join(everyone) + "\n")
+    assert "20 added" in cli(["subscribers", "import", "list.txt"], env)
+    week_of_posts(sqlite_url)
+    sink.handler.hold_after(5)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digest", "send", "--as-of", "2026-01-10T08:00Z"],
+        env=digest_env(env), cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert sink.handler.held.wait(60), "the send never reached its 6th message"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(10)
+    sink.handler.release()
+    before = delivery_counts(sqlite_url)
+    resumed = run_digest(["send", "--json"], env, workdir)  # no --as-of: the week ends now
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert (summary["mode"], summary["issue"]) == ("resumed", 1), summary  # not "empty"
+    assert summary["left"] == 0
+    assert summary["reason"] is None
+    assert summary["sent"] == 20 - before.get("sent", 0) and summary["sent"] >= 15
+    assert summary["resent"] == before.get("sending", 0)
+    assert summary["then"]["mode"] == "empty"  # and nothing new since issue #1
+    assert set(sink.recipients()) == set(everyone)
+    assert delivery_counts(sqlite_url) == {"sent": 20}
+
+
+def test_smtp_down_the_send_says_why_then_resumes(workdir: Path, sqlite_url: str) -> None:
+    """SMTP down: `digest send` leaves the messages for later and says why in its line (the
+    SMTP error), exit 1; with the server back, the next send resumes them and says so."""
+    closed = free_port()  # nothing listens there
+    env = {
+        "DIGEST_DATABASE_URL": sqlite_url,
+        "DIGEST_SMTP_HOST": "127.0.0.1",
+        "DIGEST_SMTP_PORT": str(closed),
+        "DIGEST_NEWSLETTER_FROM": "Weekend Reading <news@example.org>",
+        "DIGEST_NEWSLETTER_BASE_URL": "https://digest.example.org",
+    }
+    for email in ("ann@example.com", "bob@example.com"):
+        cli(["subscribers", "add", email], env)
+    week_of_posts(sqlite_url)
+    # Each message is tried 4 times, 1 + 2 + 4 s apart (the retry's backoff, not a wait).
+    failed = run_digest(["send", "--as-of", "2026-01-10T08:00Z"], env, workdir)
+    assert failed.returncode == 1, failed.stderr
+    line = failed.stdout.strip()
+    assert line.startswith("issue #1: 0 sent, 0 failed, 0 skipped, 2 left for the next"), line
+    assert f"; the last SMTP error: cannot connect to 127.0.0.1:{closed}: " in line
+    sink = FlakySMTP()
+    try:
+        up = run_digest(["send", "--json"], env | {"DIGEST_SMTP_PORT": str(sink.port)}, workdir)
+    finally:
+        sink.close()
+    assert up.returncode == 0, up.stderr
+    summary = json.loads(up.stdout)
+    assert (summary["mode"], summary["sent"], summary["left"], summary["reason"]) == (
+        "resumed",
+        2,
+        0,
+        None,
+    )
+    assert sorted(sink.recipients()) == ["ann@example.com", "bob@example.com"]

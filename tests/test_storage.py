@@ -145,3 +145,39 @@ def test_an_older_sqlite_schema_is_copied_before_it_is_upgraded(
     assert not copy.exists()
     Database(f"sqlite:///{workdir / 'new.db'}").dispose()  # a new database: nothing to copy
     assert sorted(p.name for p in workdir.iterdir()) == ["digest.db", "new.db"]
+
+
+def test_a_database_that_fails_is_a_storage_error_a_bug_stays_a_bug(db: Database) -> None:
+    """Only what the database (or the data) does becomes the one-line StorageError; bad SQL
+    and a misused API propagate as the bugs they are, not as "database error" one-liners."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import (
+        InvalidRequestError,
+        OperationalError,
+        ProgrammingError,
+        StatementError,
+    )
+
+    from digest.errors import StorageError
+    from digest.models import Meta
+
+    with pytest.raises(StatementError) as caught, db.session() as s:  # a bind left unset
+        s.execute(text("SELECT :missing"))
+    assert isinstance(caught.value.orig, InvalidRequestError)
+    with pytest.raises(InvalidRequestError), db.session() as s:  # not a mapped object
+        s.add(object())
+    # SQLite's driver refuses a wrong count of bindings; PostgreSQL, bad SQL: ProgrammingError.
+    bad = "SELECT ?" if db.is_sqlite else "SELECT FROM WHERE"
+    args = (1, 2) if db.is_sqlite else ()
+    with pytest.raises(ProgrammingError), db.session() as s:
+        s.connection().exec_driver_sql(bad, args)
+    # The database failing: the one line, its cause kept.
+    busy = OperationalError("UPDATE meta", {}, Exception("database is locked"))
+    with pytest.raises(StorageError, match="database is locked") as wrapped, db.session():
+        raise busy
+    assert wrapped.value.__cause__ is busy
+    # A constraint (a race: another process inserted the same key) is the database's answer.
+    db.set_meta("k", "v")
+    with pytest.raises(StorageError, match="database error while talking"), db.session() as s:
+        s.add(Meta(key="k", value="again"))
+        s.flush()

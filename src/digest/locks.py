@@ -36,6 +36,8 @@ WHAT = {DAEMON: "digest daemon", SENDER: "send", POLLER: "poll"}
 LOCK_KEY = "daemon_lock"  # the daemon's row; the others are "<name>_lock" too
 WAIT_EVERY = 1.0  # seconds between tries of a lock that is waited for
 HEARTBEAT_EVERY = timedelta(seconds=10)
+# How often a holder's stop looks at its caller's stop while it waits (a send's retry pause).
+OUTER_CHECK_S = 0.1
 # A holder whose heartbeat is this old is presumed dead (another host, a frozen VM); on our
 # own host a dead pid is noticed at once.
 STALE_AFTER = timedelta(seconds=60)
@@ -217,21 +219,64 @@ class DaemonLock(DatabaseLock):
         super().__init__(db, DAEMON, stale_after=stale_after)
 
 
+class StopOrLost(threading.Event):
+    """What a lock's holder checks to know it must stop: set when the caller's ``outer`` stop
+    is (a daemon stopping), or when the lock is found taken over (set by the heartbeat)."""
+
+    def __init__(self, outer: threading.Event | None = None) -> None:
+        super().__init__()
+        self.outer = outer
+
+    def is_set(self) -> bool:
+        return super().is_set() or (self.outer is not None and self.outer.is_set())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self.outer is None:
+            return super().wait(timeout)
+        # Two events can't be waited for at once: look at the outer one every OUTER_CHECK_S.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = OUTER_CHECK_S if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                return False
+            super().wait(min(left, OUTER_CHECK_S))
+        return True
+
+
+class Held:
+    """A lock held for a block (see ``holding``): ``stop`` is what the holder checks, set when
+    its caller asks it to stop or the moment the heartbeat finds the lock taken over; ``lost``
+    then says by whom. A holder that lost its lock must write nothing more: the newcomer
+    takes its unfinished work for a dead run's (a send's 'sending' rows go again)."""
+
+    def __init__(self, holder: LockHolder, stop: threading.Event | None) -> None:
+        self.holder = holder
+        self.stop = StopOrLost(stop)
+        self.lost: str | None = None
+
+    def lose(self, why: str) -> None:
+        self.lost = why
+        self.stop.set()
+
+
 @contextlib.contextmanager
-def holding(db: Database, name: str, *, wait: bool = False) -> Iterator[LockHolder]:
+def holding(
+    db: Database, name: str, *, wait: bool = False, stop: threading.Event | None = None
+) -> Iterator[Held]:
     """Hold lock ``name`` for the block, its heartbeat kept fresh by a thread; LockedError
     naming the holder when another process has it, unless ``wait``, which tries again every
-    second (saying once, in the log, whom it waits for)."""
+    second (saying once, in the log, whom it waits for). The block checks the Held's
+    ``stop``: ``stop`` given here, or the lock lost."""
     lock = DatabaseLock(db, name)
-    me = _acquire(lock, wait)
-    stop = threading.Event()
-    beat = threading.Thread(target=_beat, args=(lock, stop), name=f"digest-{name}-lock")
+    held = Held(_acquire(lock, wait), stop)
+    end = threading.Event()
+    beat = threading.Thread(target=_beat, args=(lock, end, held), name=f"digest-{name}-lock")
     beat.daemon = True
     beat.start()
     try:
-        yield me
+        yield held
     finally:
-        stop.set()
+        end.set()
         beat.join()
         lock.release()
 
@@ -250,14 +295,26 @@ def _acquire(lock: DatabaseLock, wait: bool) -> LockHolder:
         time.sleep(WAIT_EVERY)
 
 
-def _beat(lock: DatabaseLock, stop: threading.Event) -> None:
-    while not stop.wait(HEARTBEAT_EVERY.total_seconds()):
+def _beat(lock: DatabaseLock, end: threading.Event, held: Held) -> None:
+    while not end.wait(HEARTBEAT_EVERY.total_seconds()):
         try:
             if not lock.heartbeat():
-                log.error("the %s lock was taken over while held", WHAT[lock.name])
+                _lost(lock, held)
                 return
         except DigestError as e:
             log.warning("could not refresh the %s lock: %s", WHAT[lock.name], e)
+
+
+def _lost(lock: DatabaseLock, held: Held) -> None:
+    """Taken over (our heartbeat was late): stop the holder at once, saying who has it now."""
+    what = WHAT[lock.name]
+    try:
+        now_held = read_holder(lock.db, lock.name)
+    except DigestError:
+        now_held = None
+    by = f" by {now_held.describe()}" if now_held is not None else ""
+    held.lose(f"the {what} lock was taken over{by}")
+    log.error("the %s lock was taken over while held%s: stopping this %s", what, by, what)
 
 
 def _lock_row(s: Session, key: str) -> Meta | None:

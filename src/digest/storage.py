@@ -15,7 +15,14 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    NotSupportedError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.errors import NoDatabaseError, StorageError
@@ -28,13 +35,32 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 @contextlib.contextmanager
 def wrap_db_errors(doing: str, url: str | None = None) -> Iterator[None]:
-    """Turn SQLAlchemy's exceptions into one-line StorageErrors (never showing the password
-    of ``url``)."""
+    """Turn what the database does (see is_operational) into one-line StorageErrors (never
+    showing the password of ``url``); a bug of ours (bad SQL, a misused session) propagates
+    as the bug it is, its traceback and all."""
     try:
         yield
     except SQLAlchemyError as e:
+        if not is_operational(e):
+            raise
         detail = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
         raise StorageError(f"database error while {doing}: {scrub(detail, url)}") from e
+
+
+def is_operational(error: SQLAlchemyError) -> bool:
+    """Whether an error comes from the database or the data rather than from our code: the
+    server gone or locked (OperationalError, InterfaceError, a dropped connection, the pool
+    exhausted), a constraint or a value it refuses (IntegrityError, DataError: a race, a
+    hostile value), a fault inside it (InternalError), a file that is not a database. Bad SQL
+    (ProgrammingError, NotSupportedError) and a misused API (InvalidRequestError and the other
+    errors SQLAlchemy raises itself) are bugs."""
+    if isinstance(error, DisconnectionError | PoolTimeoutError):
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    return not isinstance(error, ProgrammingError | NotSupportedError)
 
 
 def scrub(text: str, url: str | None) -> str:

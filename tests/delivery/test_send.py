@@ -24,11 +24,13 @@ from digest.delivery.subscribers import (
     unsubscribe,
 )
 from digest.errors import SendError
+from digest.locks import SENDER
 from digest.models import Delivery, Issue, Subscriber
 from digest.storage import Database, utcnow
 from digest.types import ML, SYSTEMS, UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
-from tests.conftest import wait_for
+from tests.conftest import free_port, wait_for
 from tests.issue_helpers import SAT, add_feed, add_post
+from tests.lock_helpers import hearing_takeovers, take_over
 from tests.smtp_helpers import FlakySMTP
 
 _numbers = itertools.count(1)
@@ -362,3 +364,80 @@ def test_several_connections_share_the_work(db: Database, sink: FlakySMTP) -> No
     assert summary.sent == 12
     assert sorted(sink.recipients()) == sorted(emails)
     assert sink.handler.ehlos == 3  # three connections, each reused
+
+
+def test_a_send_whose_lock_is_taken_over_stops_before_another_message(
+    db: Database, sink: FlakySMTP, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The duplicate-after-lost-lock scenario: the send's heartbeat was late, a newcomer took
+    the lock over (it will send again what is left 'sending'); the old send stops at once,
+    before another message, and the newcomer finishes: each subscriber gets one message."""
+    posts(db)
+    everyone = [f"reader{i}@example.com" for i in range(10)]
+    add(db, *everyone)
+    settings = settings_for(sink).replace(smtp={"connections": 1})
+    sink.handler.hold_after(3)  # the 4th message is with the server when the lock is lost
+    with hearing_takeovers(monkeypatch) as holder, ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(send_issue, db, settings, as_of=SAT)
+        try:
+            assert sink.handler.held.wait(30), "the send never reached its 4th message"
+            newcomer = take_over(db, SENDER)
+            assert holder.heard.wait(30), "the send never noticed it lost its lock"
+        finally:
+            sink.handler.release()
+        summary = sending.result(60)
+    assert len(sink.recipients()) == 4  # 3, and the one in flight: none after the takeover
+    assert (summary.sent, summary.pending) == (4, 6)
+    assert summary.aborted is not None
+    assert summary.aborted.startswith("the send lock was taken over by pid ")
+    assert "stopped early: the send lock was taken over by pid" in summary.line()
+    newcomer.release()  # the newcomer's own send: it resumes where the old one stopped
+    rest = send_issue(db, settings, as_of=SAT)
+    assert (rest.sent, rest.already, rest.resent, rest.pending) == (6, 4, 0, 0)
+    got = Counter(sink.recipients())
+    assert set(got) == set(everyone) and max(got.values()) == 1  # 0 duplicates
+
+
+def test_a_resumed_send_says_what_it_did_then_that_nothing_is_new(
+    db: Database, sink: FlakySMTP
+) -> None:
+    """A crash left issue #1 part-delivered; a later `digest send` delivers the rest and says
+    so ("resumed issue #1: 3 sent"), then that there is nothing new: not "nothing to send"
+    alone, as if it had done nothing."""
+    posts(db)
+    add(db, *(f"reader{i}@example.com" for i in range(4)))
+    settings = settings_for(sink)
+    assert send_issue(db, settings, as_of=SAT).sent == 4
+    with db.session() as s:  # as a kill -9 leaves it: one in flight, two not yet tried
+        ids = s.scalars(select(Delivery.id).order_by(Delivery.id)).all()
+        s.execute(update(Delivery).where(Delivery.id.in_(ids[1:3])).values(status="pending"))
+        s.execute(update(Delivery).where(Delivery.id == ids[3]).values(status="sending"))
+        s.execute(update(Issue).values(status="recorded"))
+    summary = send_issue(db, settings, now=SAT + timedelta(days=3))
+    assert (summary.mode, summary.issue, summary.sent, summary.already) == ("resumed", 1, 3, 1)
+    assert summary.then is not None and summary.then.mode == "empty"
+    line = summary.line()
+    assert line.startswith("resumed issue #1: 3 sent, 0 failed, 0 skipped, 1 sent before")
+    assert "; then nothing to send: no new posts from" in line
+    data = summary.as_json()
+    assert (data["mode"], data["sent"], data["left"], data["reason"]) == ("resumed", 3, 0, None)
+    assert data["then"]["mode"] == "empty"
+
+
+def test_smtp_down_the_summary_says_why_messages_are_left(db: Database) -> None:
+    add(db, "a@example.com", "b@example.com")
+    issue = new_issue(db)
+    closed = free_port()  # nothing listens: the SMTP server is down
+    settings = Settings().replace(
+        smtp={"host": "127.0.0.1", "port": closed},
+        newsletter={"from_addr": "n@example.org", "base_url": "https://d.example.org"},
+    )
+    summary = deliver(db, settings, issue, Renders(), attempts=2, backoff=0.0)
+    assert (summary.sent, summary.pending, summary.aborted) == (0, 2, None)
+    why = f"cannot connect to 127.0.0.1:{closed}: "
+    assert summary.reason() is not None and summary.reason().startswith(why)  # type: ignore[union-attr]
+    line = summary.line()
+    assert "2 left for the next `digest send`" in line
+    assert f"; the last SMTP error: {why}" in line and "\n" not in line
+    data = summary.as_json()
+    assert (data["left"], data["reason"]) == (2, summary.reason())

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from digest.config import Settings
+from digest.errors import LockedError
 from digest.feedlist.opml import read_opml
 from digest.ingest import poll as poll_module
 from digest.ingest import worker as parse_rows
@@ -20,11 +21,13 @@ from digest.ingest import writer as writer_module
 from digest.ingest.feedsync import sync_feeds
 from digest.ingest.health import list_feeds
 from digest.ingest.poll import poll_feeds
+from digest.locks import POLLER
 from digest.models import Feed, Fetch, Post
 from digest.settingvalues import parse_networks
 from digest.storage import Database
 from digest.types import FeedSource, FeedStatus
 from tests.conftest import LOOPBACK, wait_for
+from tests.lock_helpers import hearing_takeovers, take_over
 from tests.poll_helpers import Item, atom, items, rss, write_opml
 from tests.servers import FeedServer, Request, Response
 
@@ -593,3 +596,33 @@ def test_a_store_that_fails_counts_as_an_error(env: Setup, monkeypatch: pytest.M
     assert (summary.feeds, summary.new_posts, summary.errors) == (2, 2, 1)
     bad = env.feed("/bad.xml")
     assert bad.status == FeedStatus.ERROR and "cannot store" in (bad.last_error or "")
+
+
+def test_a_poll_whose_lock_is_taken_over_stops_at_once(
+    env: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another poll took the lock over (this one's heartbeat was late): this one drops its
+    fetches in flight, starts no other, and fails with a line saying who has the lock."""
+    for i in range(12):
+        env.http.route(f"/f{i}", Response(200, rss(1, site=f"https://b{i}.example")))
+    env.feeds(*[("ML", f"F{i}", f"/f{i}") for i in range(12)])
+    env.settings = env.settings.replace(feeds={"per_host": 2, "concurrency": 2})
+    env.http.hold_after(2)  # two answered; the next two are held when the lock is lost
+    with hearing_takeovers(monkeypatch) as holder, ThreadPoolExecutor(1) as pool:
+        polling = pool.submit(env.poll)
+        try:
+            assert env.http.held.wait(30), "the poll never reached its third feed"
+            newcomer = take_over(env.db, POLLER)
+            assert holder.heard.wait(30), "the poll never noticed it lost its lock"
+            with pytest.raises(LockedError, match="the poll lock was taken over by pid") as e:
+                polling.result(60)
+        finally:
+            env.http.release()
+    assert "this poll stopped (polled" in str(e.value)
+    assert len(env.http.requests) <= 4  # the 2 answered and the 2 held: none started after
+    with env.db.session() as s:
+        fetched = s.scalar(select(func.count()).where(Feed.last_fetched_at.is_not(None)))
+    assert fetched is not None and fetched <= 2
+    newcomer.release()
+    summary = env.poll(T0 + timedelta(minutes=1))  # the next poll fetches the rest
+    assert summary.errors == 0

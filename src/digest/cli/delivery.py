@@ -287,7 +287,7 @@ def send(
             what = r["subject"] if r["gets"] else f"nothing ({r['why_not']})"
             click.echo(f"{r['email']}  [{sections}]  {what}")
         click.echo(summary.line(app.settings.newsletter.timezone))
-    if summary.pending:
+    if summary.left():
         raise click.exceptions.Exit(1)
 
 

@@ -29,7 +29,7 @@ from digest.feedlist.listsync import sync_feed_list
 from digest.issue.sendtimes import SendSchedule
 from digest.settingvalues import format_duration
 from digest.storage import Database, utcnow
-from digest.words import utc_time
+from digest.words import counted, utc_time
 
 log = logging.getLogger(__name__)
 
@@ -180,11 +180,11 @@ class Sends:
                 log.exception("send failed unexpectedly")
             self._retry(action.due, str(e) or type(e).__name__)
             return False
-        if not _complete(summary):
+        if not summary.complete():
             if self.stop.is_set():
                 log.info("send: stopped part-way; the next start completes it")
             else:
-                self._retry(action.due, "some deliveries are not done yet")
+                self._retry(action.due, _not_done(summary))
             return False
         self._save(handled(state, action.due))
         self._log_send(action.due, summary)
@@ -205,6 +205,8 @@ class Sends:
         self.db.set_meta(SEND_STATE_KEY, state.to_json())
 
 
-def _complete(summary: SendSummary) -> bool:
-    """Did the send finish every delivery? (A stop or transient failures leave some for later.)"""
-    return not (summary.stopped or summary.aborted or summary.pending)
+def _not_done(summary: SendSummary) -> str:
+    """Why a send is not done, for the retry's line: what is left, and the SMTP error."""
+    why = summary.reason() or (summary.then.reason() if summary.then is not None else None)
+    left = counted(summary.left(), "message")
+    return f"{left} not sent yet" + (f": {why}" if why else "")

@@ -31,7 +31,7 @@ from digest.issue.plan import (
     render_plan,
     render_recorded,
 )
-from digest.locks import SENDER, holding
+from digest.locks import SENDER, Held, holding
 from digest.models import Issue, Subscriber
 from digest.storage import Database, utcnow
 from digest.types import DeliveryStatus, IssueStatus, RenderedEmail
@@ -63,21 +63,41 @@ def send_issue(
     end = ending(newsletter, as_of, now or utcnow())
     if to is not None or dry_run:
         return _try_out(db, settings, newsletter, end, to)
-    with holding(db, SENDER, wait=wait):
-        unfinished = _finish_unfinished(db, settings, newsletter, stop)
-        if unfinished is not None and (unfinished.pending or unfinished.window_end == end.end):
-            return unfinished  # still not done, or it was the issue asked for
-        plan = plan_issue(db, newsletter, end)
-        last = last_issue_end(db)
-        if plan.issue_id is None and last is not None and end.end <= last:
-            return _covered(plan, last)
-        if plan.empty:
-            return _empty(plan)
-        recorded = record_issue(db, newsletter, plan)
-        assert recorded is not None  # not empty
-        if not settings.sending_enabled:
-            return _recorded_only(db, recorded)
-        return _deliver_recorded(db, settings, newsletter, recorded.id, stop)
+    with holding(db, SENDER, wait=wait, stop=stop) as held:
+        # held.stop: the caller's stop, or the lock lost (then stop before another message:
+        # the newcomer sends again what we left 'sending').
+        resumed = _finish_unfinished(db, settings, newsletter, held.stop)
+        if resumed is None:
+            return _send_new(db, settings, newsletter, end, held)
+        # The summary says what this run did: that issue's deliveries, then what came next.
+        if not (resumed.pending or held.lost or resumed.window_end == end.end):
+            resumed.then = _send_new(db, settings, newsletter, end, held)
+        return _lost(resumed, held.lost)  # not done, or it was the issue asked for
+
+
+def _send_new(
+    db: Database, settings: Settings, newsletter: Newsletter, end: Ending, held: Held
+) -> SendSummary:
+    """The issue ending at ``end``: recorded and delivered, or why there is none to send."""
+    plan = plan_issue(db, newsletter, end)
+    last = last_issue_end(db)
+    if plan.issue_id is None and last is not None and end.end <= last:
+        return _covered(plan, last)
+    if plan.empty:
+        return _empty(plan)
+    recorded = record_issue(db, newsletter, plan)
+    assert recorded is not None  # not empty
+    if not settings.sending_enabled:
+        return _recorded_only(db, recorded)
+    summary = _deliver_recorded(db, settings, newsletter, recorded.id, held.stop)
+    return _lost(summary, held.lost)
+
+
+def _lost(summary: SendSummary, why: str | None) -> SendSummary:
+    """The summary of a send that lost its lock says so: it stopped, and why."""
+    if why is not None:
+        summary.aborted = why
+    return summary
 
 
 def _finish_unfinished(
@@ -93,7 +113,9 @@ def _finish_unfinished(
         )
     if issue_id is None:
         return None
-    return _deliver_recorded(db, settings, newsletter, issue_id, stop)
+    summary = _deliver_recorded(db, settings, newsletter, issue_id, stop)
+    summary.mode = "resumed"
+    return summary
 
 
 def _deliver_recorded(

@@ -192,6 +192,7 @@ def _settle(
         streak.count = 0
     except TransientSendError as e:
         dlog.finish(row, DeliveryStatus.PENDING, str(e))
+        summary.last_error = str(e)
         streak.count += 1
         if streak.count >= GIVE_UP_AFTER:
             summary.aborted = f"the SMTP server keeps failing ({e})"

@@ -14,7 +14,7 @@ from digest.words import counted, show_span, show_time
 class SendSummary:
     """What one `digest send` did (or, dry run, would do)."""
 
-    mode: str = "send"  # send | dry-run | test | off | empty | covered
+    mode: str = "send"  # send | resumed | dry-run | test | off | empty | covered
     issue: int | None = None
     subject: str | None = None
     window_start: datetime | None = None
@@ -30,11 +30,14 @@ class SendSummary:
     failures: list[str] = field(default_factory=list)  # why each failed one failed
     stopped: bool = False
     aborted: str | None = None
+    last_error: str | None = None  # the last SMTP error that left a message for later
     test_to: str | None = None
     recipients: list[dict[str, Any]] = field(default_factory=list)  # dry run: who gets what
     sending: bool = True  # smtp.host is set (a dry run says what a real send would do)
     covered_until: datetime | None = None  # covered: the last issue's end, past the one asked
     seconds: float = 0.0
+    # resumed: what this run did next, after finishing the issue a crash or stop left.
+    then: SendSummary | None = None
 
     def line(self, zone: str = "UTC") -> str:
         """What the send did in a line, its times in ``zone`` (people's; logs keep UTC)."""
@@ -55,6 +58,8 @@ class SendSummary:
             return f"test copy of {name} sent to {self.test_to}; nothing recorded"
         if self.mode == "dry-run":
             return self._dry_run_line(name)
+        if self.mode == "resumed":
+            name = f"resumed {name}"
         parts = [f"{self.sent} sent", f"{self.failed} failed", f"{self.skipped} skipped"]
         if self.already:
             parts.append(f"{self.already} sent before")
@@ -72,7 +77,28 @@ class SendSummary:
             line += f"; stopped early: {self.aborted}"
         elif self.stopped:
             line += "; stopped on request"
+        elif self.pending and self.last_error:
+            line += f"; the last SMTP error: {self.last_error}"
+        if self.then is not None:
+            line += f"; then {self.then.line(zone)}"
         return line
+
+    def reason(self) -> str | None:
+        """Why deliveries are left, in a line (None when none is, or none was tried)."""
+        if self.aborted:
+            return self.aborted
+        if self.stopped:
+            return "stopped on request"
+        return self.last_error if self.pending else None
+
+    def left(self) -> int:
+        """The deliveries left for a later run, this issue's and what followed's."""
+        return self.pending + (self.then.left() if self.then is not None else 0)
+
+    def complete(self) -> bool:
+        """Did the run finish every delivery? (A stop or transient failures leave some.)"""
+        done = not (self.stopped or self.aborted or self.pending)
+        return done and (self.then is None or self.then.complete())
 
     def _dry_run_line(self, name: str) -> str:
         gets = sum(1 for r in self.recipients if r["gets"])
@@ -105,6 +131,8 @@ class SendSummary:
             k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()
         }
         data["seconds"] = round(self.seconds, 3)
+        data["left"], data["reason"] = self.pending, self.reason()
+        data["then"] = self.then.as_json() if self.then is not None else None
         if self.mode != "dry-run":
             del data["recipients"]
         return data

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 import httpx
 
 from digest.config import Settings
-from digest.errors import FetchError, ParseError
+from digest.errors import FetchError, LockedError, ParseError
 from digest.ingest import policy
 from digest.ingest.feedstore import (
     Stored,
@@ -151,19 +151,24 @@ def poll_feeds(
     is set, no new fetch starts; fetches in flight are dropped unsaved, stores in flight finish.
     One poll at a time per database: LockedError names the poll that runs (the daemon's, or
     another `digest poll`). ``progress`` hears how far it has come, at each feed done and
-    every PROGRESS_EVERY_S. Raises StorageError when the database fails.
+    every PROGRESS_EVERY_S. Raises StorageError when the database fails, LockedError when
+    another poll took the lock over (this poll's heartbeat was late): it stops at once.
     """
     started = time.monotonic()
     now = now or utcnow()
-    with holding(db, POLLER):
+    with holding(db, POLLER, stop=stop) as held:
+        # held.stop: the caller's stop, or the lock lost (another poll took it over).
         summary = PollSummary(sync=sync_feeds(db, sources, now))
         jobs, summary.held = select_jobs(db, now, due_only, force)
         summary.skipped = sum(summary.held.counts.values())
-        if jobs and not (stop and stop.is_set()):
-            poller = _Poller(db, settings, now, stop, summary, progress)
+        if jobs and not held.stop.is_set():
+            poller = _Poller(db, settings, now, held.stop, summary, progress)
             asyncio.run(poller.run(jobs, client))
         elif jobs:
             summary.skipped += len(jobs)
+        if held.lost:
+            # Whatever it fetched is stored; the rest is the newcomer's: fail this round.
+            raise LockedError(f"{held.lost}: this poll stopped ({summary.line()})")
         prune_fetches(db, now)
         summary.elapsed_s = time.monotonic() - started
         record_poll(db, now, summary.record(), summary.fetches)
