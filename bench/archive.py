@@ -64,6 +64,21 @@ def build(url: str, issues: int) -> None:
     db.dispose()
 
 
+def next_issue(url: str, number: int) -> None:
+    """One more sent issue, a copy of the newest, a week later."""
+    db = Database(url)
+    with db.session() as s:
+        model = s.scalar(select(Issue).order_by(Issue.number.desc()).limit(1))
+        assert model is not None
+        row = {c.name: getattr(model, c.name) for c in Issue.__table__.columns if c.name != "id"}
+        week = timedelta(days=7)
+        s.execute(insert(Issue), [{**row, "number": number, "subject": f"Issue #{number}",
+                                   "window_start": model.window_start + week,
+                                   "window_end": model.window_end + week,
+                                   "created_at": model.created_at + week}])  # fmt: skip
+    db.dispose()
+
+
 def timed(
     conn: http.client.HTTPConnection, path: str, headers: dict[str, str]
 ) -> tuple[float, Any]:
@@ -117,6 +132,12 @@ def main() -> None:
             print(f"GET {path} at {args.issues} issues: 200 {med(full):.1f} ms ({size} bytes, "
                   f"first {full[0]:.1f} ms); If-None-Match {status} {med(cond_etag):.1f} ms"
                   f"{since}")  # fmt: skip
+        # The next week's issue: the feed built again, one new entry parsed (not 20).
+        next_issue(url, args.issues + 1)
+        feed_ms, _ = timed(conn, "/feed.xml", {})
+        archive_ms, _ = timed(conn, "/", {})
+        print(f"after issue #{args.issues + 1} is recorded: GET /feed.xml 200 {feed_ms:.1f} ms, "
+              f"GET / 200 {archive_ms:.1f} ms")  # fmt: skip
         conn.close()
     finally:
         server.terminate()
