@@ -76,7 +76,7 @@ def archive_page(db: Database, page: int, per_page: int) -> list[RecordedIssue]:
             Issue.post_count,
             Issue.created_at,
             Issue.pick_titles,
-        )  # fmt: skip
+        )
         .order_by(Issue.number.desc())
         .offset((page - 1) * per_page)
         .limit(per_page)
