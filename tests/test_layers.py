@@ -161,6 +161,34 @@ def test_imports_down_and_within_a_unit_pass() -> None:
     assert violations("digest.ingest.poll", source) == []
 
 
+def orm_reaches(module: str, source: str) -> list[str]:
+    """Each import of the schema or of SQLAlchemy in ``source``: web/ reads and writes through
+    the services below it (issue/archive.py, delivery/...), never the ORM itself."""
+    found = [f"{module}:{line} imports {name}" for line, name in imported_modules(module, source)
+             if unit_of(name) == "digest.models"]  # fmt: skip
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            found += [f"{module}:{node.lineno} imports {name}" for name in names
+                      if name and name.split(".")[0] == "sqlalchemy"]  # fmt: skip
+    return found
+
+
+def test_the_web_reaches_the_database_only_through_services() -> None:
+    web = [m for m in MODULES if unit_of(m) == "digest.web"]
+    found = [v for m in web for v in orm_reaches(m, MODULES[m].read_text())]
+    assert web and found == [], "\n".join(found)
+
+
+def test_an_orm_import_in_the_web_fails() -> None:
+    source = "from digest.models import Issue\nimport sqlalchemy.orm\nfrom sqlalchemy import select"
+    assert orm_reaches("digest.web.feed", source) == [
+        "digest.web.feed:1 imports digest.models",
+        "digest.web.feed:2 imports sqlalchemy.orm",
+        "digest.web.feed:3 imports sqlalchemy",
+    ]
+
+
 def test_every_subpackage_says_what_it_owns_in_one_line() -> None:
     for init in PACKAGE.glob("*/__init__.py"):
         if init.parent.name == "migrations":

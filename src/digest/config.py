@@ -275,6 +275,10 @@ class WebSettings:
     welcome: bool = setting(
         True, parse_bool, "mail a short welcome with the latest issue's link once confirmed"
     )
+    # Each entry carries a whole issue (up to 90 KB): 20 keep the feed under 2 MB.
+    feed_issues: int = setting(
+        20, parse_int(1, 100), "issues /feed.xml carries, the newest finished ones"
+    )
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,13 @@ import pytest
 
 from digest.config import Settings
 from digest.errors import InputError
+from digest.issue.archive import web_version
 from digest.issue.plan import (
     parse_as_of,
     plan_issue,
     record_issue,
     render_plan,
     render_recorded,
-    web_version,
 )
 from digest.storage import Database
 from digest.types import ML, SYSTEMS, UNSUBSCRIBE_PLACEHOLDER

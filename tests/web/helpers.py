@@ -7,7 +7,8 @@ import contextlib
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
@@ -15,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import event, insert, select
 
 from digest.config import Settings
-from digest.models import Subscriber, SubscriberEvent
+from digest.models import Issue, Subscriber, SubscriberEvent
 from digest.storage import Database
+from digest.types import UNSUBSCRIBE_PLACEHOLDER
 from tests.conftest import digest_env, free_port, wait_for
 from tests.servers import SMTPSink
 
@@ -117,3 +119,46 @@ def serving(
         process.terminate()
         process.wait(10)
         log.close()
+
+
+WEEK = timedelta(days=7)
+
+
+def add_issues(db: Database, numbers: Iterable[int], status: str = "sent") -> None:
+    """Issues written straight into the database (one executemany: years of history in a
+    moment), issue N's window ending N weeks after 2020-01-04, its HTML with the placeholder
+    of a personal link (the web puts the archive there)."""
+    first = datetime(2020, 1, 4, 8, 0, tzinfo=UTC)
+    rows = [
+        {
+            "number": n,
+            "window_start": first + (n - 1) * WEEK,
+            "window_end": first + n * WEEK,
+            "created_at": first + n * WEEK,
+            "subject": f"Weekend Reading #{n}",
+            "html": f'<html><body><p>Issue {n}</p><a href="{UNSUBSCRIBE_PLACEHOLDER}">'
+            "unsubscribe</a></body></html>",
+            "text": "",
+            "post_count": 3,
+            "status": status,
+            "pick_titles": f'["Pick of #{n}"]',
+        }  # fmt: skip
+        for n in numbers
+    ]
+    with db.session() as s:
+        s.execute(insert(Issue), rows)
+
+
+@contextlib.contextmanager
+def statements(db: Database) -> Iterator[list[str]]:
+    """The SQL statements ``db`` runs inside the block (an engine event), BEGIN included."""
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)

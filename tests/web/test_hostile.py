@@ -91,7 +91,7 @@ def test_a_bug_answers_our_500_page_with_our_headers(
     def broken(*_args: Any) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("digest.web.reading.list_issues", broken)
+    monkeypatch.setattr("digest.web.reading.archive_page", broken)
     r = client.get("/")
     assert_our_page(r, 500)
     assert "Something went wrong" in r.text and "a bug" not in r.text

@@ -36,8 +36,6 @@ from digest.issue.stored import candidates, claimed_posts
 from digest.models import Feed, Issue, Post
 from digest.storage import Database, utcnow
 from digest.types import (
-    PREFERENCES_PLACEHOLDER,
-    UNSUBSCRIBE_PLACEHOLDER,
     IssueStatus,
     RenderedEmail,
     StoredPost,
@@ -242,11 +240,6 @@ def render_recorded(
     return None if layout.empty else rendered
 
 
-def list_issues(db: Database) -> list[RecordedIssue]:
-    with db.session() as s:
-        return [_recorded(i) for i in s.scalars(select(Issue).order_by(Issue.number.desc()))]
-
-
 def latest_issue(db: Database) -> RecordedIssue | None:
     """The newest recorded issue (the one the sign-up pages and the welcome email link)."""
     newest = select(Issue).options(defer(Issue.html), defer(Issue.text))  # ~90 KB each
@@ -259,17 +252,6 @@ def load_issue_by_id(db: Database, issue_id: int) -> RecordedIssue | None:
     with db.session() as s:
         issue = s.get(Issue, issue_id)
         return _recorded(issue) if issue else None
-
-
-def web_version(db: Database, config: Config, number: int) -> str | None:
-    """The HTML of a recorded issue for the web archive: its web footer (subscribe, archive),
-    no personal links (an issue recorded before it had one: its links lead to the archive)."""
-    with db.session() as s:
-        html = s.scalar(select(Issue.html).where(Issue.number == number))
-    if html is None:
-        return None
-    archive = f"{Newsletter.of(config).base_url}/"
-    return html.replace(UNSUBSCRIBE_PLACEHOLDER, archive).replace(PREFERENCES_PLACEHOLDER, archive)
 
 
 def parse_as_of(text: str, config: Config) -> datetime:

@@ -10,7 +10,9 @@ because mail scanners follow links.
 from __future__ import annotations
 
 import logging
+import os
 import re
+from functools import partial
 from html import escape
 
 from starlette.concurrency import run_in_threadpool
@@ -21,7 +23,8 @@ from starlette.routing import Route
 from digest.delivery.consent import resubscribe
 from digest.delivery.subscribers import SubscriberInfo, subscriber_for_token, unsubscribe
 from digest.errors import InputError
-from digest.issue.plan import list_issues, web_version
+from digest.issue.archive import archive_page, archive_stamp, pages, web_version
+from digest.issue.sendtimes import SendWords
 from digest.storage import utcnow
 from digest.types import SubscriberStatus
 from digest.web.forms import (
@@ -34,7 +37,7 @@ from digest.web.forms import (
     same_origin,
 )
 from digest.web.signup import chosen_sections, section_boxes, subscribed
-from digest.web.site import HEADERS, Site
+from digest.web.site import HEADERS, PAGE_CSP, Site
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,10 @@ ISSUE_CSP = (
 )
 # Issue numbers are stored as 32-bit integers; a larger one is no issue (404), not a 500.
 MAX_NUMBER = 2**31 - 1
+# 50 issues a page, about a year of them (12 KB): at 260 issues the one page was 58 KB and
+# read every issue's row.
+PER_PAGE = 50
+HTML = "text/html; charset=utf-8"
 # The web version gets a bar above the issue: the archive, the feed, the sign-up form (the
 # stored HTML is the email's, which can't know whether the form is open today). The bar sets
 # its own colour: the "·" between links took the issue's #222 text, 1.31:1 on #222 (axe).
@@ -95,14 +102,56 @@ def routes(site: Site) -> list[Route]:
         return HTMLResponse(html, headers={**HEADERS, "Content-Security-Policy": ISSUE_CSP})
 
     def archive_endpoint(request: Request) -> Response:
-        issues = list_issues(site.db)
-        return site.page("archive", issues=issues, signup=site.signup, **site.about())
+        page, stamp = page_number(request), archive_stamp(site.db)
+        if page is None or page > pages(stamp, PER_PAGE):
+            return site.page("not_found", 404)
+        when = site.when()
+        template = site.env.get_template("web/archive.html.j2")
+        key = ("archive", page, stamp, when.schedule, _changed(template.filename))
+        build = partial(archive, site, page, pages(stamp, PER_PAGE), when)
+        headers = {**HEADERS, "Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"}
+        return site.archive_answers.answer(request, key, build, HTML, headers)
 
     return [
         Route("/", archive_endpoint, methods=["GET"]),
         Route("/issues/{number}", issue_endpoint, methods=["GET"]),
         Route("/unsubscribe/{token}", unsubscribe_endpoint, methods=["GET", "POST"]),
     ]
+
+
+def page_number(request: Request) -> int | None:
+    """?page=N of the archive (1 without one); None for anything else (a 404)."""
+    text = request.query_params.get("page", "1")
+    if not (text.isascii() and text.isdigit()) or len(text) > 6:
+        return None
+    return int(text) or None
+
+
+def archive(site: Site, page: int, last: int, when: SendWords) -> bytes:
+    """Page ``page`` of ``last``: its issues, newest first, and the way to the others."""
+    issues = archive_page(site.db, page, PER_PAGE)
+    newer = None if page == 1 else "/" if page == 2 else f"/?page={page - 1}"
+    older = f"/?page={page + 1}" if page < last else None
+    response = site.page(
+        "archive",
+        issues=issues,
+        signup=site.signup,
+        description=site.settings.newsletter.description,
+        when=when,
+        page=page,
+        pages=last,
+        newer=newer,
+        older=older,
+    )
+    return bytes(response.body)
+
+
+def _changed(filename: str | None) -> int:
+    """When a template file last changed (Jinja reads it again then: so does the cache)."""
+    try:
+        return os.stat(filename).st_mtime_ns if filename else 0
+    except OSError:
+        return 0
 
 
 def unsubscribe_page(site: Site, token: str) -> Response:

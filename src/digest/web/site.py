@@ -16,15 +16,17 @@ from zoneinfo import ZoneInfo
 import jinja2
 from starlette.responses import HTMLResponse
 
+from digest import __version__
 from digest.config import Settings
 from digest.delivery.tokens import signing_key
 from digest.errors import DigestError
 from digest.feedlist.opml import read_opml
 from digest.issue.plan import latest_issue
 from digest.issue.render import date_range
-from digest.issue.sendtimes import when_issues_come
+from digest.issue.sendtimes import SendWords, when_issues_come
 from digest.storage import Database, utcnow
 from digest.types import SECTION_ORDER, SECTION_TITLES, FeedSource, section_for
+from digest.web.conditional import Conditional
 from digest.web.limits import SlidingLimit
 from digest.web.outbox import Outbox
 
@@ -54,6 +56,9 @@ class Site:
     env: jinja2.Environment
     outbox: Outbox
     signups: SlidingLimit = field(default_factory=lambda: SlidingLimit(1))
+    # /feed.xml (one document, ~2 MB) and the archive's pages (~12 KB each), answered by key.
+    feed_answers: Conditional = field(default_factory=lambda: Conditional("", 1))
+    archive_answers: Conditional = field(default_factory=lambda: Conditional("", 8))
 
     blog_list: BlogList | None = None
 
@@ -68,6 +73,8 @@ class Site:
         key = signing_key(db, settings)
         site = cls(db, settings, key, env, Outbox(db, settings, key))
         site.signups = SlidingLimit(settings.web.signup_rate)
+        site.feed_answers = Conditional(fingerprint(settings), 1)
+        site.archive_answers = Conditional(fingerprint(settings), 8)
         site.blog_list = BlogList(settings.feeds.opml)
         site.say_how_signup_stands()
         site.outbox.resume()
@@ -97,12 +104,16 @@ class Site:
     def about(self) -> dict[str, Any]:
         """What the sign-up pages say of the newsletter: what it is, when issues come, the
         latest one (None before the first)."""
-        newsletter = self.settings.newsletter
         return {
-            "description": newsletter.description,
-            "when": when_issues_come(newsletter.send_at, newsletter.timezone, utcnow()),
+            "description": self.settings.newsletter.description,
+            "when": self.when(),
             "latest": latest_issue(self.db),
         }
+
+    def when(self) -> SendWords:
+        """When issues come, from now."""
+        newsletter = self.settings.newsletter
+        return when_issues_come(newsletter.send_at, newsletter.timezone, utcnow())
 
     def page(
         self, name: str, status: int = 200, /, *, private: bool = False, **context: Any
@@ -114,6 +125,15 @@ class Site:
         if private:
             headers.update(PRIVATE)
         return HTMLResponse(html, status_code=status, headers=headers)
+
+
+def fingerprint(settings: Settings) -> str:
+    """What the archive and the feed carry besides the issues: a change of any (base_url
+    above all: every link) changes their ETags, across a restart too."""
+    nl = settings.newsletter
+    shaped_by = (__version__, nl.base_url, nl.title, nl.description, nl.timezone,
+                 settings.signup_enabled, settings.web.feed_issues)  # fmt: skip
+    return repr(shaped_by)
 
 
 def signup_status(settings: Settings) -> str:
