@@ -59,6 +59,9 @@ class Stored(NamedTuple):
     new: int = 0  # posts added
     updated: int = 0  # posts changed
     failed: bool = False  # the result could not be stored: recorded as the feed's error
+    # Set when what failed was a bug met on the feed's values, not the database refusing them:
+    # the feed is set aside all the same, and the poll ends with this error (see poll_feeds).
+    bug: str | None = None
 
 
 # --- selecting ---------------------------------------------------------------------------
@@ -153,17 +156,25 @@ def store_result(
 ) -> Stored:
     """Store one feed's fetch in one transaction: health, validators, posts, a Fetch row.
 
-    A failure to store the posts is recorded as the feed's error (and comes back as failed);
-    a database that fails even for that raises StorageError.
+    A failure to store the posts is recorded as the feed's error (and comes back as failed,
+    with ``bug`` set when it was not the database refusing the values); a database that fails
+    even for that raises StorageError.
     """
+    bug = None
     try:
         return store_results(db, [result], now, poll_interval)[0]
     except StorageError as e:
-        log.warning("feed %s: %s", result.job.url, e)
-        outcome = Outcome(FeedStatus.ERROR, None, f"cannot store: {e}")
-        failed = FeedResult(result.job, outcome, FetchOutcome.ERROR)
-        store_results(db, [failed], now, poll_interval)
-        return Stored(failed=True)
+        error = f"cannot store: {e}"
+        log.warning("feed %s: %s", result.job.url, error)
+    except Exception as e:  # a bug met on one feed's values costs that feed
+        bug = f"{type(e).__name__}: {e}"
+        error = f"cannot store: {bug}"
+        # The poll's error line names it; the traceback is for whoever looks into the bug.
+        log.debug("feed %s: %s", result.job.url, error, exc_info=True)
+    outcome = Outcome(FeedStatus.ERROR, None, error)
+    failed = FeedResult(result.job, outcome, FetchOutcome.ERROR)
+    store_results(db, [failed], now, poll_interval)
+    return Stored(failed=True, bug=bug)
 
 
 def _store(

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 import httpx
 
 from digest.config import Settings
-from digest.errors import FetchError, ParseError
+from digest.errors import FetchError, ParseError, StorageError
 from digest.ingest import policy
 from digest.ingest.feedstore import (
     Stored,
@@ -70,6 +70,9 @@ class PollSummary:
     elapsed_s: float = 0.0
     sync: SyncResult = field(default_factory=SyncResult)
     fetches: Counter[FetchOutcome] = field(default_factory=Counter)  # requests, by outcome
+    # Feeds a bug kept from being stored ("url: cannot store: TypeError: ..."): set aside as
+    # failed, counted in errors, and the poll then fails with them (poll_feeds).
+    store_failures: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, int]:
         return {
@@ -149,7 +152,19 @@ def poll_feeds(
         prune_fetches(db, now)
         summary.elapsed_s = time.monotonic() - started
         record_poll(db, now, summary.record(), summary.fetches)
+    if summary.store_failures:
+        raise StorageError(_store_failed(summary))
     return summary
+
+
+def _store_failed(summary: PollSummary) -> str:
+    """The poll's error when a bug kept feeds from being stored (the rest of it was done)."""
+    failures = summary.store_failures
+    more = f" (and {counted(len(failures) - 1, 'other feed')})" if len(failures) > 1 else ""
+    return (
+        f"the poll could not store {failures[0]}{more}; the other feeds were stored "
+        f"({summary.line()}); --log-level debug shows the traceback"
+    )
 
 
 class _Poller:
@@ -327,6 +342,8 @@ class _Poller:
         s.fetches[FetchOutcome.ERROR if stored.failed else result.fetch_outcome] += 1
         s.new_posts += stored.new
         s.updated_posts += stored.updated
+        if stored.bug is not None:
+            s.store_failures.append(f"{result.job.url} ({stored.bug})")
         if stored.failed or result.outcome.status in (FeedStatus.ERROR, FeedStatus.GONE):
             s.errors += 1
         elif result.outcome.status == FeedStatus.NOT_MODIFIED:
