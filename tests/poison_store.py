@@ -1,12 +1,15 @@
-"""`digest` with a bug in storing one feed, as the red team reproduced it (issue 23):
-``python -m tests.poison_store poll`` runs the real command in a real process, except that
-storing the posts of any feed whose URL holds "poison" raises a TypeError, in the store thread.
+"""A bug in storing one feed, as the red team reproduced it (issue 23): storing the posts of
+any feed whose URL holds "poison" raises a TypeError in the poll's store thread.
+
+In this process: ``install()`` (or monkeypatch ``poisoned`` in). In a real `digest` process
+(`digest poll`, `digest run`): pass ``process_env(folder)`` in its environment, a
+sitecustomize that installs it as Python starts.
 """
 
 from __future__ import annotations
 
-import runpy
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from digest.ingest import feedstore, writer
 from digest.ingest.feedstore import Stored
@@ -15,6 +18,7 @@ from digest.types import FeedResult
 
 POISON = "poison"
 BUG = "'NoneType' object is not subscriptable"
+REPO = Path(__file__).resolve().parents[1]
 _real = feedstore.store_results
 
 
@@ -32,6 +36,9 @@ def install() -> None:
         setattr(module, "store_results", poisoned)  # noqa: B010 - writer imported the name
 
 
-if __name__ == "__main__":
-    install()
-    runpy.run_module("digest", run_name="__main__", alter_sys=True)
+def process_env(folder: Path) -> dict[str, str]:
+    """The environment that puts the bug in a `digest` process started with it."""
+    hook = folder / "poison-hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text("import tests.poison_store as p\n\np.install()\n")
+    return {"PYTHONPATH": f"{hook}:{REPO}"}

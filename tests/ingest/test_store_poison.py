@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,12 +27,12 @@ from digest.settingvalues import parse_networks
 from digest.storage import Database
 from digest.types import FeedJob, FeedResult, FeedStatus, FetchOutcome, Outcome
 from tests import poison_store
-from tests.conftest import LOOPBACK, digest_env
+from tests.conftest import LOOPBACK, run_digest
+from tests.daemon_helpers import FEEDS, Farm, Running, base_env
 from tests.poll_helpers import rss, write_opml
 from tests.servers import FeedServer, Response
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-REPO = Path(__file__).resolve().parents[2]
 
 
 def settings_for(opml: Path) -> Settings:
@@ -183,19 +181,11 @@ def test_digest_poll_with_a_poison_feed_stores_the_rest_and_fails_in_one_line(
     workdir: Path, sqlite_url: str, http: FeedServer
 ) -> None:
     """End to end: a real `digest poll` process (tests/poison_store.py puts the bug in its
-    store), a real HTTP server on loopback, a real database."""
+    store thread), a real HTTP server on loopback, a real database."""
     opml = workdir / "feeds.opml"
     serve_three_good_and_a_poison(http, opml)
     env = {"DIGEST_DATABASE_URL": sqlite_url, "DIGEST_FEEDS_OPML": str(opml)}
-    env = digest_env(env) | {"PYTHONPATH": str(REPO)}
-    poll = subprocess.run(
-        [sys.executable, "-m", "tests.poison_store", "poll"],
-        env=env,
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    poll = run_digest(["poll"], env | poison_store.process_env(workdir), workdir)
     assert poll.returncode == 1, poll.stderr
     assert poll.stdout == ""
     [line] = poll.stderr.splitlines()  # one line, no traceback
@@ -211,12 +201,39 @@ def test_digest_poll_with_a_poison_feed_stores_the_rest_and_fails_in_one_line(
     finally:
         db.dispose()
     # The lock was released: the same poll without the bug runs at once.
-    again = subprocess.run(
-        [sys.executable, "-m", "digest", "poll", "--json"],
-        env=env,
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = run_digest(["poll", "--json"], env, workdir)
     assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.slow
+def test_digest_run_logs_the_failed_round_and_polls_on(
+    workdir: Path, sqlite_url: str, http: FeedServer, runs: list[Running]
+) -> None:
+    """End to end: a real `digest run` with the bug in its store thread (tests/poison_store.py)
+    fails the round that meets the poison feed, logs it, and its next rounds run."""
+    farm = Farm(http)
+    http.route("/poison.xml", Response(200, rss(3, site="https://poison.example")))
+    env = base_env(workdir, sqlite_url, farm)
+    feeds = [(f, f"{n} blog", http.url(f"/{n}.xml")) for f, n in FEEDS]
+    write_opml(workdir / "feeds.opml", [*feeds, ("ML", "poison blog", http.url("/poison.xml"))])
+    run = Running(env | poison_store.process_env(workdir), workdir, workdir / "run.log")
+    runs.append(run)
+    failed = run.wait_log(lambda r: r.get("event") == "poll" and "error" in r, 60)
+    assert failed["level"] == "error"
+    assert failed["error"].startswith(
+        f"the poll could not store {http.url('/poison.xml')} (TypeError: {poison_store.BUG}); "
+        "the other feeds were stored (polled 4 feeds: 9 new posts"
+    )
+    # The next rounds run: a new post on a good feed is stored.
+    farm.add_post("ml")
+    run.wait_log(lambda r: r.get("event") == "poll" and r.get("new_posts") == 1, 60)
+    code, _took = run.terminate()
+    assert code == 0, run.text()
+    assert run.records()[-1]["message"] == "stopped"
+    db = Database(sqlite_url)
+    try:
+        assert post_count(db) == 10
+        bad = feed_by_path(db, http, "/poison.xml")
+        assert bad.last_error == f"cannot store: TypeError: {poison_store.BUG}"
+    finally:
+        db.dispose()
