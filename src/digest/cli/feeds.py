@@ -33,7 +33,8 @@ def poll(app: App, as_json: bool, quiet: bool) -> None:
     line shows the feeds done, the new posts and errors, and the sites still answering;
     without a terminal (or with --quiet or --json) only the summary is printed. Feeds that
     fail are recorded (see `digest feeds --errors`) and retried later with backoff; the exit
-    status is 0 as long as the poll ran.
+    status is 0 as long as the poll ran. A feed that meets a bug in storing is set aside the
+    same way, the others are stored, and the poll ends with one line naming it and exit 1.
     """
     from digest.feedlist.opml import read_opml
     from digest.ingest.poll import poll_feeds
