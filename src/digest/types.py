@@ -5,7 +5,7 @@ from or goes (as reader keeps its _types.py).
     storage        -> FeedJob              -> the network (poll)
     the network    -> FetchedFeed          -> the poll
     the parser     -> FeedData / PostData  -> the parser worker
-    parser worker  -> ParsedFeed           -> storage (feedstore), rows in POST_COLUMNS order
+    parser worker  -> ParsedFeed, PostRow  -> storage (feedstore)
     the poll       -> Outcome, FeedResult  -> the policy and storage
     storage        -> StoredPost           -> the issue (compose, render)
     the issue      -> RenderedEmail        -> delivery (message, mail)
@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import NamedTuple
 
 # --- statuses ------------------------------------------------------------------------------
 
@@ -223,23 +223,27 @@ class FeedData:
     warning: str | None = None  # feedparser's bozo message when it still got entries
 
 
-# A post's stored values, in this order (rows cross the process boundary as plain tuples).
-POST_COLUMNS = (
-    "key",
-    "title",
-    "link",
-    "canonical_url",
-    "author",
-    "published",
-    "updated",
-    "date",
-    "text",
-    "words",
-    "teaser",
-    "categories",
-    "links",
-    "content_hash",
-)
+class PostRow(NamedTuple):
+    """A post's stored values, fitted to the columns: each field is the posts column of that
+    name, so a new column is one field here (and its value in worker.post_row). Made by the
+    parser workers, written by the store (feedstore). A NamedTuple pickles almost as a plain
+    tuple does: unpickling a 50-post feed costs the poll's process 73-76 us against 45-48 us
+    (0.14 s over a cold poll of 5,000 feeds)."""
+
+    key: str
+    title: str
+    link: str | None
+    canonical_url: str | None
+    author: str | None
+    published: datetime | None
+    updated: datetime | None
+    date: datetime | None  # published, else updated
+    text: str
+    words: int
+    teaser: bool
+    categories: str | None  # one per line
+    links: str | None  # canonical, one per line
+    content_hash: str
 
 
 @dataclass(frozen=True)
@@ -248,7 +252,7 @@ class ParsedFeed:
 
     title: str | None
     site_url: str | None
-    rows: tuple[tuple[Any, ...], ...]  # POST_COLUMNS values, fitted to the columns
+    rows: tuple[PostRow, ...]
     warning: str | None = None  # the parser's complaint about a body it could still read
 
 

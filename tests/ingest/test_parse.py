@@ -11,7 +11,7 @@ import pytest
 from digest.errors import ParseError
 from digest.ingest.parse import parse_feed
 from digest.ingest.worker import post_row
-from digest.types import POST_COLUMNS, FeedData, PostData
+from digest.types import FeedData, PostData
 
 FEEDS = Path(__file__).parents[1] / "data" / "feeds"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -390,7 +390,7 @@ def test_categories_and_links_to_other_hosts_are_kept() -> None:
         "http://www.third.example/a/",
         "https://other.example/post",
     )
-    row = dict(zip(POST_COLUMNS, post_row(post), strict=True))
+    row = post_row(post)._asdict()
     assert row["categories"] == "Databases\ndatabases\nSponsored"
     # Stored canonical, as posts' own canonical_url: what a link is compared with.
     assert row["links"] == "https://other.example/post\nhttps://third.example/a"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from digest.ingest.slots import HostSlots, politely
+from digest.ingest.slots import Driver, HostSlots, politely
 from digest.types import FeedJob
 
 
@@ -94,3 +94,56 @@ def test_politely_finishes_the_others_then_raises_a_failure() -> None:
     with pytest.raises(ValueError, match="boom"):
         asyncio.run(politely(pages, work, per_host=1, total=1))
     assert len(done) == 3
+
+
+def test_a_job_that_releases_its_slot_lets_the_next_of_its_host_start() -> None:
+    pages = [Page("https://a.example/1"), Page("https://a.example/2")]
+    second_started = asyncio.Event()
+
+    async def work(page: Page) -> str:
+        if page.url.endswith("/1"):
+            driver.release()  # its fetch is over: the host's one slot goes to /2 ...
+            await asyncio.wait_for(second_started.wait(), 30)  # ... while /1 still runs
+        else:
+            second_started.set()
+        return page.url
+
+    driver = Driver(HostSlots(pages, per_host=1, total=1), work)
+    got = asyncio.run(driver.run())
+    assert got == ["https://a.example/2", "https://a.example/1"]
+
+
+def test_a_stop_cancels_the_work_holding_a_slot_and_lets_the_released_finish() -> None:
+    stop = threading.Event()
+    pages = [Page("https://a.example/storing"), Page("https://b.example/fetching")]
+    started = {p.url: asyncio.Event() for p in pages}
+    fetch_cancelled, store_done = asyncio.Event(), asyncio.Event()
+
+    async def work(page: Page) -> str:
+        started[page.url].set()
+        if page.url.endswith("/storing"):
+            driver.release()  # past its fetch: a stop no longer cancels it
+            await store_done.wait()
+            return page.url
+        try:
+            await asyncio.Event().wait()  # a fetch that never answers
+        except asyncio.CancelledError:
+            fetch_cancelled.set()
+            raise
+        return page.url
+
+    async def stop_then_finish_the_store() -> None:
+        for event in started.values():
+            await event.wait()
+        stop.set()
+        await fetch_cancelled.wait()
+        store_done.set()
+
+    async def main() -> list[str]:
+        controller = asyncio.create_task(stop_then_finish_the_store())
+        got = await driver.run()
+        await controller
+        return got
+
+    driver = Driver(HostSlots(pages, per_host=1, total=10), work, stop)
+    assert asyncio.run(main()) == ["https://a.example/storing"]

@@ -42,7 +42,8 @@ def poll(app: App, as_json: bool, quiet: bool, force: bool) -> None:
     summary says how many were skipped while backing off and until when (--force fetches
     them, except those whose server asked to wait: a 429 or Retry-After), and how many
     answered 410 (`digest feeds retry URL` brings one back). The exit status is 0 as long as
-    the poll ran.
+    the poll ran. A feed that meets a bug in storing is set aside the same way, the others are
+    stored, and the poll ends with one line naming it and exit 1.
     """
     from digest.feedlist.opml import read_opml
     from digest.ingest.poll import poll_feeds

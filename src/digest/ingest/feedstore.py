@@ -23,13 +23,13 @@ from digest.ingest import policy
 from digest.models import FEEDS, FETCHES, POSTS, Fetch
 from digest.storage import Database
 from digest.types import (
-    POST_COLUMNS,
     FeedJob,
     FeedResult,
     FeedStatus,
     FetchedFeed,
     FetchOutcome,
     Outcome,
+    PostRow,
 )
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,9 @@ class Stored(NamedTuple):
     new: int = 0  # posts added
     updated: int = 0  # posts changed
     failed: bool = False  # the result could not be stored: recorded as the feed's error
+    # Set when what failed was a bug met on the feed's values, not the database refusing them:
+    # the feed is set aside all the same, and the poll ends with this error (see poll_feeds).
+    bug: str | None = None
 
 
 # --- selecting ---------------------------------------------------------------------------
@@ -81,7 +84,6 @@ def select_jobs(
 
 # --- storing -----------------------------------------------------------------------------
 
-_KEY, _CANONICAL, _HASH = (POST_COLUMNS.index(c) for c in ("key", "canonical_url", "content_hash"))
 # What storing a fetch may change in a feed: all of them are written for every feed, so
 # that one executemany updates a whole batch.
 FEED_WRITES = (
@@ -113,7 +115,7 @@ _UPDATE_FEED = (
 _UPDATE_POST = (
     update(POSTS)
     .where(POSTS.c.id == bindparam("post_id_"))
-    .values({name: bindparam(name) for name in POST_COLUMNS})
+    .values({name: bindparam(name) for name in PostRow._fields})
 )
 _REKEY_POST = update(POSTS).where(POSTS.c.id == bindparam("post_id_")).values(key=bindparam("key"))
 
@@ -156,17 +158,25 @@ def store_result(
 ) -> Stored:
     """Store one feed's fetch in one transaction: health, validators, posts, a Fetch row.
 
-    A failure to store the posts is recorded as the feed's error (and comes back as failed);
-    a database that fails even for that raises StorageError.
+    A failure to store the posts is recorded as the feed's error (and comes back as failed,
+    with ``bug`` set when it was not the database refusing the values); a database that fails
+    even for that raises StorageError.
     """
+    bug = None
     try:
         return store_results(db, [result], now, poll_interval)[0]
     except StorageError as e:
-        log.warning("feed %s: %s", result.job.url, e)
-        outcome = Outcome(FeedStatus.ERROR, None, f"cannot store: {e}")
-        failed = FeedResult(result.job, outcome, FetchOutcome.ERROR)
-        store_results(db, [failed], now, poll_interval)
-        return Stored(failed=True)
+        error = f"cannot store: {e}"
+        log.warning("feed %s: %s", result.job.url, error)
+    except Exception as e:  # a bug met on one feed's values costs that feed
+        bug = f"{type(e).__name__}: {e}"
+        error = f"cannot store: {bug}"
+        # The poll's error line names it; the traceback is for whoever looks into the bug.
+        log.debug("feed %s: %s", result.job.url, error, exc_info=True)
+    outcome = Outcome(FeedStatus.ERROR, None, error)
+    failed = FeedResult(result.job, outcome, FetchOutcome.ERROR)
+    store_results(db, [failed], now, poll_interval)
+    return Stored(failed=True, bug=bug)
 
 
 def _store(
@@ -254,32 +264,29 @@ class PostWrites:
 def merge_posts(
     conn: Connection,
     feed_id: int,
-    rows: Iterable[tuple[Any, ...]],
+    rows: Iterable[PostRow],
     now: datetime,
     first_poll: bool,
     writes: PostWrites,
 ) -> tuple[int, int]:
-    """Plan new posts, changed ones and ones whose GUID changed into ``writes``: (new, updated).
-
-    ``rows`` are POST_COLUMNS values (see post_row).
-    """
+    """Plan new posts, changed ones and ones whose GUID changed into ``writes``: (new, updated)."""
     rows = list(rows)
     # A feed's posts are stored with its first successful poll, in one transaction.
     stored = {} if first_poll else _stored_posts(conn, feed_id)
-    steps = policy.plan_merge(((r[_KEY], r[_CANONICAL], r[_HASH]) for r in rows), stored)
+    steps = policy.plan_merge(((r.key, r.canonical_url, r.content_hash) for r in rows), stored)
     new = updated = 0
     for row, step in zip(rows, steps, strict=True):
         if step.action is policy.Merge.NEW:
-            values = dict(zip(POST_COLUMNS, row, strict=True))
+            values = row._asdict()
             values.update(feed_id=feed_id, first_seen=now, from_first_poll=first_poll)
             writes.inserts.append(values)
             new += 1
         elif step.existing is not None and step.changed:
-            values = dict(zip(POST_COLUMNS, row, strict=True))
+            values = row._asdict()
             writes.updates.append({**values, "post_id_": step.existing.id})
             updated += 1
         elif step.action is policy.Merge.REKEY and step.existing is not None:
-            writes.rekeys.append({"post_id_": step.existing.id, "key": row[_KEY]})
+            writes.rekeys.append({"post_id_": step.existing.id, "key": row.key})
     return new, updated
 
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 import httpx
 
 from digest.config import Settings
-from digest.errors import FetchError, LockedError, ParseError
+from digest.errors import FetchError, LockedError, ParseError, StorageError
 from digest.ingest import policy
 from digest.ingest.feedstore import (
     Stored,
@@ -34,7 +34,7 @@ from digest.ingest.fetch import fetch_as_configured, make_client
 from digest.ingest.pages import count_pages
 from digest.ingest.policy import Hold
 from digest.ingest.skipped import held_back
-from digest.ingest.slots import HostSlots
+from digest.ingest.slots import Driver, HostSlots
 from digest.ingest.tally import record_poll
 from digest.ingest.worker import exit_with_parent, parse_or_failure
 from digest.ingest.writer import StoreWriter
@@ -73,6 +73,9 @@ class PollSummary:
     elapsed_s: float = 0.0
     sync: SyncResult = field(default_factory=SyncResult)
     fetches: Counter[FetchOutcome] = field(default_factory=Counter)  # requests, by outcome
+    # Feeds a bug kept from being stored ("url: cannot store: TypeError: ..."): set aside as
+    # failed, counted in errors, and the poll then fails with them (poll_feeds).
+    store_failures: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, int]:
         return {
@@ -148,7 +151,8 @@ def poll_feeds(
     ``due_only`` (the daemon) fetches only feeds whose regular time has come; ``force``
     (`digest poll --force`) also those backing off after errors (never one that answered 410,
     nor one whose server asked to wait: policy.hold). When ``stop``
-    is set, no new fetch starts; fetches in flight are dropped unsaved, stores in flight finish.
+    is set, no new fetch starts; fetches in flight (and bodies waiting for a parser) are
+    dropped unsaved; bodies being parsed are parsed and stored, stores in flight finish.
     One poll at a time per database: LockedError names the poll that runs (the daemon's, or
     another `digest poll`). ``progress`` hears how far it has come, at each feed done and
     every PROGRESS_EVERY_S. Raises StorageError when the database fails, LockedError when
@@ -172,7 +176,19 @@ def poll_feeds(
         prune_fetches(db, now)
         summary.elapsed_s = time.monotonic() - started
         record_poll(db, now, summary.record(), summary.fetches)
+    if summary.store_failures:
+        raise StorageError(_store_failed(summary))
     return summary
+
+
+def _store_failed(summary: PollSummary) -> str:
+    """The poll's error when a bug kept feeds from being stored (the rest of it was done)."""
+    failures = summary.store_failures
+    more = f" (and {counted(len(failures) - 1, 'other feed')})" if len(failures) > 1 else ""
+    return (
+        f"the poll could not store {failures[0]}{more}; the other feeds were stored "
+        f"({summary.line()}); --log-level debug shows the traceback"
+    )
 
 
 class _Poller:
@@ -194,8 +210,6 @@ class _Poller:
         self._started = time.monotonic()
         self.stop = stop
         self.summary = summary
-        self.storing: set[int] = set()
-        self.released: set[int] = set()
 
     def _clock(self) -> datetime:
         """The poll's time plus the whole seconds it has run (Retry-After has seconds)."""
@@ -209,33 +223,27 @@ class _Poller:
         # Bodies waiting for a parser or being parsed: enough to keep every worker fed.
         self.parse_slots = asyncio.Semaphore(2 * self.parsers.workers + 2)
         self.slots = HostSlots(jobs, self.feeds.per_host, self.feeds.concurrency)
-        self.results: list[BaseException | None] = []
-        self.live: dict[asyncio.Task[None], FeedJob] = {}
-        self.idle = asyncio.Event()
+        self.driver = Driver(self.slots, self._one, self.stop)
         self.total = len(jobs)
-        watcher = asyncio.create_task(self._watch_stop())
         ticker = asyncio.create_task(self._tick()) if self.progress else None
         try:
-            self._start_more()
-            await self.idle.wait()
+            done = await self.driver.run()
+            # Not done: left waiting at a stop, or cancelled in flight.
+            self.summary.skipped += self.total - len(done)
             if self.feeds.fetch_pages and not (self.stop and self.stop.is_set()):
-                self.parsers.close()  # no more feeds: free the workers first
+                # No more feeds: free the workers first (off the loop: shutdown waits).
+                await asyncio.to_thread(self.parsers.close)
                 self.summary.pages = await count_pages(
                     self.db, self.client, self.feeds, self.now, self.stop
                 )
         finally:
-            watcher.cancel()
             if ticker is not None:
                 ticker.cancel()
             if own_client:
                 await self.client.aclose()
-            self.writer.close()
-            self.parsers.close()
-        cancelled = sum(isinstance(r, asyncio.CancelledError) for r in self.results)
-        self.summary.skipped += cancelled + self.slots.waiting
-        failures = [r for r in self.results if isinstance(r, Exception)]
-        if failures:
-            raise failures[0]
+            # Both wait for their threads or processes: not on the event loop.
+            await asyncio.to_thread(self.writer.close)
+            await asyncio.to_thread(self.parsers.close)
 
     async def _tick(self) -> None:
         while True:
@@ -249,43 +257,10 @@ class _Poller:
         waiting = tuple(sorted((site, n) for site, n in self.slots.busy.items() if n > 0))
         self.progress(PollProgress(s.feeds, self.total, s.new_posts, s.errors, waiting))
 
-    def _start_more(self) -> None:
-        """Start the jobs that have room now; note when nothing is left to run."""
-        for job in self.slots.take():
-            task = asyncio.create_task(self._one(job))
-            self.live[task] = job
-            task.add_done_callback(self._finished)
-        if not self.live:
-            self.idle.set()
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        job = self.live.pop(task)
-        if job.feed_id not in self.released:  # cancelled before it let its slot go
-            self._release(job)
-        self.results.append(task.exception() if not task.cancelled() else asyncio.CancelledError())
-        self._start_more()
-
-    def _release(self, job: FeedJob) -> None:
-        """The job's fetch is over: its host slot goes to the next job waiting."""
-        self.released.add(job.feed_id)
-        self.slots.release(job.url)
-        self._start_more()
-
-    async def _watch_stop(self) -> None:
-        if self.stop is None:
-            return
-        while not self.stop.is_set():
-            await asyncio.sleep(0.1)
-        log.info("stop requested: dropping fetches in flight, finishing stores")
-        self.slots.close()
-        for task, job in list(self.live.items()):
-            if job.feed_id not in self.storing:
-                task.cancel()
-
     async def _one(self, job: FeedJob) -> None:
+        """One feed: fetched (a stop drops it while its host slot is held), then parsed and
+        stored whatever happens (its slot is given up by then)."""
         result = await self._fetch_and_parse(job)
-        # From here on the result is stored whatever happens: a stop no longer cancels it.
-        self.storing.add(job.feed_id)
         stored = await asyncio.shield(self.writer.store(result))
         self._count(result, stored)
 
@@ -297,16 +272,16 @@ class _Poller:
                 self.client, job.url, self.feeds, etag=job.etag, last_modified=job.last_modified
             )
         except FetchError as e:
-            self._release(job)
+            self.driver.release()
             outcome = Outcome(FeedStatus.ERROR, e.status_code, e.message)
             return FeedResult(job, outcome, FetchOutcome.ERROR)
         body_hash = _body_hash(fetched.body) if fetched.body is not None else None
         done = self._classify(job, fetched, body_hash)
         if done is not None:
-            self._release(job)
+            self.driver.release()
             return done
         await self.parse_slots.acquire()
-        self._release(job)
+        self.driver.release()
         try:
             return await self._parse(job, fetched, body_hash)
         finally:
@@ -350,6 +325,8 @@ class _Poller:
         s.fetches[FetchOutcome.ERROR if stored.failed else result.fetch_outcome] += 1
         s.new_posts += stored.new
         s.updated_posts += stored.updated
+        if stored.bug is not None:
+            s.store_failures.append(f"{result.job.url} ({stored.bug})")
         if stored.failed or result.outcome.status in (FeedStatus.ERROR, FeedStatus.GONE):
             s.errors += 1
         elif result.outcome.status == FeedStatus.NOT_MODIFIED:

@@ -78,6 +78,85 @@ class HostSlots(Generic[J]):
         self.closed = True
 
 
+class Driver(Generic[J, R]):
+    """Runs ``work(job)`` for each job ``slots`` hands out, as their hosts have room: the one
+    driver of HostSlots (the poll's feeds, the teaser pages, feed discovery).
+
+    A job holds its host's slot until its work ends, or until the work calls ``release()``
+    (the poll's fetch is over: the next job of that host may start while it parses and
+    stores). A stop starts nothing more and cancels the work still holding its slot; work
+    past its slot finishes. A job whose work raises costs that job only: ``work`` is expected
+    to turn failures into results, and anything else it raises is re-raised once the others
+    are done. Done-callbacks, not a wait over every task: a poll of 5,000 feeds starts and
+    ends 5,000 tasks.
+    """
+
+    def __init__(
+        self,
+        slots: HostSlots[J],
+        work: Callable[[J], Coroutine[Any, Any, R]],
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.slots, self.work, self.stop = slots, work, stop
+        self.results: list[R] = []  # of the work that finished, in the order it did
+        self._holding: dict[asyncio.Task[R], J] = {}  # running work that holds its slot
+        self._running: set[asyncio.Task[R]] = set()
+        self._failure: BaseException | None = None
+        self._idle: asyncio.Event | None = None
+
+    async def run(self) -> list[R]:
+        """Work every job (or until a stop); the results of the work that finished."""
+        self._idle = asyncio.Event()
+        watcher = asyncio.create_task(self._watch_stop()) if self.stop is not None else None
+        try:
+            self._start_more()
+            await self._idle.wait()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+        if self._failure is not None:
+            raise self._failure
+        return self.results
+
+    def release(self) -> None:
+        """Called by a job's work: its turn with its host is over; the slot goes to the next."""
+        task = asyncio.current_task()
+        job = self._holding.pop(task, None) if task is not None else None
+        if job is not None:
+            self.slots.release(job.url)
+            self._start_more()
+
+    def _start_more(self) -> None:
+        for job in self.slots.take():
+            task = asyncio.create_task(self.work(job))
+            self._holding[task] = job
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+        if not self._running and self._idle is not None:
+            self._idle.set()
+
+    def _finished(self, task: asyncio.Task[R]) -> None:
+        self._running.discard(task)
+        job = self._holding.pop(task, None)
+        if job is not None:
+            self.slots.release(job.url)
+        if not task.cancelled():
+            error = task.exception()
+            if error is None:
+                self.results.append(task.result())
+            else:
+                self._failure = self._failure or error
+        self._start_more()
+
+    async def _watch_stop(self) -> None:
+        assert self.stop is not None
+        while not self.stop.is_set():
+            await asyncio.sleep(STOP_CHECK_S)
+        self.slots.close()
+        for task in list(self._holding):
+            task.cancel()
+
+
 async def politely(
     jobs: Iterable[J],
     work: Callable[[J], Coroutine[Any, Any, R]],
@@ -89,35 +168,6 @@ async def politely(
     """``work(job)`` for every job, within the slots; the results of those that finished.
 
     A stop starts nothing more and cancels the work in flight (what it left is for next time).
-    A job whose work raises costs that job only: ``work`` is expected to turn failures into
-    results, and anything else it raises is re-raised once the others are done.
+    A job whose work raises costs that job only: see Driver.
     """
-    slots = HostSlots(jobs, per_host, total)
-    running: dict[asyncio.Task[R], J] = {}
-    results: list[R] = []
-    failure: BaseException | None = None
-    while True:
-        for job in slots.take():
-            running[asyncio.create_task(work(job))] = job
-        if not running:
-            if failure is not None:
-                raise failure
-            return results
-        done, _ = await asyncio.wait(
-            running, timeout=STOP_CHECK_S, return_when=asyncio.FIRST_COMPLETED
-        )
-        if stop is not None and stop.is_set():
-            slots.close()
-            for task in running:
-                task.cancel()
-            await asyncio.wait(running)
-            done = set(running)
-        for task in done:
-            slots.release(running.pop(task).url)
-            if task.cancelled():
-                continue
-            error = task.exception()
-            if error is None:
-                results.append(task.result())
-            else:
-                failure = failure or error
+    return await Driver(HostSlots(jobs, per_host, total), work, stop).run()

@@ -1,7 +1,7 @@
 """The parser workers' side of a poll: feed bytes to rows ready to store.
 
 Runs in the poll's process pool, so it imports no SQLAlchemy (parser processes stay small)
-and returns plain tuples (they pickle fastest).
+and returns PostRows (named tuples: they pickle as plain tuples do).
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from digest import columns as width
 from digest.columns import clean, fit
 from digest.errors import ParseError
 from digest.processes import pid_alive
-from digest.types import FeedData, ParsedFeed, PostData
+from digest.types import FeedData, ParsedFeed, PostData, PostRow
 from digest.urls import canonical_url
 
 # How often a worker looks for its poll process; it exits within this long of that one's death.
@@ -56,7 +55,7 @@ def parse_or_failure(
 ) -> ParsedFeed | str:
     """parse_feed, then the rows to store; any failure turned into its one-line message.
 
-    Runs in a worker process: what it returns must pickle (plain tuples pickle fastest), and a
+    Runs in a worker process: what it returns must pickle (PostRows, named tuples), and a
     bug in the parser must cost one feed, never the poll. The per-post work that needs no
     database (fitting values to columns, canonical URLs) is done here, on the workers' cores,
     rather than in the store thread, which shares one core with the event loop.
@@ -75,25 +74,25 @@ def parse_or_failure(
         return f"the parser failed: {type(e).__name__}: {e}"
 
 
-def post_row(post: PostData) -> tuple[Any, ...]:
-    """A post's POST_COLUMNS values, fitted to the columns (hostile feeds send anything)."""
+def post_row(post: PostData) -> PostRow:
+    """A post's stored values, fitted to the columns (hostile feeds send anything)."""
     key = post.key if len(post.key) <= width.URL else "sha256:" + _sha(post.key)
     link = fit(post.link, width.URL, cut=False)
-    return (
-        clean(key),
-        clean(post.title),
-        link,
-        _canonical(link),
-        fit(post.author, width.NAME),
-        post.published,
-        post.updated,
-        post.published or post.updated,
-        clean(post.text),
-        post.words,
-        post.teaser,
-        clean("\n".join(post.categories)) or None,
-        "\n".join(dict.fromkeys(filter(None, map(_canonical_link, post.links)))) or None,
-        post.content_hash[: width.HASH],
+    return PostRow(
+        key=clean(key),
+        title=clean(post.title),
+        link=link,
+        canonical_url=_canonical(link),
+        author=fit(post.author, width.NAME),
+        published=post.published,
+        updated=post.updated,
+        date=post.published or post.updated,
+        text=clean(post.text),
+        words=post.words,
+        teaser=post.teaser,
+        categories=clean("\n".join(post.categories)) or None,
+        links="\n".join(dict.fromkeys(filter(None, map(_canonical_link, post.links)))) or None,
+        content_hash=post.content_hash[: width.HASH],
     )
 
 

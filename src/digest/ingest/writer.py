@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 import time
 from datetime import datetime, timedelta
 
-from digest.errors import StorageError
+from digest.errors import DigestError, StorageError
 from digest.ingest.feedstore import Stored, store_result, store_results
 from digest.storage import Database
 from digest.types import FeedResult
+
+log = logging.getLogger(__name__)
 
 # Feeds stored together in one transaction at most (group commit under load).
 MAX_BATCH = 100
@@ -54,20 +57,32 @@ class StoreWriter:
                 self._executor.submit(self._flush, loop)
             else:
                 self._scheduled = False
-        results = [r for r, _f in batch]
         outcomes: list[Stored | BaseException]
         try:
-            outcomes = list(store_results(self.db, results, self.now, self.poll_interval))
-        except StorageError:
-            # One feed's values broke the batch: store each on its own so it costs that feed only.
-            outcomes = []
-            for result in results:
-                try:
-                    outcomes.append(store_result(self.db, result, self.now, self.poll_interval))
-                except StorageError as e:
-                    outcomes.append(e)
+            outcomes = self._store([r for r, _f in batch])
+        except BaseException as e:  # the poll waits on these futures: settle them whatever happens
+            log.debug("the store thread failed", exc_info=True)
+            failure = e if isinstance(e, DigestError) else _thread_failed(e)
+            outcomes = [failure] * len(batch)
         for (_r, future), outcome in zip(batch, outcomes, strict=True):
             loop.call_soon_threadsafe(_settle, future, outcome)
+
+    def _store(self, results: list[FeedResult]) -> list[Stored | BaseException]:
+        try:
+            return list(store_results(self.db, results, self.now, self.poll_interval))
+        except Exception:  # noqa: BLE001 - each feed is tried again on its own
+            # One feed's values broke the batch (the database refused them, or a bug met them):
+            # store each on its own so it costs that feed only.
+            return [self._store_one(result) for result in results]
+
+    def _store_one(self, result: FeedResult) -> Stored | BaseException:
+        try:
+            return store_result(self.db, result, self.now, self.poll_interval)
+        except DigestError as e:
+            return e
+        except Exception as e:  # even setting the feed aside failed
+            log.debug("feed %s: the store thread failed", result.job.url, exc_info=True)
+            return _thread_failed(e, result.job.url)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -80,3 +95,9 @@ def _settle(future: asyncio.Future[Stored], outcome: Stored | BaseException) -> 
         future.set_exception(outcome)
     else:
         future.set_result(outcome)
+
+
+def _thread_failed(error: BaseException, url: str | None = None) -> StorageError:
+    """A failure in the store thread that is no DigestError (a bug), as the poll reports it."""
+    where = f" storing {url}" if url else ""
+    return StorageError(f"the store thread failed{where}: {type(error).__name__}: {error}")
