@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 SAMPLE_S = 0.05
+PROGRESS_S = 60
 
 
 # -- the counting SMTP sink ------------------------------------------------------------------
@@ -121,9 +122,13 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def measure(args: list[str], env: dict[str, str], cwd: Path) -> Run:
-    """Run a command; its peak tree RSS, wall and CPU seconds (its own and its children's)."""
-    started = time.perf_counter()
+def measure(
+    args: list[str], env: dict[str, str], cwd: Path, progress: Callable[[float], None] | None = None
+) -> Run:
+    """Run a command; its peak tree RSS, wall and CPU seconds (its own and its children's).
+    ``progress`` is called with the peak so far every PROGRESS_S (a long run that is cut
+    short still leaves its figures)."""
+    started = last = time.perf_counter()
     child = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE, text=True)
     peak = 0
     done = threading.Event()
@@ -137,6 +142,9 @@ def measure(args: list[str], env: dict[str, str], cwd: Path) -> Run:
     threading.Thread(target=read, daemon=True).start()
     while not done.wait(SAMPLE_S):
         peak = max(peak, sum(_rss_kb(pid) for pid in _tree(child.pid)))
+        if progress is not None and time.perf_counter() - last > PROGRESS_S:
+            last = time.perf_counter()
+            progress(peak / 1024)
     _pid, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) not in (0,):
@@ -227,10 +235,25 @@ def bench(readers: int, args: argparse.Namespace, port: int, server: subprocess.
         server.stdin.write("count\n")
         server.stdin.flush()
         before = int(server.stdout.readline().split()[0])
-        sent = measure([*digest, "send", "--as-of", END.isoformat(), "--json"], env, folder)
-        server.stdin.write("count\n")
-        server.stdin.flush()
-        count, size, sink_cpu = server.stdout.readline().split()
+        began = time.perf_counter()
+
+        def sink_count() -> list[str]:
+            assert server.stdin is not None and server.stdout is not None
+            server.stdin.write("count\n")
+            server.stdin.flush()
+            return server.stdout.readline().split()
+
+        def progress(peak_mb: float) -> None:
+            got = int(sink_count()[0]) - before
+            print(
+                f"  ... {time.perf_counter() - began:5.0f} s: {got:,} sent, "
+                f"peak so far {peak_mb:.0f} MB",
+                flush=True,
+            )
+
+        command = [*digest, "send", "--as-of", END.isoformat(), "--json"]
+        sent = measure(command, env, folder, progress)
+        count, size, sink_cpu = sink_count()
         summary = json.loads(sent.stdout)
         received = int(count) - before
         signed = "DKIM" if args.dkim else "unsigned"
