@@ -258,3 +258,21 @@ def test_import_refuses_a_line_that_is_not_utf8_and_goes_on(db: Database) -> Non
     assert summary.invalid == [(3, "", "not UTF-8 text")]
     with pytest.raises(InputError, match="not UTF-8 text"):
         import_subscribers(db, io.BytesIO("email\nann@example.com\n".encode("utf-16")))
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["a@b.example,ml", " a@b.example , ml ,x", ",,", "x", "a@b.example,\t", 'a,"b,c"', "a\rb"],
+)
+def test_a_row_is_split_as_csv_splits_it(line: str) -> None:
+    import csv
+
+    try:
+        expected: list[str] | str = next(csv.reader([line], strict=True))
+    except csv.Error as e:
+        expected = str(e)
+    try:
+        got: list[str] | str = importing._cells(line)
+    except csv.Error as e:
+        got = str(e)
+    assert got == expected
