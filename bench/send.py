@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,23 +120,36 @@ def dkim_settings(folder: Path) -> dict[str, Any]:
     return {"dkim_selector": "bench", "dkim_domain": "example.org", "dkim_key_file": path}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=10_000)
-    parser.add_argument("--blogs", type=int, default=300)
-    parser.add_argument("--posts", type=int, default=20)
-    parser.add_argument("--database-url", help="default: SQLite in a temporary folder")
-    parser.add_argument(
-        "--sink", choices=["stock", "bulk"], default="stock", help="aiosmtpd's DATA reader"
-    )
-    parser.add_argument("--dkim", action="store_true", help="sign with a 2048-bit RSA key")
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve:
-        sink(bulk=args.sink == "bulk")
-        return
+class DkimpySigner:
+    """The signing before issue 23: dkimpy's own, RSA in pure Python (the same h= list as
+    DkimSigner, so only the RSA differs)."""
 
+    def __init__(self, domain: str, selector: str, key_pem: bytes) -> None:
+        self.domain, self.selector, self.key = domain.encode(), selector.encode(), key_pem
+
+    def sign(self, raw: bytes) -> bytes:
+        import dkim
+
+        from digest.delivery.dkimsign import signed_headers
+
+        include = signed_headers(dkim.rfc822_parse(raw)[0])
+        signature: bytes = dkim.sign(
+            raw, self.selector, self.domain, self.key, include_headers=include
+        )
+        return signature + raw
+
+
+@dataclass
+class Measured:
+    sent: int
+    seconds: float
+    cpu: float
+
+
+def run(args: argparse.Namespace, signer: str) -> Measured:
+    """One database, one sink, one send; prints its lines."""
     from digest.config import Settings
+    from digest.delivery import mail
     from digest.delivery.send import send_issue
     from digest.storage import Database
 
@@ -160,10 +174,17 @@ def main() -> None:
         )  # fmt: skip
         if args.dkim:
             settings = settings.replace(smtp=dkim_settings(Path(tmp)))
+        openssl_signer = mail.dkim_signer
+        if signer == "dkimpy":
+            key = Path(tmp, "dkim.pem").read_bytes()
+            mail.dkim_signer = lambda _s: DkimpySigner("example.org", "bench", key)  # type: ignore[assignment,return-value]
         db = Database(url)
         cpu = time.process_time()
         started = time.perf_counter()
-        summary = send_issue(db, settings, as_of=END)
+        try:
+            summary = send_issue(db, settings, as_of=END)
+        finally:
+            mail.dkim_signer = openssl_signer
         seconds = time.perf_counter() - started
         cpu = time.process_time() - cpu
         server.stdin.write("stop\n")
@@ -176,10 +197,46 @@ def main() -> None:
     print(f"{summary.sent / seconds:.0f} messages/s, {seconds:.1f}s in total "
           f"(sender CPU {cpu:.1f}s, aiosmtpd ({args.sink} DATA) CPU {float(sink_cpu):.1f}s); "
           f"target: {args.messages} in under 60s")  # fmt: skip
-    signed = "DKIM-signed" if args.dkim else "unsigned"
+    signed = f"DKIM-signed by {signer}" if args.dkim else "unsigned"
     print(f"sender CPU per message ({signed}): {cpu / max(summary.sent, 1) * 1000:.2f} ms")
     if int(count) != args.messages or summary.sent != args.messages:
         sys.exit(f"expected {args.messages} messages")
+    return Measured(summary.sent, seconds, cpu)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--blogs", type=int, default=300)
+    parser.add_argument("--posts", type=int, default=20)
+    parser.add_argument("--database-url", help="default: SQLite in a temporary folder")
+    parser.add_argument(
+        "--sink", choices=["stock", "bulk"], default="stock", help="aiosmtpd's DATA reader"
+    )
+    parser.add_argument("--dkim", action="store_true", help="sign with a 2048-bit RSA key")
+    parser.add_argument(
+        "--dkimpy",
+        action="store_true",
+        help="with --dkim: first the same send signed by dkimpy's pure-Python RSA (before "
+        "issue 23), then OpenSSL's; prints the ratio",
+    )
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        sink(bulk=args.sink == "bulk")
+        return
+    if not (args.dkim and args.dkimpy):
+        run(args, "openssl")
+        return
+    before = run(args, "dkimpy")
+    after = run(args, "openssl")
+    per_before, per_after = before.cpu / before.sent, after.cpu / after.sent
+    print(
+        f"DKIM, before (dkimpy) -> after (OpenSSL via cryptography): "
+        f"{before.sent / before.seconds:.0f} -> {after.sent / after.seconds:.0f} messages/s, "
+        f"CPU per message {per_before * 1000:.2f} -> {per_after * 1000:.2f} ms "
+        f"({per_before / per_after:.1f} x less)"
+    )
 
 
 if __name__ == "__main__":

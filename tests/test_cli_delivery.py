@@ -477,3 +477,28 @@ def test_smtp_down_the_send_says_why_then_resumes(workdir: Path, sqlite_url: str
         None,
     )
     assert sorted(sink.recipients()) == ["ann@example.com", "bob@example.com"]
+
+
+def test_import_streams_a_long_file_and_reports_its_bad_lines(
+    workdir: Path, sqlite_url: str, sink: FlakySMTP
+) -> None:
+    """A real `digest subscribers import`: a line that isn't UTF-8 is refused on its own, the
+    first 1,000 refused lines are listed and the rest counted, duplicates across the file's
+    batches (2,000 rows each) are skipped; then the same from stdin adds nothing new."""
+    env = env_for(sqlite_url, sink)
+    good = [f"r{i}@example.com" for i in range(2500)]
+    lines = [*good, "r7@example.com", *[f"bad{i}" for i in range(1003)]]
+    data = ("\n".join(lines) + "\n").encode() + b"caf\xe9@example.com\n"
+    (workdir / "big.txt").write_bytes(data)
+    result = run_digest(["subscribers", "import", "big.txt"], env, workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2500 added, 1 skipped, 1004 invalid"
+    errors = result.stderr.splitlines()
+    assert len(errors) == 1001 and errors[-1] == "... and 4 more invalid lines"
+    assert errors[0].startswith("line 2502: 'bad0' is not a valid email address")
+    again = run_cli(["subscribers", "import", "-", "--json"], env, stdin="\n".join(good[:3]))
+    summary = json.loads(again.stdout)
+    assert (summary["added"], summary["skipped"], summary["invalid_count"]) == (0, 3, 0)
+    (workdir / "utf16.csv").write_bytes("email\nann@example.com\n".encode("utf-16"))
+    refused = run_digest(["subscribers", "import", "utf16.csv"], env, workdir)
+    assert refused.returncode == 1 and refused.stderr.strip().endswith("utf16.csv: not UTF-8 text")

@@ -10,11 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from email import message_from_bytes
 from email.policy import default
+from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 
 from digest.config import Settings
+from digest.delivery import deliverylog
 from digest.delivery.mail import SmtpTransport
 from digest.delivery.send import deliver, send_issue
 from digest.delivery.subscribers import (
@@ -441,3 +443,54 @@ def test_smtp_down_the_summary_says_why_messages_are_left(db: Database) -> None:
     assert f"; the last SMTP error: {why}" in line and "\n" not in line
     data = summary.as_json()
     assert (data["left"], data["reason"]) == (2, summary.reason())
+
+
+def test_rows_are_read_a_page_at_a_time_and_each_sent_once(
+    db: Database, sink: FlakySMTP, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of 2: a stop in the middle of a page and a resumed run send each reader once;
+    the rows are read as the send goes, never the whole list at once."""
+    monkeypatch.setattr(deliverylog, "PAGE", 2)
+    emails = [f"r{i}@example.com" for i in range(7)]
+    add(db, *emails)
+    issue = new_issue(db)
+    settings = settings_for(sink)
+    stop = threading.Event()
+    pages: list[int] = []
+    read_page = deliverylog.page_query
+
+    def counted(issue_id: int, after: int | None) -> Select[Any]:
+        pages.append(len(sink.recipients()))
+        return read_page(issue_id, after)
+
+    monkeypatch.setattr(deliverylog, "page_query", counted)
+
+    class StopAfterThree(SmtpTransport):
+        def send(self, raw: bytes, recipient: str, sender: str | None = None) -> None:
+            super().send(raw, recipient, sender)
+            if len(sink.recipients()) == 3:
+                stop.set()
+
+    with StopAfterThree(settings) as transport:
+        first = deliver(db, settings, issue, Renders(), stop=stop, transport=transport)
+    assert (first.sent, first.pending, first.stopped) == (3, 4, True)
+    assert pages[0] == 0 and pages[1] > 0  # the second page was read once the first was sent
+    second = deliver(db, settings, issue, Renders())
+    assert (second.sent, second.already, second.pending) == (4, 3, 0)
+    assert sorted(sink.recipients()) == emails  # each once
+    assert set(statuses(db, issue).values()) == {"sent"}
+
+
+def test_a_page_of_pending_rows_is_a_range_of_the_index(db: Database) -> None:
+    """The page query walks uq_delivery (issue_id, subscriber_id) in order: no scan of the
+    issue's rows and no sort per page, whatever the list's size."""
+    if not db.is_sqlite:
+        pytest.skip("SQLite's plan (PostgreSQL chooses by its statistics)")
+    query = deliverylog.page_query(1, 5).compile(
+        dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}
+    )
+    with db.engine.connect() as conn:
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}"))
+    assert "deliveries USING INDEX " in plan  # the unique constraint's (SQLite names it)
+    assert "(issue_id=? AND subscriber_id>?)" in plan
+    assert "TEMP B-TREE" not in plan

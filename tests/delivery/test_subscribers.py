@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import UTC, datetime
 
 import pytest
 
+from digest.delivery import importing
+from digest.delivery.consent import forget
 from digest.delivery.importing import import_subscribers
 from digest.delivery.subscribers import (
     add_subscriber,
@@ -216,3 +219,60 @@ def test_add_refuses_a_name_that_would_fail_later(db: Database, name: str, why: 
     with pytest.raises(InputError, match=re.escape(why)):
         add_subscriber(db, "ada@example.com", name=name)
     assert list_subscribers(db) == []
+
+
+def test_import_streams_in_batches_and_lets_the_database_find_duplicates(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of 3: a duplicate two batches later, an address already subscribed and one
+    that asked to be forgotten are each found by the database, not by a set of the file."""
+    monkeypatch.setattr(importing, "BATCH", 3)
+    add_subscriber(db, "old@example.com")
+    add_subscriber(db, "gone@example.com")
+    forget(db, "gone@example.com", NOW)
+    lines = [f"r{i}@example.com" for i in range(10)]
+    lines[8] = "R1@example.com"  # r1 twice, batches apart
+    lines[4] = "old@example.com"
+    lines[6] = "gone@example.com"
+    summary = import_subscribers(db, "\n".join(lines) + "\n")
+    assert (summary.added, summary.skipped, summary.forgotten) == (7, 2, 1)
+    emails = {s.email for s in list_subscribers(db)}
+    assert "gone@example.com" not in emails and len(emails) == 8
+
+
+def test_import_reports_a_capped_list_of_refused_lines(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importing, "INVALID_SHOWN", 2)
+    summary = import_subscribers(db, "bad1\nok@example.com\nbad2\nbad3\nbad4\n")
+    assert summary.added == 1 and summary.invalid_count == 4 and summary.unshown == 2
+    assert [n for n, _t, _w in summary.invalid] == [1, 3]
+    assert summary.line() == "1 added, 0 skipped, 4 invalid"
+    assert summary.as_json()["invalid_count"] == 4
+
+
+def test_import_refuses_a_line_that_is_not_utf8_and_goes_on(db: Database) -> None:
+    data = b"email,name\nann@example.com,Ann\nbob@example.com,B\xe9b\ncy@example.com,Cy\n"
+    summary = import_subscribers(db, io.BytesIO(data))
+    assert summary.added == 2
+    assert summary.invalid == [(3, "", "not UTF-8 text")]
+    with pytest.raises(InputError, match="not UTF-8 text"):
+        import_subscribers(db, io.BytesIO("email\nann@example.com\n".encode("utf-16")))
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["a@b.example,ml", " a@b.example , ml ,x", ",,", "x", "a@b.example,\t", 'a,"b,c"', "a\rb"],
+)
+def test_a_row_is_split_as_csv_splits_it(line: str) -> None:
+    import csv
+
+    try:
+        expected: list[str] | str = next(csv.reader([line], strict=True))
+    except csv.Error as e:
+        expected = str(e)
+    try:
+        got: list[str] | str = importing._cells(line)
+    except csv.Error as e:
+        got = str(e)
+    assert got == expected

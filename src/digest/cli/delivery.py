@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
@@ -234,18 +234,24 @@ def subscribers_import(app: App, file: Path, sections: str | None, as_json: bool
     file of one address per line (`-` reads stdin). Existing subscribers are skipped whatever
     their status, so an old list never re-subscribes people who left."""
     from digest.delivery.importing import import_subscribers
+    from digest.delivery.subscribers import parse_sections
 
-    data = sys.stdin.buffer.read() if str(file) == "-" else _read(file)
+    parse_sections(sections)  # a bad --sections is said as such, not as the file's fault
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(f"{file}: not UTF-8 text") from None
-    summary = import_subscribers(app.db, text, sections=sections)
+        if str(file) == "-":
+            summary = import_subscribers(app.db, sys.stdin.buffer, sections=sections)
+        else:
+            with _open(file) as stream:
+                summary = import_subscribers(app.db, stream, sections=sections)
+    except InputError as e:
+        raise InputError(f"{file}: {e}") from None
     if as_json:
         click.echo(json.dumps(summary.as_json(), indent=2))
         return
     for number, _raw, why in summary.invalid:
         click.echo(f"line {number}: {why}", err=True)
+    if summary.unshown:
+        click.echo(f"... and {summary.unshown} more invalid lines", err=True)
     click.echo(summary.line())
 
 
@@ -324,8 +330,8 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     serve_until_signalled(app.db, settings)
 
 
-def _read(path: Path) -> bytes:
+def _open(path: Path) -> BinaryIO:
     try:
-        return path.read_bytes()
+        return path.open("rb")
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror}") from None

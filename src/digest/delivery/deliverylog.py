@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Select, bindparam, func, insert, literal, select, update
 
 from digest.config import Settings
 from digest.delivery.bouncerules import kind_of_code, new_status
@@ -169,20 +171,29 @@ def snapshot(db: Database, issue_id: int) -> None:
     """On the first run for an issue, one pending delivery per active subscriber.
 
     The audience is fixed then: someone who subscribes while the issue is going out gets the
-    next one, and a resumed run doesn't reach past the original list.
+    next one, and a resumed run doesn't reach past the original list. One INSERT ... SELECT:
+    the rows never pass through Python (building each as a dict made a send hold about 1 KB
+    per reader), and it is all or nothing, so a crash can't leave half an audience.
     """
     with db.session() as s:
-        if s.scalar(select(func.count()).where(Delivery.issue_id == issue_id)):
+        if s.scalar(select(Delivery.id).where(Delivery.issue_id == issue_id).limit(1)):
             return
         if s.scalar(select(Issue.status).where(Issue.id == issue_id)) == IssueStatus.SENT:
             return
-        active = Subscriber.status == SubscriberStatus.ACTIVE
-        ids = s.scalars(select(Subscriber.id).where(active).order_by(Subscriber.id)).all()
-        now = utcnow()
-        pending = {"status": DeliveryStatus.PENDING, "attempts": 0, "updated_at": now}
-        rows = [{"issue_id": issue_id, "subscriber_id": i, **pending} for i in ids]
-        if rows:
-            s.execute(insert(Delivery), rows)
+        columns = Delivery.__table__.c
+        audience = (
+            select(
+                literal(issue_id, columns.issue_id.type),
+                Subscriber.id,
+                literal(DeliveryStatus.PENDING, columns.status.type),
+                literal(0, columns.attempts.type),
+                literal(utcnow(), columns.updated_at.type),
+            )
+            .where(Subscriber.status == SubscriberStatus.ACTIVE)
+            .order_by(Subscriber.id)
+        )
+        names = ["issue_id", "subscriber_id", "status", "attempts", "updated_at"]
+        s.execute(insert(Delivery).from_select(names, audience))
 
 
 def recover_in_flight(db: Database, issue_id: int) -> int:
@@ -201,20 +212,42 @@ def recover_in_flight(db: Database, issue_id: int) -> int:
     return count
 
 
-def pending_rows(db: Database, issue_id: int) -> list[DeliveryRow]:
-    """The issue's deliveries still to make, in the order they were snapshotted."""
+# Pending deliveries read at a time, each page in a short transaction of its own: a send
+# holds one page, not the list (the whole list took about 1 KB per reader).
+PAGE = 1000
+
+
+def pending_rows(db: Database, issue_id: int) -> Iterator[DeliveryRow]:
+    """The issue's deliveries still to make, in subscriber order (the order of the snapshot),
+    read PAGE at a time as the send goes: a row made pending again by this run (a transient
+    failure) is behind the page and waits for the next run, as before."""
+    after: int | None = None
+    while True:
+        with db.session() as s:
+            page = [
+                DeliveryRow(d, sub, email, name, status, choice_of(sections), bounces or 0)
+                for d, sub, email, name, status, sections, bounces in s.execute(
+                    page_query(issue_id, after)
+                )
+            ]
+        yield from page
+        if len(page) < PAGE:
+            return
+        after = page[-1].subscriber_id
+
+
+def page_query(issue_id: int, after: int | None) -> Select[Any]:
+    """A page of pending rows past subscriber ``after``: a range of the uq_delivery index
+    (issue_id, subscriber_id), already in order (tests/delivery/test_send.py reads its plan)."""
     query = (
         select(Delivery.id, Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.status)
         .add_columns(Subscriber.sections, Subscriber.hard_bounces)
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.PENDING)
-        .order_by(Delivery.id)
+        .order_by(Delivery.subscriber_id)
+        .limit(PAGE)
     )
-    with db.session() as s:
-        return [
-            DeliveryRow(d, sub, email, name, status, choice_of(sections), bounces or 0)
-            for d, sub, email, name, status, sections, bounces in s.execute(query)
-        ]
+    return query if after is None else query.where(Delivery.subscriber_id > after)
 
 
 def choice_of(stored: str | None) -> frozenset[str] | None:

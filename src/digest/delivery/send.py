@@ -202,11 +202,12 @@ def deliver(
         summary.window_start, summary.window_end = issue.window_start, issue.window_end
     deliverylog.snapshot(db, issue_id)
     summary.resent = deliverylog.recover_in_flight(db, issue_id)
-    rows = deliverylog.pending_rows(db, issue_id)
+    to_send = deliverylog.count(db, issue_id, DeliveryStatus.PENDING)
     summary.already = deliverylog.count(db, issue_id, DeliveryStatus.SENT)
-    if rows:
+    if to_send:
+        rows = deliverylog.pending_rows(db, issue_id)  # read a page at a time as it goes
         preflight.warn(settings)
-        transports = [transport] if transport else _transports(settings, len(rows))
+        transports = [transport] if transport else _transports(settings, to_send)
         try:
             deliver_rows(
                 db, settings, rows, render_for, transports, summary, stop, attempts, backoff, ids

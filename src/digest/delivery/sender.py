@@ -7,7 +7,7 @@ import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import make_msgid
@@ -39,7 +39,7 @@ GIVE_UP_AFTER = 3
 def deliver_rows(
     db: Database,
     settings: Settings,
-    rows: list[DeliveryRow],
+    rows: Iterable[DeliveryRow],
     render_for: RenderFor,
     transports: list[SmtpTransport],
     summary: SendSummary,
