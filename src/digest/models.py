@@ -169,7 +169,10 @@ class Fetch(Base):
     """A record of one request for a feed (pruned to the last days)."""
 
     __tablename__ = "fetches"
-    __table_args__ = (Index("ix_fetches_feed_at", "feed_id", "at"),)
+    __table_args__ = (
+        Index("ix_fetches_feed_at", "feed_id", "at"),
+        Index("ix_fetches_at", "at"),  # the prune of fetches older than two weeks
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
@@ -223,6 +226,8 @@ class Curation(Base):
 
 class Subscriber(Base):
     __tablename__ = "subscribers"
+    # The hourly prune of sign-ups left unconfirmed.
+    __table_args__ = (Index("ix_subscribers_status_created", "status", "created_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(width.EMAIL), unique=True)
@@ -271,7 +276,16 @@ class Delivery(Base):
     """One (issue, subscriber) pair: the send log that makes `digest send` resumable."""
 
     __tablename__ = "deliveries"
-    __table_args__ = (UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery"),)
+    __table_args__ = (
+        UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery"),
+        # Neither database indexes a foreign key by itself: without this, deleting one
+        # subscriber scans every delivery for its cascade (1,000 stale sign-ups took 394.6 s
+        # at 2.6M rows); a bounce's latest issue reads it newest first.
+        Index("ix_deliveries_subscriber_sent", "subscriber_id", "sent_at"),
+        Index("ix_deliveries_message_id", "message_id"),  # a webhook's report (37 ms scan)
+        # A send's pending rows, an issue's counts by status: read from the index alone.
+        Index("ix_deliveries_issue_status", "issue_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))

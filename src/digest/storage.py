@@ -9,11 +9,12 @@ import pwd
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import ColumnElement, create_engine, delete, event, inspect, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import (
     DBAPIError,
@@ -23,7 +24,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from digest.errors import NoDatabaseError, StorageError
 from digest.models import Meta
@@ -113,13 +114,13 @@ class Database:
             command.upgrade(cfg, "head")
 
     def _has_schema(self) -> bool:
-        with wrap_db_errors("opening the database", self.url):
+        with wrap_db_errors("opening the database", self.url), self.read_only():
             return inspect(self.engine).has_table("alembic_version")
 
     def _revision(self) -> str | None:
         """The schema's revision; None for a database without one (new, or not digest's)."""
         try:
-            with self.engine.connect() as conn:
+            with self.read_only(), self.engine.connect() as conn:
                 rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
         except SQLAlchemyError:
             return None
@@ -150,11 +151,41 @@ class Database:
             copy,
         )
 
+    @staticmethod
+    @contextlib.contextmanager
+    def read_only() -> Iterator[None]:
+        """Within this block (this thread, or the task and the threads it hands work to) every
+        SQLite transaction is a reader's: a deferred BEGIN, which in WAL mode runs beside the
+        poller's writes instead of waiting for its write lock, and any write in it is an
+        error ("attempt to write a readonly database") rather than a lock taken mid-way."""
+        token = _READ_ONLY.set(True)
+        try:
+            yield
+        finally:
+            _READ_ONLY.reset(token)
+
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
         """A session in a transaction: committed on success, rolled back on error."""
         with wrap_db_errors("talking to the database", self.url), self.sessions.begin() as session:
             yield session
+
+    def delete_in_batches(
+        self, id_column: InstrumentedAttribute[int], *where: ColumnElement[bool], batch: int
+    ) -> int:
+        """Delete the rows of ``id_column``'s table that match ``where``, ``batch`` at a time,
+        each batch its own short transaction (a prune never holds the write lock for long, nor
+        makes a WAL file the size of everything it deletes); how many."""
+        table = id_column.table
+        deleted = 0
+        while True:
+            with self.session() as s:
+                ids = s.scalars(select(id_column).where(*where).limit(batch)).all()
+                if ids:
+                    result = s.execute(delete(table).where(id_column.in_(ids), *where))
+                    deleted += int(getattr(result, "rowcount", 0) or 0)
+            if len(ids) < batch:
+                return deleted
 
     def get_meta(self, key: str) -> str | None:
         with self.session() as s:
@@ -327,10 +358,20 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+# True while the current context only reads (Database.read_only).
+_READ_ONLY: ContextVar[bool] = ContextVar("digest_read_only", default=False)
+
+
 def _sqlite_begin(conn: Any) -> None:
     # BEGIN IMMEDIATE takes the write lock up front, so two writers wait on busy_timeout
-    # instead of failing with "database is locked" when a read transaction upgrades.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # instead of failing with "database is locked" when a read transaction upgrades. A reader
+    # takes no lock: behind a poll's write transaction it would wait for all of it (a page read
+    # during a poll took 2.04 s behind a long writer).
+    read_only = _READ_ONLY.get()
+    if conn.info.get("query_only", False) != read_only:
+        conn.exec_driver_sql(f"PRAGMA query_only={int(read_only)}")
+        conn.info["query_only"] = read_only
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def safe_url(url: str) -> str:

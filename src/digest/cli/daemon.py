@@ -91,9 +91,11 @@ def status(app: App, as_json: bool) -> None:
     Times are shown in newsletter.timezone (in UTC with --json).
     """
     from digest.daemon.status import collect_status, format_status
-    from digest.storage import utcnow
+    from digest.storage import Database, utcnow
 
-    report = collect_status(app.read_db(), app.settings, utcnow())
+    db = app.read_db()
+    with Database.read_only():  # no write lock: the report is read beside a running poll
+        report = collect_status(db, app.settings, utcnow())
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

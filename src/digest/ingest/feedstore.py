@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, or_, select, update
 
 from digest import columns as width
 from digest.columns import fit
@@ -51,6 +51,11 @@ JOB_STATE = tuple(
     )
 )
 PRUNE_EVERY = timedelta(days=1)
+# Fetch rows deleted per transaction by the daily prune (a day of 2,000 feeds polled every
+# minute is 2.9M rows). 200,000 rows on SQLite at load 15 on 2 cores: one transaction held
+# the write lock 17.7 s; batches of 5,000 took 9.4 s in all, the longest 0.51 s (of 1,000:
+# 25 s, 0.42 s: each commit has its cost).
+FETCH_PRUNE_BATCH = 5000
 
 
 class Stored(NamedTuple):
@@ -307,8 +312,7 @@ def prune_fetches(db: Database, now: datetime) -> None:
     last = db.get_meta("fetches_pruned_at")
     if last is not None and now - datetime.fromisoformat(last) < PRUNE_EVERY:
         return
-    with db.session() as s:
-        s.execute(delete(Fetch).where(Fetch.at < now - policy.FETCH_HISTORY))
+    db.delete_in_batches(Fetch.id, Fetch.at < now - policy.FETCH_HISTORY, batch=FETCH_PRUNE_BATCH)
     db.set_meta("fetches_pruned_at", now.isoformat())
 
 

@@ -57,6 +57,7 @@ def make_app(db: Database, settings: Settings) -> Starlette:
     app.router.redirect_slashes = False
     app.state.site = site  # serve() closes its outbox when the server stops
     app.add_middleware(_NoFraming)
+    app.add_middleware(_ReadOnlyRequests)
     app.add_middleware(_AccessLog)
     return app
 
@@ -78,6 +79,22 @@ class _NoFraming:
             await send(message)
 
         await self.app(scope, receive, framed)
+
+
+class _ReadOnlyRequests:
+    """ASGI middleware: a GET or HEAD only reads (pages, /feed.xml, /healthz, /metrics): its
+    SQLite transactions take no write lock (storage.Database.read_only), so a page is served
+    beside a poll's writes, and a GET that wrote would fail loudly in the tests."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        with Database.read_only():
+            await self.app(scope, receive, send)
 
 
 class _AccessLog:
