@@ -11,7 +11,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from digest.delivery import forgotten
+from digest.delivery import counts, forgotten
 from digest.delivery.message import ENCODED_WORD
 from digest.delivery.tokens import (
     UNSUBSCRIBE,
@@ -212,6 +212,7 @@ def remove_subscriber(db: Database, email: str) -> SubscriberInfo:
         if row is None:
             raise InputError(f"no subscriber {address}")
         info = info_of(row)
+        counts.drop_unsent(s, row.id)
         s.delete(row)
         return info
 

@@ -9,11 +9,18 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.orm import Session
+
+from digest.models import COUNTS
 from digest.storage import Database
 from digest.types import FetchOutcome
 
 LAST_POLL_KEY = "last_poll"
 FETCH_TOTALS_KEY = "fetch_totals"
+# The counts row of the posts stored (counting the table grows with history: 100 ms a
+# scrape at 78,000 posts, bench/scrape.py).
+POSTS = "posts"
 
 
 def record_poll(
@@ -31,6 +38,20 @@ def record_poll(
         totals[str(outcome)] += n
     db.set_meta(FETCH_TOTALS_KEY, json.dumps(totals))
     db.set_meta(LAST_POLL_KEY, json.dumps({"at": started.isoformat(), **record}))
+
+
+def add_posts(conn: Connection, n: int) -> None:
+    """Count ``n`` posts stored, in the transaction that stores them."""
+    if not n:
+        return
+    added = conn.execute(update(COUNTS).where(COUNTS.c.name == POSTS).values(n=COUNTS.c.n + n))
+    if not added.rowcount:
+        conn.execute(insert(COUNTS), {"name": POSTS, "n": n})
+
+
+def post_total(s: Session) -> int:
+    """Posts stored, ever (none are deleted)."""
+    return int(s.scalar(select(COUNTS.c.n).where(COUNTS.c.name == POSTS)) or 0)
 
 
 def last_poll(db: Database) -> dict[str, Any] | None:
