@@ -225,6 +225,9 @@ class Curation(Base):
 
 class Subscriber(Base):
     __tablename__ = "subscribers"
+    # /metrics and `digest status` count subscribers by status: from this index alone, 0.4 ms
+    # at 10,000 readers against 1.6-6.9 ms reading the table (bench/scrape.py's database).
+    __table_args__ = (Index("ix_subscribers_status", "status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(width.EMAIL), unique=True)
