@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from digest.bounces.policy import IssueRates
 from digest.delivery import counts
@@ -75,12 +76,19 @@ def issue_rates(
     ``issue_id``: only that one), from the counts kept as they happen (delivery.counts): two
     small queries whatever the size of the delivery log."""
     with db.session() as s:
-        issues = select(Issue.id).order_by(Issue.number.desc())
-        if issue_id is not None:
-            issues = issues.where(Issue.id == issue_id)
-        if last is not None:
-            issues = issues.limit(last)
-        found = counts.tallies(s, s.scalars(issues).all())
+        return rates_in(s, last=last, issue_id=issue_id)
+
+
+def rates_in(
+    s: Session, *, last: int | None = None, issue_id: int | None = None
+) -> list[IssueRates]:
+    """issue_rates in the caller's session."""
+    issues = select(Issue.id).order_by(Issue.number.desc())
+    if issue_id is not None:
+        issues = issues.where(Issue.id == issue_id)
+    if last is not None:
+        issues = issues.limit(last)
+    found = counts.tallies(s, s.scalars(issues).all())
     return [
         IssueRates(
             number=t.number,

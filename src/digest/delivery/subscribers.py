@@ -244,10 +244,15 @@ def list_subscribers(db: Database, status: SubscriberStatus | None = None) -> li
 def count_by_status(db: Database) -> dict[str, int]:
     """Subscribers in each status (every status named, zeros included), for `digest status`."""
     with db.session() as s:
-        rows = s.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status))
-        counts = dict.fromkeys(map(str, SubscriberStatus), 0)
-        counts.update({str(status): n for status, n in rows})
-        return counts
+        return counts_in(s)
+
+
+def counts_in(s: Session) -> dict[str, int]:
+    """count_by_status in the caller's session (from ix_subscribers_status alone)."""
+    rows = s.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status))
+    counts = dict.fromkeys(map(str, SubscriberStatus), 0)
+    counts.update({str(status): n for status, n in rows})
+    return counts
 
 
 def unsubscribe(

@@ -57,18 +57,27 @@ def post_total(s: Session) -> int:
 def last_poll(db: Database) -> dict[str, Any] | None:
     """The last poll's record: ``at`` (when it started), feeds, new_posts, updated_posts,
     not_modified, errors, elapsed_s. None before the first poll."""
-    data = _read(db, LAST_POLL_KEY)
+    return last_poll_of(db.get_meta(LAST_POLL_KEY))
+
+
+def last_poll_of(text: str | None) -> dict[str, Any] | None:
+    """last_poll from the stored text of its meta row."""
+    data = _parse(text)
     return data if "at" in data else None
 
 
 def fetch_totals(db: Database) -> dict[str, int]:
     """Requests for feeds ever made, by outcome (every FetchOutcome, zeros included)."""
-    data = _read(db, FETCH_TOTALS_KEY)
+    return fetch_totals_of(db.get_meta(FETCH_TOTALS_KEY))
+
+
+def fetch_totals_of(text: str | None) -> dict[str, int]:
+    """fetch_totals from the stored text of its meta row."""
+    data = _parse(text)
     return {str(o): int(data.get(o, 0)) for o in FetchOutcome}
 
 
-def _read(db: Database, key: str) -> dict[str, Any]:
-    text = db.get_meta(key)
+def _parse(text: str | None) -> dict[str, Any]:
     try:
         data = json.loads(text) if text else {}
     except ValueError:  # hand-edited; the next poll writes it afresh
