@@ -19,10 +19,12 @@ from digest.delivery.send import deliver
 from digest.delivery.subscribers import add_subscriber, list_subscribers
 from digest.delivery.verp import make_tag
 from digest.errors import PermanentSendError
+from digest.ingest.tally import post_total
 from digest.models import Delivery, Issue, IssueCounts
 from digest.storage import Database, utcnow
 from digest.types import BounceKind, BounceReport, DeliveryStatus, IssueStatus
 from tests.delivery.test_send import Renders, add, new_issue, settings_for
+from tests.issue_helpers import add_feed, add_post
 from tests.smtp_helpers import FlakySMTP
 
 KEY = "test-key"
@@ -195,3 +197,58 @@ def test_a_late_bounce_of_a_folded_issue(db: Database) -> None:
             s.scalar(select(func.count()).select_from(Delivery).where(Delivery.issue_id == old))
             == 0
         )
+
+
+def test_the_migration_counts_the_rows_already_there(db: Database) -> None:
+    """An older database's log, bounces and posts, counted when 0011 comes (down to the
+    revision before it and up again: the counts made afresh from the rows)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from digest.storage import MIGRATIONS, head_revision
+
+    issue = sent_to(db, "ann@example.com", "bob@example.com", "cy@example.com")
+    spam = report(BounceKind.COMPLAINT, "bob@example.com", f"<{issue}.bob@example.com>")
+    apply_report(db, Settings(), KEY, spam, source="ses", identity="c")
+    blog = add_feed(db, "Deep Blog")
+    for k in range(3):
+        add_post(db, blog, f"Post {k}", date=utcnow())
+    before = issue_rates(db)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    for move in (command.downgrade, command.upgrade):
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            move(cfg, "0009" if move is command.downgrade else head_revision())
+    assert issue_rates(db) == before
+    assert (before[0].sent, before[0].complaints) == (3, 1)
+    assert kept(db, issue) == {DeliveryStatus.SENT: 3}
+    with db.session() as s:
+        assert post_total(s) == 3
+        tally = counts.tallies(s, [issue])[issue]
+        assert tally.last_sent_at is not None and tally.folded_at is None
+
+
+def test_a_scrape_and_status_read_no_delivery_row(db: Database) -> None:
+    """What keeps /metrics and `digest status` flat in history: not one statement of theirs
+    reads the delivery log or the posts."""
+    from sqlalchemy import event
+
+    from digest.daemon.metrics import collect
+    from digest.daemon.status import collect_status
+
+    sent_to(db, "ann@example.com", "bob@example.com")
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        names = {m.name for m in collect(db, utcnow())}
+        collect_status(db, Settings(), utcnow())
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert {"digest_deliveries", "digest_posts", "digest_issue_bounce_rate"} <= names
+    assert statements
+    assert not [q for q in statements if "deliveries" in q or "FROM posts" in q]

@@ -18,8 +18,9 @@ from digest.types import FetchOutcome
 
 LAST_POLL_KEY = "last_poll"
 FETCH_TOTALS_KEY = "fetch_totals"
-# The counts row of the posts stored (counting the table grows with history: 100 ms a
-# scrape at 78,000 posts, bench/scrape.py).
+# The counts row of the posts stored: counting the table grows with history (78,000 posts
+# at five years, bench/scrape.py: 48-64 ms on PostgreSQL, a sequential scan; 0.07 ms on
+# SQLite, whose count(*) walks the smallest index), the row costs 0.2 ms on either.
 POSTS = "posts"
 
 
