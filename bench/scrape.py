@@ -3,7 +3,8 @@
 Builds (once, with executemany: no SMTP) a database of ``--years`` weekly issues sent to
 ``--readers`` readers (a delivery row per reader per issue, ``--posts-per-week`` posts a week,
 a few bounces and complaints), then times GET /metrics (through the web app, in process)
-and `digest status`'s collect, median of ``--runs``.
+and `digest status`'s collect, median of ``--runs``; with ``--fold``, folds the delivery logs
+older than delivery.keep_log (deleting their rows) and times each transaction.
 
     .venv/bin/python bench/scrape.py --db /tmp/five-years.db --years 5
     .venv/bin/python bench/scrape.py --url postgresql://postgres@127.0.0.1:5432/test --years 1
@@ -15,18 +16,23 @@ the counters /metrics reads.)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import statistics
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Table, func, insert, select, text
+from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 import digest
 from digest.config import Settings
+from digest.daemon.metrics import collect
 from digest.daemon.status import collect_status
+from digest.delivery.retention import fold_old_logs
 from digest.models import BounceEvent, Delivery, Feed, Issue, Post, Subscriber
 from digest.storage import Database
 from digest.types import BounceKind, DeliveryStatus, IssueStatus, SubscriberStatus
@@ -184,6 +190,9 @@ def main() -> None:
     parser.add_argument("--readers", type=int, default=10_000)
     parser.add_argument("--posts-per-week", type=int, default=300)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--fold", action="store_true", help="then fold the logs past keep_log (changes the db)"
+    )
     args = parser.parse_args()
     url = args.url or f"sqlite:///{args.db}"
     db = Database(url)
@@ -211,7 +220,43 @@ def main() -> None:
     print(f"  the log's aggregates it ran before: {timed(aggregates, 3)} (median of 3)")
     status = timed(lambda: collect_status(db, settings, now), args.runs)
     print(f"digest status (collect): {status} (median of {args.runs})")
+    if args.fold:
+        fold(db, now)
     db.dispose()
+
+
+def fold(db: Database, now: datetime) -> None:
+    """Fold every issue older than delivery.keep_log (180 days), timing each transaction;
+    /metrics must say the same after."""
+    before = scraped(db, now)
+    real, took = db.session, []
+
+    @contextlib.contextmanager
+    def timed_session() -> Iterator[Session]:
+        started = time.perf_counter()
+        with real() as s:
+            yield s
+        took.append((time.perf_counter() - started) * 1000)
+
+    db.session = timed_session  # type: ignore[method-assign]
+    started = time.perf_counter()
+    folded = fold_old_logs(db, now, Settings().delivery.keep_log)
+    seconds = time.perf_counter() - started
+    db.session = real  # type: ignore[method-assign]
+    print(
+        f"fold: {len(folded.issues)} issues, {folded.rows} rows in {seconds:.1f} s, "
+        f"{len(took)} transactions: median {statistics.median(took):.1f} ms, "
+        f"longest {max(took):.1f} ms; /metrics unchanged: {scraped(db, now) == before}"
+    )
+
+
+def scraped(db: Database, now: datetime) -> dict[tuple[str, object], float]:
+    return {
+        (m.name, labels): value
+        for m in collect(db, now)
+        if m.name != "digest_daemon_heartbeat_age_seconds"
+        for labels, value in m.values.items()
+    }
 
 
 if __name__ == "__main__":
