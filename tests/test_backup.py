@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -75,7 +76,7 @@ def test_a_backup_during_a_poll_restores_to_the_same_lists(workdir: Path, http: 
     assert (workdir / "during.db").stat().st_mode & 0o777 == 0o600
 
     quiet = cli(["backup", "-o", "after.db"], env)
-    assert quiet.startswith("backed up to after.db: 0.2 MB (")
+    assert re.match(r"backed up to after\.db: 0\.[23] MB \(", quiet), quiet  # schema's pages
     assert f"{FEEDS} feeds, {FEEDS * 5} posts, 2 subscribers" in quiet
     elsewhere = {**env, "DIGEST_DATABASE_URL": f"sqlite:///{workdir / 'restored.db'}"}
     restored = run_digest(["restore", "after.db"], elsewhere, workdir)

@@ -221,6 +221,15 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class DeliverySettings:
+    keep_log: timedelta = setting(
+        timedelta(days=180),
+        parse_duration,
+        "how long an issue's per-message delivery log is kept; then folded into its counts",
+    )
+
+
+@dataclass(frozen=True)
 class BouncesSettings:
     imap_url: str = setting(
         "",
@@ -287,6 +296,7 @@ class Settings:
     feeds: FeedsSettings = field(default_factory=FeedsSettings)
     newsletter: NewsletterSettings = field(default_factory=NewsletterSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
     bounces: BouncesSettings = field(default_factory=BouncesSettings)
     webhooks: WebhooksSettings = field(default_factory=WebhooksSettings)
     web: WebSettings = field(default_factory=WebSettings)
@@ -352,6 +362,7 @@ SECTIONS: dict[str, type] = {
     "feeds": FeedsSettings,
     "newsletter": NewsletterSettings,
     "smtp": SmtpSettings,
+    "delivery": DeliverySettings,
     "bounces": BouncesSettings,
     "webhooks": WebhooksSettings,
     "web": WebSettings,

@@ -189,6 +189,8 @@ class Fetch(Base):
 
 class Issue(Base):
     __tablename__ = "issues"
+    # /metrics counts issues by status: without it the count reads every issue's HTML.
+    __table_args__ = (Index("ix_issues_status", "status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[int] = mapped_column(Integer, unique=True)
@@ -226,7 +228,9 @@ class Curation(Base):
 
 class Subscriber(Base):
     __tablename__ = "subscribers"
-    # The hourly prune of sign-ups left unconfirmed.
+    # The hourly prune of sign-ups left unconfirmed; and /metrics and `digest status` count
+    # subscribers by status from this index alone (0.4 ms at 10,000 readers against 1.6-6.9 ms
+    # reading the table, bench/scrape.py's database).
     __table_args__ = (Index("ix_subscribers_status_created", "status", "created_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -300,6 +304,39 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class IssueCounts(Base):
+    """An issue's deliveries by status and its bounces and complaints, kept as they happen
+    (in the transaction that changes a delivery or stores an event), so /metrics and
+    `digest status` read a row, not the whole log; and what is left of the log once
+    delivery.keep_log has passed and its rows are folded away (``folded_at``)."""
+
+    __tablename__ = "issue_counts"
+
+    issue_id: Mapped[int] = mapped_column(
+        ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True
+    )
+    pending: Mapped[int] = mapped_column(Integer, default=0)
+    sending: Mapped[int] = mapped_column(Integer, default=0)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    # Subscribers who bounced or complained (refusals while sending are the failed ones).
+    hard: Mapped[int] = mapped_column(Integer, default=0)
+    soft: Mapped[int] = mapped_column(Integer, default=0)
+    complaints: Mapped[int] = mapped_column(Integer, default=0)
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    folded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Count(Base):
+    """A running total kept as the work happens (posts stored), for /metrics."""
+
+    __tablename__ = "counts"
+
+    name: Mapped[str] = mapped_column(String(width.META_KEY), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class BounceEvent(Base):
     """A bounce or complaint heard back about a subscriber (an inbox, a webhook), kept."""
 
@@ -337,3 +374,5 @@ class Meta(Base):
 FEEDS = cast(Table, Feed.__table__)
 POSTS = cast(Table, Post.__table__)
 FETCHES = cast(Table, Fetch.__table__)
+ISSUE_COUNTS = cast(Table, IssueCounts.__table__)
+COUNTS = cast(Table, Count.__table__)

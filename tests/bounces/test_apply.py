@@ -10,6 +10,7 @@ import pytest
 from digest.bounces.apply import Outcome, apply_report
 from digest.bounces.events import issue_rates, list_events
 from digest.config import Settings
+from digest.delivery import counts
 from digest.delivery.subscribers import add_subscriber, list_subscribers
 from digest.delivery.verp import make_tag
 from digest.models import Delivery
@@ -70,6 +71,7 @@ def sent_issue(db: Database, *emails: str) -> int:
                     sent_at=utcnow() - timedelta(hours=1),
                 )
             )  # fmt: skip
+        counts.add(s, issue, {"sent": len(emails)})  # as the delivery log counts them
     return issue
 
 

@@ -25,6 +25,8 @@ from digest.bounces import policy
 from digest.bounces.events import rates_of
 from digest.columns import fit
 from digest.config import Settings
+from digest.delivery import counts
+from digest.delivery.deliverylog import SMTP_SOURCE
 from digest.delivery.verp import check_tag, could_be_ours, read_tag
 from digest.models import BounceEvent, Delivery, Subscriber
 from digest.storage import Database, utcnow
@@ -108,7 +110,7 @@ def _apply_one(
 ) -> None:
     assert report.kind is not None
     source, event_id = origin
-    issue_id = match.issue_id or _latest_issue(db, match.subscriber_id, now)
+    issue_id = match.issue_id or _guessed_issue(db, match.subscriber_id, report, now)
     before = rates_of(db, issue_id) if issue_id is not None else None
     with db.session() as s:
         seen = select(BounceEvent.id).where(
@@ -116,6 +118,7 @@ def _apply_one(
         )
         if s.scalar(seen) is not None:
             return
+        first = issue_id is not None and _first_of_kind(s, issue_id, match.subscriber_id, report)
         s.add(
             BounceEvent(
                 at=report.at or now,
@@ -130,6 +133,8 @@ def _apply_one(
         )
         s.flush()
         outcome.stored += 1
+        if first and issue_id is not None and source != SMTP_SOURCE:
+            counts.add(s, issue_id, {counts.KIND_COLUMNS[report.kind]: 1})
         subscriber = s.get(Subscriber, match.subscriber_id)
         assert subscriber is not None
         soft = _soft_in_window(s, match.subscriber_id, now - settings.bounces.soft_window)
@@ -147,6 +152,18 @@ def _apply_one(
     if before is not None and after is not None:
         for line in policy.warnings(before, after):
             log.warning("%s", line, extra={"fields": {"event": "rate", "issue": after.number}})
+
+
+def _first_of_kind(s: Session, issue_id: int, subscriber_id: int, report: BounceReport) -> bool:
+    """Whether this is the subscriber's first event of this kind about the issue: the issue's
+    counts are of subscribers (each counts once, however many reports)."""
+    earlier = select(BounceEvent.id).where(
+        BounceEvent.issue_id == issue_id,
+        BounceEvent.subscriber_id == subscriber_id,
+        BounceEvent.kind == report.kind,
+        BounceEvent.source != SMTP_SOURCE,
+    )
+    return s.scalar(earlier.limit(1)) is None
 
 
 def _soft_in_window(s: Session, subscriber_id: int, since: datetime) -> int:
@@ -200,6 +217,15 @@ def _by_address(db: Database, report: BounceReport) -> list[_Match]:
             select(Subscriber.id, Subscriber.email).where(Subscriber.email.in_(report.recipients))
         ).all()
     return [_Match(sid, email, None) for sid, email in rows]
+
+
+def _guessed_issue(
+    db: Database, subscriber_id: int, report: BounceReport, now: datetime
+) -> int | None:
+    """What a report that names no issue is about: without a Message-ID, the issue last
+    delivered to the subscriber; with one the delivery log doesn't hold (an issue whose log
+    delivery.keep_log folded away, or no issue's), no issue: counted as unknown."""
+    return None if report.message_id else _latest_issue(db, subscriber_id, now)
 
 
 def _latest_issue(db: Database, subscriber_id: int, now: datetime) -> int | None:

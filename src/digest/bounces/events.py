@@ -3,16 +3,16 @@ into each issue's bounce and complaint rates (`digest status`, /metrics)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from digest.bounces.policy import IssueRates
-from digest.delivery.deliverylog import SMTP_SOURCE
-from digest.models import BounceEvent, Delivery, Issue, Subscriber
+from digest.delivery import counts
+from digest.models import BounceEvent, Issue, Subscriber
 from digest.storage import Database
 from digest.types import BounceKind, DeliveryStatus
 from digest.words import show_time
@@ -73,48 +73,32 @@ def issue_rates(
     db: Database, *, last: int | None = None, issue_id: int | None = None
 ) -> list[IssueRates]:
     """Each issue's deliveries, bounces and complaints, newest first (``last``: only those;
-    ``issue_id``: only that one). The function a /metrics endpoint calls: three queries.
-    """
+    ``issue_id``: only that one), from the counts kept as they happen (delivery.counts): two
+    small queries whatever the size of the delivery log."""
     with db.session() as s:
-        issues = select(Issue.id, Issue.number).order_by(Issue.number.desc())
-        if issue_id is not None:
-            issues = issues.where(Issue.id == issue_id)
-        if last is not None:
-            issues = issues.limit(last)
-        numbers: dict[int, int] = {iid: number for iid, number in s.execute(issues)}
-        if not numbers:
-            return []
-        deliveries = s.execute(
-            select(Delivery.issue_id, Delivery.status, func.count())
-            .where(Delivery.issue_id.in_(numbers))
-            .group_by(Delivery.issue_id, Delivery.status)
-        ).all()
-        events = s.execute(
-            select(
-                BounceEvent.issue_id,
-                BounceEvent.kind,
-                func.count(distinct(BounceEvent.subscriber_id)),
-            )
-            # Refusals while sending are the failed deliveries already.
-            .where(BounceEvent.issue_id.in_(numbers), BounceEvent.source != SMTP_SOURCE)
-            .group_by(BounceEvent.issue_id, BounceEvent.kind)
-        ).all()
-    counts: dict[int, dict[str, int]] = defaultdict(dict)
-    for row_issue, status, n in deliveries:
-        counts[row_issue][str(status)] = n
-    for event_issue, kind, n in events:
-        if event_issue is not None:
-            counts[event_issue][str(kind)] = n
+        return rates_in(s, last=last, issue_id=issue_id)
+
+
+def rates_in(
+    s: Session, *, last: int | None = None, issue_id: int | None = None
+) -> list[IssueRates]:
+    """issue_rates in the caller's session."""
+    issues = select(Issue.id).order_by(Issue.number.desc())
+    if issue_id is not None:
+        issues = issues.where(Issue.id == issue_id)
+    if last is not None:
+        issues = issues.limit(last)
+    found = counts.tallies(s, s.scalars(issues).all())
     return [
         IssueRates(
-            number=number,
-            sent=counts[iid].get(DeliveryStatus.SENT, 0),
-            failed=counts[iid].get(DeliveryStatus.FAILED, 0),
-            hard=counts[iid].get(BounceKind.HARD, 0),
-            soft=counts[iid].get(BounceKind.SOFT, 0),
-            complaints=counts[iid].get(BounceKind.COMPLAINT, 0),
+            number=t.number,
+            sent=t.count(DeliveryStatus.SENT),
+            failed=t.count(DeliveryStatus.FAILED),
+            hard=t.hard,
+            soft=t.soft,
+            complaints=t.complaints,
         )
-        for iid, number in sorted(numbers.items(), key=lambda item: -item[1])
+        for t in sorted(found.values(), key=lambda t: -t.number)
     ]
 
 

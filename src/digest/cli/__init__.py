@@ -39,6 +39,7 @@ COMMAND_MODULES = {
     "backup": "backups",
     "restore": "backups",
     "migrate": "backups",
+    "prune": "backups",
 }
 
 

@@ -1,5 +1,6 @@
 """Commands: `digest backup` and `digest restore` (a SQLite database; PostgreSQL has pg_dump),
-and `digest migrate --to URL` (the whole database into another, e.g. SQLite to PostgreSQL)."""
+`digest migrate --to URL` (the whole database into another, e.g. SQLite to PostgreSQL), and
+`digest prune` (what is kept only for a while: old delivery logs, unconfirmed sign-ups)."""
 
 from __future__ import annotations
 
@@ -100,3 +101,28 @@ def migrate(app: App, to_url: str, as_json: bool) -> None:
         "it again",
         err=True,
     )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print what was deleted as JSON.")
+@pass_app
+def prune(app: App, as_json: bool) -> None:
+    """Delete what is kept only for a while, as the daemon does every hour.
+
+    Each sent issue's per-message delivery log, once delivery.keep_log (180 days) has passed
+    since the issue was made: its counts (sent, failed, bounces, complaints) stay, for /metrics,
+    `digest status` and the bounce rates; its rows go, in small transactions. And the sign-ups
+    left unconfirmed for a week. Safe while the daemon runs.
+    """
+    from digest.delivery.consent import prune_unconfirmed
+    from digest.delivery.retention import fold_old_logs
+    from digest.storage import utcnow
+
+    now = utcnow()
+    folded = fold_old_logs(app.db, now, app.settings.delivery.keep_log)
+    signups = prune_unconfirmed(app.db, now)
+    if as_json:
+        click.echo(json.dumps({**folded.as_json(), "unconfirmed_signups_deleted": signups}))
+    else:
+        click.echo(folded.line())
+        click.echo(f"sign-ups left unconfirmed for a week: {signups} deleted")

@@ -30,6 +30,7 @@ from digest.daemon.sends import SendFn, Sends, send_listed, sync_listed
 from digest.daemon.signals import SEND_NOW_SIGNAL, Signals, log_start_up_stop, log_stopped
 from digest.daemon.status import never_polled
 from digest.delivery.consent import prune_unconfirmed
+from digest.delivery.retention import fold_old_logs
 from digest.errors import DigestError, LockedError
 from digest.feedlist.opml import read_opml
 from digest.ingest.feedstore import bring_forward, spread_overdue_polls
@@ -202,6 +203,7 @@ class Daemon:
         if self.settings.bounces.imap_url:  # the bounce mailbox, read every bounces.interval
             every("bounces", self._bounce_round, self.settings.bounces.interval, started_at)
         every("prune", self._prune_unconfirmed, PRUNE_EVERY, started_at)
+        every("fold", self._fold_logs, PRUNE_EVERY, started_at)
         every("heartbeat", self._heartbeat, HEARTBEAT_EVERY, started_at + HEARTBEAT_EVERY)
         self._scheduler = scheduler
         scheduler.start()
@@ -322,6 +324,12 @@ class Daemon:
     def _prune_unconfirmed(self) -> None:
         if deleted := self._prune(self.db, self.clock()):
             log.info("deleted %s left unconfirmed for a week", counted(deleted, "sign-up"))
+
+    def _fold_logs(self) -> None:
+        keep = self.settings.delivery.keep_log
+        folded = fold_old_logs(self.db, self.clock(), keep, stop=self.stop.is_set)
+        if folded.rows or folded.issues:
+            log.info("%s", folded.line(), extra={"fields": {"event": "fold", **folded.as_json()}})
 
     def _heartbeat(self) -> None:
         if not self.lock.heartbeat():

@@ -17,11 +17,12 @@ from digest.daemon.schedule import (
     SendState,
     decide_send,
 )
+from digest.delivery import counts
 from digest.delivery.subscribers import count_by_status
 from digest.ingest import policy
 from digest.issue.sendtimes import SendSchedule
 from digest.locks import holder_alive, read_holder
-from digest.models import Delivery, Feed, Issue
+from digest.models import Feed, Issue
 from digest.settingvalues import format_duration
 from digest.storage import Database
 from digest.types import DeliveryStatus, FeedStatus
@@ -128,12 +129,7 @@ def last_issue(db: Database) -> dict[str, Any] | None:
         issue = s.scalars(select(Issue).order_by(Issue.number.desc()).limit(1)).first()
         if issue is None:
             return None
-        rows = s.execute(
-            select(Delivery.status, func.count())
-            .where(Delivery.issue_id == issue.id)
-            .group_by(Delivery.status)
-        ).all()
-    counts: dict[DeliveryStatus, int] = {status: n for status, n in rows}
+        tally = counts.tallies(s, [issue.id])[issue.id]
     return {
         "number": issue.number,
         "created_at": issue.created_at.isoformat(),
@@ -141,10 +137,10 @@ def last_issue(db: Database) -> dict[str, Any] | None:
         "status": issue.status,
         "posts": issue.post_count,
         "subject": issue.subject,
-        "delivered": counts.get(DeliveryStatus.SENT, 0),  # handed to the relay (kept for scripts)
-        "handed_to_relay": counts.get(DeliveryStatus.SENT, 0),
-        "failed": counts.get(DeliveryStatus.FAILED, 0),
-        "pending": counts.get(DeliveryStatus.PENDING, 0) + counts.get(DeliveryStatus.SENDING, 0),
+        "delivered": tally.count(DeliveryStatus.SENT),  # handed to the relay (kept for scripts)
+        "handed_to_relay": tally.count(DeliveryStatus.SENT),
+        "failed": tally.count(DeliveryStatus.FAILED),
+        "pending": tally.count(DeliveryStatus.PENDING) + tally.count(DeliveryStatus.SENDING),
     }
 
 

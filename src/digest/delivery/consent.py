@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 
 from digest.config import UNCONFIRMED_KEPT
-from digest.delivery import forgotten
+from digest.delivery import counts, forgotten
 from digest.delivery.subscribers import SubscriberInfo, info_of, parse_address, record_event
 from digest.errors import InputError
 from digest.models import Delivery, Issue, Subscriber, SubscriberEvent
@@ -169,6 +169,7 @@ def forget(db: Database, email: str, now: datetime) -> bool:
         if row is None:
             return False
         s.execute(delete(SubscriberEvent).where(SubscriberEvent.subscriber_id == row.id))
+        counts.drop_unsent(s, row.id)
         s.execute(delete(Delivery).where(Delivery.subscriber_id == row.id))
         s.delete(row)
         return True

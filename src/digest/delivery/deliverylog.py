@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, func, insert, literal, select, update
 
 from digest.config import Settings
+from digest.delivery import counts
 from digest.delivery.bouncerules import kind_of_code, new_status
 from digest.delivery.subscribers import sections_of
 from digest.errors import PermanentSendError
@@ -97,6 +98,7 @@ class DeliveryLog:
         self.waiting: list[tuple[DeliveryRow, DeliveryStatus, str | None]] = []
         self.refusals: dict[int, str] = {}  # delivery id -> the server's status code
         self.bounced: list[str] = []
+        self.in_flight: set[int] = set()  # delivery ids claimed, their outcome not written
 
     def __enter__(self) -> DeliveryLog:
         return self
@@ -121,23 +123,44 @@ class DeliveryLog:
         return self._write((row, message_id))
 
     def _write(self, claim: tuple[DeliveryRow, str] | None = None) -> bool:
+        """The waiting outcomes and the claim, with the issue's counts, in one transaction."""
         now = utcnow()
         claimed = True
+        moves: list[tuple[DeliveryStatus, DeliveryStatus]] = []
         with wrap_db_errors("writing the delivery log"), self.conn.begin():
             for row, status, error in self.waiting:
-                sent_at = now if status == DeliveryStatus.SENT else None
-                params = {"row_id": row.delivery_id, "status": status, "error": error}
-                self.conn.execute(self._outcome, {**params, "now": now, "sent_at": sent_at})
-                if status == DeliveryStatus.SENT and row.hard_bounces:
-                    self.conn.execute(self._good, {"sub_id": row.subscriber_id})
-                elif row.delivery_id in self.refusals:
-                    self._refusal(row, self.refusals.pop(row.delivery_id), error or "", now)
+                moves += self._write_outcome(row, status, error, now)
             if claim is not None:
                 row, message_id = claim
                 params = {"row_id": row.delivery_id, "message_id": message_id, "now": now}
                 claimed = bool(self.conn.execute(self._claim, params).rowcount)
+                if claimed:
+                    self.in_flight.add(row.delivery_id)
+                    moves.append((DeliveryStatus.PENDING, DeliveryStatus.SENDING))
+            if self.issue_id is not None:
+                went = any(after == DeliveryStatus.SENT for _before, after in moves)
+                counts.add(
+                    self.conn, self.issue_id, counts.transitions(moves), now if went else None
+                )
         self.waiting = []
         return claimed
+
+    def _write_outcome(
+        self, row: DeliveryRow, status: DeliveryStatus, error: str | None, now: datetime
+    ) -> list[tuple[DeliveryStatus, DeliveryStatus]]:
+        """One outcome written; the move it made ([] when the row is gone: forgotten)."""
+        sent_at = now if status == DeliveryStatus.SENT else None
+        params = {"row_id": row.delivery_id, "status": status, "error": error}
+        written = self.conn.execute(self._outcome, {**params, "now": now, "sent_at": sent_at})
+        if status == DeliveryStatus.SENT and row.hard_bounces:
+            self.conn.execute(self._good, {"sub_id": row.subscriber_id})
+        elif row.delivery_id in self.refusals:
+            self._refusal(row, self.refusals.pop(row.delivery_id), error or "", now)
+        claimed = row.delivery_id in self.in_flight
+        self.in_flight.discard(row.delivery_id)
+        if not written.rowcount:
+            return []
+        return [(DeliveryStatus.SENDING if claimed else DeliveryStatus.PENDING, status)]
 
     def _refusal(self, row: DeliveryRow, status: str, error: str, now: datetime) -> None:
         """The bounce event of a refusal, and the subscriber bounced if the rules say so."""
@@ -193,7 +216,10 @@ def snapshot(db: Database, issue_id: int) -> None:
             .order_by(Subscriber.id)
         )
         names = ["issue_id", "subscriber_id", "status", "attempts", "updated_at"]
-        s.execute(insert(Delivery).from_select(names, audience))
+        added = int(
+            getattr(s.execute(insert(Delivery).from_select(names, audience)), "rowcount", 0)
+        )
+        counts.add(s, issue_id, {"pending": added})
 
 
 def recover_in_flight(db: Database, issue_id: int) -> int:
@@ -207,6 +233,7 @@ def recover_in_flight(db: Database, issue_id: int) -> int:
             )
         )
         count = int(getattr(result, "rowcount", 0) or 0)
+        counts.add(s, issue_id, {"sending": -count, "pending": count})
     if count:
         log.warning("send: %d message(s) were in flight when a run died; sending them again", count)
     return count

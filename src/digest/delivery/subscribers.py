@@ -11,7 +11,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from digest.delivery import forgotten
+from digest.delivery import counts, forgotten
 from digest.delivery.message import ENCODED_WORD
 from digest.delivery.tokens import (
     UNSUBSCRIBE,
@@ -217,6 +217,7 @@ def remove_subscriber(db: Database, email: str) -> SubscriberInfo:
         if row is None:
             raise InputError(f"no subscriber {address}")
         info = info_of(row)
+        counts.drop_unsent(s, row.id)
         s.delete(row)
         return info
 
@@ -248,10 +249,15 @@ def list_subscribers(db: Database, status: SubscriberStatus | None = None) -> li
 def count_by_status(db: Database) -> dict[str, int]:
     """Subscribers in each status (every status named, zeros included), for `digest status`."""
     with db.session() as s:
-        rows = s.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status))
-        counts = dict.fromkeys(map(str, SubscriberStatus), 0)
-        counts.update({str(status): n for status, n in rows})
-        return counts
+        return counts_in(s)
+
+
+def counts_in(s: Session) -> dict[str, int]:
+    """count_by_status in the caller's session (from ix_subscribers_status_created alone)."""
+    rows = s.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status))
+    counts = dict.fromkeys(map(str, SubscriberStatus), 0)
+    counts.update({str(status): n for status, n in rows})
+    return counts
 
 
 def unsubscribe(

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Row, bindparam, insert, or_, select, update
 from digest import columns as width
 from digest.columns import fit
 from digest.errors import StorageError
-from digest.ingest import policy
+from digest.ingest import policy, tally
 from digest.models import FEEDS, FETCHES, POSTS, Fetch
 from digest.storage import Database
 from digest.types import (
@@ -260,6 +260,7 @@ class PostWrites:
     def execute(self, conn: Connection) -> None:
         if self.inserts:
             conn.execute(insert(POSTS), self.inserts)
+            tally.add_posts(conn, len(self.inserts))
         if self.updates:
             conn.execute(_UPDATE_POST, self.updates)
         if self.rekeys:
