@@ -204,7 +204,8 @@ def test_every_foreign_key_is_indexed(db: Database) -> None:
     for table in Base.metadata.sorted_tables:
         for key in table.foreign_keys:
             column = key.parent.name
-            lookups.append(select(table.c.id).where(table.c[column] == 1))
+            key_column = next(iter(table.primary_key.columns))
+            lookups.append(select(key_column).where(table.c[column] == 1))
     with db.engine.connect() as conn:
         literal = {"literal_binds": True}
         statements = [

@@ -216,10 +216,13 @@ def snapshot(db: Database, issue_id: int) -> None:
             .order_by(Subscriber.id)
         )
         names = ["issue_id", "subscriber_id", "status", "attempts", "updated_at"]
-        added = int(
-            getattr(s.execute(insert(Delivery).from_select(names, audience)), "rowcount", 0)
+        s.execute(insert(Delivery).from_select(names, audience))
+        # Counted, not the INSERT's rowcount: PostgreSQL's driver reports -1 for INSERT ... SELECT.
+        # Once per issue, from ix_deliveries_issue_status alone.
+        added = s.scalar(
+            select(func.count()).select_from(Delivery).where(Delivery.issue_id == issue_id)
         )
-        counts.add(s, issue_id, {"pending": added})
+        counts.add(s, issue_id, {"pending": added or 0})
 
 
 def recover_in_flight(db: Database, issue_id: int) -> int:
