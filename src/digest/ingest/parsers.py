@@ -29,10 +29,9 @@ log = logging.getLogger(__name__)
 # Below this many feeds a new process pool costs more than it saves (a running one is used).
 MIN_POOL_BATCH = 8
 PARSER_DIED = "parser process died"
-# What the forkserver imports once, so a new worker starts parsing at once. "__main__" makes it
-# import the command's script too (the `digest` console script, a few lines): else every
-# worker re-imports it as __mp_main__ on start, with the whole CLI (25 ms a worker, measured).
-PRELOAD = ["__main__", "digest.ingest.worker", "digest.ingest.parse"]
+# What the forkserver imports once, so a new worker starts parsing at once. (The command's
+# script is kept out of the workers by digest.cli.main: see _name_the_main_module there.)
+PRELOAD = ["digest.ingest.worker", "digest.ingest.parse"]
 
 
 class ParserPool:
