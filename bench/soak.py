@@ -113,8 +113,13 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path) -> None:
         raise SystemExit(f"{' '.join(cmd)} failed: {done.stderr.strip()[-2000:]}")
 
 
+STOP = threading.Event()  # SIGTERM or SIGINT: end the soak early, still reporting
+
+
 def main() -> None:
     args = parse_args()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _sig, _frame: STOP.set())
     with tempfile.TemporaryDirectory(prefix="digest-soak-") as tmp:
         soak(args, Path(tmp))
 
@@ -205,13 +210,18 @@ def watch_daemon(
     try:
         for m in range(1, args.duration + 1):
             tick_end = start + 60 * m
-            while (now := time.monotonic()) < tick_end:
+            if STOP.is_set():
+                print(f"stopped early, after {m - 1} minutes", flush=True)
+                break
+            while (now := time.monotonic()) < tick_end and not STOP.is_set():
                 if daemon.poll() is not None:
                     raise SystemExit(f"digest run exited ({daemon.returncode}): see {log_path}")
                 if now >= next_publish:
                     farm.post(f"/_advance?n={args.publish}")
                     next_publish += args.publish_every
-                time.sleep(min(1.0, max(0.0, tick_end - now)))
+                STOP.wait(min(1.0, max(0.0, tick_end - now)))
+            if STOP.is_set():
+                continue
             sample = tree.sample()
             requests = farm.stats().get("requests", 0)
             feeds = requests - last_requests - 1  # the /_stats call itself
