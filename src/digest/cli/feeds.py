@@ -35,13 +35,15 @@ def poll(app: App, as_json: bool, quiet: bool) -> None:
     fail are recorded (see `digest feeds --errors`) and retried later with backoff; the exit
     status is 0 as long as the poll ran.
     """
-    from digest.feedlist.opml import read_opml
+    from digest.feedlist.listsync import follow_feed_list
     from digest.ingest.poll import poll_feeds
+    from digest.storage import utcnow
 
-    sources = read_opml(app.settings.feeds.opml)
+    # A stat when feeds.opml is as last synced: not read, parsed (lxml) or synced again.
+    follow_feed_list(app.db, app.settings.feeds.opml, utcnow())
     show = not (quiet or as_json) and sys.stderr.isatty()
     with ProgressLine(show) as progress:
-        summary = poll_feeds(app.db, app.settings, sources, progress=progress.update)
+        summary = poll_feeds(app.db, app.settings, None, progress=progress.update)
     if as_json:
         click.echo(json.dumps(summary.as_json()))
         return

@@ -31,7 +31,7 @@ from digest.daemon.signals import SEND_NOW_SIGNAL, Signals, log_start_up_stop, l
 from digest.daemon.status import never_polled
 from digest.delivery.consent import prune_unconfirmed
 from digest.errors import DigestError, LockedError
-from digest.feedlist.listsync import sync_feed_list
+from digest.feedlist.listsync import follow_feed_list
 from digest.feedlist.opml import read_opml
 from digest.ingest.feedstore import bring_forward, spread_overdue_polls
 from digest.ingest.health import list_feeds
@@ -104,9 +104,7 @@ class RoundPoller:
         due_only: bool = False,
         stop: threading.Event | None = None,
     ) -> PollSummary:
-        if not settings.feeds.opml.exists():
-            read_opml(settings.feeds.opml)  # raises the ConfigError that says what to do
-        sync_feed_list(db, settings.feeds.opml, utcnow())
+        follow_feed_list(db, settings.feeds.opml, utcnow())
         return poll_feeds(db, settings, None, due_only=due_only, stop=stop, parsers=self.parsers)
 
     def close(self) -> None:

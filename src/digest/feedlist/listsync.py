@@ -14,7 +14,6 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError
 
 from digest.errors import ConfigError, StorageError
-from digest.feedlist.opml import parse_opml
 from digest.ingest.feedsync import SYNCED_LIST_KEY, SyncResult, sync_feeds
 from digest.storage import Database
 
@@ -39,6 +38,8 @@ def sync_feed_list(db: Database, path: Path, now: datetime) -> SyncResult | None
     if digest == synced_hash and _same_path(synced_seen, seen):
         db.set_meta(SYNCED_LIST_KEY, stamp)  # touched, not changed: a stat will do next time
         return SyncResult()
+    from digest.feedlist.opml import parse_opml  # lxml: only for a changed file
+
     sources = parse_opml(data, origin=str(path))
     try:
         result = sync_feeds(db, sources, now)
@@ -47,6 +48,18 @@ def sync_feed_list(db: Database, path: Path, now: datetime) -> SyncResult | None
             raise
         result = sync_feeds(db, sources, now)  # a poll added the same new feed meanwhile
     db.set_meta(SYNCED_LIST_KEY, stamp)
+    return result
+
+
+def follow_feed_list(db: Database, path: Path, now: datetime) -> SyncResult:
+    """sync_feed_list for a poll, which needs the file: a missing one is the ConfigError that
+    says how to make it."""
+    result = sync_feed_list(db, path, now)
+    if result is None:
+        from digest.feedlist.opml import read_opml
+
+        read_opml(path)  # raises the ConfigError saying how to create it
+        return SyncResult()  # created meanwhile: the next poll follows it
     return result
 
 

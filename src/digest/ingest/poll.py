@@ -27,7 +27,6 @@ from digest.ingest.feedstore import (
 )
 from digest.ingest.feedsync import SyncResult, sync_feeds
 from digest.ingest.fetch import fetch_as_configured, make_client
-from digest.ingest.pages import count_pages
 from digest.ingest.parsers import ParserPool
 from digest.ingest.slots import HostSlots
 from digest.ingest.tally import record_poll
@@ -198,6 +197,8 @@ class _Poller:
             if self.feeds.fetch_pages and not (self.stop and self.stop.is_set()):
                 if own_parsers:
                     self.parsers.close()  # no more feeds: free the workers first
+                from digest.ingest.pages import count_pages  # lxml: only when it reads pages
+
                 self.summary.pages = await count_pages(
                     self.db, self.client, self.feeds, self.now, self.stop
                 )
