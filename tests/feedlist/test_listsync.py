@@ -12,7 +12,7 @@ import pytest
 
 from digest.feedlist import listsync
 from digest.feedlist import opml as opml_module
-from digest.ingest.feedsync import SYNCED_LIST_KEY
+from digest.ingest.feedsync import SYNCED_LIST_KEY, SyncResult
 from digest.ingest.health import list_feeds
 from digest.storage import Database
 from tests.poll_helpers import write_opml
@@ -35,15 +35,15 @@ def test_an_unchanged_list_costs_a_stat_a_touched_one_a_hash_a_changed_one_a_syn
     with monkeypatch.context() as m:  # unchanged: neither read nor parsed
         m.setattr(Path, "read_bytes", refuse)
         m.setattr(opml_module, "parse_opml", refuse)
-        assert listsync.sync_feed_list(sqlite_db, path, NOW) == listsync.SyncResult()
+        assert listsync.sync_feed_list(sqlite_db, path, NOW) == SyncResult()
 
     stat = path.stat()  # touched, same bytes: read and hashed, not parsed; then a stat again
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     with monkeypatch.context() as m:
         m.setattr(opml_module, "parse_opml", refuse)
-        assert listsync.sync_feed_list(sqlite_db, path, NOW) == listsync.SyncResult()
+        assert listsync.sync_feed_list(sqlite_db, path, NOW) == SyncResult()
         m.setattr(Path, "read_bytes", refuse)
-        assert listsync.sync_feed_list(sqlite_db, path, NOW) == listsync.SyncResult()
+        assert listsync.sync_feed_list(sqlite_db, path, NOW) == SyncResult()
 
     write_opml(path, FEEDS[:1])  # changed: synced, B made inactive
     listsync.sync_feed_list(sqlite_db, path, NOW)
