@@ -27,8 +27,12 @@ print(json.dumps(sorted(sys.modules)), file=sys.stderr)
 """
 # Never needed to poll: migrations (Alembic, Mako), rendering (premailer, cssutils, Jinja2),
 # the OPML parser for an unchanged list (lxml), feedparser (parser processes load it), the
-# daemon's scheduler, the web stack, the progress bar without a terminal, DKIM.
+# daemon's scheduler, the web stack, the progress bar without a terminal, DKIM; and with no
+# feed to fetch, no HTTP client and no parser processes.
 NOT_FOR_POLL = (
+    "httpx",
+    "h11",
+    "multiprocessing",
     "alembic",
     "mako",
     "premailer",

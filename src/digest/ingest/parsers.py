@@ -11,18 +11,19 @@ parsed in the poll's own process after a death (it also serves the web endpoint)
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import logging
-import multiprocessing
 import os
 from collections.abc import Mapping
-from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from digest.errors import ParseError
 from digest.ingest.worker import exit_with_parent, parse_or_failure
 from digest.types import ParsedFeed
+
+if TYPE_CHECKING:  # multiprocessing loads with the first pool: a poll of 304s never needs one
+    import concurrent.futures
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class ParserPool:
         if in_process and self._pool is None and not self.died:
             result = await asyncio.to_thread(call)
         else:
+            from concurrent.futures.process import BrokenProcessPool
+
             pool = self._get_pool()
             try:
                 result = await asyncio.get_running_loop().run_in_executor(pool, call)
@@ -82,6 +85,8 @@ class ParserPool:
     ) -> ParsedFeed | str:
         """A body that was in flight when a worker died, parsed again in a process of its
         own: if it dies there too, this body is the one that kills parsers."""
+        from concurrent.futures.process import BrokenProcessPool
+
         alone = self._new_pool(1)
         try:
             return await asyncio.get_running_loop().run_in_executor(alone, call)
@@ -106,6 +111,9 @@ class ParserPool:
 
     @staticmethod
     def _new_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+        import concurrent.futures
+        import multiprocessing
+
         # forkserver: never fork this (threaded) process; workers start from a clean one.
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)

@@ -14,8 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-
-import httpx
+from typing import TYPE_CHECKING
 
 from digest.config import Settings
 from digest.errors import FetchError, ParseError
@@ -26,7 +25,6 @@ from digest.ingest.feedstore import (
     select_jobs,
 )
 from digest.ingest.feedsync import SyncResult, sync_feeds
-from digest.ingest.fetch import fetch_as_configured, make_client
 from digest.ingest.parsers import ParserPool
 from digest.ingest.slots import HostSlots
 from digest.ingest.tally import record_poll
@@ -43,6 +41,9 @@ from digest.types import (
     Outcome,
 )
 from digest.words import counted, plural
+
+if TYPE_CHECKING:  # httpx and the fetch code load when there is something to fetch
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,8 @@ class _Poller:
     async def run(
         self, jobs: list[FeedJob], client: httpx.AsyncClient | None, parsers: ParserPool | None
     ) -> None:
+        from digest.ingest.fetch import make_client
+
         own_client, own_parsers = client is None, parsers is None
         self.client = client or make_client(self.feeds)
         self.writer = StoreWriter(self.db, self.now, self.feeds.poll_interval)
@@ -272,6 +275,8 @@ class _Poller:
     async def _fetch_and_parse(self, job: FeedJob) -> FeedResult:
         # The job keeps its fetch slot (its host's and the poll's) until its body has a parser
         # slot: while the parsers are behind, fetching pauses instead of piling bodies up.
+        from digest.ingest.fetch import fetch_as_configured  # loaded once there is a fetch
+
         try:
             fetched = await fetch_as_configured(
                 self.client, job.url, self.feeds, etag=job.etag, last_modified=job.last_modified
