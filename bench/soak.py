@@ -125,7 +125,8 @@ def main() -> None:
 
 
 def soak(args: argparse.Namespace, work: Path) -> None:
-    farm = Farm(Path(args.farm), args.feeds, args.latency_ms, args.hosts)
+    # --recent: posts of the last days, so each send has an issue to send (January's would not)
+    farm = Farm(Path(args.farm), args.feeds, args.latency_ms, args.hosts, ("--recent",))
     sink = CountingSink()
     farm.start()
     try:
@@ -211,7 +212,7 @@ def watch_daemon(
         for m in range(1, args.duration + 1):
             tick_end = start + 60 * m
             if STOP.is_set():
-                print(f"stopped early, after {m - 1} minutes", flush=True)
+                print(f"stopped early, after {len(minutes)} minutes", flush=True)
                 break
             while (now := time.monotonic()) < tick_end and not STOP.is_set():
                 if daemon.poll() is not None:
