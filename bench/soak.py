@@ -3,7 +3,7 @@ tree's memory, every minute, against a one-shot warm poll's CPU per feed in the 
 
     .venv/bin/python bench/soak.py                       # 2,000 feeds, 60 minutes
     .venv/bin/python bench/soak.py --duration 12 --feeds 500   # a quick look
-    git archive HEAD src | tar -x -C /tmp/snap && \
+    git archive HEAD src templates | tar -x -C /tmp/snap && \
         nohup .venv/bin/python bench/soak.py --src /tmp/snap/src > /tmp/soak.out &   # a snapshot
 
 Starts ../shared/bench/feedfarm.py (``--farm`` or $FEEDFARM) and a counting SMTP sink
@@ -284,7 +284,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--log", help="the daemon's log file (default: in the work folder)")
     p.add_argument(
         "--src",
-        help="import digest from this folder (e.g. `git archive HEAD src | tar -x -C DIR` then "
+        help="import digest from this folder (`git archive HEAD src templates | tar -x -C DIR`, "
+        "then "
         "DIR/src): an hour's soak keeps running the code it started with while the tree changes",
     )
     return p.parse_args()
