@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from digest.bounces.mailbox import FetchSummary, fetch_bounces
 from digest.config import Settings
 from digest.daemon import startup
+from digest.daemon.polling import RoundPoller
 from digest.daemon.schedule import (
     RUNNING_SETTINGS_KEY,
     RunningSettings,
@@ -31,12 +32,9 @@ from digest.daemon.signals import SEND_NOW_SIGNAL, Signals, log_start_up_stop, l
 from digest.daemon.status import never_polled
 from digest.delivery.consent import prune_unconfirmed
 from digest.errors import DigestError, LockedError
-from digest.feedlist.listsync import follow_feed_list
-from digest.feedlist.opml import read_opml
 from digest.ingest.feedstore import bring_forward, spread_overdue_polls
 from digest.ingest.health import list_feeds
-from digest.ingest.parsers import ParserPool
-from digest.ingest.poll import PollSummary, poll_feeds
+from digest.ingest.poll import PollSummary
 from digest.locks import HEARTBEAT_EVERY, DaemonLock
 from digest.storage import Database, utcnow
 from digest.words import counted
@@ -70,45 +68,6 @@ class ServeFn(Protocol):
     def __call__(
         self, db: Database, settings: Settings, *, stop: threading.Event | None = ...
     ) -> None: ...
-
-
-def poll_listed(
-    db: Database,
-    settings: Settings,
-    *,
-    due_only: bool = False,
-    stop: threading.Event | None = None,
-) -> PollSummary:
-    """One poll of the feeds the OPML file lists now (read every round: edits take effect)."""
-    sources = read_opml(settings.feeds.opml)
-    return poll_feeds(db, settings, sources, due_only=due_only, stop=stop)
-
-
-class RoundPoller:
-    """The daemon's polls: each round does only that round's work.
-
-    The feeds table follows the OPML file through feedlist/listsync.py (a stat while the file
-    is unchanged: no read, no hash, no sync), and one parser pool serves every round. Before,
-    each 6-second tick re-read and re-synced the file and started and stopped the workers:
-    2.3 x the CPU per feed of a one-shot poll (2,000 feeds every minute, measured).
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self.parsers = ParserPool(settings.feeds.workers, lasting=True)
-
-    def __call__(
-        self,
-        db: Database,
-        settings: Settings,
-        *,
-        due_only: bool = False,
-        stop: threading.Event | None = None,
-    ) -> PollSummary:
-        follow_feed_list(db, settings.feeds.opml, utcnow())
-        return poll_feeds(db, settings, None, due_only=due_only, stop=stop, parsers=self.parsers)
-
-    def close(self) -> None:
-        self.parsers.close()
 
 
 class Daemon:
