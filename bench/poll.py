@@ -81,8 +81,11 @@ class Run:
 class Farm:
     """The feed farm as a child process on a free port."""
 
-    def __init__(self, script: Path, feeds: int, latency_ms: int, hosts: int) -> None:
+    def __init__(
+        self, script: Path, feeds: int, latency_ms: int, hosts: int, extra: tuple[str, ...] = ()
+    ) -> None:
         self.script, self.feeds, self.latency_ms, self.hosts = script, feeds, latency_ms, hosts
+        self.extra = extra  # more options of feedfarm.py (bench/soak.py: --recent)
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
 
@@ -100,6 +103,7 @@ class Farm:
                 str(self.hosts),
                 "--port",
                 str(self.port),
+                *self.extra,
             ]
             self.proc = subprocess.Popen(
                 cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -29,6 +29,11 @@ PG_URL = os.environ.get("DIGEST_TEST_DATABASE_URL", "")
 # The test servers listen on loopback, which the network policy refuses by default.
 LOOPBACK = "127.0.0.0/8"
 LOOPBACK_ENV = {"DIGEST_FEEDS_ALLOW_NETWORKS": LOOPBACK}
+# A feed body holding this kills the parser process that parses it (digest.ingest.worker's
+# test hook): set in every test's environment and every `digest` process's, so the parser
+# workers (started from a forkserver that keeps the environment it began with) all know it.
+PARSER_KILLER = "<!-- digest test: this body kills its parser -->"
+TEST_ENV = LOOPBACK_ENV | {"DIGEST_TEST_PARSER_CRASH_MARKER": PARSER_KILLER}
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
@@ -119,7 +124,7 @@ def digest_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
         if name.startswith("DIGEST_") and name != "DIGEST_TEST_DATABASE_URL":
             monkeypatch.delenv(name)
-    for name, value in LOOPBACK_ENV.items():
+    for name, value in TEST_ENV.items():
         monkeypatch.setenv(name, value)
 
 
@@ -141,7 +146,7 @@ def digest_env(env: dict[str, str]) -> dict[str, str]:
     """The environment of a `digest` process: this one's without its DIGEST_* variables,
     loopback allowed (the test servers), then ``env``."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    return full_env | LOOPBACK_ENV | env
+    return full_env | TEST_ENV | env
 
 
 def run_digest(

@@ -6,7 +6,6 @@ ValueError saying what it expected; config.py declares which setting uses which.
 
 from __future__ import annotations
 
-import email.policy
 import ipaddress
 import re
 from collections.abc import Callable
@@ -193,6 +192,8 @@ def parse_mailbox(value: Any) -> str:
     """Exactly one address, with or without a display name: ``Name <a@b.example>``; nothing
     else beside it (an empty ``<>``, a stray comma, text after the ``>``)."""
     text = parse_str(value).strip()
+    import email.policy  # only for newsletter.from and friends: 28 ms of every start-up
+
     header = email.policy.default.header_factory("From", text)
     found = [a.addr_spec for a in header.addresses]
     if len(found) > 1:

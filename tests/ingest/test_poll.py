@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from digest.config import Settings
 from digest.errors import LockedError
 from digest.feedlist.opml import read_opml
+from digest.ingest import parsers as parsers_module
 from digest.ingest import poll as poll_module
 from digest.ingest import worker as parse_rows
 from digest.ingest import writer as writer_module
@@ -26,7 +27,7 @@ from digest.models import Feed, Fetch, Post
 from digest.settingvalues import parse_networks
 from digest.storage import Database
 from digest.types import FeedSource, FeedStatus
-from tests.conftest import LOOPBACK, wait_for
+from tests.conftest import LOOPBACK, PARSER_KILLER, wait_for
 from tests.lock_helpers import hearing_takeovers, take_over
 from tests.poll_helpers import Item, atom, items, rss, write_opml
 from tests.servers import FeedServer, Request, Response
@@ -513,7 +514,7 @@ def test_stop_drops_fetches_in_flight_unsaved(env: Setup) -> None:
 
 
 def test_many_feeds_parse_in_worker_processes(env: Setup) -> None:
-    n = poll_module.MIN_POOL_BATCH + 2
+    n = parsers_module.MIN_POOL_BATCH + 2
     for i in range(n):
         env.http.route(f"/f{i}", Response(200, rss(3, site=f"https://b{i}.example")))
     # A parse failure in a worker comes back as that feed's error, not a broken pool.
@@ -626,3 +627,50 @@ def test_a_poll_whose_lock_is_taken_over_stops_at_once(
     newcomer.release()
     summary = env.poll(T0 + timedelta(minutes=1))  # the next poll fetches the rest
     assert summary.errors == 0
+
+
+def poison_feeds(env: Setup, good: int) -> None:
+    """``good`` readable feeds and one whose parse kills the parser process (conftest's
+    PARSER_KILLER in a valid feed: parsed anywhere else, it would be read fine)."""
+    for i in range(good):
+        env.http.route(f"/f{i}", Response(200, rss(3, site=f"https://b{i}.example")))
+    poison = rss(3, site="https://poison.example").replace(
+        b"<channel>", PARSER_KILLER.encode() + b"<channel>", 1
+    )
+    env.http.route("/poison", Response(200, poison))
+    env.feeds(*[("Systems", f"F{i}", f"/f{i}") for i in range(good)], ("ML", "Poison", "/poison"))
+    env.settings = env.settings.replace(feeds={"workers": 2})
+
+
+def test_a_dead_parser_costs_its_feed_only_and_is_never_parsed_here(env: Setup) -> None:
+    n = parsers_module.MIN_POOL_BATCH + 4
+    poison_feeds(env, n)
+    summary = env.poll()
+    assert (summary.feeds, summary.new_posts, summary.errors) == (n + 1, 3 * n, 1)
+    poisoned = env.feed("/poison")
+    # Parsed in this process it would have been stored: status OK, three posts.
+    assert (poisoned.status, poisoned.last_error) == (FeedStatus.ERROR, "parser process died")
+    assert env.posts("/poison") == []
+    assert all(len(env.posts(f"/f{i}")) == 3 for i in range(n))
+
+
+def test_the_daemons_parser_pool_lasts_and_is_made_anew_after_a_death(env: Setup) -> None:
+    poison_feeds(env, 2)  # a round of three bodies: a lasting pool parses them in workers
+    pool = parsers_module.ParserPool(2, lasting=True)
+    try:
+        first = poll_feeds(env.db, env.settings, read_opml(env.opml), now=T0, parsers=pool)
+        assert (first.feeds, first.new_posts, first.errors) == (3, 6, 1)
+        assert pool.died == 1 and env.feed("/poison").last_error == "parser process died"
+        # The next round: every feed changed; the pool is a new one, and it lasts.
+        for i in range(2):
+            env.http.route(f"/f{i}", Response(200, rss(4, site=f"https://b{i}.example")))
+        env.http.route("/poison", Response(200, rss(3, site="https://poison.example")))
+        later = T0 + timedelta(hours=2)
+        second = poll_feeds(env.db, env.settings, None, now=later, parsers=pool)
+        assert (second.new_posts, second.errors) == (2 + 3, 0)
+        kept = pool._pool
+        assert kept is not None
+        third = poll_feeds(env.db, env.settings, None, now=later + timedelta(hours=2), parsers=pool)
+        assert third.errors == 0 and pool._pool is kept
+    finally:
+        pool.close()

@@ -45,13 +45,15 @@ def poll(app: App, as_json: bool, quiet: bool, force: bool) -> None:
     the poll ran. A feed that meets a bug in storing is set aside the same way, the others are
     stored, and the poll ends with one line naming it and exit 1.
     """
-    from digest.feedlist.opml import read_opml
+    from digest.feedlist.listsync import follow_feed_list
     from digest.ingest.poll import poll_feeds
+    from digest.storage import utcnow
 
-    sources = read_opml(app.settings.feeds.opml)
+    # A stat when feeds.opml is as last synced: not read, parsed (lxml) or synced again.
+    follow_feed_list(app.db, app.settings.feeds.opml, utcnow())
     show = not (quiet or as_json) and sys.stderr.isatty()
     with ProgressLine(show) as progress:
-        summary = poll_feeds(app.db, app.settings, sources, force=force, progress=progress.update)
+        summary = poll_feeds(app.db, app.settings, None, force=force, progress=progress.update)
     if as_json:
         click.echo(json.dumps({**summary.as_json(), **summary.held_json()}))
         return

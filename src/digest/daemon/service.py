@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from digest.bounces.mailbox import FetchSummary, fetch_bounces
 from digest.config import Settings
 from digest.daemon import startup
+from digest.daemon.polling import RoundPoller
 from digest.daemon.schedule import (
     RUNNING_SETTINGS_KEY,
     RunningSettings,
@@ -32,10 +33,9 @@ from digest.daemon.status import never_polled
 from digest.delivery.consent import prune_unconfirmed
 from digest.delivery.retention import fold_old_logs
 from digest.errors import DigestError, LockedError
-from digest.feedlist.opml import read_opml
 from digest.ingest.feedstore import bring_forward, spread_overdue_polls
 from digest.ingest.health import list_feeds
-from digest.ingest.poll import PollSummary, poll_feeds
+from digest.ingest.poll import PollSummary
 from digest.locks import HEARTBEAT_EVERY, DaemonLock
 from digest.storage import Database, utcnow
 from digest.words import counted
@@ -71,22 +71,10 @@ class ServeFn(Protocol):
     ) -> None: ...
 
 
-def poll_listed(
-    db: Database,
-    settings: Settings,
-    *,
-    due_only: bool = False,
-    stop: threading.Event | None = None,
-) -> PollSummary:
-    """One poll of the feeds the OPML file lists now (read every round: edits take effect)."""
-    sources = read_opml(settings.feeds.opml)
-    return poll_feeds(db, settings, sources, due_only=due_only, stop=stop)
-
-
 class Daemon:
     """One `digest run`: the lock, the scheduler and its jobs, the web thread, and shutdown.
 
-    ``poll``, ``send`` and ``prune`` default to poll_listed, sends.send_listed and
+    ``poll``, ``send`` and ``prune`` default to a RoundPoller, sends.send_listed and
     digest.delivery.consent.prune_unconfirmed; ``serve`` (the web endpoint, an edge above
     the daemon) is given by the CLI, and without it web.enabled serves nothing. Tests pass
     fakes.
@@ -97,7 +85,7 @@ class Daemon:
         db: Database,
         settings: Settings,
         *,
-        poll: PollFn = poll_listed,
+        poll: PollFn | None = None,
         send: SendFn = send_listed,
         serve: ServeFn | None = None,
         bounces: BouncesFn = fetch_bounces,
@@ -124,6 +112,9 @@ class Daemon:
         self.exit_code = 0
         # Work still running at the stop deadline: the caller must exit without joining threads.
         self.abandoned = False
+        self._round_poller: RoundPoller | None = None
+        if poll is None:
+            self._round_poller = poll = RoundPoller(settings)
         self._poll = poll
         self._serve = serve
         self._bounces = bounces
@@ -255,6 +246,8 @@ class Daemon:
                 "abandoning %d running job(s) at the stop deadline; the next start completes them",
                 running,
             )
+        elif self._round_poller is not None:
+            self._round_poller.close()  # no poll runs: its parser processes can go
         if self._web is not None:
             self._web.join(timeout=max(0.1, deadline + WEB_STOP_S - time.monotonic()))
             if self._web.is_alive():

@@ -1,8 +1,9 @@
 """The database follows the feed list: what every command that reads the feeds (poll, preview,
 send, feeds, status, picks) does first, so an edit of feeds.opml (a rule, a blog removed)
-counts at once, not from the next poll. Cheap when nothing changed: the file is read and
-hashed, and the hash compared with the one stored at the last sync (no XML parsed, no feeds
-read)."""
+counts at once, not from the next poll. Cheap when nothing changed: the file's size and
+modification time are compared with those stored at the last sync (a stat: the daemon asks
+every 6-second tick); when they differ the file is read and hashed, and only a different hash
+parses the XML and reads the feeds."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError
 
 from digest.errors import ConfigError, StorageError
-from digest.feedlist.opml import parse_opml
 from digest.ingest.feedsync import SYNCED_LIST_KEY, SyncResult, sync_feeds
 from digest.storage import Database
 
@@ -23,14 +23,23 @@ def sync_feed_list(db: Database, path: Path, now: datetime) -> SyncResult | None
     already; None when there is no such file (nothing to follow yet). A file that cannot be
     read or parsed is a ConfigError, and the database stays as it was."""
     try:
+        stat = path.stat()
+        seen = f"{stat.st_size} {stat.st_mtime_ns} {path.absolute()}"
+        synced_hash, _, synced_seen = (db.get_meta(SYNCED_LIST_KEY) or "").partition(" ")
+        if synced_seen == seen:
+            return SyncResult()
         data = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as e:
         raise ConfigError(f"feeds.opml: cannot read {path}: {e.strerror}") from e
-    stamp = f"{hashlib.sha256(data).hexdigest()} {path.absolute()}"
-    if db.get_meta(SYNCED_LIST_KEY) == stamp:
+    digest = hashlib.sha256(data).hexdigest()
+    stamp = f"{digest} {seen}"
+    if digest == synced_hash and _same_path(synced_seen, seen):
+        db.set_meta(SYNCED_LIST_KEY, stamp)  # touched, not changed: a stat will do next time
         return SyncResult()
+    from digest.feedlist.opml import parse_opml  # lxml: only for a changed file
+
     sources = parse_opml(data, origin=str(path))
     try:
         result = sync_feeds(db, sources, now)
@@ -40,3 +49,20 @@ def sync_feed_list(db: Database, path: Path, now: datetime) -> SyncResult | None
         result = sync_feeds(db, sources, now)  # a poll added the same new feed meanwhile
     db.set_meta(SYNCED_LIST_KEY, stamp)
     return result
+
+
+def follow_feed_list(db: Database, path: Path, now: datetime) -> SyncResult:
+    """sync_feed_list for a poll, which needs the file: a missing one is the ConfigError that
+    says how to make it."""
+    result = sync_feed_list(db, path, now)
+    if result is None:
+        from digest.feedlist.opml import read_opml
+
+        read_opml(path)  # raises the ConfigError saying how to create it
+        return SyncResult()  # created meanwhile: the next poll follows it
+    return result
+
+
+def _same_path(seen: str, other: str) -> bool:
+    """Do two "size mtime path" records name the same file?"""
+    return seen.split(" ", 2)[2:] == other.split(" ", 2)[2:]

@@ -5,21 +5,16 @@ event loop, parse changed bodies in a process pool, store each result as it is r
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
-import functools
 import hashlib
 import logging
-import multiprocessing
-import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-
-import httpx
+from typing import TYPE_CHECKING
 
 from digest.config import Settings
 from digest.errors import FetchError, LockedError, ParseError, StorageError
@@ -30,13 +25,11 @@ from digest.ingest.feedstore import (
     select_jobs,
 )
 from digest.ingest.feedsync import SyncResult, sync_feeds
-from digest.ingest.fetch import fetch_as_configured, make_client
-from digest.ingest.pages import count_pages
+from digest.ingest.parsers import ParserPool
 from digest.ingest.policy import Hold
 from digest.ingest.skipped import held_back
 from digest.ingest.slots import Driver, HostSlots
 from digest.ingest.tally import record_poll
-from digest.ingest.worker import exit_with_parent, parse_or_failure
 from digest.ingest.writer import StoreWriter
 from digest.locks import POLLER, holding
 from digest.storage import Database, utcnow
@@ -48,14 +41,13 @@ from digest.types import (
     FetchedFeed,
     FetchOutcome,
     Outcome,
-    ParsedFeed,
 )
 from digest.words import counted, plural
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # httpx and the fetch code load when there is something to fetch
+    import httpx
 
-# Below this many feeds a process pool costs more than it saves.
-MIN_POOL_BATCH = 8
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -136,7 +128,7 @@ PROGRESS_EVERY_S = 0.5
 def poll_feeds(
     db: Database,
     settings: Settings,
-    sources: Sequence[FeedSource],
+    sources: Sequence[FeedSource] | None,
     *,
     now: datetime | None = None,
     due_only: bool = False,
@@ -144,9 +136,13 @@ def poll_feeds(
     stop: threading.Event | None = None,
     client: httpx.AsyncClient | None = None,
     progress: ProgressFn | None = None,
+    parsers: ParserPool | None = None,
 ) -> PollSummary:
-    """Sync with the feed list (``sources``: the OPML file's feeds), then fetch every fetchable
-    feed once and store the results.
+    """Sync with the feed list (``sources``: the OPML file's feeds; None when the caller has
+    synced already), then fetch every fetchable feed once and store the results.
+
+    ``parsers``: a parser pool that outlives this poll (the daemon's); without it the poll
+    makes its own and shuts it down at the end.
 
     ``due_only`` (the daemon) fetches only feeds whose regular time has come; ``force``
     (`digest poll --force`) also those backing off after errors (never one that answered 410,
@@ -162,12 +158,13 @@ def poll_feeds(
     now = now or utcnow()
     with holding(db, POLLER, stop=stop) as held:
         # held.stop: the caller's stop, or the lock lost (another poll took it over).
-        summary = PollSummary(sync=sync_feeds(db, sources, now))
+        synced = sync_feeds(db, sources, now) if sources is not None else SyncResult()
+        summary = PollSummary(sync=synced)
         jobs, summary.held = select_jobs(db, now, due_only, force)
         summary.skipped = sum(summary.held.counts.values())
         if jobs and not held.stop.is_set():
             poller = _Poller(db, settings, now, held.stop, summary, progress)
-            asyncio.run(poller.run(jobs, client))
+            asyncio.run(poller.run(jobs, client, parsers))
         elif jobs:
             summary.skipped += len(jobs)
         if held.lost:
@@ -215,11 +212,16 @@ class _Poller:
         """The poll's time plus the whole seconds it has run (Retry-After has seconds)."""
         return self.now + timedelta(seconds=int(time.monotonic() - self._started))
 
-    async def run(self, jobs: list[FeedJob], client: httpx.AsyncClient | None) -> None:
-        own_client = client is None
+    async def run(
+        self, jobs: list[FeedJob], client: httpx.AsyncClient | None, parsers: ParserPool | None
+    ) -> None:
+        from digest.ingest.fetch import make_client
+
+        own_client, own_parsers = client is None, parsers is None
         self.client = client or make_client(self.feeds)
         self.writer = StoreWriter(self.db, self.now, self.feeds.poll_interval)
-        self.parsers = _Parsers(self.feeds.workers, len(jobs))
+        self.parsers = parsers or ParserPool(self.feeds.workers)
+        self.in_process = self.parsers.in_process(len(jobs))
         # Bodies waiting for a parser or being parsed: enough to keep every worker fed.
         self.parse_slots = asyncio.Semaphore(2 * self.parsers.workers + 2)
         self.slots = HostSlots(jobs, self.feeds.per_host, self.feeds.concurrency)
@@ -231,8 +233,11 @@ class _Poller:
             # Not done: left waiting at a stop, or cancelled in flight.
             self.summary.skipped += self.total - len(done)
             if self.feeds.fetch_pages and not (self.stop and self.stop.is_set()):
-                # No more feeds: free the workers first (off the loop: shutdown waits).
-                await asyncio.to_thread(self.parsers.close)
+                if own_parsers:
+                    # No more feeds: free the workers first (off the loop: shutdown waits).
+                    await asyncio.to_thread(self.parsers.close)
+                from digest.ingest.pages import count_pages  # lxml: only when it reads pages
+
                 self.summary.pages = await count_pages(
                     self.db, self.client, self.feeds, self.now, self.stop
                 )
@@ -243,7 +248,8 @@ class _Poller:
                 await self.client.aclose()
             # Both wait for their threads or processes: not on the event loop.
             await asyncio.to_thread(self.writer.close)
-            await asyncio.to_thread(self.parsers.close)
+            if own_parsers:
+                await asyncio.to_thread(self.parsers.close)
 
     async def _tick(self) -> None:
         while True:
@@ -267,6 +273,8 @@ class _Poller:
     async def _fetch_and_parse(self, job: FeedJob) -> FeedResult:
         # The job keeps its fetch slot (its host's and the poll's) until its body has a parser
         # slot: while the parsers are behind, fetching pauses instead of piling bodies up.
+        from digest.ingest.fetch import fetch_as_configured  # loaded once there is a fetch
+
         try:
             fetched = await fetch_as_configured(
                 self.client, job.url, self.feeds, etag=job.etag, last_modified=job.last_modified
@@ -311,7 +319,11 @@ class _Poller:
         slim = _without_body(fetched)
         try:
             data = await self.parsers.parse(
-                fetched.body, fetched.final_url, fetched.headers, self.now
+                fetched.body,
+                fetched.final_url,
+                fetched.headers,
+                self.now,
+                in_process=self.in_process,
             )
         except ParseError as e:
             outcome = Outcome(FeedStatus.ERROR, code, e.message)
@@ -340,50 +352,3 @@ def _body_hash(body: bytes) -> str:
 
 def _without_body(fetched: FetchedFeed) -> FetchedFeed:
     return dataclasses.replace(fetched, body=None)
-
-
-class _Parsers:
-    """Parses bodies in a process pool (feedparser is CPU-bound), or in a thread for few feeds."""
-
-    def __init__(self, workers: int, batch: int) -> None:
-        self.workers = workers or os.cpu_count() or 1
-        self.in_process = self.workers <= 1 or batch < MIN_POOL_BATCH
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
-
-    async def parse(
-        self, body: bytes, url: str, headers: Mapping[str, str], now: datetime
-    ) -> ParsedFeed:
-        """The parsed feed; raises ParseError for a body that is not a feed we can read."""
-        call = functools.partial(parse_or_failure, body, url, dict(headers), now)
-        if self.in_process:
-            result = await asyncio.to_thread(call)
-        else:
-            try:
-                result = await asyncio.get_running_loop().run_in_executor(self._get_pool(), call)
-            except concurrent.futures.process.BrokenProcessPool:
-                # A worker died (out of memory on a hostile body?): parse the rest here.
-                if not self.in_process:
-                    log.warning("a parser process died; parsing in this process from now on")
-                    self.in_process = True
-                result = await asyncio.to_thread(call)
-        if isinstance(result, str):
-            raise ParseError(url, result)
-        return result
-
-    def _get_pool(self) -> concurrent.futures.ProcessPoolExecutor:
-        if self._pool is None:
-            # forkserver: never fork this (threaded) process; workers start from a clean one.
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["digest.ingest.worker", "digest.ingest.parse"])
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                self.workers,
-                mp_context=ctx,
-                initializer=exit_with_parent,
-                initargs=(os.getpid(),),
-            )
-        return self._pool
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None

@@ -22,6 +22,10 @@ from digest.urls import canonical_url
 
 # How often a worker looks for its poll process; it exits within this long of that one's death.
 PARENT_CHECK_S = 1.0
+# Tests only: a body holding these bytes kills the worker parsing it (os._exit), as an
+# out-of-memory kill or a crash in a C extension would. Read when the worker module loads.
+CRASH_MARKER_ENV = "DIGEST_TEST_PARSER_CRASH_MARKER"
+_CRASH_MARKER = os.environ.get(CRASH_MARKER_ENV, "").encode()
 
 
 def exit_with_parent(poll_pid: int) -> None:
@@ -60,6 +64,8 @@ def parse_or_failure(
     database (fitting values to columns, canonical URLs) is done here, on the workers' cores,
     rather than in the store thread, which shares one core with the event loop.
     """
+    if _CRASH_MARKER and _CRASH_MARKER in body and _in_worker():
+        os._exit(70)
     try:
         data = parse_feed(body, url, headers, now=now)
         return ParsedFeed(
@@ -72,6 +78,12 @@ def parse_or_failure(
         return e.message
     except Exception as e:  # noqa: BLE001 - hostile input must not end the poll
         return f"the parser failed: {type(e).__name__}: {e}"
+
+
+def _in_worker() -> bool:
+    import multiprocessing
+
+    return multiprocessing.parent_process() is not None
 
 
 def post_row(post: PostData) -> PostRow:

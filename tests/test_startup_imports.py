@@ -1,0 +1,79 @@
+"""Commands import what they use when they use it (issue 22: start fast).
+
+Which heavy modules a command loads, checked in a real process after it ran: a guard that
+costs no timing (a timed test would pass or fail with the machine's load). Measured figures
+are in bench/README.md and the daemon report; `digest poll` with nothing to do took 0.50 s
+when it loaded Alembic, lxml and email's policy machinery it did not need."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import digest_env
+from tests.poll_helpers import write_opml
+
+# Run a command in process, then list the modules it loaded (on stderr, last line).
+HARNESS = """
+import json, sys
+from digest.cli import cli
+try:
+    cli(sys.argv[1:], prog_name="digest")
+except SystemExit as e:
+    code = e.code
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+# Never needed to poll: migrations (Alembic, Mako), rendering (premailer, cssutils, Jinja2),
+# the OPML parser for an unchanged list (lxml), feedparser (parser processes load it), the
+# daemon's scheduler, the web stack, the progress bar without a terminal, DKIM; and with no
+# feed to fetch, no HTTP client and no parser processes.
+NOT_FOR_POLL = (
+    "httpx",
+    "h11",
+    "multiprocessing",
+    "alembic",
+    "mako",
+    "premailer",
+    "cssutils",
+    "jinja2",
+    "lxml",
+    "feedparser",
+    "apscheduler",
+    "starlette",
+    "uvicorn",
+    "tqdm",
+    "dkim",
+    "email.policy",
+)
+
+
+def loaded(args: list[str], env: dict[str, str], cwd: Path) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", HARNESS, *args],
+        env=digest_env(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def test_a_poll_with_nothing_to_do_loads_no_migrations_rendering_or_opml_parser(
+    workdir: Path, sqlite_url: str
+) -> None:
+    write_opml(workdir / "feeds.opml", [])
+    env = {"DIGEST_DATABASE_URL": sqlite_url, "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml")}
+    first = loaded(["poll", "--json"], env, workdir)  # creates the database, syncs the list
+    assert "alembic" in first and "lxml" in first
+    modules = loaded(["poll", "--json"], env, workdir)
+    assert "digest.ingest.poll" in modules  # it did poll
+    assert sorted(m for m in NOT_FOR_POLL if m in modules) == []
+
+
+def test_config_loads_no_database_layer(workdir: Path) -> None:
+    modules = loaded(["config"], {}, workdir)
+    assert "digest.config" in modules
+    assert sorted(m for m in modules if m.split(".")[0] in ("sqlalchemy", "httpx")) == []
