@@ -70,6 +70,13 @@ def cli(args: list[str], env: dict[str, str]) -> str:
     return result.output
 
 
+def cli_json(args: list[str], env: dict[str, str]) -> Any:
+    """A set-up step's --json answer: stdout alone (a warning logged on stderr is not JSON)."""
+    result = run_cli(args, env)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
 def digest(args: list[str], env: dict[str, str], cwd: Path, ok: bool = True) -> str:
     result = run_digest(args, env, cwd)
     if ok:
@@ -131,7 +138,7 @@ def test_three_subscribers_every_header_then_none(
     assert len(tokens) == 3 and len(preferences) == 3
     assert delivery_counts(sqlite_url) == {"sent": 3}
 
-    summary = json.loads(cli(["send", "--as-of", "2026-01-10T08:00Z", "--json"], env))
+    summary = cli_json(["send", "--as-of", "2026-01-10T08:00Z", "--json"], env)
     assert (summary["sent"], summary["already"], summary["pending"]) == (0, 3, 0)
     assert len(sink.recipients()) == 3
 
@@ -163,10 +170,10 @@ def test_550_5_1_1_at_rcpt_bounces_at_once_a_block_is_soft_the_others_go_on(
     week_of_posts(sqlite_url)
     out = cli(["send", "--as-of", SAT.isoformat()], env)
     assert "issue #1: 2 sent, 2 failed" in out and "now bounced: gone@example.com" in out
-    listed = {s["email"]: s for s in json.loads(cli(["subscribers", "list", "--json"], env))}
+    listed = {s["email"]: s for s in cli_json(["subscribers", "list", "--json"], env)}
     assert listed["gone@example.com"]["status"] == "bounced"
     assert listed["blocked@example.com"]["status"] == "active"  # one soft bounce of five
-    events = json.loads(cli(["bounces", "list", "--json"], env))
+    events = cli_json(["bounces", "list", "--json"], env)
     assert sorted((e["email"], e["kind"], e["source"], e["status_code"]) for e in events) == [
         ("blocked@example.com", "soft", "smtp", "5.7.1"),
         ("gone@example.com", "hard", "smtp", "5.1.1"),
@@ -175,7 +182,7 @@ def test_550_5_1_1_at_rcpt_bounces_at_once_a_block_is_soft_the_others_go_on(
     out = cli(["send", "--as-of", (SAT + WEEK).isoformat()], env)
     assert "issue #2: 2 sent, 1 failed" in out  # the bounced address is not tried again
     assert Counter(sink.recipients()) == {"ann@example.com": 2, "cy@example.com": 2}
-    rates = json.loads(cli(["status", "--json"], env))["issue_rates"]
+    rates = cli_json(["status", "--json"], env)["issue_rates"]
     first = next(r for r in rates if r["number"] == 1)
     assert (first["sent"], first["failed"], first["hard_bounces"]) == (2, 2, 0)  # counted once
     assert first["bounce_rate"] == 0.5
@@ -294,7 +301,7 @@ def test_header_injection_refused_by_add_and_import(
     assert [i["line"] for i in summary["invalid"]] == [3, 4, 5]
     assert "quote is opened and never closed" in summary["invalid"][0]["error"]
     assert "several addresses" in summary["invalid"][2]["error"]
-    listed = json.loads(cli(["subscribers", "list", "--json"], env))
+    listed = cli_json(["subscribers", "list", "--json"], env)
     assert [s["email"] for s in listed] == ["ok@example.com"]
 
 
@@ -319,7 +326,7 @@ def test_one_click_unsubscribe_over_http(workdir: Path, sqlite_url: str, sink: F
         assert done.status_code == 200
         assert "set-cookie" not in done.headers and "location" not in done.headers
         assert httpx.get(f"{base}/issues/1").status_code == 200
-    listed = json.loads(cli(["subscribers", "list", "--json"], env))
+    listed = cli_json(["subscribers", "list", "--json"], env)
     assert {s["email"]: s["status"] for s in listed} == {
         "ann@example.com": "active",
         "bob@example.com": "unsubscribed",

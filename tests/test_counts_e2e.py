@@ -33,8 +33,15 @@ def cli(args: list[str], env: dict[str, str]) -> str:
     return result.output
 
 
+def cli_json(args: list[str], env: dict[str, str]) -> Any:
+    """A set-up step's --json answer: stdout alone (a warning logged on stderr is not JSON)."""
+    result = run_cli(args, env)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
 def status(env: dict[str, str]) -> dict[str, Any]:
-    report: dict[str, Any] = json.loads(cli(["status", "--json"], env))
+    report: dict[str, Any] = cli_json(["status", "--json"], env)
     return {"last_issue": report["last_issue"], "issue_rates": report["issue_rates"]}
 
 
@@ -90,7 +97,7 @@ def test_a_send_a_bounce_and_a_fold_as_metrics_and_status_count_them(
                 made = utcnow() - timedelta(days=181)
                 s.execute(update(Issue).values(created_at=made))
             counted = status(env)
-            pruned = json.loads(cli(["prune", "--json"], env))
+            pruned = cli_json(["prune", "--json"], env)
             assert (pruned["issues_folded"], pruned["delivery_rows_deleted"]) == ([1], 3)
             with db.session() as s:
                 assert s.scalar(select(func.count()).select_from(Delivery)) == 0
@@ -102,5 +109,5 @@ def test_a_send_a_bounce_and_a_fold_as_metrics_and_status_count_them(
         finally:
             db.dispose()
         assert reported(base) == bounced
-    assert json.loads(cli(["prune", "--json"], env))["issues_folded"] == []
+    assert cli_json(["prune", "--json"], env)["issues_folded"] == []
     assert "bounced" in cli(["subscribers", "show", "ann@example.com"], env)

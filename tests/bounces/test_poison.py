@@ -98,7 +98,7 @@ def test_a_poison_message_is_set_aside_and_the_rest_applied(db_url: str, imap: D
     listed = run_cli(["bounces", "list"], env).output
     assert "1 unreadable messages set aside (in the folder digest-quarantine)" in listed
     assert "someone@example.net  'nest': RecursionError" in listed
-    status = json.loads(run_cli(["status", "--json"], env).output)
+    status = json.loads(run_cli(["status", "--json"], env).stdout)
     assert status["bounces_set_aside"]["count"] == 1
     assert "1 unreadable messages set aside in digest-quarantine" in run_cli(["status"], env).output
     db.dispose()
