@@ -6,6 +6,7 @@ PostgreSQL only where the database is the subject) are in tests/README.md.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -140,6 +142,14 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, stdin: str | Non
     from digest.cli import cli
 
     return CliRunner().invoke(cli, args, env=env, input=stdin, catch_exceptions=False)
+
+
+def cli_json(args: list[str], env: dict[str, str]) -> Any:
+    """A set-up step's --json answer, in this process: stdout alone (a line logged on stderr,
+    by this command or a thread an earlier test left, is not JSON)."""
+    result = run_cli(args, env)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
 
 
 def digest_env(env: dict[str, str]) -> dict[str, str]:

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from digest.models import Delivery
 from digest.storage import Database
-from tests.conftest import digest_env, free_port, run_cli, run_digest
+from tests.conftest import cli_json, digest_env, free_port, run_cli, run_digest
 from tests.issue_helpers import SAT, add_feed, add_post
 from tests.smtp_helpers import FlakySMTP
 from tests.web.helpers import serving
@@ -68,13 +68,6 @@ def cli(args: list[str], env: dict[str, str]) -> str:
     result = run_cli(args, env)
     assert result.exit_code == 0, result.output
     return result.output
-
-
-def cli_json(args: list[str], env: dict[str, str]) -> Any:
-    """A set-up step's --json answer: stdout alone (a warning logged on stderr is not JSON)."""
-    result = run_cli(args, env)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def digest(args: list[str], env: dict[str, str], cwd: Path, ok: bool = True) -> str:

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from digest.bounces.events import list_events
 from digest.models import Delivery, Issue
 from digest.storage import Database, utcnow
-from tests.conftest import run_cli
+from tests.conftest import cli_json, run_cli
 from tests.daemon_helpers import Farm
 from tests.servers import SMTPSink
 from tests.web.helpers import serving
@@ -31,13 +31,6 @@ def cli(args: list[str], env: dict[str, str]) -> str:
     result = run_cli(args, env)
     assert result.exit_code == 0, result.output
     return result.output
-
-
-def cli_json(args: list[str], env: dict[str, str]) -> Any:
-    """A set-up step's --json answer: stdout alone (a warning logged on stderr is not JSON)."""
-    result = run_cli(args, env)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def status(env: dict[str, str]) -> dict[str, Any]:
