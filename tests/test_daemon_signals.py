@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.storage import head_revision
+from digest.revisions import head_revision
 from tests.conftest import wait_for
 from tests.daemon_helpers import Farm, Running, base_env
 from tests.poll_helpers import rss

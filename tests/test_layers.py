@@ -22,7 +22,8 @@ fails, lazy imports inside functions included.
     types, config            records and statuses; settings, each declared once
     errors, settingvalues,   the error tree; how setting values are read from text;
     processes, words,        whether a process runs; counts and times as people read them;
-    digest                   the package itself (its version)
+    revisions, metakeys,     the migrations' revisions, read from their files; the meta rows'
+    digest                   names; the package itself (its version)
 """
 
 from __future__ import annotations
@@ -48,7 +49,15 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("digest.models",),
     ("digest.columns", "digest.text", "digest.urls", "digest.configfile", "digest.patterns"),
     ("digest.types", "digest.config"),
-    ("digest.errors", "digest.settingvalues", "digest.processes", "digest.words", "digest"),
+    (
+        "digest.errors",
+        "digest.settingvalues",
+        "digest.processes",
+        "digest.words",
+        "digest.revisions",
+        "digest.metakeys",
+        "digest",
+    ),
 )
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 # A module this long does more than one thing: split it (the house rule says ~400 lines).

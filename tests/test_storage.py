@@ -5,7 +5,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from digest.models import Base
-from digest.storage import Database, head_revision
+from digest.revisions import head_revision
+from digest.storage import Database
 
 
 def test_migrations_match_models(db_url: str) -> None:
@@ -40,7 +41,7 @@ def test_revision_ids_are_the_file_prefixes() -> None:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from digest.storage import MIGRATIONS, head_revision
+    from digest.revisions import MIGRATIONS, head_revision
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -83,7 +84,7 @@ def test_each_downgrade_undoes_its_upgrade(db_url: str) -> None:
     from alembic import command
     from alembic.config import Config
 
-    from digest.storage import MIGRATIONS
+    from digest.revisions import MIGRATIONS
 
     db = Database(db_url, migrate=False)
     cfg = Config()
@@ -119,7 +120,7 @@ def test_an_older_sqlite_schema_is_copied_before_it_is_upgraded(
     from alembic import command
     from alembic.config import Config
 
-    from digest.storage import MIGRATIONS, head_revision
+    from digest.revisions import MIGRATIONS, head_revision
 
     path = workdir / "digest.db"
     old = Database(f"sqlite:///{path}", migrate=False)

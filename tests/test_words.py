@@ -11,7 +11,7 @@ from pathlib import Path
 from digest.cli.context import setup_logging
 from digest.delivery.subscribers import list_subscribers, unsubscribe
 from digest.delivery.summary import SendSummary
-from digest.ingest.poll import PollSummary
+from digest.ingest.summary import PollSummary
 from digest.storage import Database
 from digest.words import counted, plural, show_span, show_time
 from tests.conftest import run_cli

@@ -33,7 +33,8 @@ from sqlalchemy.engine import make_url
 
 from digest.errors import InputError, LockedError, StorageError
 from digest.locks import LOCK_KEYS, refuse_if_held
-from digest.storage import MIGRATIONS, Database, known_revisions, safe_url
+from digest.revisions import MIGRATIONS, known_revisions
+from digest.storage import Database, safe_url
 from digest.words import counted
 
 # What a copy counts, to say what it holds.

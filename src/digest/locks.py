@@ -24,6 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.errors import DigestError, LockedError, StorageError
+from digest.metakeys import DAEMON as DAEMON
+from digest.metakeys import POLLER as POLLER
+from digest.metakeys import SENDER as SENDER
+from digest.metakeys import lock_key
 from digest.models import Meta
 from digest.processes import pid_alive
 from digest.storage import Database, safe_url, utcnow
@@ -31,9 +35,8 @@ from digest.storage import Database, safe_url, utcnow
 log = logging.getLogger(__name__)
 
 # name -> what holds it, as messages say it.
-DAEMON, SENDER, POLLER = "daemon", "send", "poll"
 WHAT = {DAEMON: "digest daemon", SENDER: "send", POLLER: "poll"}
-LOCK_KEY = "daemon_lock"  # the daemon's row; the others are "<name>_lock" too
+LOCK_KEY = lock_key(DAEMON)  # the daemon's row
 WAIT_EVERY = 1.0  # seconds between tries of a lock that is waited for
 HEARTBEAT_EVERY = timedelta(seconds=10)
 # How often a holder's stop looks at its caller's stop while it waits (a send's retry pause).
@@ -118,7 +121,7 @@ class DatabaseLock:
     ) -> None:
         self.db = db
         self.name = name
-        self.key = f"{name}_lock"
+        self.key = lock_key(name)
         self.stale_after = stale_after
         self.host = socket.gethostname()
         self.pid = os.getpid()
@@ -324,7 +327,7 @@ def _lock_row(s: Session, key: str) -> Meta | None:
 
 def read_holder(db: Database, name: str = DAEMON) -> LockHolder | None:
     """The holder of lock ``name`` as stored (possibly stale), or None."""
-    value = db.get_meta(f"{name}_lock")
+    value = db.get_meta(lock_key(name))
     return LockHolder.from_json(value) if value else None
 
 
@@ -336,7 +339,7 @@ def holder_alive(holder: LockHolder, now: datetime, stale_after: timedelta = STA
 
 
 # The lock rows (meta keys) of the daemon, a send and a poll: a copy of a database leaves them out.
-LOCK_KEYS = tuple(f"{name}_lock" for name in (DAEMON, SENDER, POLLER))
+LOCK_KEYS = tuple(lock_key(name) for name in (DAEMON, SENDER, POLLER))
 
 
 def refuse_if_held(db: Database, now: datetime, before: str) -> None:

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 import pwd
-import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -28,10 +27,10 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from digest.errors import NoDatabaseError, StorageError
 from digest.models import Meta
+from digest.revisions import MIGRATIONS, head_revision
 from digest.settingvalues import hide_password, url_passwords
 
 log = logging.getLogger(__name__)
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 @contextlib.contextmanager
@@ -213,30 +212,6 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def head_revision() -> str:
-    """The newest migration's revision id (files are numbered; the id is the number, or the
-    file's stem for those added since by several branches at once)."""
-    newest = max(_migration_files(), key=lambda p: p.name)
-    return _revision_of(newest)
-
-
-def known_revisions() -> set[str]:
-    """Every migration's revision id: the schemas this version can read or upgrade."""
-    return {_revision_of(path) for path in _migration_files()}
-
-
-def _migration_files() -> list[Path]:
-    return list((MIGRATIONS / "versions").glob("[0-9]*_*.py"))
-
-
-def _revision_of(path: Path) -> str:
-    found = _REVISION.search(path.read_text())
-    return found.group(1) if found else path.name.split("_")[0]
-
-
-_REVISION = re.compile(r"""^revision = ["']([^"']+)["']""", re.M)
 
 
 # Seconds to wait for a PostgreSQL server to accept a connection (overridden by a

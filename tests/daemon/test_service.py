@@ -22,7 +22,7 @@ from digest.daemon.service import Daemon
 from digest.delivery.summary import SendSummary
 from digest.errors import DigestError, LockedError, TransientSendError
 from digest.ingest.feedstore import spread_overdue_polls
-from digest.ingest.poll import PollSummary
+from digest.ingest.summary import PollSummary
 from digest.models import Feed
 from digest.storage import Database
 from tests.conftest import wait_for

@@ -205,7 +205,7 @@ def test_the_migration_counts_the_rows_already_there(db: Database) -> None:
     from alembic import command
     from alembic.config import Config
 
-    from digest.storage import MIGRATIONS, head_revision
+    from digest.revisions import MIGRATIONS, head_revision
 
     issue = sent_to(db, "ann@example.com", "bob@example.com", "cy@example.com")
     spam = report(BounceKind.COMPLAINT, "bob@example.com", f"<{issue}.bob@example.com>")

@@ -12,8 +12,9 @@ import pytest
 
 from digest.feedlist import listsync
 from digest.feedlist import opml as opml_module
-from digest.ingest.feedsync import SYNCED_LIST_KEY, SyncResult
+from digest.ingest.feedsync import SYNCED_LIST_KEY
 from digest.ingest.health import list_feeds
+from digest.ingest.summary import SyncResult
 from digest.storage import Database
 from tests.poll_helpers import write_opml
 

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from digest.config import FeedsSettings
 from digest.ingest.fetch import make_client
 from digest.ingest.pages import count_pages, select_pages
-from digest.ingest.poll import PollSummary
+from digest.ingest.summary import PollSummary
 from digest.models import Feed, Post
 from digest.settingvalues import parse_networks
 from digest.storage import Database

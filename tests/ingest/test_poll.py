@@ -16,12 +16,12 @@ from digest.config import Settings
 from digest.errors import LockedError
 from digest.feedlist.opml import read_opml
 from digest.ingest import parsers as parsers_module
-from digest.ingest import poll as poll_module
 from digest.ingest import worker as parse_rows
 from digest.ingest import writer as writer_module
 from digest.ingest.feedsync import sync_feeds
 from digest.ingest.health import list_feeds
 from digest.ingest.poll import poll_feeds
+from digest.ingest.summary import PollSummary
 from digest.locks import POLLER
 from digest.models import Feed, Fetch, Post
 from digest.settingvalues import parse_networks
@@ -55,7 +55,7 @@ class Setup:
             self.opml, [(folder, title, self.http.url(path)) for folder, title, path in entries]
         )
 
-    def poll(self, now: datetime = T0, **kw: Any) -> poll_module.PollSummary:
+    def poll(self, now: datetime = T0, **kw: Any) -> PollSummary:
         return poll_feeds(self.db, self.settings, read_opml(self.opml), now=now, **kw)
 
     def feed(self, path: str) -> Feed:

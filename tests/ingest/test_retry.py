@@ -11,8 +11,8 @@ from digest.errors import InputError
 from digest.feedlist.opml import read_opml
 from digest.ingest import policy
 from digest.ingest.feedsync import sync_feeds
-from digest.ingest.poll import PollSummary
 from digest.ingest.retry import retry_failing, retry_feed
+from digest.ingest.summary import PollSummary
 from digest.types import FeedStatus
 from tests.ingest.test_poll import T0, Setup, env  # noqa: F401  (the fixture)
 from tests.servers import Response

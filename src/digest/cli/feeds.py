@@ -19,8 +19,8 @@ from digest.words import counted, show_time
 
 if TYPE_CHECKING:
     from digest.ingest.health import FeedHealth
-    from digest.ingest.poll import PollProgress
     from digest.ingest.retry import Retried
+    from digest.ingest.summary import PollProgress
 
 
 @cli.command()

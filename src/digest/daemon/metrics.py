@@ -28,14 +28,15 @@ from digest.ingest.tally import (
     last_poll_of,
     post_total,
 )
-from digest.locks import DAEMON, LockHolder
+from digest.locks import LockHolder
+from digest.metakeys import DAEMON, lock_key
 from digest.models import Feed, Issue, Meta
 from digest.storage import Database
 from digest.types import DeliveryStatus, FeedStatus, IssueStatus
 
 # Issues whose bounce and complaint rates are exposed, newest first.
 RATES_EXPOSED = 5
-DAEMON_LOCK_KEY = f"{DAEMON}_lock"  # as digest.locks stores it
+DAEMON_LOCK_KEY = lock_key(DAEMON)
 
 Labels = tuple[tuple[str, str], ...]
 

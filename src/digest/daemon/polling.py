@@ -8,7 +8,8 @@ from digest.config import Settings
 from digest.feedlist.listsync import follow_feed_list
 from digest.feedlist.opml import read_opml
 from digest.ingest.parsers import ParserPool
-from digest.ingest.poll import PollSummary, poll_feeds
+from digest.ingest.poll import poll_feeds
+from digest.ingest.summary import PollSummary
 from digest.storage import Database, utcnow
 
 

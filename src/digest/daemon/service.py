@@ -35,7 +35,7 @@ from digest.delivery.retention import fold_old_logs
 from digest.errors import DigestError, LockedError
 from digest.ingest.feedstore import bring_forward, spread_overdue_polls
 from digest.ingest.health import list_feeds
-from digest.ingest.poll import PollSummary
+from digest.ingest.summary import PollSummary
 from digest.locks import HEARTBEAT_EVERY, DaemonLock
 from digest.storage import Database, utcnow
 from digest.words import counted

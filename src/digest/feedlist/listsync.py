@@ -14,7 +14,8 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError
 
 from digest.errors import ConfigError, StorageError
-from digest.ingest.feedsync import SYNCED_LIST_KEY, SyncResult, sync_feeds
+from digest.ingest.feedsync import SYNCED_LIST_KEY, sync_feeds
+from digest.ingest.summary import SyncResult
 from digest.storage import Database
 
 

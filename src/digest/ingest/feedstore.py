@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Row, bindparam, insert, or_, select, update
 
 from digest import columns as width
+from digest import metakeys
 from digest.columns import fit
 from digest.errors import StorageError
 from digest.ingest import policy, tally
@@ -310,11 +311,11 @@ def _stored_posts(conn: Connection, feed_id: int) -> dict[str, policy.Existing]:
 
 def prune_fetches(db: Database, now: datetime) -> None:
     """Drop Fetch rows older than two weeks, at most once a day."""
-    last = db.get_meta("fetches_pruned_at")
+    last = db.get_meta(metakeys.FETCHES_PRUNED)
     if last is not None and now - datetime.fromisoformat(last) < PRUNE_EVERY:
         return
     db.delete_in_batches(Fetch.id, Fetch.at < now - policy.FETCH_HISTORY, batch=FETCH_PRUNE_BATCH)
-    db.set_meta("fetches_pruned_at", now.isoformat())
+    db.set_meta(metakeys.FETCHES_PRUNED, now.isoformat())
 
 
 # --- the daemon's schedule -----------------------------------------------------------------

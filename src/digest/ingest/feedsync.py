@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, bindparam, delete, insert, select, update
 
 from digest import columns as width
+from digest import metakeys
 from digest.columns import fit
 from digest.ingest.retry import reset_health
+from digest.ingest.summary import SyncResult
 from digest.models import FEEDS, Meta
 from digest.storage import Database
 from digest.types import FeedSource, FeedStatus, section_for
@@ -34,20 +35,7 @@ _UPDATE_SYNCED = (
 )
 
 
-# The meta row saying which feed list (its hash and path) the feeds table follows; a sync that
-# changes anything clears it, so a poll of another file is never taken for this one's
-# (feedlist/listsync.py sets it after syncing).
-SYNCED_LIST_KEY = "feed_list_synced"
-
-
-@dataclass
-class SyncResult:
-    """What syncing the feeds table with the OPML file changed."""
-
-    added: int = 0
-    reactivated: int = 0
-    deactivated: int = 0
-    changed: int = 0
+SYNCED_LIST_KEY = metakeys.SYNCED_LIST
 
 
 def sync_feeds(db: Database, sources: Iterable[FeedSource], now: datetime) -> SyncResult:

@@ -12,12 +12,13 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.orm import Session
 
+from digest import metakeys
 from digest.models import COUNTS
 from digest.storage import Database
 from digest.types import FetchOutcome
 
-LAST_POLL_KEY = "last_poll"
-FETCH_TOTALS_KEY = "fetch_totals"
+LAST_POLL_KEY = metakeys.LAST_POLL
+FETCH_TOTALS_KEY = metakeys.FETCH_TOTALS
 # The counts row of the posts stored: counting the table grows with history (78,000 posts
 # at five years, bench/scrape.py: 48-64 ms on PostgreSQL, a sequential scan; 0.07 ms on
 # SQLite, whose count(*) walks the smallest index), the row costs 0.2 ms on either.
