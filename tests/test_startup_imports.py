@@ -8,12 +8,16 @@ when it loaded Alembic, lxml and email's policy machinery it did not need."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import digest_env
+from digest.ingest.tally import last_poll
+from digest.storage import Database
+from tests.conftest import digest_env, run_digest
 from tests.poll_helpers import write_opml
+from tests.servers import FeedServer, Response
 
 # Run a command in process, then list the modules it loaded (on stderr, last line).
 HARNESS = """
@@ -50,6 +54,13 @@ NOT_FOR_POLL = (
 
 
 def loaded(args: list[str], env: dict[str, str], cwd: Path) -> set[str]:
+    return run_loaded(args, env, cwd)[0]
+
+
+def run_loaded(
+    args: list[str], env: dict[str, str], cwd: Path
+) -> tuple[set[str], subprocess.CompletedProcess[str]]:
+    """Run a command in a process; the modules it loaded, and the process."""
     done = subprocess.run(
         [sys.executable, "-c", HARNESS, *args],
         env=digest_env(env),
@@ -58,19 +69,59 @@ def loaded(args: list[str], env: dict[str, str], cwd: Path) -> set[str]:
         text=True,
         timeout=120,
     )
-    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+    return set(json.loads(done.stderr.strip().splitlines()[-1])), done
 
 
-def test_a_poll_with_nothing_to_do_loads_no_migrations_rendering_or_opml_parser(
-    workdir: Path, sqlite_url: str
-) -> None:
-    write_opml(workdir / "feeds.opml", [])
-    env = {"DIGEST_DATABASE_URL": sqlite_url, "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml")}
+def test_a_poll_with_nothing_to_do_loads_no_database_layer(workdir: Path, sqlite_url: str) -> None:
+    opml = write_opml(workdir / "feeds.opml", [])
+    env = {"DIGEST_DATABASE_URL": sqlite_url, "DIGEST_FEEDS_OPML": str(opml)}
     first = loaded(["poll", "--json"], env, workdir)  # creates the database, syncs the list
     assert "alembic" in first and "lxml" in first
+    idle = loaded(["poll", "--json"], env, workdir)
+    assert "digest.ingest.idle" in idle and "digest.ingest.poll" not in idle
+    assert sorted(m for m in idle if m.split(".")[0] == "sqlalchemy") == []
+    assert sorted(m for m in NOT_FOR_POLL if m in idle) == []
+
+    # Touched, not changed: the whole poll runs, and still needs no more than a stat and a hash.
+    os.utime(opml)
     modules = loaded(["poll", "--json"], env, workdir)
     assert "digest.ingest.poll" in modules  # it did poll
     assert sorted(m for m in NOT_FOR_POLL if m in modules) == []
+
+
+def test_feeds_all_gone_answered_without_the_database_layer(
+    workdir: Path, sqlite_url: str, http: FeedServer
+) -> None:
+    http.route("/gone.xml", Response(410))
+    http.route("/also-gone.xml", Response(410))
+    opml = write_opml(
+        workdir / "feeds.opml",
+        [("ML", "Gone", http.url("/gone.xml")), ("Systems", "Also", http.url("/also-gone.xml"))],
+    )
+    env = {"DIGEST_DATABASE_URL": sqlite_url, "DIGEST_FEEDS_OPML": str(opml)}
+    first = run_digest(["poll", "--json"], env, workdir)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["feeds"] == 2  # fetched: both answer 410
+    before = _last_poll_at(sqlite_url)
+
+    modules, again = run_loaded(["poll", "--json"], env, workdir)
+    assert "digest.ingest.idle" in modules and "sqlalchemy" not in modules
+    summary = json.loads(again.stdout)
+    assert (summary["feeds"], summary["skipped"], summary["gone"]) == (0, 0, 2)
+    assert len(http.hits("/gone.xml")) == 1  # a 410 is never asked again
+    text = run_digest(["poll"], env, workdir).stdout  # in words, as the whole poll says it
+    assert "2 gone feeds skipped (HTTP 410): `digest feeds retry URL` polls them again" in text
+    assert _last_poll_at(sqlite_url) > before  # its record kept, as /healthz reads it
+
+
+def _last_poll_at(url: str) -> str:
+    db = Database(url)
+    try:
+        record = last_poll(db)
+    finally:
+        db.dispose()
+    assert record is not None
+    return str(record["at"])
 
 
 def test_config_loads_no_database_layer(workdir: Path) -> None:

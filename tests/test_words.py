@@ -11,6 +11,8 @@ from pathlib import Path
 from digest.cli.context import setup_logging
 from digest.delivery.subscribers import list_subscribers, unsubscribe
 from digest.delivery.summary import SendSummary
+from digest.ingest.policy import Held, Hold
+from digest.ingest.skipped import held_back
 from digest.ingest.summary import PollSummary
 from digest.storage import Database
 from digest.words import counted, plural, show_span, show_time
@@ -38,6 +40,11 @@ def test_counts_take_their_nouns() -> None:
         "post's page read for its length"
     )
     assert PollSummary(feeds=2, new_posts=0).line().startswith("polled 2 feeds: 0 new posts,")
+    held = Held({Hold.GONE: 2, Hold.BACKING_OFF: 2}, until=datetime(2026, 12, 6, 7, tzinfo=UTC))
+    assert held_back(held, "UTC") == (
+        "; 2 feeds skipped, backing off (the first until 2026-12-06 07:00 UTC): --force polls "
+        "them; 2 gone feeds skipped (HTTP 410): `digest feeds retry URL` polls them again"
+    )  # "polls they" before
 
 
 def test_times_for_people_are_in_the_zone_and_labelled() -> None:

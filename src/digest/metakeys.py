@@ -3,6 +3,8 @@ a poll with nothing to do reads them without loading SQLAlchemy (ingest/idle.py)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 # Which feed list (its hash, size, mtime and path) the feeds table follows; a sync that
 # changes anything clears it, so a poll of another file is never taken for this one's
 # (feedlist/listsync.py sets it after syncing).
@@ -18,3 +20,16 @@ DAEMON, SENDER, POLLER = "daemon", "send", "poll"
 def lock_key(name: str) -> str:
     """The meta row of lock ``name`` (digest.locks)."""
     return f"{name}_lock"
+
+
+def list_seen(path: Path) -> str:
+    """The feed list file as the SYNCED_LIST row names it: size, modification time and path
+    (a stat; OSError when there is no such file)."""
+    stat = path.stat()
+    return f"{stat.st_size} {stat.st_mtime_ns} {path.absolute()}"
+
+
+def synced_list(value: str | None) -> tuple[str, str]:
+    """The SYNCED_LIST row's value split: the file's hash, and list_seen of it then."""
+    digest, _, seen = (value or "").partition(" ")
+    return digest, seen

@@ -13,7 +13,7 @@ _IRREGULAR = {
     "delivery": "deliveries",
     "was": "were",
     "is": "are",
-    "it": "they",
+    "it": "them",  # as an object: "--force polls them"
 }
 
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import textwrap
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -20,7 +21,7 @@ from digest.words import counted, show_time
 if TYPE_CHECKING:
     from digest.ingest.health import FeedHealth
     from digest.ingest.retry import Retried
-    from digest.ingest.summary import PollProgress
+    from digest.ingest.summary import PollProgress, PollSummary
 
 
 @cli.command()
@@ -45,21 +46,30 @@ def poll(app: App, as_json: bool, quiet: bool, force: bool) -> None:
     the poll ran. A feed that meets a bug in storing is set aside the same way, the others are
     stored, and the poll ends with one line naming it and exit 1.
     """
-    from digest.feedlist.listsync import follow_feed_list
-    from digest.ingest.poll import poll_feeds
-    from digest.storage import utcnow
+    from digest.ingest.idle import idle_poll
 
-    # A stat when feeds.opml is as last synced: not read, parsed (lxml) or synced again.
-    follow_feed_list(app.db, app.settings.feeds.opml, utcnow())
-    show = not (quiet or as_json) and sys.stderr.isatty()
-    with ProgressLine(show) as progress:
-        summary = poll_feeds(app.db, app.settings, None, force=force, progress=progress.update)
+    summary = idle_poll(app.settings, datetime.now(UTC), force=force)
+    if summary is None:
+        summary = _poll(app, quiet or as_json, force)
     if as_json:
         click.echo(json.dumps({**summary.as_json(), **summary.held_json()}))
         return
     click.echo(summary.line(app.settings.newsletter.timezone))
     if summary.errors:
         click.echo("see `digest feeds --errors` for what failed")
+
+
+def _poll(app: App, quiet: bool, force: bool) -> PollSummary:
+    """The whole poll: the feed list followed, then every feed the policy lets it fetch."""
+    from digest.feedlist.listsync import follow_feed_list
+    from digest.ingest.poll import poll_feeds
+    from digest.storage import utcnow
+
+    # A stat when feeds.opml is as last synced: not read, parsed (lxml) or synced again.
+    follow_feed_list(app.db, app.settings.feeds.opml, utcnow())
+    show = not quiet and sys.stderr.isatty()
+    with ProgressLine(show) as progress:
+        return poll_feeds(app.db, app.settings, None, force=force, progress=progress.update)
 
 
 class ProgressLine:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from digest.errors import ConfigError, StorageError
 from digest.ingest.feedsync import SYNCED_LIST_KEY, sync_feeds
 from digest.ingest.summary import SyncResult
+from digest.metakeys import list_seen, synced_list
 from digest.storage import Database
 
 
@@ -24,9 +25,8 @@ def sync_feed_list(db: Database, path: Path, now: datetime) -> SyncResult | None
     already; None when there is no such file (nothing to follow yet). A file that cannot be
     read or parsed is a ConfigError, and the database stays as it was."""
     try:
-        stat = path.stat()
-        seen = f"{stat.st_size} {stat.st_mtime_ns} {path.absolute()}"
-        synced_hash, _, synced_seen = (db.get_meta(SYNCED_LIST_KEY) or "").partition(" ")
+        seen = list_seen(path)
+        synced_hash, synced_seen = synced_list(db.get_meta(SYNCED_LIST_KEY))
         if synced_seen == seen:
             return SyncResult()
         data = path.read_bytes()

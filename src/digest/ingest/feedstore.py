@@ -51,7 +51,6 @@ JOB_STATE = tuple(
         "next_fetch_at",
     )
 )
-PRUNE_EVERY = timedelta(days=1)
 # Fetch rows deleted per transaction by the daily prune (a day of 2,000 feeds polled every
 # minute is 2.9M rows). 200,000 rows on SQLite at load 15 on 2 cores: one transaction held
 # the write lock 17.7 s; batches of 5,000 took 9.4 s in all, the longest 0.51 s (of 1,000:
@@ -312,7 +311,7 @@ def _stored_posts(conn: Connection, feed_id: int) -> dict[str, policy.Existing]:
 def prune_fetches(db: Database, now: datetime) -> None:
     """Drop Fetch rows older than two weeks, at most once a day."""
     last = db.get_meta(metakeys.FETCHES_PRUNED)
-    if last is not None and now - datetime.fromisoformat(last) < PRUNE_EVERY:
+    if not policy.fetch_prune_due(datetime.fromisoformat(last) if last else None, now):
         return
     db.delete_in_batches(Fetch.id, Fetch.at < now - policy.FETCH_HISTORY, batch=FETCH_PRUNE_BATCH)
     db.set_meta(metakeys.FETCHES_PRUNED, now.isoformat())

@@ -27,6 +27,7 @@ BACKOFF_JITTER = 0.1
 LONG_FAILING = timedelta(days=7)
 # How long each request is remembered (the Fetch rows behind `digest feeds --json`).
 FETCH_HISTORY = timedelta(days=14)
+FETCH_PRUNE_EVERY = timedelta(days=1)  # how often a poll drops Fetch rows past FETCH_HISTORY
 
 # Health statuses of a feed that is not being read: shown with their error.
 FAILING = frozenset({FeedStatus.ERROR, FeedStatus.BACKOFF, FeedStatus.GONE})
@@ -324,3 +325,8 @@ def plan_merge(
         else:
             steps.append(MergeStep(Merge.UNCHANGED, row, False))
     return steps
+
+
+def fetch_prune_due(last: datetime | None, now: datetime) -> bool:
+    """Is it time a poll dropped old Fetch rows (``last``: when it last did)?"""
+    return last is None or now - last >= FETCH_PRUNE_EVERY
