@@ -4,9 +4,11 @@ in the transactions that change the rows they count)."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+import pytest
+from sqlalchemy import func, select, text, update
 
 from digest.bounces.apply import apply_report
 from digest.bounces.events import issue_rates, list_events
@@ -20,9 +22,10 @@ from digest.delivery.subscribers import add_subscriber, list_subscribers
 from digest.delivery.verp import make_tag
 from digest.errors import PermanentSendError
 from digest.ingest.tally import post_total
-from digest.models import Delivery, Issue, IssueCounts
+from digest.models import BounceEvent, Delivery, Issue, IssueCounts, Subscriber
 from digest.storage import Database, utcnow
 from digest.types import BounceKind, BounceReport, DeliveryStatus, IssueStatus
+from tests.conftest import wait_for
 from tests.delivery.test_send import Renders, add, new_issue, settings_for
 from tests.issue_helpers import add_feed, add_post
 from tests.smtp_helpers import FlakySMTP
@@ -135,6 +138,56 @@ def test_bounces_and_complaints_count_each_reader_once(db: Database) -> None:
     [rates] = issue_rates(db)
     assert (rates.sent, rates.hard, rates.soft, rates.complaints) == (3, 1, 0, 1)
     assert rates.bounce_rate == 1 / 3
+
+
+def test_two_reports_at_once_count_the_reader_once(db: Database) -> None:
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's writers take turns already (BEGIN IMMEDIATE)")
+    issue = sent_to(db, "ann@example.com")
+    hard = report(BounceKind.HARD, "ann@example.com", f"<{issue}.ann@example.com>")
+    outcomes: list[object] = []
+
+    def second_report() -> None:
+        try:
+            outcomes.append(apply_report(db, Settings(), KEY, hard, source="ses", identity="2"))
+        except Exception as e:  # noqa: BLE001 - the test fails with it, not a silent thread
+            outcomes.append(e)
+
+    late = threading.Thread(target=second_report)
+    # The first report's transaction, half-way: it holds the reader's row, as apply_report
+    # takes it, while the second report comes in.
+    with db.session() as s:
+        ann = s.scalars(
+            select(Subscriber).where(Subscriber.email == "ann@example.com").with_for_update()
+        ).one()
+        late.start()
+        wait_for(lambda: _waiting_on_a_lock(db), what="the second report waiting for the row")
+        s.add(
+            BounceEvent(
+                at=utcnow(),
+                subscriber_id=ann.id,
+                issue_id=issue,
+                kind=BounceKind.HARD,
+                source="imap",
+                source_id="first",
+                status_code="5.1.1",
+            )
+        )
+        counts.add(s, issue, {"hard": 1})
+    late.join(timeout=30)
+    assert [type(o).__name__ for o in outcomes] == ["Outcome"], outcomes
+    [rates] = issue_rates(db)
+    assert rates.hard == 1  # 2 when both read "no earlier event" before either stored one
+    assert len(list_events(db)) == 2  # both reports kept
+
+
+def _waiting_on_a_lock(db: Database) -> bool:
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query ILIKE '%FROM subscribers%FOR UPDATE%'"
+    )
+    with db.engine.connect() as conn:
+        return bool(conn.scalar(query))
 
 
 def test_an_old_log_is_folded_in_batches_and_its_counts_stay(db: Database) -> None:

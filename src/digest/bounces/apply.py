@@ -113,6 +113,11 @@ def _apply_one(
     issue_id = match.issue_id or _guessed_issue(db, match.subscriber_id, report, now)
     before = rates_of(db, issue_id) if issue_id is not None else None
     with db.session() as s:
+        # The subscriber's row locked first: two reports about one reader at once (a webhook's
+        # and the mailbox's) take turns, and the second sees the first's event, so the issue
+        # counts the reader once. (SQLite's writers take turns already: BEGIN IMMEDIATE.)
+        subscriber = s.get(Subscriber, match.subscriber_id, with_for_update=True)
+        assert subscriber is not None
         seen = select(BounceEvent.id).where(
             BounceEvent.source_id == event_id, BounceEvent.subscriber_id == match.subscriber_id
         )
@@ -135,8 +140,6 @@ def _apply_one(
         outcome.stored += 1
         if first and issue_id is not None and source != SMTP_SOURCE:
             counts.add(s, issue_id, {counts.KIND_COLUMNS[report.kind]: 1})
-        subscriber = s.get(Subscriber, match.subscriber_id)
-        assert subscriber is not None
         soft = _soft_in_window(s, match.subscriber_id, now - settings.bounces.soft_window)
         status = policy.new_status(
             report.kind, subscriber.status, soft, settings.bounces.soft_limit
