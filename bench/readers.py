@@ -123,20 +123,28 @@ def _rss_kb(pid: int) -> int:
 
 
 def measure(
-    args: list[str], env: dict[str, str], cwd: Path, progress: Callable[[float], None] | None = None
+    args: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    progress: Callable[[float], None] | None = None,
+    to_file: Path | None = None,
 ) -> Run:
     """Run a command; its peak tree RSS, wall and CPU seconds (its own and its children's).
     ``progress`` is called with the peak so far every PROGRESS_S (a long run that is cut
-    short still leaves its figures)."""
+    short still leaves its figures). ``to_file``: its output goes there, not to ``stdout``."""
     started = last = time.perf_counter()
-    child = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE, text=True)
+    sink = to_file.open("w") if to_file is not None else subprocess.PIPE
+    child = subprocess.Popen(args, env=env, cwd=cwd, stdout=sink, text=True)
     peak = 0
     done = threading.Event()
     out: list[str] = []
 
     def read() -> None:
-        assert child.stdout is not None
-        out.append(child.stdout.read())
+        if child.stdout is None:
+            os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # ended, not reaped yet
+            out.append("")
+        else:
+            out.append(child.stdout.read())
         done.set()
 
     threading.Thread(target=read, daemon=True).start()
@@ -229,6 +237,7 @@ def bench(readers: int, args: argparse.Namespace, port: int, server: subprocess.
             f"({base.cpu:.1f} s, {base.peak_mb:.0f} MB); {imported.stdout.strip()}",
             flush=True,
         )
+        dry_run(readers, env, folder, digest)
         if args.no_send:
             return
         assert server.stdin is not None and server.stdout is not None
@@ -266,6 +275,24 @@ def bench(readers: int, args: argparse.Namespace, port: int, server: subprocess.
         )
         if received != readers:
             sys.exit(f"expected {readers} messages, the sink got {received}")
+
+
+def dry_run(readers: int, env: dict[str, str], folder: Path, digest: list[str]) -> None:
+    """`digest send --dry-run --json` into a file (every recipient, a line each), as a user
+    checks who would get what: its peak, and the file's recipients counted."""
+    from busy_week import END
+
+    out = folder / "dry-run.json"
+    command = [*digest, "send", "--as-of", END.isoformat(), "--dry-run", "--json"]
+    run = measure(command, env, folder, to_file=out)
+    got = len(json.loads(out.read_text())["recipients"])
+    print(
+        f"{readers:>9,} dry run: peak {run.peak_mb:6.0f} MB, {run.seconds:6.1f} s, CPU "
+        f"{run.cpu:6.1f} s; {got:,} recipients listed ({out.stat().st_size / 1e6:.0f} MB of JSON)",
+        flush=True,
+    )
+    if got != readers:
+        sys.exit(f"expected {readers} recipients, the dry run listed {got}")
 
 
 def main() -> None:

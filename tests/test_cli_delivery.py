@@ -343,6 +343,18 @@ def test_dry_run_test_copy_and_list(workdir: Path, sqlite_url: str, sink: FlakyS
     assert "bob@example.com  [systems]  Weekend Reading #1" in dry.output
     assert "would go to 2 of 2 active subscribers: all (1): Weekend Reading #1" in dry.output
     assert "; systems (1): Weekend Reading #1" in dry.output and "nothing sent" in dry.output
+    as_json = json.loads(
+        run_cli(["send", "--as-of", "2026-01-10T08:00Z", "--dry-run", "--json"], env).stdout
+    )
+    assert [(r["email"], r["sections"], r["gets"]) for r in as_json["recipients"]] == [
+        ("ann@example.com", "all", True),
+        ("bob@example.com", ["systems"], True),
+    ]
+    assert (as_json["mode"], as_json["dry_run"]["active"], as_json["dry_run"]["gets"]) == (
+        "dry-run",
+        2,
+        2,
+    )
     test = run_cli(["send", "--as-of", "2026-01-10T08:00Z", "--to", "me@example.org"], env)
     assert test.exit_code == 0, test.output
     assert sink.recipients() == ["me@example.org"]

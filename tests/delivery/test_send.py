@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import Select, select, update
 
 from digest.config import Settings
-from digest.delivery import deliverylog
+from digest.delivery import deliverylog, dryrun
+from digest.delivery.dryrun import Recipient
 from digest.delivery.mail import SmtpTransport
 from digest.delivery.send import deliver, send_issue
 from digest.delivery.subscribers import (
@@ -29,7 +30,7 @@ from digest.errors import SendError
 from digest.locks import SENDER
 from digest.models import Delivery, Issue, Subscriber
 from digest.storage import Database, utcnow
-from digest.types import ML, SYSTEMS, UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
+from digest.types import ML, SYSTEMS, UNSUBSCRIBE_PLACEHOLDER, RenderedEmail, SubscriberStatus
 from tests.conftest import free_port, wait_for
 from tests.issue_helpers import SAT, add_feed, add_post
 from tests.lock_helpers import hearing_takeovers, take_over
@@ -315,9 +316,10 @@ def test_send_issue_dry_run_and_test_copy_record_nothing(db: Database, sink: Fla
     add(db, "all@example.com")
     add(db, "sys@example.com", sections="systems")
     settings = settings_for(sink)
-    dry = send_issue(db, settings, as_of=SAT, dry_run=True)
+    recipients: list[Recipient] = []
+    dry = send_issue(db, settings, as_of=SAT, dry_run=True, each_recipient=recipients.append)
     assert dry.mode == "dry-run"
-    assert [(r["email"], r["gets"]) for r in dry.recipients] == [
+    assert [(r.email, r.gets) for r in recipients] == [
         ("all@example.com", True),
         ("sys@example.com", True),
     ]
@@ -494,3 +496,28 @@ def test_a_page_of_pending_rows_is_a_range_of_the_index(db: Database) -> None:
     assert "deliveries USING INDEX " in plan  # the unique constraint's (SQLite names it)
     assert "(issue_id=? AND subscriber_id>?)" in plan
     assert "TEMP B-TREE" not in plan
+
+
+def test_a_dry_run_reads_the_list_a_page_at_a_time(
+    db: Database, sink: FlakySMTP, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dryrun, "PAGE", 2)  # pages of 2, 2 and 1
+    posts(db)
+    emails = [f"{c}@example.com" for c in "edcba"]
+    for email in emails:
+        add(db, email, sections="systems" if email < "c" else None)
+    add(db, "gone@example.com")
+    with db.session() as s:
+        s.execute(
+            update(Subscriber)
+            .where(Subscriber.email == "gone@example.com")
+            .values(status=SubscriberStatus.UNSUBSCRIBED)
+        )
+    recipients: list[Recipient] = []
+    dry = send_issue(
+        db, settings_for(sink), as_of=SAT, dry_run=True, each_recipient=recipients.append
+    )
+    assert [r.email for r in recipients] == sorted(emails)  # each once, by address
+    assert dry.dry_run is not None
+    assert (dry.dry_run.active, dry.dry_run.gets) == (5, 5)
+    assert {k: n for k, (n, _subject) in dry.dry_run.by_choice.items()} == {"systems": 2, "all": 3}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
@@ -16,6 +16,7 @@ from digest.types import SubscriberStatus
 from digest.words import show_time
 
 if TYPE_CHECKING:
+    from digest.delivery.dryrun import Recipient
     from digest.delivery.subscribers import SubscriberInfo
 
 
@@ -284,17 +285,45 @@ def send(
     app.sync_feed_list()  # the rules of feeds.opml as it is now, not as of the last poll
     if not dry_run:
         check_sending(app.settings)
-    summary = send_issue(app.db, app.settings, as_of=when, dry_run=dry_run, to=to, wait=wait)
-    if as_json:
-        click.echo(json.dumps(summary.as_json(), indent=2))
+    out = _JsonRecipients() if as_json else None
+    each = out.add if out is not None else _print_recipient
+    summary = send_issue(
+        app.db, app.settings, as_of=when, dry_run=dry_run, to=to, wait=wait, each_recipient=each
+    )
+    if out is not None:
+        out.close(summary.as_json())
     else:
-        for r in summary.recipients:
-            sections = ",".join(r["sections"]) if isinstance(r["sections"], list) else "all"
-            what = r["subject"] if r["gets"] else f"nothing ({r['why_not']})"
-            click.echo(f"{r['email']}  [{sections}]  {what}")
         click.echo(summary.line(app.settings.newsletter.timezone))
     if summary.left():
         raise click.exceptions.Exit(1)
+
+
+def _print_recipient(r: Recipient) -> None:
+    sections = ",".join(r.sections) if isinstance(r.sections, list) else "all"
+    what = r.subject if r.gets else f"nothing ({r.why_not})"
+    click.echo(f"{r.email}  [{sections}]  {what}")
+
+
+class _JsonRecipients:
+    """`digest send --json`: the summary as one JSON object, a dry run's recipients first in
+    it, each written as it comes (a million readers are not held to be printed at the end)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self, r: Recipient) -> None:
+        opening = '{\n  "recipients": [\n    ' if self.count == 0 else ",\n    "
+        click.echo(opening + json.dumps(r.as_json()), nl=False)
+        self.count += 1
+
+    def close(self, summary: dict[str, Any]) -> None:
+        if self.count == 0:
+            none: dict[str, list[object]] = {"recipients": []}
+            recipients = none if summary.get("mode") == "dry-run" else {}
+            click.echo(json.dumps({**recipients, **summary}, indent=2))
+            return
+        rest = json.dumps(summary, indent=2)
+        click.echo("\n  ],\n" + rest.removeprefix("{\n"))
 
 
 @cli.command()

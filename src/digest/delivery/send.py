@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from digest.config import Settings
 from digest.delivery import deliverylog, preflight
-from digest.delivery.dryrun import dry_run_summary
+from digest.delivery.dryrun import RecipientFn, dry_run_summary
 from digest.delivery.mail import SmtpTransport
 from digest.delivery.message import PreparedEmail, preferences_url, unsubscribe_url
 from digest.delivery.sender import RenderFor, deliver_rows
@@ -49,12 +49,14 @@ def send_issue(
     stop: threading.Event | None = None,
     now: datetime | None = None,
     wait: bool = False,
+    each_recipient: RecipientFn | None = None,
 ) -> SendSummary:
     """Build this week's issue (or the one ending at as_of), record it, deliver it.
 
     One send at a time per database (the daemon's or another `digest send`): LockedError
     names the one running, unless ``wait``. A test copy (``to``) and a dry run record
-    nothing and need no lock.
+    nothing and need no lock; a dry run hands each active subscriber, with what they would
+    get, to ``each_recipient``.
     """
     # The issue ends at as_of (the daemon's: the send time that fell due), else now: an issue
     # sent by hand early in the week ends when it is sent, so the next one starts there.
@@ -62,7 +64,7 @@ def send_issue(
     newsletter = Newsletter.of(settings)  # what issue/ reads of the settings, read once
     end = ending(newsletter, as_of, now or utcnow())
     if to is not None or dry_run:
-        return _try_out(db, settings, newsletter, end, to)
+        return _try_out(db, settings, newsletter, end, to, each_recipient)
     with holding(db, SENDER, wait=wait, stop=stop) as held:
         # held.stop: the caller's stop, or the lock lost (then stop before another message:
         # the newcomer sends again what we left 'sending').
@@ -132,7 +134,12 @@ def _deliver_recorded(
 
 
 def _try_out(
-    db: Database, settings: Settings, newsletter: Newsletter, end: Ending, to: str | None
+    db: Database,
+    settings: Settings,
+    newsletter: Newsletter,
+    end: Ending,
+    to: str | None,
+    each_recipient: RecipientFn | None,
 ) -> SendSummary:
     """A test copy to ``to``, or else a dry run: nothing recorded either way."""
     plan = plan_issue(db, newsletter, end)
@@ -150,7 +157,7 @@ def _try_out(
 
     if to is not None:
         return send_test(db, settings, render_for, to, summary)
-    return dry_run_summary(db, render_for, plan.issue_id, summary)
+    return dry_run_summary(db, render_for, plan.issue_id, summary, each_recipient)
 
 
 def _covered(plan: IssuePlan, last: datetime) -> SendSummary:

@@ -32,7 +32,7 @@ class SendSummary:
     aborted: str | None = None
     last_error: str | None = None  # the last SMTP error that left a message for later
     test_to: str | None = None
-    recipients: list[dict[str, Any]] = field(default_factory=list)  # dry run: who gets what
+    dry_run: DryRunTally | None = None  # a dry run's counts (its recipients go to the caller)
     sending: bool = True  # smtp.host is set (a dry run says what a real send would do)
     covered_until: datetime | None = None  # covered: the last issue's end, past the one asked
     seconds: float = 0.0
@@ -101,13 +101,12 @@ class SendSummary:
         return done and (self.then is None or self.then.complete())
 
     def _dry_run_line(self, name: str) -> str:
-        gets = sum(1 for r in self.recipients if r["gets"])
-        active = counted(len(self.recipients), "active subscriber")
-        line = f"dry run: {name} would go to {gets} of {active}"
-        choices = self.by_choice()
-        if choices:
+        tally = self.dry_run or DryRunTally()
+        active = counted(tally.active, "active subscriber")
+        line = f"dry run: {name} would go to {tally.gets} of {active}"
+        if tally.by_choice:
             line += ": " + "; ".join(
-                f"{sections} ({n}): {subject}" for sections, (n, subject) in choices.items()
+                f"{sections} ({n}): {subject}" for sections, (n, subject) in tally.by_choice.items()
             )
         if not self.sending:
             return line + (
@@ -116,16 +115,6 @@ class SendSummary:
             )
         return line + "; nothing sent"
 
-    def by_choice(self) -> dict[str, tuple[int, str]]:
-        """For a dry run: each choice of sections that gets mail, its subscribers and subject."""
-        out: dict[str, tuple[int, str]] = {}
-        for r in self.recipients:
-            if r["gets"]:
-                key = ",".join(r["sections"]) if isinstance(r["sections"], list) else "all"
-                count, _subject = out.get(key, (0, ""))
-                out[key] = (count + 1, r["subject"])
-        return out
-
     def as_json(self) -> dict[str, Any]:
         data = {
             k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()
@@ -133,6 +122,30 @@ class SendSummary:
         data["seconds"] = round(self.seconds, 3)
         data["left"], data["reason"] = self.pending, self.reason()
         data["then"] = self.then.as_json() if self.then is not None else None
-        if self.mode != "dry-run":
-            del data["recipients"]
+        data["dry_run"] = self.dry_run.as_json() if self.dry_run is not None else None
         return data
+
+
+@dataclass
+class DryRunTally:
+    """What a dry run counted: the active subscribers, those who would get the issue, and
+    each choice of sections that gets mail with its subscribers and subject."""
+
+    active: int = 0
+    gets: int = 0
+    by_choice: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    def add(self, choice: str, subject: str | None) -> None:
+        """One active subscriber, of section choice ``choice``; ``subject`` when they get it."""
+        self.active += 1
+        if subject is None:
+            return
+        self.gets += 1
+        count, _ = self.by_choice.get(choice, (0, subject))
+        self.by_choice[choice] = (count + 1, subject)
+
+    def as_json(self) -> dict[str, Any]:
+        by_choice = {
+            k: {"subscribers": n, "subject": subj} for k, (n, subj) in self.by_choice.items()
+        }
+        return {"active": self.active, "gets": self.gets, "by_choice": by_choice}
