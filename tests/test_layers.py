@@ -16,7 +16,8 @@ fails, lazy imports inside functions included.
     transfer                 database into another (SQLite to PostgreSQL and back)
     locks                    one daemon, one sender, one poller per database
     storage, migrations      the database
-    models                   the schema
+    models                   the schema's ORM classes (mapped onto the tables)
+    tables                   the schema, as Core tables (all the poll uses)
     columns, text, urls,     column widths; plain text; URLs; settings read from TOML and
     configfile, patterns     the environment, and shown; feed rules' regular expressions (RE2)
     types, config            records and statuses; settings, each declared once
@@ -47,6 +48,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("digest.locks",),
     ("digest.storage", "digest.migrations"),
     ("digest.models",),
+    ("digest.tables",),
     ("digest.columns", "digest.text", "digest.urls", "digest.configfile", "digest.patterns"),
     ("digest.types", "digest.config"),
     (
