@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from tests.conftest import digest_env
-from tests.poll_helpers import write_opml
+from tests.poll_helpers import rss, write_opml
+from tests.servers import FeedServer, Request, Response
 
 # Run a command in process, then list the modules it loaded (on stderr, last line).
 HARNESS = """
@@ -27,9 +28,11 @@ print(json.dumps(sorted(sys.modules)), file=sys.stderr)
 """
 # Never needed to poll: migrations (Alembic, Mako), rendering (premailer, cssutils, Jinja2),
 # the OPML parser for an unchanged list (lxml), feedparser (parser processes load it), the
-# daemon's scheduler, the web stack, the progress bar without a terminal, DKIM; and with no
-# feed to fetch, no HTTP client and no parser processes.
+# daemon's scheduler, the web stack, the progress bar without a terminal, DKIM, the ORM (the
+# poll uses Core tables); and with no feed to fetch, no HTTP client and no parser processes.
 NOT_FOR_POLL = (
+    "sqlalchemy.orm",
+    "digest.models",
     "httpx",
     "h11",
     "multiprocessing",
@@ -50,6 +53,11 @@ NOT_FOR_POLL = (
 
 
 def loaded(args: list[str], env: dict[str, str], cwd: Path) -> set[str]:
+    return run_loaded(args, env, cwd)[1]
+
+
+def run_loaded(args: list[str], env: dict[str, str], cwd: Path) -> tuple[str, set[str]]:
+    """What the command printed, and the modules it loaded."""
     done = subprocess.run(
         [sys.executable, "-c", HARNESS, *args],
         env=digest_env(env),
@@ -58,7 +66,7 @@ def loaded(args: list[str], env: dict[str, str], cwd: Path) -> set[str]:
         text=True,
         timeout=120,
     )
-    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+    return done.stdout, set(json.loads(done.stderr.strip().splitlines()[-1]))
 
 
 def test_a_poll_with_nothing_to_do_loads_no_migrations_rendering_or_opml_parser(
@@ -71,6 +79,35 @@ def test_a_poll_with_nothing_to_do_loads_no_migrations_rendering_or_opml_parser(
     modules = loaded(["poll", "--json"], env, workdir)
     assert "digest.ingest.poll" in modules  # it did poll
     assert sorted(m for m in NOT_FOR_POLL if m in modules) == []
+
+
+def test_a_poll_of_unchanged_feeds_loads_no_orm(
+    workdir: Path, db_url: str, http: FeedServer
+) -> None:
+    """The poll works with Core tables (digest.tables): the ORM (sqlalchemy.orm and the
+    mapped classes of digest.models) is for the commands that handle objects."""
+
+    def conditional(req: Request) -> Response:
+        if req.headers.get("if-none-match") == '"1"':
+            return Response(304, headers={"ETag": '"1"'})
+        return Response(200, rss(3, site="https://etag.example"), {"ETag": '"1"'})
+
+    http.route("/etag.xml", conditional)
+    http.route("/same.xml", Response(200, rss(2, site="https://same.example")))
+    feeds = [("Tech", "ETag", http.url("/etag.xml")), ("Tech", "Same", http.url("/same.xml"))]
+    write_opml(workdir / "feeds.opml", feeds)
+    env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml")}
+    first, _ = run_loaded(["poll", "--json"], env, workdir)
+    assert json.loads(first)["new_posts"] == 5
+    second, modules = run_loaded(["poll", "--json"], env, workdir)
+    summary = json.loads(second)
+    # A 304, and the same body again (its hash as stored): both count as not modified.
+    assert (summary["feeds"], summary["not_modified"], summary["new_posts"]) == (2, 2, 0)
+    assert (summary["updated_posts"], summary["errors"]) == (0, 0)
+    assert len(http.hits("/etag.xml")) == len(http.hits("/same.xml")) == 2
+    assert "digest.tables" in modules
+    orm = [m for m in modules if m.startswith("sqlalchemy.orm") or m == "digest.models"]
+    assert sorted(orm) == []
 
 
 def test_config_loads_no_database_layer(workdir: Path) -> None:
