@@ -16,8 +16,8 @@ from pathlib import Path
 from digest.ingest.tally import last_poll
 from digest.storage import Database
 from tests.conftest import digest_env, run_digest
-from tests.poll_helpers import write_opml
-from tests.servers import FeedServer, Response
+from tests.poll_helpers import rss, write_opml
+from tests.servers import FeedServer, Request, Response
 
 # Run a command in process, then list the modules it loaded (on stderr, last line).
 HARNESS = """
@@ -31,9 +31,11 @@ print(json.dumps(sorted(sys.modules)), file=sys.stderr)
 """
 # Never needed to poll: migrations (Alembic, Mako), rendering (premailer, cssutils, Jinja2),
 # the OPML parser for an unchanged list (lxml), feedparser (parser processes load it), the
-# daemon's scheduler, the web stack, the progress bar without a terminal, DKIM; and with no
-# feed to fetch, no HTTP client and no parser processes.
+# daemon's scheduler, the web stack, the progress bar without a terminal, DKIM, the ORM (the
+# poll uses Core tables); and with no feed to fetch, no HTTP client and no parser processes.
 NOT_FOR_POLL = (
+    "sqlalchemy.orm",
+    "digest.models",
     "httpx",
     "h11",
     "multiprocessing",
@@ -122,6 +124,35 @@ def _last_poll_at(url: str) -> str:
         db.dispose()
     assert record is not None
     return str(record["at"])
+
+
+def test_a_poll_of_unchanged_feeds_loads_no_orm(
+    workdir: Path, db_url: str, http: FeedServer
+) -> None:
+    """The poll works with Core tables (digest.tables): the ORM (sqlalchemy.orm and the
+    mapped classes of digest.models) is for the commands that handle objects."""
+
+    def conditional(req: Request) -> Response:
+        if req.headers.get("if-none-match") == '"1"':
+            return Response(304, headers={"ETag": '"1"'})
+        return Response(200, rss(3, site="https://etag.example"), {"ETag": '"1"'})
+
+    http.route("/etag.xml", conditional)
+    http.route("/same.xml", Response(200, rss(2, site="https://same.example")))
+    feeds = [("Tech", "ETag", http.url("/etag.xml")), ("Tech", "Same", http.url("/same.xml"))]
+    write_opml(workdir / "feeds.opml", feeds)
+    env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml")}
+    _, first = run_loaded(["poll", "--json"], env, workdir)
+    assert json.loads(first.stdout)["new_posts"] == 5
+    modules, second = run_loaded(["poll", "--json"], env, workdir)
+    summary = json.loads(second.stdout)
+    # A 304, and the same body again (its hash as stored): both count as not modified.
+    assert (summary["feeds"], summary["not_modified"], summary["new_posts"]) == (2, 2, 0)
+    assert (summary["updated_posts"], summary["errors"]) == (0, 0)
+    assert len(http.hits("/etag.xml")) == len(http.hits("/same.xml")) == 2
+    assert "digest.tables" in modules
+    orm = [m for m in modules if m.startswith("sqlalchemy.orm") or m == "digest.models"]
+    assert sorted(orm) == []
 
 
 def test_config_loads_no_database_layer(workdir: Path) -> None:

@@ -182,3 +182,32 @@ def test_a_database_that_fails_is_a_storage_error_a_bug_stays_a_bug(db: Database
     with pytest.raises(StorageError, match="database error while talking"), db.session() as s:
         s.add(Meta(key="k", value="again"))
         s.flush()
+
+
+def test_begin_is_a_core_transaction_wrapped_like_a_session(db: Database) -> None:
+    """Database.begin (the poll's way in, no ORM): committed on success, rolled back on an
+    error; the database's refusals are StorageErrors, bad SQL stays the bug it is."""
+    from sqlalchemy import insert, update
+    from sqlalchemy.exc import ProgrammingError
+
+    from digest.errors import StorageError
+    from digest.storage import utcnow
+    from digest.tables import META
+
+    assert db.get_meta("k") is None
+    db.set_meta("k", "v")  # no row yet: inserted
+    db.set_meta("k", "w")  # updated
+    assert db.get_meta("k") == "w"
+    with pytest.raises(KeyError), db.begin() as conn:
+        conn.execute(update(META).where(META.c.key == "k").values(value="lost"))
+        raise KeyError("a bug half-way")
+    assert db.get_meta("k") == "w"
+    again = insert(META).values(key="k", value="again", updated_at=utcnow())
+    with pytest.raises(StorageError, match="database error while talking"), db.begin() as conn:
+        conn.execute(again)  # the key taken (a race lost): the database's answer
+    bad = "SELECT ?" if db.is_sqlite else "SELECT FROM WHERE"
+    args = (1, 2) if db.is_sqlite else ()
+    with pytest.raises(ProgrammingError), db.begin() as conn:
+        conn.exec_driver_sql(bad, args)
+    assert db.meta_once("k", lambda: "made") == "w"
+    assert db.meta_once("new", lambda: "made") == "made"

@@ -1,6 +1,6 @@
 """Column widths of the schema, each named once, and values fitted to them.
 
-models.py declares its columns with these; whatever writes a value from outside (a feed, the
+tables.py declares its columns with these; whatever writes a value from outside (a feed, the
 OPML file) fits it here first. No SQLAlchemy: the parser workers import this module, and they
 stay small without it.
 """

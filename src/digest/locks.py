@@ -20,17 +20,16 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from digest.errors import DigestError, LockedError, StorageError
 from digest.metakeys import DAEMON as DAEMON
 from digest.metakeys import POLLER as POLLER
 from digest.metakeys import SENDER as SENDER
 from digest.metakeys import lock_key
-from digest.models import Meta
 from digest.processes import pid_alive
 from digest.storage import Database, safe_url, utcnow
+from digest.tables import META
 
 log = logging.getLogger(__name__)
 
@@ -137,12 +136,14 @@ class DatabaseLock:
         with _HELD_LOCK:
             _HELD_HERE.add(self.token)
         try:
-            with self.db.session() as s:
-                row = _lock_row(s, self.key)
+            with self.db.begin() as conn:
+                row = _lock_row(conn, self.key)
                 if row is None:
-                    s.add(Meta(key=self.key, value=me.to_json(), updated_at=now))
+                    conn.execute(
+                        insert(META).values(key=self.key, value=me.to_json(), updated_at=now)
+                    )
                 else:
-                    self._take_over(row, me, now)
+                    self._take_over(conn, row, me, now)
         except LockedError:
             self._forget()
             raise
@@ -157,7 +158,9 @@ class DatabaseLock:
         self.held = True
         return me
 
-    def _take_over(self, row: Meta, me: LockHolder, now: datetime) -> None:
+    def _take_over(
+        self, conn: Connection, row: Row[tuple[str]], me: LockHolder, now: datetime
+    ) -> None:
         holder = LockHolder.from_json(row.value)
         alive = holder is not None and pid_alive(holder.pid)
         with _HELD_LOCK:
@@ -177,7 +180,7 @@ class DatabaseLock:
         if holder is not None:
             what = WHAT.get(self.name, self.name)
             log.warning("taking over the %s lock of a dead %s (%s)", what, what, holder.describe())
-        row.value, row.updated_at = me.to_json(), now
+        _write_lock_row(conn, self.key, me, now)
 
     def _locked(self, holder: LockHolder) -> LockedError:
         what = WHAT.get(self.name, self.name)
@@ -188,25 +191,25 @@ class DatabaseLock:
     def heartbeat(self) -> bool:
         """Refresh our heartbeat; False when the lock is no longer ours (taken over)."""
         now = utcnow()
-        with self.db.session() as s:
-            row = _lock_row(s, self.key)
+        with self.db.begin() as conn:
+            row = _lock_row(conn, self.key)
             holder = LockHolder.from_json(row.value) if row else None
             if row is None or holder is None or holder.token != self.token:
                 self._forget()
                 return False
             fresh = LockHolder(holder.pid, holder.host, holder.started, now, holder.token)
-            row.value, row.updated_at = fresh.to_json(), now
+            _write_lock_row(conn, self.key, fresh, now)
         return True
 
     def release(self) -> None:
         """Delete the lock row if it is still ours."""
         if not self.held:
             return
-        with self.db.session() as s:
-            row = _lock_row(s, self.key)
+        with self.db.begin() as conn:
+            row = _lock_row(conn, self.key)
             holder = LockHolder.from_json(row.value) if row else None
             if row is not None and holder is not None and holder.token == self.token:
-                s.delete(row)
+                conn.execute(delete(META).where(META.c.key == self.key))
         self._forget()
 
     def _forget(self) -> None:
@@ -320,9 +323,15 @@ def _lost(lock: DatabaseLock, held: Held) -> None:
     log.error("the %s lock was taken over while held%s: stopping this %s", what, by, what)
 
 
-def _lock_row(s: Session, key: str) -> Meta | None:
+def _lock_row(conn: Connection, key: str) -> Row[tuple[str]] | None:
     # FOR UPDATE serialises takeovers on PostgreSQL; SQLite's BEGIN IMMEDIATE already does.
-    return s.execute(select(Meta).where(Meta.key == key).with_for_update()).scalar_one_or_none()
+    query = select(META.c.value).where(META.c.key == key).with_for_update()
+    return conn.execute(query).one_or_none()
+
+
+def _write_lock_row(conn: Connection, key: str, holder: LockHolder, now: datetime) -> None:
+    values = {"value": holder.to_json(), "updated_at": now}
+    conn.execute(update(META).where(META.c.key == key).values(values))
 
 
 def read_holder(db: Database, name: str = DAEMON) -> LockHolder | None:

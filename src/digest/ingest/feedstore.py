@@ -21,8 +21,8 @@ from digest import metakeys
 from digest.columns import fit
 from digest.errors import StorageError
 from digest.ingest import policy, tally
-from digest.models import FEEDS, FETCHES, POSTS, Fetch
 from digest.storage import Database
+from digest.tables import FEEDS, FETCHES, POSTS
 from digest.types import (
     FeedJob,
     FeedResult,
@@ -77,8 +77,8 @@ def select_jobs(
 ) -> tuple[list[FeedJob], policy.Held]:
     """The active feeds that may be fetched now, longest waiting first; and those that may not
     (``force``: our own backoff lifted, see policy.hold)."""
-    with db.session() as s:
-        rows = s.connection().execute(select(*JOB_STATE).where(FEEDS.c.active.is_(True)))
+    with db.begin() as conn:
+        rows = conn.execute(select(*JOB_STATE).where(FEEDS.c.active.is_(True)))
         feeds = list(rows)
     fetchable = sorted(
         (f for f in feeds if policy.hold(f, now, due_only, force) is None), key=policy.fetch_order
@@ -133,8 +133,7 @@ def store_results(
     Core statements, not the ORM: one SELECT of the feeds' state, one executemany for their
     updates and one for the Fetch rows, whatever the batch size.
     """
-    with db.session() as s:
-        conn = s.connection()
+    with db.begin() as conn:
         ids = [r.job.feed_id for r in results]
         state = select(*FEED_STATE).where(FEEDS.c.id.in_(ids))
         feeds = {f.id: f for f in conn.execute(state)}
@@ -313,7 +312,8 @@ def prune_fetches(db: Database, now: datetime) -> None:
     last = db.get_meta(metakeys.FETCHES_PRUNED)
     if not policy.fetch_prune_due(datetime.fromisoformat(last) if last else None, now):
         return
-    db.delete_in_batches(Fetch.id, Fetch.at < now - policy.FETCH_HISTORY, batch=FETCH_PRUNE_BATCH)
+    old = FETCHES.c.at < now - policy.FETCH_HISTORY
+    db.delete_in_batches(FETCHES.c.id, old, batch=FETCH_PRUNE_BATCH)
     db.set_meta(metakeys.FETCHES_PRUNED, now.isoformat())
 
 
@@ -365,8 +365,7 @@ def _spread(
 ) -> int:
     """Give the feeds ``feeds`` selects (ids, in order) random times in [now, now + window),
     in that order."""
-    with db.session() as s:
-        conn = s.connection()
+    with db.begin() as conn:
         ids = list(conn.execute(feeds).scalars())
         times = policy.spread_times(len(ids), now, window, rng)
         if ids:

@@ -13,8 +13,8 @@ from digest import metakeys
 from digest.columns import fit
 from digest.ingest.retry import reset_health
 from digest.ingest.summary import SyncResult
-from digest.models import FEEDS, Meta
 from digest.storage import Database
+from digest.tables import FEEDS, META
 from digest.types import FeedSource, FeedStatus, section_for
 
 # What the OPML file decides about a feed; what syncing reads.
@@ -48,8 +48,7 @@ def sync_feeds(db: Database, sources: Iterable[FeedSource], now: datetime) -> Sy
     ORM objects cost seconds and megabytes on every poll.
     """
     result = SyncResult()
-    with db.session() as s:
-        conn = s.connection()
+    with db.begin() as conn:
         feeds = {f.source_url: f for f in conn.execute(select(*SYNCED))}
         seen: set[str] = set()
         inserts: list[dict[str, Any]] = []
@@ -80,7 +79,7 @@ def sync_feeds(db: Database, sources: Iterable[FeedSource], now: datetime) -> Sy
             conn.execute(_UPDATE_SYNCED, updates)
         reset_health(conn, [f.id for f in feeds.values() if f.source_url in seen and not f.active])
         if inserts or updates:
-            conn.execute(delete(Meta).where(Meta.key == SYNCED_LIST_KEY))
+            conn.execute(delete(META).where(META.c.key == SYNCED_LIST_KEY))
     return result
 
 
@@ -129,8 +128,8 @@ def _from_file(src: FeedSource) -> dict[str, Any]:
 def moved_feeds(db: Database) -> dict[str, str]:
     """The feeds that moved for good (a 301 or 308 answered): the URL the OPML file names,
     mapped to the one fetched now."""
-    with db.session() as s:
-        rows = s.execute(
+    with db.begin() as conn:
+        rows = conn.execute(
             select(FEEDS.c.source_url, FEEDS.c.url).where(FEEDS.c.url != FEEDS.c.source_url)
         )
         return {source: url for source, url in rows}

@@ -20,8 +20,8 @@ from digest.config import FeedsSettings
 from digest.errors import FetchError
 from digest.ingest.fetch import fetch_as_configured, origin
 from digest.ingest.slots import politely
-from digest.models import FEEDS, POSTS
 from digest.storage import Database
+from digest.tables import FEEDS, POSTS
 from digest.text import page_words
 from digest.urls import site_of
 
@@ -70,8 +70,8 @@ def select_pages(db: Database, now: datetime, limit: int = MAX_PAGES) -> list[Pa
         .order_by(when.desc())
         .limit(limit)
     )
-    with db.session() as s:
-        return [PageJob(r.id, r.link, r.url) for r in s.connection().execute(query)]
+    with db.begin() as conn:
+        return [PageJob(r.id, r.link, r.url) for r in conn.execute(query)]
 
 
 def store_pages(db: Database, counted: list[tuple[int, int]]) -> None:
@@ -81,8 +81,8 @@ def store_pages(db: Database, counted: list[tuple[int, int]]) -> None:
     statement = (
         update(POSTS).where(POSTS.c.id == bindparam("post_id_")).values(page_words=bindparam("w"))
     )
-    with db.session() as s:
-        s.connection().execute(statement, [{"post_id_": p, "w": w} for p, w in counted])
+    with db.begin() as conn:
+        conn.execute(statement, [{"post_id_": p, "w": w} for p, w in counted])
 
 
 async def count_pages(

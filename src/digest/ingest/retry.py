@@ -12,8 +12,8 @@ from sqlalchemy import bindparam, or_, select, update
 
 from digest.errors import InputError
 from digest.ingest import policy
-from digest.models import FEEDS
 from digest.storage import Database
+from digest.tables import FEEDS
 from digest.types import FeedStatus
 
 # What a reset writes: the health as policy.fresh_health has it, and no HTTP validators (the
@@ -50,8 +50,7 @@ def retry_feed(db: Database, url: str) -> Retried:
     """Reset the feed at ``url`` (as feeds.opml names it, or where it moved to); InputError
     when no feed has that URL."""
     url = url.strip()
-    with db.session() as s:
-        conn = s.connection()
+    with db.begin() as conn:
         query = _columns().where(or_(FEEDS.c.source_url == url, FEEDS.c.url == url))
         row = conn.execute(query.order_by(FEEDS.c.active.desc(), FEEDS.c.id)).first()
         if row is None:
@@ -62,8 +61,7 @@ def retry_feed(db: Database, url: str) -> Retried:
 
 def retry_failing(db: Database) -> list[Retried]:
     """Reset every active feed that is failing (an error, backing off, gone)."""
-    with db.session() as s:
-        conn = s.connection()
+    with db.begin() as conn:
         failing = FEEDS.c.status.in_(sorted(policy.FAILING))
         query = _columns().where(FEEDS.c.active.is_(True), failing)
         rows = list(conn.execute(query.order_by(FEEDS.c.id)))

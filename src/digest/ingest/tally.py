@@ -7,15 +7,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.orm import Session
 
 from digest import metakeys
-from digest.models import COUNTS
 from digest.storage import Database
+from digest.tables import COUNTS
 from digest.types import FetchOutcome
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 LAST_POLL_KEY = metakeys.LAST_POLL
 FETCH_TOTALS_KEY = metakeys.FETCH_TOTALS
@@ -51,7 +53,7 @@ def add_posts(conn: Connection, n: int) -> None:
         conn.execute(insert(COUNTS), {"name": POSTS, "n": n})
 
 
-def post_total(s: Session) -> int:
+def post_total(s: Session | Connection) -> int:
     """Posts stored, ever (none are deleted)."""
     return int(s.scalar(select(COUNTS.c.n).where(COUNTS.c.name == POSTS)) or 0)
 
