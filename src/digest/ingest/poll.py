@@ -151,6 +151,7 @@ class _Poller:
         self.slots = HostSlots(jobs, self.feeds.per_host, self.feeds.concurrency)
         self.driver = Driver(self.slots, self._one, self.stop)
         self.total = len(jobs)
+        self.handed_in = 0  # results given to the store thread
         ticker = asyncio.create_task(self._tick()) if self.progress else None
         try:
             done = await self.driver.run()
@@ -191,7 +192,11 @@ class _Poller:
         """One feed: fetched (a stop drops it while its host slot is held), then parsed and
         stored whatever happens (its slot is given up by then)."""
         result = await self._fetch_and_parse(job)
-        stored = await asyncio.shield(self.writer.store(result))
+        pending = self.writer.store(result)
+        self.handed_in += 1
+        if self.handed_in == self.total:
+            self.writer.last_result_in()
+        stored = await asyncio.shield(pending)
         self._count(result, stored)
 
     async def _fetch_and_parse(self, job: FeedJob) -> FeedResult:
