@@ -56,6 +56,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "digest.words",
         "digest.revisions",
         "digest.metakeys",
+        "digest.startup",
         "digest",
     ),
 )

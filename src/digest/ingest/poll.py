@@ -29,6 +29,7 @@ from digest.ingest.summary import PollProgress, PollSummary, ProgressFn, SyncRes
 from digest.ingest.tally import record_poll
 from digest.ingest.writer import StoreWriter
 from digest.locks import POLLER, holding
+from digest.startup import resume_collections
 from digest.storage import Database, utcnow
 from digest.types import (
     FeedJob,
@@ -143,6 +144,7 @@ class _Poller:
 
         own_client, own_parsers = client is None, parsers is None
         self.client = client or make_client(self.feeds)
+        resume_collections()  # `digest poll`'s start-up is over: its code is loaded
         self.writer = StoreWriter(self.db, self.now, self.feeds.poll_interval)
         self.parsers = parsers or ParserPool(self.feeds.workers)
         self.in_process = self.parsers.in_process(len(jobs))
