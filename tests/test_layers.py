@@ -58,6 +58,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "digest.words",
         "digest.revisions",
         "digest.metakeys",
+        "digest.startup",
         "digest",
     ),
 )

@@ -674,3 +674,16 @@ def test_the_daemons_parser_pool_lasts_and_is_made_anew_after_a_death(env: Setup
         assert third.errors == 0 and pool._pool is kept
     finally:
         pool.close()
+
+
+def test_the_last_results_are_stored_without_waiting_for_company(
+    sqlite_env: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once every feed's result is handed in, the store thread stores what is pending at once:
+    with an hour's linger the poll would hang here (pytest's timeout) instead of ending."""
+    monkeypatch.setattr(writer_module, "STORE_LINGER", 3600.0)
+    sqlite_env.http.route("/a", Response(304))
+    sqlite_env.http.route("/b", Response(200, rss(2)))
+    sqlite_env.feeds(("ML", "A", "/a"), ("ML", "B", "/b"))
+    summary = sqlite_env.poll()
+    assert (summary.feeds, summary.new_posts, summary.errors) == (2, 2, 0)

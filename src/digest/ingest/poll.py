@@ -29,6 +29,7 @@ from digest.ingest.summary import PollProgress, PollSummary, ProgressFn, SyncRes
 from digest.ingest.tally import record_poll
 from digest.ingest.writer import StoreWriter
 from digest.locks import POLLER, holding
+from digest.startup import resume_collections
 from digest.storage import Database, utcnow
 from digest.types import (
     FeedJob,
@@ -143,6 +144,7 @@ class _Poller:
 
         own_client, own_parsers = client is None, parsers is None
         self.client = client or make_client(self.feeds)
+        resume_collections()  # `digest poll`'s start-up is over: its code is loaded
         self.writer = StoreWriter(self.db, self.now, self.feeds.poll_interval)
         self.parsers = parsers or ParserPool(self.feeds.workers)
         self.in_process = self.parsers.in_process(len(jobs))
@@ -151,6 +153,7 @@ class _Poller:
         self.slots = HostSlots(jobs, self.feeds.per_host, self.feeds.concurrency)
         self.driver = Driver(self.slots, self._one, self.stop)
         self.total = len(jobs)
+        self.handed_in = 0  # results given to the store thread
         ticker = asyncio.create_task(self._tick()) if self.progress else None
         try:
             done = await self.driver.run()
@@ -191,7 +194,11 @@ class _Poller:
         """One feed: fetched (a stop drops it while its host slot is held), then parsed and
         stored whatever happens (its slot is given up by then)."""
         result = await self._fetch_and_parse(job)
-        stored = await asyncio.shield(self.writer.store(result))
+        pending = self.writer.store(result)
+        self.handed_in += 1
+        if self.handed_in == self.total:
+            self.writer.last_result_in()
+        stored = await asyncio.shield(pending)
         self._count(result, stored)
 
     async def _fetch_and_parse(self, job: FeedJob) -> FeedResult:
