@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -179,6 +180,28 @@ def test_a_week_whose_posts_later_issues_took_renders_from_the_database(db: Data
     again = render_recording(db, Settings(), recording)
     assert again is not None and "late" not in again.text
     assert again == render_recorded(db, Settings(), recording.issue.id)
+
+
+def test_planned_posts_carry_texts_only_where_planning_reads_them(db: Database) -> None:
+    """A plan leaves its posts' texts out (40,000 of them cost a send 72 MB), but for a post
+    of links alone and one whose length no one stored; rendering reads the texts of the
+    posts an item may show: the issue is the one rendered from every post's text."""
+    feed = add_feed(db, "Blog A")
+    essay = "An essay about consensus. " * 40
+    add_post(db, feed, "Essay", date=SAT - timedelta(days=1), text=essay)
+    add_post(db, feed, "Links", date=SAT - timedelta(days=2), text="https://elsewhere.example/a")
+    add_post(db, feed, "Unmeasured", date=SAT - timedelta(days=3), text="Few words.", words=0)
+    plan = plan_issue(db, Settings(), SAT)
+    texts = {p.title: p.text for p in plan.posts}
+    assert texts == {
+        "Essay": "",
+        "Links": "https://elsewhere.example/a",
+        "Unmeasured": "Few words.",
+    }
+    full = replace(plan, posts=tuple(replace(p, text=p.text or essay) for p in plan.posts))
+    layout, rendered = render_plan(db, Settings(), plan)
+    assert "An essay about consensus." in rendered.text
+    assert (layout, rendered) == render_plan(db, Settings(), full)
 
 
 def test_the_preview_carries_a_feed_health_note(db: Database) -> None:

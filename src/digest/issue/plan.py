@@ -8,7 +8,7 @@ send at one moment.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
@@ -24,8 +24,11 @@ from digest.issue.compose import (
     Ranking,
     Window,
     belongs,
+    group,
+    may_show,
     unique_articles,
     window_for,
+    with_texts,
 )
 from digest.issue.curation import Words, spend, words_for
 from digest.issue.inline import Inline, parse_inline
@@ -33,7 +36,7 @@ from digest.issue.newsletter import Ending, Newsletter, ending
 from digest.issue.picks import Score, score_posts
 from digest.issue.render import IssueMeta
 from digest.issue.signals import load_signals
-from digest.issue.stored import candidates, claimed_posts
+from digest.issue.stored import candidates, claimed_posts, texts_of
 from digest.models import Feed, Issue, Post
 from digest.storage import Database, utcnow
 from digest.types import (
@@ -198,8 +201,13 @@ def record(db: Database, config: Config, plan: IssuePlan) -> Recording | None:
             return Recording(_recorded(existing))
         number = 1 + (s.scalar(select(func.max(Issue.number))) or 0)
         numbered = replace(plan, number=number)
-        layout, email = render_plan(db, nl, numbered)
-        web = render_plan(db, nl, numbered, web=True)[1]
+
+        # Texts read in this session: another would wait for its write lock (SQLite).
+        def texts(ids: list[int]) -> dict[int, str]:
+            return texts_of(s, ids)
+
+        layout, email = _fit(nl, numbered, _meta(nl, numbered), None, texts)
+        web = _fit(nl, numbered, _meta(nl, numbered, web=True), None, texts)[1]
         issue = Issue(
             number=number,
             window_start=plan.window_start,
@@ -263,8 +271,31 @@ def render_plan(
     version; ``desk``: marked for the curator's desk (each post's element names it)."""
     nl = Newsletter.of(config)
     meta = _meta(nl, plan, health=tuple(health), web=web, desk=desk)
+    return _fit(nl, plan, meta, sections, lambda ids: _texts(db, ids))
+
+
+Texts = Callable[[list[int]], Mapping[int, str]]  # posts' texts by id (stored.texts_of)
+
+
+def _texts(db: Database, ids: list[int]) -> dict[int, str]:
+    with db.session() as s:
+        return texts_of(s, ids)
+
+
+def _fit(
+    nl: Newsletter,
+    plan: IssuePlan,
+    meta: IssueMeta,
+    sections: frozenset[str] | None,
+    texts: Texts,
+) -> tuple[Layout, RenderedEmail]:
     ranking = Ranking(plan.scores, nl.picks, nl.max_per_blog, plan.notes)
-    return nl.renderer.fit(plan.posts, meta, nl.budget, sections, ranking)
+    grouped = group(plan.posts, sections, ranking)
+    # Planned posts come without their texts (stored._PLAN_TEXT): those an item may show.
+    untexted = [p.id for p in may_show(grouped) if not p.text]
+    if untexted:
+        grouped = with_texts(grouped, texts(untexted))
+    return nl.renderer.fit(grouped, meta, nl.budget, sections, ranking)
 
 
 def render_recorded(
