@@ -12,6 +12,7 @@ from digest.issue.compose import (
     Window,
     arrange,
     group,
+    may_show,
     web_link,
     window_for,
 )
@@ -70,6 +71,23 @@ def test_a_blog_shows_at_most_max_per_blog_and_a_quiet_week_up_to_it() -> None:
         6,
         3,
     )
+
+
+def test_every_item_of_every_level_is_among_those_that_may_show() -> None:
+    """Rendering reads texts only for may_show's posts (plan.render_plan): every level's
+    items, picks included, for quiet and busy weeks and a large max_per_blog."""
+    busy = [post(b * 100 + k, b, ML if b % 3 else SYSTEMS) for b in range(60) for k in range(5)]
+    quiet = [post(k, 1) for k in range(9)] + [post(20 + k, 2) for k in range(4)]
+    for posts in (busy, quiet):
+        for ranking in (Ranking(picks=4), Ranking(max_per_blog=50), Ranking()):
+            for sections in (None, frozenset({SYSTEMS})):
+                grouped = group(posts, sections, ranking)
+                may = {p.id for p in may_show(grouped)}
+                for level in LEVELS:
+                    items = arrange(grouped, level).items
+                    assert {i.post_id for i in items} <= may
+    # A busy week's texts are read for a few of its posts: 40 blogs' first three per section.
+    assert len(may_show(group(busy))) == 40 * 3 + 20 * 3
 
 
 def test_section_choice_filters() -> None:

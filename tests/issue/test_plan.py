@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,15 +10,18 @@ import pytest
 from digest.config import Settings
 from digest.errors import InputError
 from digest.issue.archive import web_version
+from digest.issue.curation import curate, set_intro
 from digest.issue.plan import (
     parse_as_of,
     plan_issue,
+    record,
     record_issue,
     render_plan,
     render_recorded,
+    render_recording,
 )
 from digest.storage import Database
-from digest.types import ML, SYSTEMS, UNSUBSCRIBE_PLACEHOLDER
+from digest.types import ML, SYSTEMS, UNSUBSCRIBE_PLACEHOLDER, Verdict
 from tests.issue_helpers import SAT, add_feed, add_post
 
 WEEK = timedelta(days=7)
@@ -135,6 +139,69 @@ def test_sections_and_recorded_renders(db: Database) -> None:
     assert UNSUBSCRIBE_PLACEHOLDER in both.html
     web = web_version(db, Settings(), issue.number)
     assert web is not None and UNSUBSCRIBE_PLACEHOLDER not in web and "Consensus" in web
+
+
+def test_a_send_renders_what_the_recorded_issue_renders(db: Database) -> None:
+    """The send renders from the plan it recorded (record): the same bytes as rendering the
+    recorded issue from the database, for every section choice, picks, notes, skips and a
+    duplicate included."""
+    ml, sys = add_feed(db, "ML blog", ML), add_feed(db, "Sys blog", SYSTEMS)
+    other = add_feed(db, "Other blog", "other")
+    for day in range(1, 6):
+        add_post(db, ml, f"Attention {day}", date=SAT - timedelta(days=day), words=300 * day)
+        add_post(db, sys, f"Consensus {day}", date=SAT - timedelta(days=day, hours=3))
+    add_post(db, other, "Copy", date=SAT - timedelta(2), link="https://posts.example/same")
+    add_post(db, sys, "Same", date=SAT - timedelta(3), link="https://posts.example/same")
+    add_post(db, other, "Skipped", date=SAT - timedelta(2), link="https://posts.example/skip")
+    now = SAT - timedelta(hours=1)
+    curate(db, "https://posts.example/skip", Verdict.SKIP, now)
+    curate(db, "https://posts.example/same", Verdict.PICK, now, note="Read *this*.")
+    set_intro(db, "A week of **consensus**.")
+    settings = Settings()  # four picks
+    recording = record(db, settings, plan_issue(db, settings, SAT))
+    assert recording is not None and recording.plan is not None  # it claimed every post
+    for sections in (None, frozenset({ML}), frozenset({SYSTEMS}), frozenset({"other", ML})):
+        mine = render_recording(db, settings, recording, sections)
+        assert mine is not None
+        assert mine == render_recorded(db, settings, recording.issue.id, sections)
+    assert render_recording(db, settings, recording, frozenset({"nothing"})) is None
+
+
+def test_a_week_whose_posts_later_issues_took_renders_from_the_database(db: Database) -> None:
+    feed = add_feed(db, "Blog A")
+    add_post(db, feed, "week 1", date=SAT - timedelta(days=1))
+    add_post(db, feed, "late", date=SAT - timedelta(days=2), first_seen=SAT + timedelta(days=2))
+    later = record_issue(db, Settings(), plan_issue(db, Settings(), SAT + WEEK))
+    assert later is not None and later.post_count == 1  # the late post
+    plan = plan_issue(db, Settings(), SAT)  # the week before, sent by hand afterwards
+    assert titles(plan) == {"week 1", "late"}
+    recording = record(db, Settings(), plan)
+    assert recording is not None and recording.plan is None  # claimed one of two: load it
+    again = render_recording(db, Settings(), recording)
+    assert again is not None and "late" not in again.text
+    assert again == render_recorded(db, Settings(), recording.issue.id)
+
+
+def test_planned_posts_carry_texts_only_where_planning_reads_them(db: Database) -> None:
+    """A plan leaves its posts' texts out (40,000 of them cost a send 72 MB), but for a post
+    of links alone and one whose length no one stored; rendering reads the texts of the
+    posts an item may show: the issue is the one rendered from every post's text."""
+    feed = add_feed(db, "Blog A")
+    essay = "An essay about consensus. " * 40
+    add_post(db, feed, "Essay", date=SAT - timedelta(days=1), text=essay)
+    add_post(db, feed, "Links", date=SAT - timedelta(days=2), text="https://elsewhere.example/a")
+    add_post(db, feed, "Unmeasured", date=SAT - timedelta(days=3), text="Few words.", words=0)
+    plan = plan_issue(db, Settings(), SAT)
+    texts = {p.title: p.text for p in plan.posts}
+    assert texts == {
+        "Essay": "",
+        "Links": "https://elsewhere.example/a",
+        "Unmeasured": "Few words.",
+    }
+    full = replace(plan, posts=tuple(replace(p, text=p.text or essay) for p in plan.posts))
+    layout, rendered = render_plan(db, Settings(), plan)
+    assert "An essay about consensus." in rendered.text
+    assert (layout, rendered) == render_plan(db, Settings(), full)
 
 
 def test_the_preview_carries_a_feed_health_note(db: Database) -> None:

@@ -27,9 +27,10 @@ from digest.issue.plan import (
     RecordedIssue,
     last_issue_end,
     plan_issue,
-    record_issue,
+    record,
     render_plan,
     render_recorded,
+    render_recording,
 )
 from digest.locks import SENDER, Held, holding
 from digest.models import Issue, Subscriber
@@ -87,11 +88,15 @@ def _send_new(
         return _covered(plan, last)
     if plan.empty:
         return _empty(plan)
-    recorded = record_issue(db, newsletter, plan)
-    assert recorded is not None  # not empty
+    recording = record(db, newsletter, plan)
+    assert recording is not None  # not empty
     if not settings.sending_enabled:
-        return _recorded_only(db, recorded)
-    summary = _deliver_recorded(db, settings, newsletter, recorded.id, held.stop)
+        return _recorded_only(db, recording.issue)
+
+    def render_for(sections: frozenset[str] | None) -> RenderedEmail | None:
+        return render_recording(db, newsletter, recording, sections)
+
+    summary = deliver(db, settings, recording.issue.id, render_for, stop=held.stop)
     return _lost(summary, held.lost)
 
 

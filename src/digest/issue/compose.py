@@ -273,6 +273,28 @@ def group(
     return Grouped(tuple(built), len(chosen), blog_count, picks, ranking)
 
 
+def may_show(grouped: Grouped) -> list[StoredPost]:
+    """The posts some level may show as an item (with an excerpt): the picks, and in each
+    section the first posts of its first blogs (a section shows at most the richest level's
+    per_section items, at least one from each blog it shows, at most max_per_blog each)."""
+    most = max(level.per_section for level in LEVELS)
+    per_blog = min(grouped.ranking.max_per_blog, most)
+    shown = [p for s in grouped.sections for posts in s.blogs[:most] for p in posts[:per_blog]]
+    return [*grouped.picks, *shown]
+
+
+def with_texts(grouped: Grouped, texts: Mapping[int, str]) -> Grouped:
+    """``grouped`` with the posts of ``texts`` given those texts."""
+
+    def texted(posts: tuple[StoredPost, ...]) -> tuple[StoredPost, ...]:
+        return tuple(replace(p, text=texts[p.id]) if p.id in texts else p for p in posts)
+
+    sections = tuple(
+        replace(s, blogs=tuple(texted(posts) for posts in s.blogs)) for s in grouped.sections
+    )
+    return replace(grouped, sections=sections, picks=texted(grouped.picks))
+
+
 def _ranked_blogs(
     blogs: Iterable[list[StoredPost]], scores: Mapping[int, Score]
 ) -> tuple[tuple[StoredPost, ...], ...]:

@@ -18,7 +18,7 @@ from premailer import Premailer
 
 from digest.config import DEFAULT_SUBJECT
 from digest.errors import RenderError
-from digest.issue.compose import NO_RANKING, Layout, Ranking, Window, group
+from digest.issue.compose import NO_RANKING, Grouped, Layout, Ranking, Window, group
 from digest.issue.fitting import Sizes
 from digest.issue.inline import Inline
 from digest.text import cut_at_word
@@ -124,7 +124,7 @@ class Renderer:
 
     def fit(
         self,
-        posts: Sequence[StoredPost],
+        posts: Sequence[StoredPost] | Grouped,
         meta: IssueMeta,
         budget: int,
         sections: frozenset[str] | None = None,
@@ -132,7 +132,7 @@ class Renderer:
     ) -> tuple[Layout, RenderedEmail]:
         """The richest layout whose inlined HTML stays under ``budget`` bytes, every post
         named where they fit (issue/fitting.py chooses)."""
-        grouped = group(posts, sections, ranking)
+        grouped = posts if isinstance(posts, Grouped) else group(posts, sections, ranking)
         sizes = Sizes(grouped, lambda layout: self._raw_size(layout, meta))
         # Inlining is the slow step: choose the layout from raw template sizes (inlining grows
         # them by a steady factor), inline once, and cut more only if the guess was short.
