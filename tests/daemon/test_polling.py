@@ -1,14 +1,21 @@
-"""The daemon's rounds share one event loop, one HTTP client and one store thread."""
+"""The daemon's rounds share one event loop, one HTTP client and one store thread; after the
+first one, what is alive is frozen out of the garbage collector's walks."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from digest.config import Settings
 from digest.daemon.polling import RoundPoller
+from digest.daemon.service import Daemon
+from digest.errors import StorageError
+from digest.ingest.summary import PollSummary
 from digest.settingvalues import parse_networks
 from digest.storage import Database
 from tests.conftest import LOOPBACK
@@ -74,3 +81,33 @@ def test_a_poller_closed_before_any_round_starts_nothing(tmp_path: Path) -> None
     before = poll_threads()
     RoundPoller(settings_for(tmp_path / "feeds.opml")).close()
     assert poll_threads() == before
+
+
+def test_the_first_round_freezes_what_is_alive_once_even_when_it_fails(
+    sqlite_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rounds: list[int] = []
+    collections: list[int] = []
+
+    def failing_poll(db: Database, settings: Settings, **kwargs: Any) -> PollSummary:
+        rounds.append(gc.get_freeze_count())
+        raise StorageError("the database is gone")
+
+    def counted_collect(generation: int = 2) -> int:
+        collections.append(generation)
+        return 0
+
+    monkeypatch.setattr(gc, "collect", counted_collect)
+    unfrozen = Daemon(sqlite_db, settings_for(tmp_path / "feeds.opml"), poll=failing_poll)
+    frozen = Daemon(
+        sqlite_db, settings_for(tmp_path / "feeds.opml"), poll=failing_poll, freeze_gc=True
+    )
+    try:
+        unfrozen._job("poll", unfrozen._poll_round)()
+        assert gc.get_freeze_count() == 0 and not collections
+        for _round in range(2):
+            frozen._job("poll", frozen._poll_round)()
+        assert rounds[0] == rounds[1] == 0 and rounds[2] > 0
+        assert gc.get_freeze_count() >= rounds[2] and collections == [2]
+    finally:
+        gc.unfreeze()  # the test process goes on collecting as before
