@@ -11,7 +11,8 @@ fetching every feed (every one answering 304, as in a warm minute of `digest run
 the event loop, the store thread) per feed of each round after ``--skip``, their median and
 minimum. With ``--tick S`` a round starts every S seconds and fetches the feeds that are due
 (``feeds.poll_interval`` 1 minute), as the daemon's do. Each round's time in the garbage
-collector is shown apart (``--freeze``: gc.freeze() after the first round).
+collector is shown apart (``--freeze``: gc.collect() and gc.freeze() after the first round;
+``--gc-threshold N``: then generation 0 collected every N allocations, not 700).
 
 A profile of every thread (the rounds run on the poller's loop thread, out of cProfile's
 sight): ``py-spy record -r 250 -f raw -o rounds.txt -- .venv/bin/python bench/rounds.py``
@@ -124,7 +125,10 @@ def run_rounds(args: argparse.Namespace) -> list[Round]:
             )
             used.append(r)
             if args.freeze and i == 0:
+                gc.collect()
                 gc.freeze()
+            if args.gc_threshold and i == 0:
+                gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
             if args.tick > 0:
                 time.sleep(max(0.0, args.tick - (time.monotonic() - began)))
             print(
@@ -150,6 +154,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--latency-ms", type=int, default=20)
     p.add_argument("--hosts", type=int, default=8)
     p.add_argument("--freeze", action="store_true", help="gc.freeze() after the first round")
+    p.add_argument("--gc-threshold", type=int, default=0, help="gc's first threshold, then")
     p.add_argument("--tick", type=float, default=0, help="seconds from a round to the next")
     p.add_argument("--src", help="import digest from this folder (a snapshot's src)")
     return p.parse_args()
