@@ -77,6 +77,23 @@ def test_the_next_round_reuses_the_connection_and_threads(
     assert not any(t.is_alive() for t in threads)
 
 
+def test_cookies_a_feed_sets_last_one_round(
+    sqlite_db: Database, http: FeedServer, tmp_path: Path
+) -> None:
+    opml = tmp_path / "feeds.opml"
+    body = rss(1, site="https://a.example")
+    http.route("/a.xml", Response(200, body, headers={"Set-Cookie": "visit=1; Path=/"}))
+    write_opml(opml, [("ML", "a", http.url("/a.xml"))])
+    settings = settings_for(opml)
+    poller = RoundPoller(settings)
+    try:
+        poller(sqlite_db, settings)
+        poller(sqlite_db, settings)
+    finally:
+        poller.close()
+    assert [r.headers.get("cookie") for r in http.hits("/a.xml")] == [None, None]
+
+
 def test_a_poller_closed_before_any_round_starts_nothing(tmp_path: Path) -> None:
     before = poll_threads()
     RoundPoller(settings_for(tmp_path / "feeds.opml")).close()
