@@ -83,7 +83,8 @@ class _Lasting:
     and the store thread.
 
     Before, each round made a new loop (asyncio.run), a new client (new connections to every
-    host) and a new store thread.
+    host) and a new store thread: 0.806 -> 0.778 ms CPU per feed polled once shared (median
+    of 22 rounds of 200 feeds each, bench/rounds.py, before and after in turn).
     """
 
     def __init__(self, settings: Settings) -> None:
