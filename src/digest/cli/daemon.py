@@ -78,7 +78,7 @@ def _run(app: App, signals: Signals) -> tuple[int, bool]:
             log_start_up_stop(received, doing)
             log_stopped(abandoned=False)
             return 0, False
-    daemon = Daemon(app.db, app.settings, serve=serve)
+    daemon = Daemon(app.db, app.settings, serve=serve, freeze_gc=True)
     return daemon.run(signals), daemon.abandoned
 
 

@@ -5,14 +5,15 @@ event loop, parse changed bodies in a process pool, store each result as it is r
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import hashlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from digest.config import Settings
 from digest.errors import FetchError, LockedError, ParseError, StorageError
@@ -62,12 +63,16 @@ def poll_feeds(
     client: httpx.AsyncClient | None = None,
     progress: ProgressFn | None = None,
     parsers: ParserPool | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+    store_thread: concurrent.futures.Executor | None = None,
 ) -> PollSummary:
     """Sync with the feed list (``sources``: the OPML file's feeds; None when the caller has
     synced already), then fetch every fetchable feed once and store the results.
 
     ``parsers``: a parser pool that outlives this poll (the daemon's); without it the poll
-    makes its own and shuts it down at the end.
+    makes its own and shuts it down at the end. ``loop`` (running in a thread of the caller's)
+    and ``store_thread`` (one thread) likewise outlive the poll when given: the poll runs on
+    that loop and stores from that thread; ``client`` must then be used on that loop only.
 
     ``due_only`` (the daemon) fetches only feeds whose regular time has come; ``force``
     (`digest poll --force`) also those backing off after errors (never one that answered 410,
@@ -89,7 +94,7 @@ def poll_feeds(
         summary.skipped = sum(summary.held.counts.values())
         if jobs and not held.stop.is_set():
             poller = _Poller(db, settings, now, held.stop, summary, progress)
-            asyncio.run(poller.run(jobs, client, parsers))
+            _run(poller.run(jobs, client, parsers, store_thread), loop)
         elif jobs:
             summary.skipped += len(jobs)
         if held.lost:
@@ -101,6 +106,14 @@ def poll_feeds(
     if summary.store_failures:
         raise StorageError(_store_failed(summary))
     return summary
+
+
+def _run(work: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop | None) -> None:
+    """The poll's work on the caller's lasting loop (in its own thread), else on a new one."""
+    if loop is None:
+        asyncio.run(work)
+    else:
+        asyncio.run_coroutine_threadsafe(work, loop).result()
 
 
 def _store_failed(summary: PollSummary) -> str:
@@ -138,14 +151,18 @@ class _Poller:
         return self.now + timedelta(seconds=int(time.monotonic() - self._started))
 
     async def run(
-        self, jobs: list[FeedJob], client: httpx.AsyncClient | None, parsers: ParserPool | None
+        self,
+        jobs: list[FeedJob],
+        client: httpx.AsyncClient | None,
+        parsers: ParserPool | None,
+        store_thread: concurrent.futures.Executor | None = None,
     ) -> None:
         from digest.ingest.fetch import make_client
 
         own_client, own_parsers = client is None, parsers is None
         self.client = client or make_client(self.feeds)
         resume_collections()  # `digest poll`'s start-up is over: its code is loaded
-        self.writer = StoreWriter(self.db, self.now, self.feeds.poll_interval)
+        self.writer = StoreWriter(self.db, self.now, self.feeds.poll_interval, store_thread)
         self.parsers = parsers or ParserPool(self.feeds.workers)
         self.in_process = self.parsers.in_process(len(jobs))
         # Bodies waiting for a parser or being parsed: enough to keep every worker fed.

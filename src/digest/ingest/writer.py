@@ -32,9 +32,20 @@ class StoreWriter:
     the event loop never waits on the database. SQLite takes one writer at a time anyway.
     """
 
-    def __init__(self, db: Database, now: datetime, poll_interval: timedelta) -> None:
+    def __init__(
+        self,
+        db: Database,
+        now: datetime,
+        poll_interval: timedelta,
+        thread: concurrent.futures.Executor | None = None,
+    ) -> None:
+        """``thread``: a one-thread executor that outlives this writer (the daemon's, one for
+        every round); without it the writer starts its own and shuts it down at close."""
         self.db, self.now, self.poll_interval = db, now, poll_interval
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="digest-store")
+        self._own_thread = thread is None
+        self._executor = thread or concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="digest-store"
+        )
         self._lock = threading.Lock()
         self._pending: list[tuple[FeedResult, asyncio.Future[Stored]]] = []
         self._scheduled = False
@@ -92,7 +103,21 @@ class StoreWriter:
             return _thread_failed(e, result.job.url)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        """Wait until every result handed over is stored."""
+        if self._own_thread:
+            self._executor.shutdown(wait=True)
+            return
+        while True:
+            # One thread, first in first out: once this marker has run, so has every flush
+            # queued before it; one queued after it (a full batch left more) sets _scheduled.
+            self._executor.submit(_nothing).result()
+            with self._lock:
+                if not self._scheduled:
+                    return
+
+
+def _nothing() -> None:
+    pass
 
 
 def _settle(future: asyncio.Future[Stored], outcome: Stored | BaseException) -> None:
