@@ -17,11 +17,15 @@ process (os.wait4).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import math
 import os
 import random
+import re
 import shlex
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,6 +36,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 PEERS = REPO / "bench" / ".peers-venv" / "bin"
@@ -417,12 +422,78 @@ def latency_floor(
     in_flight = min(caps["concurrency"], caps["per_host"] * hosts, feeds)
     floor = feeds * latency_ms / 1000 / in_flight
     reader = feeds * latency_ms / 1000 / min(READER_WORKERS, feeds)
+    # The farm serves feed i from host i % hosts: the busiest host's requests go in chains,
+    # one per connection, and the longest chain ends the poll.
+    chain = math.ceil(math.ceil(feeds / hosts) / caps["per_host"])
     return (
         f"latency floor: {feeds} requests x {latency_ms:g} ms / {in_flight} in flight "
         f"(feeds.per_host {caps['per_host']} x {hosts} hosts, feeds.concurrency "
-        f"{caps['concurrency']}) = {floor:.2f} s for digest; "
-        f"reader's {READER_WORKERS} threads: {reader:.2f} s"
+        f"{caps['concurrency']}) = {floor:.2f} s for digest ({chain} requests in the longest "
+        f"chain: {chain * latency_ms / 1000:.2f} s); reader's {READER_WORKERS} threads: "
+        f"{reader:.2f} s"
     )
+
+
+# --- the floor, measured -------------------------------------------------------------------
+
+
+async def _bare_chain(host: str, port: int, paths: list[str], etags: dict[str, str]) -> int:
+    """One keep-alive connection asking for ``paths`` in turn, conditionally: how many 304s."""
+    reader, writer = await asyncio.open_connection(host, port)
+    not_modified = 0
+    try:
+        for path in paths:
+            head = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept-Encoding: gzip\r\n"
+            if path in etags:
+                head += f"If-None-Match: {etags[path]}\r\n"
+            writer.write((head + "\r\n").encode())
+            answer = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", answer)
+            if length:
+                await reader.readexactly(int(length.group(1)))
+            etag = re.search(rb"(?i)\r\netag: *([^\r\n]+)", answer)
+            if etag:
+                etags[path] = etag.group(1).decode()
+            not_modified += answer.split(b" ", 2)[1] == b"304"
+    finally:
+        writer.close()
+    return not_modified
+
+
+async def _bare_poll(urls: list[str], per_host: int, etags: dict[str, str]) -> tuple[float, int]:
+    by_host: dict[tuple[str, int], list[str]] = {}
+    for url in urls:
+        parts = urlsplit(url)
+        by_host.setdefault((parts.hostname or "", parts.port or 80), []).append(parts.path)
+    chains = [
+        _bare_chain(host, port, paths[i::per_host], etags)
+        for (host, port), paths in by_host.items()
+        for i in range(per_host)
+    ]
+    started = time.monotonic()
+    answers = await asyncio.gather(*chains)
+    return time.monotonic() - started, sum(answers)
+
+
+def bare_floor(urls: list[str], per_host: int, etags: dict[str, str]) -> float:
+    """The floor measured: a bare asyncio client, ``per_host`` keep-alive connections a host
+    (as digest's feeds.per_host), the same conditional GETs, nothing parsed or stored; the
+    seconds of a warm pass (a first pass learns the ETags)."""
+    if not etags:
+        asyncio.run(_bare_poll(urls, per_host, etags))
+    seconds, not_modified = asyncio.run(_bare_poll(urls, per_host, etags))
+    if not_modified != len(urls):
+        raise SystemExit(f"bare client: {not_modified} of {len(urls)} answered 304")
+    return seconds
+
+
+def digest_per_host(args: argparse.Namespace, extra_env: dict[str, str]) -> int:
+    """feeds.per_host of the digest measured (its config)."""
+    env = {**os.environ, **extra_env}
+    out = subprocess.run(
+        [*shlex.split(args.digest), "config", "--json"], env=env, capture_output=True
+    )
+    return int(json.loads(out.stdout)["feeds"]["per_host"])
 
 
 def per_host_caps(per_host: int, hosts: int) -> dict[str, str]:
@@ -503,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
     farm = Farm(Path(args.farm), args.feeds, args.latency_ms, args.hosts)
     root = Path(tempfile.mkdtemp(prefix="digest-bench-"))
     runs: list[Run] = []
+    floors: list[float] = []  # the bare client's warm passes, one a round
+    etags: dict[str, str] = {}
     try:
         farm.start()
         opml_bytes = farm.get("/feeds.opml")
@@ -536,6 +609,8 @@ def main(argv: list[str] | None = None) -> int:
                 env = {**extra_env, **per_host_caps(n, args.hosts)}
                 variant = digest_tool(opml, shlex.split(args.digest), env, f"digest per_host {n}")
                 runs += run_tool(variant, farm, root, list(variant.phases), round_)
+            if "digest" in tools:
+                floors.append(bare_floor(urls, digest_per_host(args, extra_env), etags))
     finally:
         farm.stop()
         if not args.keep:
@@ -551,6 +626,15 @@ def main(argv: list[str] | None = None) -> int:
             latency_floor(
                 shlex.split(args.digest), extra_env, args.feeds, args.hosts, args.latency_ms
             )
+        )
+    if floors:
+        warm = [r.seconds for r in runs if r.tool == "digest" and r.phase == "warm"]
+        floor, digest_warm = statistics.median(floors), statistics.median(warm)
+        print(
+            f"floor measured (a bare asyncio client, the same connections and conditional GETs, "
+            f"nothing parsed or stored; median of {len(floors)}, one a round): {floor:.2f} s "
+            f"(runs {', '.join(f'{f:.2f}' for f in floors)}); digest's warm poll "
+            f"{digest_warm:.2f} s is {digest_warm - floor:.2f} s above it"
         )
     for n in per_host:
         env = {**extra_env, **per_host_caps(n, args.hosts)}
