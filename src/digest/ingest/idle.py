@@ -126,9 +126,12 @@ def _held_if_idle(
     pruned = _meta(conn, FETCHES_PRUNED)
     if policy.fetch_prune_due(_utc(pruned) if pruned else None, now):
         return None
-    feeds = [_feed_state(row) for row in conn.execute(_ACTIVE_FEEDS)]
-    if any(policy.hold(feed, now, force=force) is None for feed in feeds):
-        return None
+    feeds = []
+    for row in conn.execute(_ACTIVE_FEEDS):  # a poll with work to do stops at its first feed
+        feed = _feed_state(row)
+        if policy.hold(feed, now, force=force) is None:
+            return None
+        feeds.append(feed)
     return policy.held(feeds, now, force=force)
 
 
