@@ -34,7 +34,7 @@ class PollSummary:
     updated_posts: int = 0
     not_modified: int = 0
     errors: int = 0
-    skipped: int = 0  # active feeds not fetched: gone, held back, not due, or stopped
+    skipped: int = 0  # active feeds not fetched: gone, held back, or stopped
     held: policy.Held = field(default_factory=lambda: policy.Held({}))  # why, for the line
     pages: int = 0  # teaser-only posts' pages counted for their reading time
     elapsed_s: float = 0.0
