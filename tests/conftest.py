@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,38 @@ def run_digest(
         text=True,
         timeout=timeout,
     )
+
+
+@dataclass
+class HeldPoll:
+    """A `digest poll` held at the feed server while a second one ran: both outcomes."""
+
+    second: subprocess.CompletedProcess[str]
+    first_pid: int
+    first_code: int
+    first_out: str
+    first_err: str
+
+
+def poll_while_one_is_held(env: dict[str, str], cwd: Path, http: FeedServer) -> HeldPoll:
+    """Start a `digest poll` process, hold its requests at ``http`` (so it holds the poll
+    lock), run a second `digest poll` meanwhile, then let the first finish."""
+    http.hold_after(0)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "digest", "poll", "--json"],
+        env=digest_env(env),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert http.held.wait(30), "the first poll sent no request"
+        second = run_digest(["poll"], env, cwd)
+    finally:
+        http.release()
+        out, err = first.communicate(timeout=60)
+    return HeldPoll(second, first.pid, first.returncode, out, err)
 
 
 def session_processes(sid: int) -> list[int]:

@@ -14,7 +14,14 @@ from sqlalchemy import select, text
 
 from digest.models import Post
 from digest.storage import Database
-from tests.conftest import digest_env, run_cli, run_digest, session_processes, wait_for
+from tests.conftest import (
+    digest_env,
+    poll_while_one_is_held,
+    run_cli,
+    run_digest,
+    session_processes,
+    wait_for,
+)
 from tests.poll_helpers import rss, write_opml
 from tests.servers import FeedServer, Request, Response
 
@@ -271,25 +278,12 @@ def test_a_second_poll_is_refused_while_one_runs(
 ) -> None:
     some_feeds(http, workdir / "feeds.opml", "p", 8)
     env = {"DIGEST_DATABASE_URL": db_url, "DIGEST_FEEDS_OPML": str(workdir / "feeds.opml")}
-    http.hold_after(0)  # the first poll holds its lock until the test lets its requests go
-    first = subprocess.Popen(
-        [sys.executable, "-m", "digest", "poll", "--json"],
-        env=digest_env(env),
-        cwd=workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert http.held.wait(30), "the first poll sent no request"
-        second = run_digest(["poll"], env, workdir)
-    finally:
-        http.release()
-        out, err = first.communicate(timeout=60)
+    held = poll_while_one_is_held(env, workdir, http)  # the first holds the lock meanwhile
+    second, out, err = held.second, held.first_out, held.first_err
     assert second.returncode == 1 and second.stdout == ""
     assert second.stderr.startswith("Error: another poll holds database ")
-    assert f": pid {first.pid} on " in second.stderr and second.stderr.count("\n") == 1
-    assert first.returncode == 0, err
+    assert f": pid {held.first_pid} on " in second.stderr and second.stderr.count("\n") == 1
+    assert held.first_code == 0, err
     assert json.loads(out)["new_posts"] == 8 * 3 and json.loads(out)["errors"] == 0
     again = run_cli(["poll", "--json"], env)
     assert again.exit_code == 0 and json.loads(again.stdout)["errors"] == 0

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from digest.storage import Database
 from digest.tables import FEEDS, FETCHES, POSTS
-from tests.conftest import digest_env, run_digest
+from tests.conftest import digest_env, poll_while_one_is_held, run_digest
 from tests.poll_helpers import rss, write_opml
 from tests.servers import FeedServer, Request, Response
 
@@ -133,25 +133,12 @@ def _stored(env: dict[str, str]) -> dict[str, Any]:
 def test_a_second_poll_is_refused_while_an_early_one_runs(workdir: Path, http: FeedServer) -> None:
     env = Feeds(http, workdir).envs[0]
     assert run_digest(["poll", "--json"], env, workdir).returncode == 0
-    http.hold_after(0)  # the early poll holds its lock until the test lets its requests go
-    first = subprocess.Popen(
-        [sys.executable, "-m", "digest", "poll", "--json"],
-        env=digest_env(env),
-        cwd=workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert http.held.wait(30), "the early poll sent no request"
-        second = run_digest(["poll"], env, workdir)
-    finally:
-        http.release()
-        out, err = first.communicate(timeout=60)
+    held = poll_while_one_is_held(env, workdir, http)  # an early poll: its lock by sqlite3
+    second, out, err = held.second, held.first_out, held.first_err
     assert second.returncode == 1 and second.stdout == ""
     assert second.stderr.startswith("Error: another poll holds database ")
-    assert f": pid {first.pid} on " in second.stderr and second.stderr.count("\n") == 1
-    assert first.returncode == 0, err
+    assert f": pid {held.first_pid} on " in second.stderr and second.stderr.count("\n") == 1
+    assert held.first_code == 0, err
     assert json.loads(out)["feeds"] == 3  # the failing one backs off
 
 
