@@ -55,8 +55,6 @@ class RoundPoller:
     ) -> PollSummary:
         follow_feed_list(db, settings.feeds.opml, utcnow())
         lasting = self._lasting = self._lasting or _Lasting(settings)
-        # Cookies a feed set live one round, as with a client per round: none kept for days.
-        lasting.client.cookies.clear()
         return poll_feeds(
             db,
             settings,
