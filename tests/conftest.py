@@ -6,8 +6,10 @@ PostgreSQL only where the database is the subject) are in tests/README.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 
 from digest.storage import Database
+from digest.web.outbox import Outbox
 from tests.servers import FeedServer, SMTPSink
 
 # The farm and runs fixtures of the daemon tests; the browser fixture of the browser tests.
@@ -129,6 +132,42 @@ def digest_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name)
     for name, value in TEST_ENV.items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Every outbox made by a test's body (an app's, a command's) has its worker stopped when
+    the body ends, before its fixtures (SMTP sink, database) are torn down; those of a fixture
+    (a module's server) live on. One left running once failed a later test in the same xdist
+    worker: its failed welcome email was logged into that test's CliRunner output."""
+    made: list[Outbox] = []
+    make = Outbox.__init__
+
+    def recorded(outbox: Outbox, *args: Any, **kwargs: Any) -> None:
+        make(outbox, *args, **kwargs)
+        made.append(outbox)
+
+    Outbox.__init__ = recorded  # type: ignore[method-assign,assignment]
+    try:
+        return (yield)
+    finally:
+        Outbox.__init__ = make  # type: ignore[method-assign]
+        for outbox in made:
+            _stop_worker(outbox)
+
+
+def _stop_worker(outbox: Outbox) -> None:
+    """The worker ends after the job it is on; what is queued is dropped (the test is over, its
+    database and SMTP sink may be gone: close() would keep them in the database)."""
+    outbox._deadline = 0.0
+    outbox._stopping.set()
+    thread = outbox._thread
+    if thread is None or not thread.is_alive():
+        return
+    with contextlib.suppress(queue.Full):
+        outbox.jobs.put_nowait(None)
+    thread.join(30)
+    assert not thread.is_alive(), "an outbox worker did not stop within 30 s of its test's end"
 
 
 @pytest.fixture
