@@ -24,7 +24,8 @@ fails, lazy imports inside functions included.
     errors, settingvalues,   the error tree; how setting values are read from text;
     processes, words,        whether a process runs; counts and times as people read them;
     revisions, metakeys,     the migrations' revisions, read from their files; the meta rows'
-    digest                   names; the package itself (its version)
+    startup, lockholder,     names; start-up without collections; a lock row's holder (no
+    digest                   SQLAlchemy); the package itself (its version)
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "digest.revisions",
         "digest.metakeys",
         "digest.startup",
+        "digest.lockholder",
         "digest",
     ),
 )

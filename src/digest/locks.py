@@ -9,7 +9,6 @@ the poller's (one poll at a time, so two never store the same feed at once).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -17,12 +16,15 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from digest.errors import DigestError, LockedError, StorageError
+from digest.lockholder import Held as Held
+from digest.lockholder import LockHolder as LockHolder
+from digest.lockholder import StopOrLost as StopOrLost
+from digest.lockholder import forget_token, held_here, hold_token
 from digest.metakeys import DAEMON as DAEMON
 from digest.metakeys import POLLER as POLLER
 from digest.metakeys import SENDER as SENDER
@@ -38,54 +40,9 @@ WHAT = {DAEMON: "digest daemon", SENDER: "send", POLLER: "poll"}
 LOCK_KEY = lock_key(DAEMON)  # the daemon's row
 WAIT_EVERY = 1.0  # seconds between tries of a lock that is waited for
 HEARTBEAT_EVERY = timedelta(seconds=10)
-# How often a holder's stop looks at its caller's stop while it waits (a send's retry pause).
-OUTER_CHECK_S = 0.1
 # A holder whose heartbeat is this old is presumed dead (another host, a frozen VM); on our
 # own host a dead pid is noticed at once.
 STALE_AFTER = timedelta(seconds=60)
-
-# Tokens of the locks held by this process: a holder with our pid but a token not in here is a
-# previous life of this pid (a container restarted after kill -9), not a live daemon.
-_HELD_HERE: set[str] = set()
-_HELD_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class LockHolder:
-    """Who holds a lock, as stored in the lock row."""
-
-    pid: int
-    host: str
-    started: datetime
-    heartbeat: datetime
-    token: str
-
-    def describe(self) -> str:
-        return (
-            f"pid {self.pid} on {self.host}, running since {self.started:%Y-%m-%d %H:%M:%S} UTC, "
-            f"last heartbeat {self.heartbeat:%H:%M:%S} UTC"
-        )
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        data["started"] = self.started.isoformat()
-        data["heartbeat"] = self.heartbeat.isoformat()
-        return json.dumps(data)
-
-    @classmethod
-    def from_json(cls, text: str) -> LockHolder | None:
-        """None when the row is unreadable (then it counts as stale)."""
-        try:
-            data = json.loads(text)
-            return cls(
-                pid=int(data["pid"]),
-                host=str(data["host"]),
-                started=datetime.fromisoformat(data["started"]),
-                heartbeat=datetime.fromisoformat(data["heartbeat"]),
-                token=str(data.get("token", "")),
-            )
-        except (ValueError, KeyError, TypeError):
-            return None
 
 
 def is_stale(
@@ -131,10 +88,7 @@ class DatabaseLock:
         """Take the lock, or raise LockedError naming the process that holds it."""
         now = utcnow()
         me = LockHolder(self.pid, self.host, now, now, self.token)
-        # Registered before the row is written, so that a lock taken by another thread of
-        # this process is never mistaken for a previous life of our pid.
-        with _HELD_LOCK:
-            _HELD_HERE.add(self.token)
+        hold_token(self.token)  # before the row is written
         try:
             with self.db.begin() as conn:
                 row = _lock_row(conn, self.key)
@@ -158,13 +112,27 @@ class DatabaseLock:
         self.held = True
         return me
 
+    def adopt(self, holder: LockHolder) -> None:
+        """Hold the row this process wrote itself before the database layer had loaded
+        (ingest/early.py: ``holder``, its token registered with hold_token); LockedError when
+        the row is no longer that (taken over meanwhile: its heartbeat is checked from now)."""
+        with self.db.begin() as conn:
+            row = _lock_row(conn, self.key)
+            stored = LockHolder.from_json(row.value) if row is not None else None
+        if stored is None or stored.token != holder.token:
+            forget_token(holder.token)
+            if stored is None:
+                raise LockedError(f"the {WHAT.get(self.name, self.name)} lock row was removed")
+            raise self._locked(stored)
+        self.pid, self.host, self.token = holder.pid, holder.host, holder.token
+        self.held = True
+
     def _take_over(
         self, conn: Connection, row: Row[tuple[str]], me: LockHolder, now: datetime
     ) -> None:
         holder = LockHolder.from_json(row.value)
         alive = holder is not None and pid_alive(holder.pid)
-        with _HELD_LOCK:
-            here = holder is not None and holder.token in _HELD_HERE
+        here = holder is not None and held_here(holder.token)
         stale = is_stale(
             holder,
             now,
@@ -214,8 +182,7 @@ class DatabaseLock:
 
     def _forget(self) -> None:
         self.held = False
-        with _HELD_LOCK:
-            _HELD_HERE.discard(self.token)
+        forget_token(self.token)
 
 
 class DaemonLock(DatabaseLock):
@@ -225,56 +192,26 @@ class DaemonLock(DatabaseLock):
         super().__init__(db, DAEMON, stale_after=stale_after)
 
 
-class StopOrLost(threading.Event):
-    """What a lock's holder checks to know it must stop: set when the caller's ``outer`` stop
-    is (a daemon stopping), or when the lock is found taken over (set by the heartbeat)."""
-
-    def __init__(self, outer: threading.Event | None = None) -> None:
-        super().__init__()
-        self.outer = outer
-
-    def is_set(self) -> bool:
-        return super().is_set() or (self.outer is not None and self.outer.is_set())
-
-    def wait(self, timeout: float | None = None) -> bool:
-        if self.outer is None:
-            return super().wait(timeout)
-        # Two events can't be waited for at once: look at the outer one every OUTER_CHECK_S.
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.is_set():
-            left = OUTER_CHECK_S if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                return False
-            super().wait(min(left, OUTER_CHECK_S))
-        return True
-
-
-class Held:
-    """A lock held for a block (see ``holding``): ``stop`` is what the holder checks, set when
-    its caller asks it to stop or the moment the heartbeat finds the lock taken over; ``lost``
-    then says by whom. A holder that lost its lock must write nothing more: the newcomer
-    takes its unfinished work for a dead run's (a send's 'sending' rows go again)."""
-
-    def __init__(self, holder: LockHolder, stop: threading.Event | None) -> None:
-        self.holder = holder
-        self.stop = StopOrLost(stop)
-        self.lost: str | None = None
-
-    def lose(self, why: str) -> None:
-        self.lost = why
-        self.stop.set()
-
-
 @contextlib.contextmanager
 def holding(
-    db: Database, name: str, *, wait: bool = False, stop: threading.Event | None = None
+    db: Database,
+    name: str,
+    *,
+    wait: bool = False,
+    stop: threading.Event | None = None,
+    adopt: Held | None = None,
 ) -> Iterator[Held]:
     """Hold lock ``name`` for the block, its heartbeat kept fresh by a thread; LockedError
     naming the holder when another process has it, unless ``wait``, which tries again every
     second (saying once, in the log, whom it waits for). The block checks the Held's
-    ``stop``: ``stop`` given here, or the lock lost."""
+    ``stop``: ``stop`` given here, or the lock lost. ``adopt``: the lock is already held by
+    this process, its row written without SQLAlchemy (DatabaseLock.adopt); this Held goes on."""
     lock = DatabaseLock(db, name)
-    held = Held(_acquire(lock, wait), stop)
+    if adopt is not None:
+        lock.adopt(adopt.holder)
+        held = adopt
+    else:
+        held = Held(_acquire(lock, wait), stop)
     end = threading.Event()
     beat = threading.Thread(target=_beat, args=(lock, end, held), name=f"digest-{name}-lock")
     beat.daemon = True

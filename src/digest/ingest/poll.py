@@ -6,49 +6,31 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
-import hashlib
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Coroutine, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from digest.config import Settings
-from digest.errors import FetchError, LockedError, ParseError, StorageError
-from digest.ingest import policy
-from digest.ingest.feedstore import (
-    Stored,
-    prune_fetches,
-    select_jobs,
-)
+from digest.errors import LockedError, StorageError
+from digest.ingest.feedstore import prune_fetches, select_jobs
 from digest.ingest.feedsync import sync_feeds
 from digest.ingest.parsers import ParserPool
-from digest.ingest.slots import Driver, HostSlots
-from digest.ingest.summary import PollProgress, PollSummary, ProgressFn, SyncResult
+from digest.ingest.poller import Poller
+from digest.ingest.summary import PollSummary, ProgressFn, SyncResult
 from digest.ingest.tally import record_poll
-from digest.ingest.writer import StoreWriter
-from digest.locks import POLLER, holding
-from digest.startup import resume_collections
+from digest.locks import POLLER, Held, holding
 from digest.storage import Database, utcnow
-from digest.types import (
-    FeedJob,
-    FeedResult,
-    FeedSource,
-    FeedStatus,
-    FetchedFeed,
-    FetchOutcome,
-    Outcome,
-)
+from digest.types import FeedSource
 from digest.words import counted
 
 if TYPE_CHECKING:  # httpx and the fetch code load when there is something to fetch
     import httpx
 
 log = logging.getLogger(__name__)
-# How often the progress line is refreshed while nothing finishes (a slow feed).
-PROGRESS_EVERY_S = 0.5
 
 
 def poll_feeds(
@@ -93,19 +75,58 @@ def poll_feeds(
         jobs, summary.held = select_jobs(db, now, due_only, force)
         summary.skipped = sum(summary.held.counts.values())
         if jobs and not held.stop.is_set():
-            poller = _Poller(db, settings, now, held.stop, summary, progress)
+            poller = Poller(db, settings, now, held.stop, summary, progress)
             _run(poller.run(jobs, client, parsers, store_thread), loop)
         elif jobs:
             summary.skipped += len(jobs)
-        if held.lost:
-            # Whatever it fetched is stored; the rest is the newcomer's: fail this round.
-            raise LockedError(f"{held.lost}: this poll stopped ({summary.line()})")
-        prune_fetches(db, now)
-        summary.elapsed_s = time.monotonic() - started
-        record_poll(db, now, summary.record(), summary.fetches)
+        _finish(db, now, summary, held, started)
     if summary.store_failures:
         raise StorageError(_store_failed(summary))
     return summary
+
+
+def _finish(db: Database, now: datetime, summary: PollSummary, held: Held, started: float) -> None:
+    """A poll's end, the lock still held: the daily prune and the poll's record."""
+    if held.lost:
+        # Whatever it fetched is stored; the rest is the newcomer's: fail this round.
+        raise LockedError(f"{held.lost}: this poll stopped ({summary.line()})")
+    prune_fetches(db, now)
+    summary.elapsed_s = time.monotonic() - started
+    record_poll(db, now, summary.record(), summary.fetches)
+
+
+class OpenedLate:
+    """The database side of a poll whose fetching started without it (ingest/early.py):
+    opened, the poll lock adopted (its heartbeat running) in a thread of its own while the
+    first requests are out; the poll ends here as poll_feeds ends."""
+
+    def __init__(self, url: str, held: Held) -> None:
+        self.db = Database(url)
+        self.held = held
+        self._lock = contextlib.ExitStack()
+        try:
+            self._lock.enter_context(holding(self.db, POLLER, adopt=held))
+        except BaseException:
+            self.db.dispose()
+            raise
+
+    def finish(self, now: datetime, summary: PollSummary, started: float) -> PollSummary:
+        """Prune, record and release, as poll_feeds does after its fetching."""
+        try:
+            with self._lock:
+                _finish(self.db, now, summary, self.held, started)
+        finally:
+            self.db.dispose()
+        if summary.store_failures:
+            raise StorageError(_store_failed(summary))
+        return summary
+
+    def close(self) -> None:
+        """The poll failed before its end: the lock released, nothing recorded."""
+        try:
+            self._lock.close()
+        finally:
+            self.db.dispose()
 
 
 def _run(work: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop | None) -> None:
@@ -124,179 +145,3 @@ def _store_failed(summary: PollSummary) -> str:
         f"the poll could not store {failures[0]}{more}; the other feeds were stored "
         f"({summary.line()}); --log-level debug shows the traceback"
     )
-
-
-class _Poller:
-    """One poll's machinery: the HTTP client, the parser pool and the single store thread."""
-
-    def __init__(
-        self,
-        db: Database,
-        settings: Settings,
-        now: datetime,
-        stop: threading.Event | None,
-        summary: PollSummary,
-        progress: ProgressFn | None = None,
-    ) -> None:
-        self.db = db
-        self.progress = progress
-        self.feeds = settings.feeds
-        self.now = now
-        self._started = time.monotonic()
-        self.stop = stop
-        self.summary = summary
-
-    def _clock(self) -> datetime:
-        """The poll's time plus the whole seconds it has run (Retry-After has seconds)."""
-        return self.now + timedelta(seconds=int(time.monotonic() - self._started))
-
-    async def run(
-        self,
-        jobs: list[FeedJob],
-        client: httpx.AsyncClient | None,
-        parsers: ParserPool | None,
-        store_thread: concurrent.futures.Executor | None = None,
-    ) -> None:
-        from digest.ingest.fetch import make_client
-
-        own_client, own_parsers = client is None, parsers is None
-        self.client = client or make_client(self.feeds)
-        resume_collections()  # `digest poll`'s start-up is over: its code is loaded
-        self.writer = StoreWriter(self.db, self.now, self.feeds.poll_interval, store_thread)
-        self.parsers = parsers or ParserPool(self.feeds.workers)
-        self.in_process = self.parsers.in_process(len(jobs))
-        # Bodies waiting for a parser or being parsed: enough to keep every worker fed.
-        self.parse_slots = asyncio.Semaphore(2 * self.parsers.workers + 2)
-        self.slots = HostSlots(jobs, self.feeds.per_host, self.feeds.concurrency)
-        self.driver = Driver(self.slots, self._one, self.stop)
-        self.total = len(jobs)
-        self.handed_in = 0  # results given to the store thread
-        ticker = asyncio.create_task(self._tick()) if self.progress else None
-        try:
-            done = await self.driver.run()
-            # Not done: left waiting at a stop, or cancelled in flight.
-            self.summary.skipped += self.total - len(done)
-            if self.feeds.fetch_pages and not (self.stop and self.stop.is_set()):
-                if own_parsers:
-                    # No more feeds: free the workers first (off the loop: shutdown waits).
-                    await asyncio.to_thread(self.parsers.close)
-                from digest.ingest.pages import count_pages  # lxml: only when it reads pages
-
-                self.summary.pages = await count_pages(
-                    self.db, self.client, self.feeds, self.now, self.stop
-                )
-        finally:
-            if ticker is not None:
-                ticker.cancel()
-            if own_client:
-                await self.client.aclose()
-            # Both wait for their threads or processes: not on the event loop.
-            await asyncio.to_thread(self.writer.close)
-            if own_parsers:
-                await asyncio.to_thread(self.parsers.close)
-
-    async def _tick(self) -> None:
-        while True:
-            self._report()
-            await asyncio.sleep(PROGRESS_EVERY_S)
-
-    def _report(self) -> None:
-        if self.progress is None:
-            return
-        s = self.summary
-        waiting = tuple(sorted((site, n) for site, n in self.slots.busy.items() if n > 0))
-        self.progress(PollProgress(s.feeds, self.total, s.new_posts, s.errors, waiting))
-
-    async def _one(self, job: FeedJob) -> None:
-        """One feed: fetched (a stop drops it while its host slot is held), then parsed and
-        stored whatever happens (its slot is given up by then)."""
-        result = await self._fetch_and_parse(job)
-        pending = self.writer.store(result)
-        self.handed_in += 1
-        if self.handed_in == self.total:
-            self.writer.last_result_in()
-        stored = await asyncio.shield(pending)
-        self._count(result, stored)
-
-    async def _fetch_and_parse(self, job: FeedJob) -> FeedResult:
-        # The job keeps its fetch slot (its host's and the poll's) until its body has a parser
-        # slot: while the parsers are behind, fetching pauses instead of piling bodies up.
-        from digest.ingest.fetch import fetch_as_configured  # loaded once there is a fetch
-
-        try:
-            fetched = await fetch_as_configured(
-                self.client, job.url, self.feeds, etag=job.etag, last_modified=job.last_modified
-            )
-        except FetchError as e:
-            self.driver.release()
-            outcome = Outcome(FeedStatus.ERROR, e.status_code, e.message)
-            return FeedResult(job, outcome, FetchOutcome.ERROR)
-        body_hash = _body_hash(fetched.body) if fetched.body is not None else None
-        done = self._classify(job, fetched, body_hash)
-        if done is not None:
-            self.driver.release()
-            return done
-        await self.parse_slots.acquire()
-        self.driver.release()
-        try:
-            return await self._parse(job, fetched, body_hash)
-        finally:
-            self.parse_slots.release()
-
-    def _classify(
-        self, job: FeedJob, fetched: FetchedFeed, body_hash: str | None
-    ) -> FeedResult | None:
-        """The result of a fetch that needs no parse (no body, or the same body); else None."""
-        code = fetched.status_code
-        if fetched.body is None:
-            # Retry-After counts from the answer, not from the poll's start.
-            retry_after = policy.parse_retry_after(fetched.retry_after, self._clock())
-            outcome = policy.outcome_for_status(code, retry_after)
-            not_modified = outcome.status == FeedStatus.NOT_MODIFIED
-            kind = FetchOutcome.NOT_MODIFIED if not_modified else FetchOutcome.ERROR
-            return FeedResult(job, outcome, kind, fetched)
-        if body_hash == job.body_hash:
-            outcome = Outcome(FeedStatus.NOT_MODIFIED, code)
-            slim = _without_body(fetched)
-            return FeedResult(job, outcome, FetchOutcome.UNCHANGED, slim, nbytes=len(fetched.body))
-        return None
-
-    async def _parse(self, job: FeedJob, fetched: FetchedFeed, body_hash: str | None) -> FeedResult:
-        assert fetched.body is not None
-        code, nbytes = fetched.status_code, len(fetched.body)
-        slim = _without_body(fetched)
-        try:
-            data = await self.parsers.parse(
-                fetched.body,
-                fetched.final_url,
-                fetched.headers,
-                self.now,
-                in_process=self.in_process,
-            )
-        except ParseError as e:
-            outcome = Outcome(FeedStatus.ERROR, code, e.message)
-            return FeedResult(job, outcome, FetchOutcome.ERROR, slim, nbytes=nbytes)
-        outcome = Outcome(FeedStatus.OK, code)
-        return FeedResult(job, outcome, FetchOutcome.NEW, slim, data, body_hash, nbytes)
-
-    def _count(self, result: FeedResult, stored: Stored) -> None:
-        s = self.summary
-        s.feeds += 1
-        s.fetches[FetchOutcome.ERROR if stored.failed else result.fetch_outcome] += 1
-        s.new_posts += stored.new
-        s.updated_posts += stored.updated
-        if stored.bug is not None:
-            s.store_failures.append(f"{result.job.url} ({stored.bug})")
-        if stored.failed or result.outcome.status in (FeedStatus.ERROR, FeedStatus.GONE):
-            s.errors += 1
-        elif result.outcome.status == FeedStatus.NOT_MODIFIED:
-            s.not_modified += 1
-        self._report()
-
-
-def _body_hash(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
-
-
-def _without_body(fetched: FetchedFeed) -> FetchedFeed:
-    return dataclasses.replace(fetched, body=None)
