@@ -20,6 +20,7 @@ from digest.words import counted, show_time
 
 if TYPE_CHECKING:
     from digest.ingest.health import FeedHealth
+    from digest.ingest.idle import EarlyStart
     from digest.ingest.retry import Retried
     from digest.ingest.summary import PollProgress, PollSummary
 
@@ -46,9 +47,12 @@ def poll(app: App, as_json: bool, quiet: bool, force: bool) -> None:
     the poll ran. A feed that meets a bug in storing is set aside the same way, the others are
     stored, and the poll ends with one line naming it and exit 1.
     """
-    from digest.ingest.idle import idle_poll
+    from digest.ingest.idle import EarlyStart, start_poll
 
-    summary = idle_poll(app.settings, datetime.now(UTC), force=force)
+    # Nothing to fetch: answered with sqlite3. Feeds to fetch and nothing unusual: the lock
+    # taken and the first requests out while SQLAlchemy loads. Else the whole poll.
+    start = start_poll(app.settings, datetime.now(UTC), force=force)
+    summary = _early_poll(app, start, quiet or as_json) if isinstance(start, EarlyStart) else start
     if summary is None:
         summary = _poll(app, quiet or as_json, force)
     if as_json:
@@ -57,6 +61,14 @@ def poll(app: App, as_json: bool, quiet: bool, force: bool) -> None:
     click.echo(summary.line(app.settings.newsletter.timezone))
     if summary.errors:
         click.echo("see `digest feeds --errors` for what failed")
+
+
+def _early_poll(app: App, start: EarlyStart, quiet: bool) -> PollSummary | None:
+    """The poll start_poll began (see ingest/early.py); None: the whole poll runs instead."""
+    from digest.ingest.early import poll_early
+
+    with ProgressLine(not quiet and sys.stderr.isatty()) as progress:
+        return poll_early(app.settings, start, progress=progress.update)
 
 
 def _poll(app: App, quiet: bool, force: bool) -> PollSummary:

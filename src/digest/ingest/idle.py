@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -27,10 +29,11 @@ from pathlib import Path
 from digest.config import Settings
 from digest.ingest import policy
 from digest.ingest.summary import PollSummary
+from digest.lockholder import LockHolder, forget_token, hold_token
 from digest.metakeys import FETCHES_PRUNED, LAST_POLL, POLLER, SYNCED_LIST, list_seen, lock_key
 from digest.metakeys import synced_list as split_synced_list
 from digest.revisions import head_revision
-from digest.types import FeedStatus
+from digest.types import FeedJob, FeedStatus
 
 SQLITE_FILE_URL = "sqlite:///"
 
@@ -46,9 +49,37 @@ class StoredFeed:
     next_fetch_at: datetime | None
 
 
+@dataclass(frozen=True)
+class EarlyStart:
+    """A poll with feeds to fetch, started without SQLAlchemy (ingest/early.py): the poll lock
+    taken (its row as DatabaseLock writes it, its token held here) and the jobs and the held
+    feeds as feedstore.select_jobs reads them, in the same transaction."""
+
+    path: Path
+    now: datetime
+    jobs: list[FeedJob]
+    held: policy.Held
+    holder: LockHolder
+
+
 def idle_poll(settings: Settings, now: datetime, *, force: bool = False) -> PollSummary | None:
     """The summary of a poll at ``now`` that has nothing to fetch, its record kept; None when
     it may have something to do (the full poll then runs)."""
+    answer = _answer(settings, now, force, take_lock=False)
+    return answer if isinstance(answer, PollSummary) else None
+
+
+def start_poll(
+    settings: Settings, now: datetime, *, force: bool = False
+) -> PollSummary | EarlyStart | None:
+    """idle_poll's answer when there is nothing to fetch; when there is and nothing else is
+    unusual, the poll lock taken and the jobs read (EarlyStart); None: the whole poll runs."""
+    return _answer(settings, now, force, take_lock=True)
+
+
+def _answer(
+    settings: Settings, now: datetime, force: bool, take_lock: bool
+) -> PollSummary | EarlyStart | None:
     started = time.monotonic()
     path = sqlite_file(settings.database.url)
     if path is None or not _private_and_ours(path):
@@ -59,9 +90,17 @@ def idle_poll(settings: Settings, now: datetime, *, force: bool = False) -> Poll
         return None  # no feed list: the full poll says how to make one
     try:
         with _immediate(path) as conn:
-            held = _held_if_idle(conn, seen, now, force)
-            if held is None:
+            if not _usual(conn, seen, now):
                 return None
+            if take_lock:
+                jobs, held = jobs_and_held(conn, now, force)
+                if jobs:
+                    return EarlyStart(path, now, jobs, held, _take_lock(conn, now))
+            else:
+                idle = _held_if_idle(conn, now, force)
+                if idle is None:
+                    return None
+                held = idle
             summary = PollSummary(held=held, skipped=sum(held.counts.values()))
             summary.elapsed_s = time.monotonic() - started
             _keep_record(conn, now, summary)
@@ -112,20 +151,21 @@ def _immediate(path: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-def _held_if_idle(
-    conn: sqlite3.Connection, seen: str, now: datetime, force: bool
-) -> policy.Held | None:
-    """Why each active feed is left alone, when none may be fetched and nothing else is due;
-    else None."""
+def _usual(conn: sqlite3.Connection, seen: str, now: datetime) -> bool:
+    """Nothing for the whole poll to do or say but fetching: the schema at head, the feed list
+    as synced, no poll holding the lock, no prune due."""
     if _one(conn, "SELECT version_num FROM alembic_version") != head_revision():
-        return None  # a migration to run
+        return False  # a migration to run
     if split_synced_list(_meta(conn, SYNCED_LIST))[1] != seen:
-        return None  # the feed list changed (or was never synced)
+        return False  # the feed list changed (or was never synced)
     if _meta(conn, lock_key(POLLER)) is not None:
-        return None  # a poll runs (or died holding the lock): the full poll says which
+        return False  # a poll runs (or died holding the lock): the full poll says which
     pruned = _meta(conn, FETCHES_PRUNED)
-    if policy.fetch_prune_due(_utc(pruned) if pruned else None, now):
-        return None
+    return not policy.fetch_prune_due(_utc(pruned) if pruned else None, now)
+
+
+def _held_if_idle(conn: sqlite3.Connection, now: datetime, force: bool) -> policy.Held | None:
+    """Why each active feed is left alone, when none may be fetched; else None."""
     feeds = []
     for row in conn.execute(_ACTIVE_FEEDS):  # a poll with work to do stops at its first feed
         feed = _feed_state(row)
@@ -145,6 +185,65 @@ def _feed_state(row: tuple[str, int, str | None, str | None, str | None]) -> Sto
     return StoredFeed(
         FeedStatus(status), int(error_count), _utc(failing_since), _utc(due_at), _utc(next_fetch_at)
     )
+
+
+@dataclass(frozen=True)
+class _JobState(StoredFeed):
+    """A feed as feedstore.JOB_STATE reads it: the policy's state and a FeedJob's fields."""
+
+    id: int
+    url: str
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+
+
+# Row order as select_jobs' SELECT (rowid order): ties of policy.fetch_order keep it.
+_JOBS = (
+    "SELECT id, url, etag, last_modified, body_hash, status, error_count, failing_since, "
+    "due_at, next_fetch_at FROM feeds WHERE active ORDER BY id"
+)
+
+
+def jobs_and_held(
+    conn: sqlite3.Connection, now: datetime, force: bool
+) -> tuple[list[FeedJob], policy.Held]:
+    """feedstore.select_jobs (not due_only) with sqlite3: the feeds to fetch, longest waiting
+    first, and why the others are left alone."""
+    feeds = []
+    for feed_id, url, etag, last_modified, body_hash, *state in conn.execute(_JOBS):
+        stored = vars(_feed_state(tuple(state)))
+        feeds.append(_JobState(**stored, id=feed_id, url=url, etag=etag,
+                               last_modified=last_modified, body_hash=body_hash))  # fmt: skip
+    may_fetch = (f for f in feeds if policy.hold(f, now, force=force) is None)
+    fetchable = sorted(may_fetch, key=policy.fetch_order)
+    jobs = [FeedJob(f.id, f.url, f.etag, f.last_modified, f.body_hash) for f in fetchable]
+    return jobs, policy.held(feeds, now, force=force)
+
+
+def _take_lock(conn: sqlite3.Connection, now: datetime) -> LockHolder:
+    """The poll lock, its row written as DatabaseLock.acquire writes it (none is there: _usual
+    looked in this transaction); the token held here before the row is written."""
+    holder = LockHolder(os.getpid(), socket.gethostname(), now, now, secrets.token_hex(8))
+    hold_token(holder.token)
+    conn.execute(
+        "INSERT INTO meta (key, value, updated_at) VALUES (?, ?, ?)",
+        (lock_key(POLLER), holder.to_json(), _stored(now)),
+    )
+    return holder
+
+
+def release_early(start: EarlyStart) -> None:
+    """The lock row start_poll wrote removed, if it is still ours (a poll that could not go
+    on without SQLAlchemy: the whole poll runs instead)."""
+    try:
+        with _immediate(start.path) as conn:
+            value = _meta(conn, lock_key(POLLER))
+            holder = LockHolder.from_json(value) if value is not None else None
+            if holder is not None and holder.token == start.holder.token:
+                conn.execute("DELETE FROM meta WHERE key = ?", (lock_key(POLLER),))
+    finally:
+        forget_token(start.holder.token)
 
 
 def _keep_record(conn: sqlite3.Connection, now: datetime, summary: PollSummary) -> None:
