@@ -7,9 +7,11 @@ So the poll first asks the SQLite file itself, in one write transaction, whether
 nothing to do: the schema at this version's head, the feed list as last synced (a stat), no
 poll holding the lock, no Fetch rows due for their daily prune, and no active feed the policy
 lets a poll fetch now. Then it keeps the poll's record as a poll would and answers with the
-same summary. Anything else (PostgreSQL, a changed list, a feed to fetch, a file it cannot
-read, a database it does not recognise) is None, and the whole poll runs and says whatever
-there is to say.
+same summary. With a feed to fetch and nothing else unusual, start_poll takes the poll lock
+in that same transaction and reads the jobs, for a poll that sends its first requests while
+SQLAlchemy loads (ingest/early.py). Anything else (PostgreSQL, a changed list, a file it
+cannot read, a database it does not recognise) is None, and the whole poll runs and says
+whatever there is to say.
 """
 
 from __future__ import annotations
