@@ -38,7 +38,7 @@ def poll_early(
     held = Held(start.holder, None)
     opening = _Opening(settings.database.url, held)
     summary = PollSummary(held=start.held, skipped=sum(start.held.counts.values()))
-    poller = Poller(opening.db, settings, start.now, held.stop, summary, progress)
+    poller = Poller(opening, settings, start.now, held.stop, summary, progress)
     try:
         asyncio.run(poller.run(start.jobs, None, None))
     except BaseException:
@@ -56,15 +56,22 @@ def poll_early(
 
 
 class _Opening:
-    """The database layer imported, the database opened and the lock adopted, in a thread."""
+    """The database layer imported, the database opened and the lock adopted, in a thread
+    started by start() (the poller's LateDatabase)."""
 
     def __init__(self, url: str, held: Held) -> None:
-        self.db: concurrent.futures.Future[Database] = concurrent.futures.Future()
+        self.future: concurrent.futures.Future[Database] = concurrent.futures.Future()
         self._opened: OpenedLate | None = None
         self._thread = threading.Thread(
             target=self._open, args=(url, held), name="digest-open-database", daemon=True
         )
-        self._thread.start()
+        self._started = False
+
+    def start(self) -> None:
+        """Start opening (once; from the poll's thread only)."""
+        if not self._started:
+            self._started = True
+            self._thread.start()
 
     def _open(self, url: str, held: Held) -> None:
         try:
@@ -72,11 +79,12 @@ class _Opening:
 
             self._opened = OpenedLate(url, held)
         except Exception as e:  # noqa: BLE001 - the whole poll meets it again and says it
-            self.db.set_exception(e)
+            self.future.set_exception(e)
             return
-        self.db.set_result(self._opened.db)
+        self.future.set_result(self._opened.db)
 
     def wait(self) -> OpenedLate | None:
         """The opened database once the thread is done; None when it failed."""
+        self.start()  # a poll that stopped before its first request
         self._thread.join()
         return self._opened

@@ -12,7 +12,7 @@ import hashlib
 import threading
 import time
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from digest.config import Settings
 from digest.errors import FetchError, ParseError
@@ -34,15 +34,28 @@ if TYPE_CHECKING:  # httpx and the fetch code load when there is something to fe
 PROGRESS_EVERY_S = 0.5
 
 
+@runtime_checkable
+class LateDatabase(Protocol):
+    """A database opened in another thread once start() is called (ingest/early.py)."""
+
+    @property
+    def future(self) -> concurrent.futures.Future[Database]: ...
+
+    def start(self) -> None: ...
+
+
 class Poller:
     """One poll's machinery: the HTTP client, the parser pool and the single store thread.
 
-    ``db``: the database, or a future of it (opening in another thread: results wait for it;
-    if it fails, the poll stops starting requests and run() raises its error)."""
+    ``db``: the database, or one opened in another thread (LateDatabase), started once the
+    first requests are on their way: importing the database layer is CPU under the GIL, and
+    on the way there it slowed the import of httpx as much as it took (a warm poll of 500
+    feeds sent its first request 100-140 ms after its fetching began, and was no faster).
+    Results wait for it; if it fails, the poll starts no more requests and run() raises."""
 
     def __init__(
         self,
-        db: Database | concurrent.futures.Future[Database],
+        db: Database | LateDatabase,
         settings: Settings,
         now: datetime,
         stop: threading.Event | None,
@@ -50,6 +63,7 @@ class Poller:
         progress: ProgressFn | None = None,
     ) -> None:
         self._database = db
+        self._late: LateDatabase | None = None
         self._opened: asyncio.Future[Database] | None = None
         self.writer: StoreWriter | None = None
         self._store_thread: concurrent.futures.Executor | None = None
@@ -76,8 +90,9 @@ class Poller:
         own_client, own_parsers = client is None, parsers is None
         self.client = client or make_client(self.feeds)
         self._store_thread = store_thread
-        if isinstance(self._database, concurrent.futures.Future):
-            self._opened = asyncio.wrap_future(self._database)
+        if isinstance(self._database, LateDatabase):
+            self._late = self._database
+            self._opened = asyncio.wrap_future(self._late.future)
             self._opened.add_done_callback(self._stop_unless_opened)
         else:
             self._open_writer(self._database)
@@ -124,9 +139,14 @@ class Poller:
 
     async def _db(self) -> Database:
         if self._opened is None:
-            assert not isinstance(self._database, concurrent.futures.Future)
+            assert not isinstance(self._database, LateDatabase)
             return self._database
+        self._start_opening()
         return await asyncio.shield(self._opened)
+
+    def _start_opening(self) -> None:
+        if self._late is not None:
+            self._late.start()
 
     async def _store_writer(self) -> StoreWriter:
         """The writer, made once the database is open (results wait for it)."""
@@ -171,6 +191,10 @@ class Poller:
         # slot: while the parsers are behind, fetching pauses instead of piling bodies up.
         from digest.ingest.fetch import fetch_as_configured  # loaded once there is a fetch
 
+        if self._late is not None:
+            # Run after the first step of every request the driver started with this one:
+            # their connections are under way when the database's thread starts.
+            asyncio.get_running_loop().call_soon(self._start_opening)
         try:
             fetched = await fetch_as_configured(
                 self.client, job.url, self.feeds, etag=job.etag, last_modified=job.last_modified
