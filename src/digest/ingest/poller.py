@@ -64,6 +64,7 @@ class Poller:
     ) -> None:
         self._database = db
         self._late: LateDatabase | None = None
+        self._opening_soon = False
         self._opened: asyncio.Future[Database] | None = None
         self.writer: StoreWriter | None = None
         self._store_thread: concurrent.futures.Executor | None = None
@@ -191,9 +192,10 @@ class Poller:
         # slot: while the parsers are behind, fetching pauses instead of piling bodies up.
         from digest.ingest.fetch import fetch_as_configured  # loaded once there is a fetch
 
-        if self._late is not None:
+        if self._late is not None and self.writer is None and not self._opening_soon:
             # Run after the first step of every request the driver started with this one:
             # their connections are under way when the database's thread starts.
+            self._opening_soon = True
             asyncio.get_running_loop().call_soon(self._start_opening)
         try:
             fetched = await fetch_as_configured(
