@@ -105,6 +105,73 @@ def test_the_first_request_goes_out_before_the_database_layer_and_ends_as_the_wh
     assert _stored(early_env) == _stored(whole_env)
 
 
+# `digest poll` in process, the database's thread held until every response is in (so the
+# bodies are there to parse while it has not opened yet), every import of another thread while
+# that thread lives noted. Prints the gate's fate, the imports the database's thread made and
+# the others' (stderr, last line).
+CONCURRENT = """
+import json, sys, threading
+import digest.ingest.early as early
+from digest.ingest.transport import FeedTransport
+DB_THREAD = "digest-open-database"
+answered, counted, seen = threading.Event(), [0], {"mine": 0, "others": []}
+def noted(event, args):
+    if event != "import":
+        return
+    me = threading.current_thread().name
+    if me == DB_THREAD:
+        seen["mine"] += 1
+    elif any(t.name == DB_THREAD for t in threading.enumerate()):
+        seen["others"].append(f"{me}: {args[0]}")
+sys.addaudithook(noted)
+opening = early._Opening._open
+def gated(self, url, held):
+    seen["gate"] = "opened" if answered.wait(60) else "timed out"
+    opening(self, url, held)
+early._Opening._open = gated
+handle = FeedTransport.handle_async_request
+async def counting(self, request):
+    response = await handle(self, request)
+    counted[0] += 1
+    if counted[0] == int(sys.argv[1]):
+        answered.set()
+    return response
+FeedTransport.handle_async_request = counting
+from digest.cli import cli
+try:
+    cli(sys.argv[2:], prog_name="digest")
+except SystemExit as e:
+    code = e.code
+print(json.dumps(seen), file=sys.stderr)
+"""
+
+
+def test_no_thread_imports_while_the_database_thread_does(workdir: Path, http: FeedServer) -> None:
+    """Python hands a thread a half-loaded module rather than deadlock when two threads import
+    at once: a forced poll's parse of a recovered feed (the parser imported in a thread) beside
+    the database's thread once stored the feed as an error. Parsing waits for the database."""
+    feeds = Feeds(http, workdir)
+    env = feeds.envs[0]
+    assert run_digest(["poll", "--json"], env, workdir).returncode == 0
+    feeds.stage = 2  # grows.xml has new posts: a body to parse, in a thread (one body)
+
+    early = subprocess.run(
+        [sys.executable, "-c", CONCURRENT, "4", "poll", "--force", "--json"],
+        env=digest_env(env),
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert early.returncode == 0, early.stderr
+    seen = json.loads(early.stderr.strip().splitlines()[-1])
+    assert seen["gate"] == "opened" and seen["mine"] > 50  # the database layer, in its thread
+    assert seen["others"] == []
+    summary = json.loads(early.stdout)
+    assert (summary["feeds"], summary["new_posts"], summary["errors"]) == (4, 2, 1)
+
+
 def _without_time(summary: dict[str, Any]) -> dict[str, Any]:
     # When the failing feed may be tried again counts from each database's first poll.
     return {k: v for k, v in summary.items() if k not in ("elapsed_s", "skipped_until")}

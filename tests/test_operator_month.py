@@ -106,4 +106,5 @@ def test_the_operators_first_month(workdir: Path, http: FeedServer) -> None:
     http.route("/flaky.xml", Response(200, posts["flaky"]))
     digest(["poll", "--force"], env, workdir)
     assert sum(r.path == "/flaky.xml" for r in http.requests) == flaky_before + 1
-    assert feeds_by_title(env, workdir)["Flaky"]["status"] == "ok"
+    flaky = feeds_by_title(env, workdir)["Flaky"]
+    assert flaky["status"] == "ok", flaky

@@ -239,6 +239,12 @@ class Poller:
         assert fetched.body is not None
         code, nbytes = fetched.status_code, len(fetched.body)
         slim = _without_body(fetched)
+        if self._late is not None:
+            # No parse (its imports: the parser, multiprocessing for the pool) while the
+            # database's thread imports: two threads importing at once may meet a module the
+            # other has half loaded (Python hands over a partial module rather than deadlock).
+            # A forced poll of a recovered feed was once stored as an error that way.
+            await self._db()
         try:
             data = await self.parsers.parse(
                 fetched.body,

@@ -4,6 +4,10 @@ connections only to the addresses the network policy allows (ingest.addresses)."
 from __future__ import annotations
 
 import asyncio
+
+# The resolver's thread encodes a name with this codec (socket.getaddrinfo): loaded here, not
+# there, so no thread imports beside the database's thread of an early poll (ingest/early.py).
+import encodings.idna  # noqa: F401
 import socket
 import ssl
 import time
