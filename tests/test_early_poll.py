@@ -49,6 +49,20 @@ print(json.dumps(seen), file=sys.stderr)
 """
 
 
+def run_harness(
+    harness: str, args: list[str], env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """`digest ARGS` run by one of this module's harnesses, in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-c", harness, *args],
+        env=digest_env(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 class Feeds:
     """Four feeds: one answering 304 to its ETag, one the same body again, one with new posts
     on the second poll, one failing; two databases following the same list."""
@@ -86,14 +100,7 @@ def test_the_first_request_goes_out_before_the_database_layer_and_ends_as_the_wh
     early_env, whole_env = feeds.envs
     os.utime(whole_env["DIGEST_FEEDS_OPML"])  # touched: the list to look at, the whole poll
 
-    early = subprocess.run(
-        [sys.executable, "-c", HARNESS, "poll", "--json"],
-        env=digest_env(early_env),
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    early = run_harness(HARNESS, ["poll", "--json"], early_env, workdir)
     whole = run_digest(["poll", "--json"], whole_env, workdir)
 
     assert early.returncode == whole.returncode == 0, early.stderr + whole.stderr
@@ -155,14 +162,7 @@ def test_no_thread_imports_while_the_database_thread_does(workdir: Path, http: F
     assert run_digest(["poll", "--json"], env, workdir).returncode == 0
     feeds.stage = 2  # grows.xml has new posts: a body to parse, in a thread (one body)
 
-    early = subprocess.run(
-        [sys.executable, "-c", CONCURRENT, "4", "poll", "--force", "--json"],
-        env=digest_env(env),
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    early = run_harness(CONCURRENT, ["4", "poll", "--force", "--json"], env, workdir)
 
     assert early.returncode == 0, early.stderr
     seen = json.loads(early.stderr.strip().splitlines()[-1])
@@ -232,14 +232,7 @@ def test_a_database_that_fails_to_open_in_the_thread_gives_way_to_the_whole_poll
     env = feeds.envs[0]
     assert run_digest(["poll", "--json"], env, workdir).returncode == 0
     feeds.stage = 2
-    done = subprocess.run(
-        [sys.executable, "-c", FAILING, "poll", "--json"],
-        env=digest_env(env),
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_harness(FAILING, ["poll", "--json"], env, workdir)
     assert done.returncode == 0, done.stderr
     assert "the thread failed" in done.stderr  # the early poll ran, and gave way
     summary = json.loads(done.stdout)
