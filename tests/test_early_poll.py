@@ -113,26 +113,29 @@ def test_the_first_request_goes_out_before_the_database_layer_and_ends_as_the_wh
 
 
 # `digest poll` in process, the database's thread held until every response is in (so the
-# bodies are there to parse while it has not opened yet), every import of another thread while
-# that thread lives noted. Prints the gate's fate, the imports the database's thread made and
+# bodies are there to parse while it has not opened yet), every import of another thread from
+# that thread's start until its database is handed over (its future done: all it imports is
+# imported by then) noted. Prints the gate's fate, the imports the database's thread made and
 # the others' (stderr, last line).
 CONCURRENT = """
 import json, sys, threading
 import digest.ingest.early as early
 from digest.ingest.transport import FeedTransport
-DB_THREAD = "digest-open-database"
-answered, counted, seen = threading.Event(), [0], {"mine": 0, "others": []}
+answered, opening_now = threading.Event(), threading.Event()
+counted, seen = [0], {"mine": 0, "others": []}
 def noted(event, args):
-    if event != "import":
+    if event != "import" or not opening_now.is_set():
         return
     me = threading.current_thread().name
-    if me == DB_THREAD:
+    if me == "digest-open-database":
         seen["mine"] += 1
-    elif any(t.name == DB_THREAD for t in threading.enumerate()):
+    else:
         seen["others"].append(f"{me}: {args[0]}")
 sys.addaudithook(noted)
 opening = early._Opening._open
 def gated(self, url, held):
+    opening_now.set()
+    self.future.add_done_callback(lambda _done: opening_now.clear())
     seen["gate"] = "opened" if answered.wait(60) else "timed out"
     opening(self, url, held)
 early._Opening._open = gated
