@@ -114,7 +114,7 @@ def test_the_first_request_goes_out_before_the_database_layer_and_ends_as_the_wh
 
 # `digest poll` in process, the database's thread held until every response is in (so the
 # bodies are there to parse while it has not opened yet), every import of another thread from
-# that thread's start until its database is handed over (its future done: all it imports is
+# that thread's start until it hands its database over (sets its future: all it imports is
 # imported by then) noted. Prints the gate's fate, the imports the database's thread made and
 # the others' (stderr, last line).
 CONCURRENT = """
@@ -133,9 +133,16 @@ def noted(event, args):
         seen["others"].append(f"{me}: {args[0]}")
 sys.addaudithook(noted)
 opening = early._Opening._open
+def handing_over(future, name):
+    hand_over = getattr(future, name)
+    def handed(value):
+        opening_now.clear()
+        hand_over(value)
+    setattr(future, name, handed)
 def gated(self, url, held):
     opening_now.set()
-    self.future.add_done_callback(lambda _done: opening_now.clear())
+    handing_over(self.future, "set_result")
+    handing_over(self.future, "set_exception")
     seen["gate"] = "opened" if answered.wait(60) else "timed out"
     opening(self, url, held)
 early._Opening._open = gated
