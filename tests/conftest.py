@@ -199,6 +199,21 @@ def digest_env(env: dict[str, str]) -> dict[str, str]:
     return full_env | TEST_ENV | env
 
 
+def run_python(
+    code: str, args: list[str], env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """``python -c CODE ARGS`` in `digest`'s environment (digest_env): a harness that patches
+    digest, then runs a command in its process."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=digest_env(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def run_digest(
     args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

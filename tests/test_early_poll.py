@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +13,25 @@ from sqlalchemy import func, select
 
 from digest.storage import Database
 from digest.tables import FEEDS, FETCHES, POSTS
-from tests.conftest import digest_env, poll_while_one_is_held, run_digest
+from tests.conftest import poll_while_one_is_held, run_digest, run_python
 from tests.poll_helpers import rss, write_opml
 from tests.servers import FeedServer, Request, Response
+
+# The end of the harnesses below: the command run in this process, then what they saw.
+RUN_AND_SAY_SEEN = """
+from digest.cli import cli
+try:
+    cli(sys.argv[1:], prog_name="digest")
+except SystemExit:
+    pass
+print(json.dumps(seen), file=sys.stderr)
+"""
 
 # `digest poll` in process, the database's thread held until the transport has sent its first
 # request: a poll that needed the database first would never send one (the gate gives up after
 # 60 s and says so). Prints what was loaded when that request went out (stderr, last line).
-HARNESS = """
+HARNESS = (
+    """
 import json, sys, threading
 import digest.ingest.early as early
 from digest.ingest.transport import FeedTransport
@@ -40,27 +49,9 @@ async def first_noted(self, request):
         first_sent.set()
     return await handle(self, request)
 FeedTransport.handle_async_request = first_noted
-from digest.cli import cli
-try:
-    cli(sys.argv[1:], prog_name="digest")
-except SystemExit as e:
-    code = e.code
-print(json.dumps(seen), file=sys.stderr)
 """
-
-
-def run_harness(
-    harness: str, args: list[str], env: dict[str, str], cwd: Path
-) -> subprocess.CompletedProcess[str]:
-    """`digest ARGS` run by one of this module's harnesses, in a process of its own."""
-    return subprocess.run(
-        [sys.executable, "-c", harness, *args],
-        env=digest_env(env),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    + RUN_AND_SAY_SEEN
+)
 
 
 class Feeds:
@@ -100,7 +91,7 @@ def test_the_first_request_goes_out_before_the_database_layer_and_ends_as_the_wh
     early_env, whole_env = feeds.envs
     os.utime(whole_env["DIGEST_FEEDS_OPML"])  # touched: the list to look at, the whole poll
 
-    early = run_harness(HARNESS, ["poll", "--json"], early_env, workdir)
+    early = run_python(HARNESS, ["poll", "--json"], early_env, workdir)
     whole = run_digest(["poll", "--json"], whole_env, workdir)
 
     assert early.returncode == whole.returncode == 0, early.stderr + whole.stderr
@@ -117,8 +108,10 @@ def test_the_first_request_goes_out_before_the_database_layer_and_ends_as_the_wh
 # that thread's start until it hands its database over (sets its future: all it imports is
 # imported by then) noted. Prints the gate's fate, the imports the database's thread made and
 # the others' (stderr, last line).
-CONCURRENT = """
+CONCURRENT = (
+    """
 import json, sys, threading
+RESPONSES = int(sys.argv.pop(1))  # to wait for before the database's thread goes on
 import digest.ingest.early as early
 from digest.ingest.transport import FeedTransport
 answered, opening_now = threading.Event(), threading.Event()
@@ -150,17 +143,13 @@ handle = FeedTransport.handle_async_request
 async def counting(self, request):
     response = await handle(self, request)
     counted[0] += 1
-    if counted[0] == int(sys.argv[1]):
+    if counted[0] == RESPONSES:
         answered.set()
     return response
 FeedTransport.handle_async_request = counting
-from digest.cli import cli
-try:
-    cli(sys.argv[2:], prog_name="digest")
-except SystemExit as e:
-    code = e.code
-print(json.dumps(seen), file=sys.stderr)
 """
+    + RUN_AND_SAY_SEEN
+)
 
 
 def test_no_thread_imports_while_the_database_thread_does(workdir: Path, http: FeedServer) -> None:
@@ -172,7 +161,7 @@ def test_no_thread_imports_while_the_database_thread_does(workdir: Path, http: F
     assert run_digest(["poll", "--json"], env, workdir).returncode == 0
     feeds.stage = 2  # grows.xml has new posts: a body to parse, in a thread (one body)
 
-    early = run_harness(CONCURRENT, ["4", "poll", "--force", "--json"], env, workdir)
+    early = run_python(CONCURRENT, ["4", "poll", "--force", "--json"], env, workdir)
 
     assert early.returncode == 0, early.stderr
     seen = json.loads(early.stderr.strip().splitlines()[-1])
@@ -242,7 +231,7 @@ def test_a_database_that_fails_to_open_in_the_thread_gives_way_to_the_whole_poll
     env = feeds.envs[0]
     assert run_digest(["poll", "--json"], env, workdir).returncode == 0
     feeds.stage = 2
-    done = run_harness(FAILING, ["poll", "--json"], env, workdir)
+    done = run_python(FAILING, ["poll", "--json"], env, workdir)
     assert done.returncode == 0, done.stderr
     assert "the thread failed" in done.stderr  # the early poll ran, and gave way
     summary = json.loads(done.stdout)

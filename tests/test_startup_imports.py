@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from digest.ingest.tally import last_poll
 from digest.storage import Database
-from tests.conftest import digest_env, run_digest
+from tests.conftest import run_digest, run_python
 from tests.poll_helpers import rss, write_opml
 from tests.servers import FeedServer, Request, Response
 
@@ -63,14 +62,7 @@ def run_loaded(
     args: list[str], env: dict[str, str], cwd: Path
 ) -> tuple[set[str], subprocess.CompletedProcess[str]]:
     """Run a command in a process; the modules it loaded, and the process."""
-    done = subprocess.run(
-        [sys.executable, "-c", HARNESS, *args],
-        env=digest_env(env),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_python(HARNESS, args, env, cwd)
     return set(json.loads(done.stderr.strip().splitlines()[-1])), done
 
 
