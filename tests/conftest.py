@@ -204,22 +204,21 @@ def run_python(
 ) -> subprocess.CompletedProcess[str]:
     """``python -c CODE ARGS`` in `digest`'s environment (digest_env): a harness that patches
     digest, then runs a command in its process."""
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        env=digest_env(env),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return _python(["-c", code, *args], env, cwd, 120)
 
 
 def run_digest(
     args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run `digest` as a real process, the way a user does."""
+    return _python(["-m", "digest", *args], env, cwd, timeout)
+
+
+def _python(
+    argv: list[str], env: dict[str, str], cwd: Path, timeout: float
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "digest", *args],
+        [sys.executable, *argv],
         env=digest_env(env),
         cwd=cwd,
         capture_output=True,
