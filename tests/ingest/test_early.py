@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from digest.errors import LockedError
+from digest.errors import LockedError, StorageError
 from digest.ingest.feedstore import prune_fetches, select_jobs
 from digest.ingest.idle import EarlyStart, release_early, start_poll
 from digest.ingest.summary import PollSummary
@@ -114,3 +114,37 @@ def test_a_lock_left_by_a_killed_poll_is_taken_over(idle: Idle) -> None:
     assert read_holder(idle.db, POLLER) is not None
     assert read_holder(idle.db, POLLER).token == lock.token  # type: ignore[union-attr]
     lock.release()
+
+
+class _OpensAs:
+    """In place of OpenedLate: notes the switch interval the database's thread ran under."""
+
+    seen: list[float] = []
+    fail = False
+
+    def __init__(self, url: str, held: Held) -> None:
+        _OpensAs.seen.append(sys.getswitchinterval())
+        if _OpensAs.fail:
+            raise StorageError("cannot open")
+        self.db = object()
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_the_loop_waits_less_for_the_interpreter_while_the_database_opens(
+    monkeypatch: pytest.MonkeyPatch, fail: bool
+) -> None:
+    import digest.ingest.early as early
+    import digest.ingest.poll as poll
+
+    monkeypatch.setattr(poll, "OpenedLate", _OpensAs)
+    monkeypatch.setattr(_OpensAs, "seen", [])
+    monkeypatch.setattr(_OpensAs, "fail", fail)
+    before = sys.getswitchinterval()
+    holder = LockHolder(1, "here", T0, T0, "0123456789abcdef")
+    opening = early._Opening("sqlite://", Held(holder, None))
+
+    opened = opening.wait()  # starts it, as a poll stopped before its first request does
+
+    assert (opened is None) == fail
+    assert _OpensAs.seen == [early.OPENING_SWITCH_INTERVAL_S]
+    assert sys.getswitchinterval() == before  # given back, opened or not
