@@ -111,6 +111,8 @@ def parse_subject(value: Any) -> str:
 
 @dataclass(frozen=True)
 class DatabaseSettings:
+    """[database]: where digest keeps everything."""
+
     url: str = setting(
         "sqlite:///digest.db",
         parse_database_url,
@@ -121,6 +123,8 @@ class DatabaseSettings:
 
 @dataclass(frozen=True)
 class FeedsSettings:
+    """[feeds]: the feed list and how it is polled."""
+
     opml: Path = setting(Path("feeds.opml"), parse_path, "the OPML file that lists the feeds")
     poll_interval: timedelta = setting(
         timedelta(hours=1), parse_duration, "how often each feed is polled"
@@ -151,6 +155,8 @@ class FeedsSettings:
 
 @dataclass(frozen=True)
 class NewsletterSettings:
+    """[newsletter]: the issue, its sender and when it goes out."""
+
     title: str = setting("Weekend Reading", parse_str, "the newsletter's name")
     description: str = setting(
         "A weekly email with the week's posts from Machine Learning and Systems blogs.",
@@ -204,6 +210,8 @@ class NewsletterSettings:
 
 @dataclass(frozen=True)
 class SmtpSettings:
+    """[smtp]: the mail server that sends each issue."""
+
     host: str = setting("", parse_str, "SMTP server; empty turns sending off")
     port: int = setting(25, parse_int(1, 65535), "SMTP port")
     security: str = setting("none", parse_choice("none", "starttls", "tls"), "none|starttls|tls")
@@ -222,6 +230,8 @@ class SmtpSettings:
 
 @dataclass(frozen=True)
 class DeliverySettings:
+    """[delivery]: how long the per-message delivery log is kept."""
+
     keep_log: timedelta = setting(
         timedelta(days=180),
         parse_duration,
@@ -231,6 +241,8 @@ class DeliverySettings:
 
 @dataclass(frozen=True)
 class BouncesSettings:
+    """[bounces]: the bounce mailbox and when an address is dropped."""
+
     imap_url: str = setting(
         "",
         parse_imap_url,
@@ -256,6 +268,8 @@ class BouncesSettings:
 
 @dataclass(frozen=True)
 class WebhooksSettings:
+    """[webhooks]: bounce and complaint reports from the mail provider."""
+
     ses: bool = setting(False, parse_bool, "Amazon SES events through SNS at /webhooks/ses")
     ses_topic_arn: str = setting("", parse_str, "the one SNS topic accepted (needed with ses)")
     postmark: bool = setting(False, parse_bool, "Postmark bounce webhooks at /webhooks/postmark")
@@ -267,6 +281,8 @@ class WebhooksSettings:
 
 @dataclass(frozen=True)
 class WebSettings:
+    """[web]: the sign-up pages, the archive, health and metrics."""
+
     enabled: bool = setting(True, parse_bool, "serve the web endpoint inside `digest run`")
     host: str = setting("127.0.0.1", parse_str, "address the web endpoint listens on")
     port: int = setting(8080, parse_int(0, 65535), "port of the web endpoint")
@@ -292,6 +308,8 @@ class WebSettings:
 
 @dataclass(frozen=True)
 class Settings:
+    """Every section's settings (configfile.load_settings builds them)."""
+
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     feeds: FeedsSettings = field(default_factory=FeedsSettings)
     newsletter: NewsletterSettings = field(default_factory=NewsletterSettings)

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-import difflib
 import json
 import logging
 import os
-import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -46,6 +44,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text{_encoding_hint(data)}") from None
+    import tomllib  # only with a config file: 2 ms of every command's start-up otherwise
+
     try:
         return tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as e:
@@ -89,6 +89,8 @@ def warn_unknown_variables(env: Mapping[str, str]) -> None:
     known = {info.env for info in declared()} | {"DIGEST_CONFIG"}
     for name in sorted(env):
         if name.startswith("DIGEST_") and name not in known and not name.startswith(_TEST):
+            import difflib  # only for a misspelt name
+
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]}?" if close else "; `digest config --keys` lists them"
             log.warning("environment variable %s names no setting%s", name, hint)
