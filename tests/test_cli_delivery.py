@@ -455,6 +455,32 @@ def test_a_send_after_a_crash_says_it_resumed_the_issue(
     assert delivery_counts(sqlite_url) == {"sent": 20}
 
 
+def test_a_relay_refusing_the_command_bounces_no_one_and_the_next_send_delivers(
+    workdir: Path, sqlite_url: str, sink: FlakySMTP
+) -> None:
+    """A broken relay answering DATA with a 500 (found by hand: aiosmtpd's Mailbox handler
+    without its folders) stops the send with that reply; before, it marked every subscriber
+    bounced. With the relay mended, the next send delivers each message once."""
+    env = env_for(sqlite_url, sink)
+    for email in ("ann@example.com", "bob@example.com"):
+        cli(["subscribers", "add", email], env)
+    week_of_posts(sqlite_url)
+    sink.handler.replies = ["500 Error: (FileNotFoundError) [Errno 2] No such file or directory"]
+    failed = run_digest(["send", "--as-of", "2026-01-10T08:00Z"], env, workdir)
+    assert failed.returncode == 1, failed.stderr
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: the SMTP server refused a command: 500 Error: "), last
+    assert "Traceback" not in failed.stderr
+    listed = cli_json(["subscribers", "list", "--json"], env)
+    assert {s["status"] for s in listed} == {"active"}
+    assert cli_json(["bounces", "list", "--json"], env) == []
+    again = run_digest(["send", "--json"], env, workdir)
+    assert again.returncode == 0, again.stderr
+    resumed = json.loads(again.stdout)
+    assert resumed["sent"] + resumed["already"] == 2  # one may have gone beside the refused one
+    assert Counter(sink.recipients()) == {"ann@example.com": 1, "bob@example.com": 1}
+
+
 def test_smtp_down_the_send_says_why_then_resumes(workdir: Path, sqlite_url: str) -> None:
     """SMTP down: `digest send` leaves the messages for later and says why in its line (the
     SMTP error), exit 1; with the server back, the next send resumes them and says so."""

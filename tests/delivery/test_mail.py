@@ -126,6 +126,25 @@ def test_554_at_data_is_permanent(server: FlakySMTP) -> None:
         t.send(_raw("a@example.com"), "a@example.com")
 
 
+def test_a_refused_command_at_data_stops_the_run_and_blames_no_recipient(
+    server: FlakySMTP,
+) -> None:
+    server.handler.replies = ["500 Error: (FileNotFoundError) [Errno 2] No such file"]
+    with SmtpTransport(_settings(server.port)) as t:
+        with pytest.raises(SendError, match="refused a command: 500 Error") as raised:
+            t.send(_raw("a@example.com"), "a@example.com")
+        assert not isinstance(raised.value, PermanentSendError)
+        t.send(_raw("b@example.com"), "b@example.com")  # the connection is still good
+    assert server.recipients() == ["b@example.com"]
+
+
+def test_501_with_an_address_code_at_rcpt_is_the_recipient_s(server: FlakySMTP) -> None:
+    server.handler.reject = {"bad@example.com": "501 5.1.3 Bad recipient address syntax"}
+    with SmtpTransport(_settings(server.port)) as t, pytest.raises(PermanentSendError) as raised:
+        t.send(_raw("bad@example.com"), "bad@example.com")
+    assert raised.value.status == "5.1.3"
+
+
 def test_nothing_listening_is_transient() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

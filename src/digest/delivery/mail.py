@@ -2,7 +2,8 @@
 
 Every failure leaves here as a SendError subclass: TransientSendError (4xx, dropped or refused
 connection: try again), PermanentSendError (5xx for this recipient: don't), or plain SendError
-for what no retry fixes (login refused, our sender address refused, TLS misconfigured).
+for what no retry fixes (login refused, our sender address refused, TLS misconfigured, a
+command of ours refused with 500-504).
 """
 
 from __future__ import annotations
@@ -248,12 +249,22 @@ def _reset(smtp: smtplib.SMTP) -> None:
         smtp.rset()
 
 
+# 500-504: the server did not take a command of ours (syntax, bad sequence, not implemented:
+# RFC 5321 4.2.2), which says nothing of the recipient unless the enhanced code is about an
+# address (Postfix's "501 5.1.3 Bad recipient address syntax"). A relay that answered every
+# DATA with "500 Error: (FileNotFoundError) ..." had the whole list marked bounced.
+_COMMAND_REFUSED = range(500, 505)
+
+
 def _by_code(code: int, reply: str, about: str = "") -> SendError:
     """The error of an SMTP reply (``about``: whom it refused, before the reply's words)."""
     message = f"{about}{code} {reply}"
     if code < 500:
         return TransientSendError(message)
-    return PermanentSendError(message, code_in(f"{code} {reply}") or "5.0.0")
+    status = code_in(f"{code} {reply}") or "5.0.0"
+    if code in _COMMAND_REFUSED and not status.startswith("5.1."):
+        return SendError(f"the SMTP server refused a command: {message}")
+    return PermanentSendError(message, status)
 
 
 def _text(reply: bytes | str) -> str:
