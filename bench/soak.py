@@ -23,8 +23,10 @@ poll's, and the RSS at minute 10 and at the last minute.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -107,6 +109,43 @@ class Tree:
         return TreeSample(sum(self.cpu.values()), rss / 1024, pss / 1024, live)
 
 
+def _canary_work() -> int:
+    seen: dict[int, int] = {}
+    total = 0
+    for i in range(60_000):
+        seen[i % 997] = total
+        total += i * 3 % 7
+    return total
+
+
+class Canary:
+    """How fast this machine runs Python now: a fixed piece of pure-Python work timed every
+    half second in a thread of its own (thread CPU time: waiting for a core does not count),
+    ~1 % of a core. These shared 2-core machines ran that work in 7 ms or in 13 ms from one
+    second to the next (2026-12-06, pinned to either core), so each minute's CPU per feed is
+    printed beside the canary's median for that minute, and the ratio is also given at the
+    machine's speed (each side divided by the canary of its time)."""
+
+    def __init__(self) -> None:
+        self._samples: list[float] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._run, name="canary", daemon=True).start()
+
+    def _run(self) -> None:
+        while not STOP.wait(0.5):
+            started = time.thread_time()
+            _canary_work()
+            spent = 1000 * (time.thread_time() - started)
+            with self._lock:
+                self._samples.append(spent)
+
+    def take(self) -> float:
+        """The median ms of the samples since the last take (nan: none yet)."""
+        with self._lock:
+            samples, self._samples = self._samples, []
+        return statistics.median(samples) if samples else math.nan
+
+
 def run(cmd: list[str], env: dict[str, str], cwd: Path) -> None:
     done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -138,7 +177,7 @@ def soak(args: argparse.Namespace, work: Path) -> None:
             "DIGEST_FEEDS_OPML": str(work / "feeds.opml"),
             "DIGEST_FEEDS_ALLOW_NETWORKS": "127.0.0.0/8",
             "DIGEST_FEEDS_POLL_INTERVAL": "1m",
-            "DIGEST_NEWSLETTER_SEND_AT": "cron: */10 * * * *",
+            "DIGEST_NEWSLETTER_SEND_AT": args.send_at,
             "DIGEST_NEWSLETTER_TIMEZONE": "UTC",
             "DIGEST_SMTP_HOST": "127.0.0.1",
             "DIGEST_SMTP_PORT": str(port),
@@ -153,32 +192,45 @@ def soak(args: argparse.Namespace, work: Path) -> None:
         csv = work / "readers.csv"
         csv.write_text("email\n" + "".join(f"r{i}@example.com\n" for i in range(args.subscribers)))
         run([digest, "subscribers", "import", str(csv)], env, work)
-        warm = warm_polls(args, farm, env, work, "before")
-        per_feed_floor = min(warm)
-        minutes = watch_daemon(args, farm, sink, env, work)
-        after = warm_polls(args, farm, env, work, "after")
-        report(args, minutes, per_feed_floor, after)
+        canary = Canary()
+        before = warm_polls(args, farm, env, work, "before", canary)
+        minutes = watch_daemon(args, farm, sink, env, work, canary)
+        after = warm_polls(args, farm, env, work, "after", canary)
+        report(args, minutes, before, after)
     finally:
         sink.stop()
         farm.stop()
 
 
+@dataclass
+class OneShot:
+    per_feed_ms: float  # CPU ms per feed polled
+    canary_ms: float  # the canary's median while it ran
+
+
 def warm_polls(
-    args: argparse.Namespace, farm: Farm, env: dict[str, str], work: Path, when: str
-) -> list[float]:
+    args: argparse.Namespace,
+    farm: Farm,
+    env: dict[str, str],
+    work: Path,
+    when: str,
+    canary: Canary,
+) -> list[OneShot]:
     """CPU ms per feed of ``args.warm`` one-shot `digest poll`s (the farm unchanged)."""
-    per_feed = []
+    shots = []
     for i in range(args.warm):
         before = farm.stats().get("requests", 0)
+        canary.take()
         r = measure("digest", f"warm-{when}-{i}", [str(DIGEST), "poll", "--quiet"], env, work)
         polled = farm.stats().get("requests", 0) - before - 1
-        per_feed.append(1000 * r.cpu_s / max(1, polled))
+        shots.append(OneShot(1000 * r.cpu_s / max(1, polled), canary.take()))
         print(
             f"one-shot warm poll ({when} the soak): {polled:,} feeds, {r.seconds:.2f} s, "
-            f"CPU {r.cpu_s:.2f} s = {per_feed[-1]:.3f} ms per feed, tree PSS {r.tree_mb:.0f} MB",
+            f"CPU {r.cpu_s:.2f} s = {shots[-1].per_feed_ms:.3f} ms per feed, tree PSS "
+            f"{r.tree_mb:.0f} MB, canary {shots[-1].canary_ms:.1f} ms",
             flush=True,
         )
-    return per_feed
+    return shots
 
 
 @dataclass
@@ -188,10 +240,16 @@ class Minute:
     cpu_s: float
     sample: TreeSample
     sent: int
+    canary_ms: float
 
 
 def watch_daemon(
-    args: argparse.Namespace, farm: Farm, sink: CountingSink, env: dict[str, str], work: Path
+    args: argparse.Namespace,
+    farm: Farm,
+    sink: CountingSink,
+    env: dict[str, str],
+    work: Path,
+    canary: Canary,
 ) -> list[Minute]:
     log_path = Path(args.log) if args.log else work / "daemon.log"
     with open(log_path, "w") as log:
@@ -201,12 +259,13 @@ def watch_daemon(
     tree = Tree(daemon.pid)
     print(f"digest run (pid {daemon.pid}), log {log_path}", flush=True)
     print(
-        "minute  feeds  cpu_s  ms/feed  rss_mb  pss_mb  procs  messages_sent",
+        "minute  feeds  cpu_s  ms/feed  rss_mb  pss_mb  procs  messages_sent  canary_ms",
         flush=True,
     )
     minutes: list[Minute] = []
     start = time.monotonic()
     last_cpu, last_requests = tree.sample().cpu_s, farm.stats().get("requests", 0)
+    canary.take()
     next_publish = start + args.publish_every
     try:
         for m in range(1, args.duration + 1):
@@ -226,13 +285,13 @@ def watch_daemon(
             sample = tree.sample()
             requests = farm.stats().get("requests", 0)
             feeds = requests - last_requests - 1  # the /_stats call itself
-            row = Minute(m, feeds, sample.cpu_s - last_cpu, sample, sink.messages)
+            row = Minute(m, feeds, sample.cpu_s - last_cpu, sample, sink.messages, canary.take())
             minutes.append(row)
             last_cpu, last_requests = sample.cpu_s, requests
             print(
                 f"{m:6d} {feeds:6d} {row.cpu_s:6.2f} {1000 * row.cpu_s / max(1, feeds):8.3f} "
                 f"{sample.rss_mb:7.1f} {sample.pss_mb:7.1f} {sample.processes:6d} "
-                f"{sink.messages:14d}",
+                f"{sink.messages:14d} {row.canary_ms:10.1f}",
                 flush=True,
             )
     finally:
@@ -246,16 +305,24 @@ def watch_daemon(
 
 
 def report(
-    args: argparse.Namespace, minutes: list[Minute], floor: float, after: list[float]
+    args: argparse.Namespace, minutes: list[Minute], before: list[OneShot], after: list[OneShot]
 ) -> None:
     feeds = sum(m.feeds for m in minutes)
     cpu = sum(m.cpu_s for m in minutes)
     per_feed = 1000 * cpu / max(1, feeds)
+    best = min(before, key=lambda s: s.per_feed_ms)
+    floor = best.per_feed_ms
     print(
         f"soak: {len(minutes)} min, {feeds:,} feeds polled, CPU {cpu:.1f} s = "
         f"{per_feed:.3f} ms per feed; one-shot warm poll before {floor:.3f} ms"
-        + (f", after {min(after):.3f} ms" if after else "")
+        + (f", after {min(s.per_feed_ms for s in after):.3f} ms" if after else "")
         + f"; ratio {per_feed / floor:.2f} (target <= 1.2)"
+    )
+    soak_canary = statistics.median(m.canary_ms for m in minutes) if minutes else math.nan
+    print(
+        f"canary (the machine's speed, ms for the same work): the best one-shot before "
+        f"{best.canary_ms:.1f}, the soak's minutes {soak_canary:.1f} (median); ratio at the "
+        f"machine's speed {(per_feed / soak_canary) / (floor / best.canary_ms):.2f}"
     )
     if len(minutes) >= 10:
         at10, last = minutes[9].sample, minutes[-1].sample
@@ -280,6 +347,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--subscribers", type=int, default=200)
     p.add_argument("--publish", type=int, default=20, help="feeds given a new post each time")
     p.add_argument("--publish-every", type=float, default=180, help="seconds")
+    p.add_argument(
+        "--send-at",
+        default="cron: */10 * * * *",
+        help="newsletter.send_at of the daemon (default: %(default)s; 'cron: 0 0 1 1 *' sends "
+        "nothing within the hour)",
+    )
     p.add_argument("--warm", type=int, default=3, help="one-shot warm polls before and after")
     p.add_argument("--log", help="the daemon's log file (default: in the work folder)")
     p.add_argument(
