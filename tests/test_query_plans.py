@@ -31,9 +31,11 @@ from digest.delivery import deliverylog
 from digest.delivery.consent import export, forget, prune_unconfirmed, sign_up
 from digest.delivery.subscribers import add_subscriber
 from digest.ingest.feedstore import prune_fetches
-from digest.models import Base, Delivery, Feed, Fetch, Issue
+from digest.issue.plan import plan_issue
+from digest.models import Base, Delivery, Feed, Fetch, Issue, Post
 from digest.storage import Database
 from digest.types import BounceKind, BounceReport, DeliveryStatus, FetchOutcome
+from tests.issue_helpers import add_feed, add_post
 
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 
@@ -89,12 +91,11 @@ def full_reads(db: Database, statement: Statement) -> list[str]:
         ]
 
 
-# PostgreSQL: each index of this schema and its first column (an index scan whose condition
-# is on a later column reads the whole index).
+# PostgreSQL: each index of this schema and its first column or expression (an index scan
+# whose condition is on a later column reads the whole index).
 LEADING_COLUMNS = """
-SELECT i.relname, a.attname FROM pg_index x
+SELECT i.relname, pg_get_indexdef(x.indexrelid, 1, true) FROM pg_index x
 JOIN pg_class i ON i.oid = x.indexrelid
-JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
 WHERE i.relnamespace = current_schema()::regnamespace
 """
 
@@ -114,8 +115,9 @@ def _searched(node: dict[str, Any], leading: dict[str, str]) -> bool:
         return all(_searched(child, leading) for child in node["Plans"])
     if kind not in ("Index Scan", "Index Only Scan", "Bitmap Index Scan"):
         return False
-    first = leading[node["Index Name"]]
-    return re.search(rf"\({first}\b|\(\({first}\)", node.get("Index Cond", "")) is not None
+    first = re.escape(leading[node["Index Name"]])
+    condition = node.get("Index Cond", "")
+    return re.search(rf"\({first}(?!\w)|\(\({first}\)", condition) is not None
 
 
 def assert_searched(db: Database, statements: list[Statement]) -> None:
@@ -196,6 +198,31 @@ def test_prunes_forget_and_export_use_indexes(history: Database) -> None:
         assert forget(history, "r4@example.com", T0)
 
     assert_searched(history, captured(history, prunes))
+
+
+def test_planning_an_issue_uses_indexes(history: Database) -> None:
+    """A preview or a send plans its issue: the week's posts, each blog's history and the links
+    between the list's blogs (the last scanned every post ever stored)."""
+    blogs = [add_feed(history, f"Blog {n}") for n in range(3)]
+    for n, blog in enumerate(blogs):
+        add_post(history, blog, f"Post {n}", date=T0 - timedelta(days=1),
+                 link=f"https://blog-{n}.example/new")  # fmt: skip
+    with history.session() as s:  # five years of posts: the planner reads statistics
+        s.execute(insert(Post), [
+            {"feed_id": blog, "key": f"{blog}.{week}", "title": f"Old {week}",
+             "link": f"https://blog.example/{blog}/{week}", "date": T0 - timedelta(weeks=week),
+             "first_seen": T0 - timedelta(weeks=week), "text": "", "content_hash": "0" * 64,
+             "links": "https://elsewhere.example/a"}
+            for blog in blogs for week in range(2, 262)
+        ])  # fmt: skip
+    with history.engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE")
+    settings = Settings()
+
+    def plan() -> None:
+        assert plan_issue(history, settings, T0 + timedelta(days=7)).posts
+
+    assert_searched(history, captured(history, plan))
 
 
 def test_every_foreign_key_is_indexed(db: Database) -> None:

@@ -51,9 +51,13 @@ def candidates(s: Session, window: Window) -> list[StoredPost]:
     undated = and_(
         Post.date.is_(None), Post.first_seen > window.start, Post.first_seen <= window.end
     )
+    # Both hold this range of coalesce(date, first_seen): an index range on either database
+    # (ix_posts_posted), where PostgreSQL read the whole posts index for the ORs.
+    posted = func.coalesce(Post.date, Post.first_seen)
+    near = and_(posted > window.start - LATE_GRACE, posted <= window.end)
     query = (
         _post_query()
-        .where(Feed.active, or_(dated, undated))
+        .where(Feed.active, near, or_(dated, undated))
         # Unclaimed posts; and, for an older week rendered again, those later issues took.
         .where(or_(Post.issue_id.is_(None), Post.issue_id.in_(later)))
     )
