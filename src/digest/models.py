@@ -27,6 +27,7 @@ from digest.tables import COUNTS as COUNTS
 from digest.tables import FEEDS as FEEDS
 from digest.tables import FETCHES as FETCHES
 from digest.tables import ISSUE_COUNTS as ISSUE_COUNTS
+from digest.tables import POSTED as POSTED
 from digest.tables import POSTS as POSTS
 from digest.tables import StatusText as StatusText
 from digest.tables import UTCDateTime as UTCDateTime

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from digest import words
 from digest.config import FeedsSettings
@@ -21,7 +21,7 @@ from digest.errors import FetchError
 from digest.ingest.fetch import fetch_as_configured, origin
 from digest.ingest.slots import politely
 from digest.storage import Database
-from digest.tables import FEEDS, POSTS
+from digest.tables import FEEDS, POSTED, POSTS
 from digest.text import page_words
 from digest.urls import site_of
 
@@ -54,7 +54,6 @@ class PageJob:
 def select_pages(db: Database, now: datetime, limit: int = MAX_PAGES) -> list[PageJob]:
     """Recent teaser-only posts of active feeds with a link and no page count yet, as the
     issue judges recent: by date, else by first sighting after the feed's first poll."""
-    when = func.coalesce(POSTS.c.date, POSTS.c.first_seen)
     query = (
         select(POSTS.c.id, POSTS.c.link, FEEDS.c.url)
         .join(FEEDS, FEEDS.c.id == POSTS.c.feed_id)
@@ -63,11 +62,11 @@ def select_pages(db: Database, now: datetime, limit: int = MAX_PAGES) -> list[Pa
             POSTS.c.page_words.is_(None),
             POSTS.c.link.is_not(None),
             FEEDS.c.active.is_(True),
-            when >= now - PAGE_WINDOW,
+            now - PAGE_WINDOW <= POSTED,
             # Undated on its feed's first poll: old news to the issue (a Hugo feed's FAQ page).
             or_(POSTS.c.date.is_not(None), POSTS.c.from_first_poll.is_(False)),
         )
-        .order_by(when.desc())
+        .order_by(POSTED.desc())
         .limit(limit)
     )
     with db.begin() as conn:

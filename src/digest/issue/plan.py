@@ -38,7 +38,7 @@ from digest.issue.picks import Score, score_posts
 from digest.issue.render import IssueMeta
 from digest.issue.signals import load_signals
 from digest.issue.stored import candidates, claimed_posts, texts_of
-from digest.models import Feed, Issue, Post
+from digest.models import POSTED, Feed, Issue, Post
 from digest.storage import Database, utcnow
 from digest.types import (
     IssueStatus,
@@ -348,10 +348,9 @@ def newest_unsent(db: Database) -> datetime | None:
     """The date of the newest stored post no issue holds yet (of a feed still listed; not an
     undated one of a new feed's backlog, which no issue takes): where an empty week's preview
     points (`--as-of` that day)."""
-    posted = func.coalesce(Post.date, Post.first_seen)
     with db.session() as s:
         return s.scalar(
-            select(func.max(posted))
+            select(func.max(POSTED))
             .join(Feed, Feed.id == Post.feed_id)
             .where(Feed.active, Post.issue_id.is_(None))
             .where(or_(Post.date.is_not(None), Post.from_first_poll.is_(False)))

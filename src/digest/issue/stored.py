@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from digest.issue.compose import LATE_GRACE, Window
 from digest.issue.rules import apply_rules
-from digest.models import Feed, Issue, Post
+from digest.models import POSTED, Feed, Issue, Post
 from digest.types import FeedRules, StoredPost
 
 # A post's length in words as far as it is known: a teaser's is its page's once counted
@@ -53,8 +53,7 @@ def candidates(s: Session, window: Window) -> list[StoredPost]:
     )
     # Both hold this range of coalesce(date, first_seen): an index range on either database
     # (ix_posts_posted), where PostgreSQL read the whole posts index for the ORs.
-    posted = func.coalesce(Post.date, Post.first_seen)
-    near = and_(posted > window.start - LATE_GRACE, posted <= window.end)
+    near = and_(window.start - LATE_GRACE < POSTED, window.end >= POSTED)
     query = (
         _post_query()
         .where(Feed.active, near, or_(dated, undated))
