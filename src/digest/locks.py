@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
 import socket
 import threading
 import time
@@ -24,7 +23,7 @@ from digest.errors import DigestError, LockedError, StorageError
 from digest.lockholder import Held as Held
 from digest.lockholder import LockHolder as LockHolder
 from digest.lockholder import StopOrLost as StopOrLost
-from digest.lockholder import forget_token, held_here, hold_token
+from digest.lockholder import forget_token, held_here, hold_token, new_token
 from digest.metakeys import DAEMON as DAEMON
 from digest.metakeys import POLLER as POLLER
 from digest.metakeys import SENDER as SENDER
@@ -81,7 +80,7 @@ class DatabaseLock:
         self.stale_after = stale_after
         self.host = socket.gethostname()
         self.pid = os.getpid()
-        self.token = secrets.token_hex(8)
+        self.token = new_token()
         self.held = False
 
     def acquire(self) -> LockHolder:

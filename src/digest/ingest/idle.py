@@ -30,7 +30,7 @@ from pathlib import Path
 from digest.config import Settings
 from digest.ingest import policy
 from digest.ingest.summary import PollSummary
-from digest.lockholder import LockHolder, forget_token, hold_token
+from digest.lockholder import LockHolder, forget_token, hold_token, new_token
 from digest.metakeys import FETCHES_PRUNED, LAST_POLL, POLLER, SYNCED_LIST, list_seen, lock_key
 from digest.metakeys import synced_list as split_synced_list
 from digest.revisions import head_revision
@@ -222,16 +222,10 @@ def jobs_and_held(
     return jobs, policy.held(feeds, now, force=force)
 
 
-def _token() -> str:
-    """A lock token as DatabaseLock's (secrets.token_hex(8)), from the same os.urandom: without
-    importing secrets, whose hmac and hashlib are 3.5 ms of a poll's start-up."""
-    return os.urandom(8).hex()
-
-
 def _take_lock(conn: sqlite3.Connection, now: datetime) -> LockHolder:
     """The poll lock, its row written as DatabaseLock.acquire writes it (none is there: _usual
     looked in this transaction); the token held here before the row is written."""
-    holder = LockHolder(os.getpid(), socket.gethostname(), now, now, _token())
+    holder = LockHolder(os.getpid(), socket.gethostname(), now, now, new_token())
     hold_token(holder.token)
     conn.execute(
         "INSERT INTO meta (key, value, updated_at) VALUES (?, ?, ?)",
