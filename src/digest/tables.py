@@ -183,6 +183,9 @@ POSTS = Table(
 # at each preview and send (140 ms of a send at 40,000 posts).
 POSTED = func.coalesce(POSTS.c.date, POSTS.c.first_seen)
 Index("ix_posts_posted", POSTED)
+# Each blog's posts by that date: how many in the last half year and its latest before the
+# week (issue/signals.py), a range per blog where one grouped pass read all its years.
+Index("ix_posts_feed_posted", POSTS.c.feed_id, POSTED)
 
 # A record of one request for a feed (pruned to the last days).
 FETCHES = Table(
