@@ -172,7 +172,8 @@ POSTS = Table(
     # The one issue this post went into (the ledger that stops it going out twice).
     Column("issue_id", Integer, ForeignKey("issues.id", ondelete="SET NULL")),
     UniqueConstraint("feed_id", "key", name="uq_posts_feed_key"),
-    Index("ix_posts_feed_link", "feed_id", "link"),
+    # A poll's changed feed: its entries' stored posts by canonical link (a GUID that changed).
+    Index("ix_posts_feed_canonical", "feed_id", "canonical_url"),
     Index("ix_posts_issue_date", "issue_id", "date"),
     Index("ix_posts_canonical", "canonical_url"),
     Index("ix_posts_pages", "teaser", "page_words"),

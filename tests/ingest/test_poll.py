@@ -197,6 +197,27 @@ def test_guid_change_with_the_same_link_is_not_a_new_post(env: Setup) -> None:
     assert all(p.key.startswith("tag:") for p in after.values())
 
 
+def test_a_long_feed_changed_and_rekeyed_is_matched_in_batches(env: Setup) -> None:
+    """The stored posts are looked up by the entries' keys and links, 400 at a time (SQLite's
+    oldest limit is 999 parameters a statement): 900 entries, every one edited, half of them
+    under a new GUID, are 900 updates and no new post."""
+    entries = items(900)
+    env.http.route("/f", Response(200, rss(entries)))
+    env.feeds(("ML", "F", "/f"))
+    env.poll()
+    before = {p.link: p.id for p in env.posts("/f")}
+    edited = [
+        Item(("tag:" if n % 2 else "") + e.guid, e.title + ", edited", e.link, e.text, e.date)
+        for n, e in enumerate(entries)
+    ]
+    env.http.route("/f", Response(200, rss(edited)))
+    summary = env.poll(T0 + timedelta(hours=1))
+    assert (summary.new_posts, summary.updated_posts) == (0, 900)
+    after = env.posts("/f")
+    assert {p.link: p.id for p in after} == before
+    assert sum(p.key.startswith("tag:") for p in after) == 450
+
+
 def test_a_move_to_https_is_not_a_flood_of_new_posts(env: Setup) -> None:
     entries = items(3, site="http://blog.example")
     env.http.route("/f", Response(200, rss(entries, site="http://blog.example")))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, bindparam, insert, or_, select, update
+from sqlalchemy import Column, Connection, Row, bindparam, insert, or_, select, update
 
 from digest import columns as width
 from digest import metakeys
@@ -293,7 +293,7 @@ def merge_posts(
     """Plan new posts, changed ones and ones whose GUID changed into ``writes``: (new, updated)."""
     rows = list(rows)
     # A feed's posts are stored with its first successful poll, in one transaction.
-    stored = {} if first_poll else _stored_posts(conn, feed_id)
+    stored = {} if first_poll else _stored_posts(conn, feed_id, rows)
     steps = policy.plan_merge(((r.key, r.canonical_url, r.content_hash) for r in rows), stored)
     new = updated = 0
     for row, step in zip(rows, steps, strict=True):
@@ -311,16 +311,39 @@ def merge_posts(
     return new, updated
 
 
-def _stored_posts(conn: Connection, feed_id: int) -> dict[str, policy.Existing]:
-    stored_rows = conn.execute(
-        select(POSTS.c.id, POSTS.c.key, POSTS.c.canonical_url, POSTS.c.content_hash).where(
-            POSTS.c.feed_id == feed_id
-        )
-    )
-    # Links compared canonical: a blog moving to https (guids and links with it) keeps its posts.
-    return {
-        r.key: policy.Existing(r.id, r.key, r.canonical_url, r.content_hash) for r in stored_rows
-    }
+# Keys or links a query names at most: well under SQLite's oldest limit of 999 parameters.
+_LOOKUP_BATCH = 400
+
+
+def _stored_posts(
+    conn: Connection, feed_id: int, rows: list[PostRow]
+) -> dict[str, policy.Existing]:
+    """The feed's stored posts that its entries may be: each by its key, and for a key not
+    stored (a new post, or a GUID that changed) by its link. Not every post the feed ever had:
+    that read grew with its years at each poll that brought a change."""
+    found = _existing(conn, feed_id, POSTS.c.key, {r.key for r in rows})
+    known = {post.key for post in found.values()}
+    links = {r.canonical_url for r in rows if r.key not in known and r.canonical_url}
+    found |= _existing(conn, feed_id, POSTS.c.canonical_url, links)
+    # Oldest first: of two stored posts at the link of a changed GUID, the first stored is it.
+    return {post.key: post for _id, post in sorted(found.items())}
+
+
+def _existing(
+    conn: Connection, feed_id: int, column: Column[str], wanted: set[str]
+) -> dict[int, policy.Existing]:
+    """The feed's stored posts whose ``column`` is one of ``wanted``, by id."""
+    values = list(wanted)
+    found: dict[int, policy.Existing] = {}
+    for start in range(0, len(values), _LOOKUP_BATCH):
+        batch = values[start : start + _LOOKUP_BATCH]
+        query = _EXISTING.where(POSTS.c.feed_id == feed_id, column.in_(batch))
+        found.update((r.id, policy.Existing(*r)) for r in conn.execute(query))
+    return found
+
+
+# Links compared canonical: a blog moving to https (guids and links with it) keeps its posts.
+_EXISTING = select(POSTS.c.id, POSTS.c.key, POSTS.c.canonical_url, POSTS.c.content_hash)
 
 
 def prune_fetches(db: Database, now: datetime) -> None:
