@@ -64,6 +64,18 @@ class Setup:
             s.expunge(feed)
             return feed
 
+    def first_poll(self, entries: list[Item], site: str = "https://blog.example") -> dict[str, int]:
+        """List one feed, /f, serving ``entries``, and poll it: its posts' ids by link."""
+        self.http.route("/f", Response(200, rss(entries, site=site)))
+        self.feeds(("ML", "F", "/f"))
+        self.poll()
+        return {p.link or "": p.id for p in self.posts("/f")}
+
+    def poll_again(self, entries: list[Item], site: str = "https://blog.example") -> PollSummary:
+        """/f serving ``entries`` now, polled an hour after the first poll."""
+        self.http.route("/f", Response(200, rss(entries, site=site)))
+        return self.poll(T0 + timedelta(hours=1))
+
     def posts(self, path: str) -> list[Post]:
         feed = self.feed(path)
         with self.db.session() as s:
@@ -161,16 +173,13 @@ def test_first_poll_stores_every_post(env: Setup) -> None:
 
 def test_changed_entry_is_updated_not_duplicated_and_new_ones_are_not_backlog(env: Setup) -> None:
     entries = items(3)
-    env.http.route("/f", Response(200, rss(entries)))
-    env.feeds(("ML", "F", "/f"))
-    env.poll()
+    env.first_poll(entries)
     changed = [
         Item(entries[0].guid, "Post 2, corrected", entries[0].link, "New text."),
         *entries[1:],
     ]
     fresh = Item("https://blog.example/posts/99", "Brand new", "https://blog.example/posts/99.html")
-    env.http.route("/f", Response(200, rss([fresh, *changed])))
-    summary = env.poll(T0 + timedelta(hours=1))
+    summary = env.poll_again([fresh, *changed])
     assert (summary.new_posts, summary.updated_posts) == (1, 1)
     posts = {p.key: p for p in env.posts("/f")}
     assert len(posts) == 4
@@ -182,16 +191,11 @@ def test_changed_entry_is_updated_not_duplicated_and_new_ones_are_not_backlog(en
 
 def test_guid_change_with_the_same_link_is_not_a_new_post(env: Setup) -> None:
     entries = items(2)
-    env.http.route("/f", Response(200, rss(entries)))
-    env.feeds(("ML", "F", "/f"))
-    env.poll()
-    before = {p.link: p.id for p in env.posts("/f")}
+    before = env.first_poll(entries)
     rekeyed = [
         Item("tag:blog.example,2026:" + e.link, e.title, e.link, e.text, e.date) for e in entries
     ]
-    env.http.route("/f", Response(200, rss(rekeyed)))
-    summary = env.poll(T0 + timedelta(hours=1))
-    assert summary.new_posts == 0
+    assert env.poll_again(rekeyed).new_posts == 0
     after = {p.link: p for p in env.posts("/f")}
     assert {link: p.id for link, p in after.items()} == before
     assert all(p.key.startswith("tag:") for p in after.values())
@@ -202,16 +206,12 @@ def test_a_long_feed_changed_and_rekeyed_is_matched_in_batches(env: Setup) -> No
     oldest limit is 999 parameters a statement): 900 entries, every one edited, half of them
     under a new GUID, are 900 updates and no new post."""
     entries = items(900)
-    env.http.route("/f", Response(200, rss(entries)))
-    env.feeds(("ML", "F", "/f"))
-    env.poll()
-    before = {p.link: p.id for p in env.posts("/f")}
+    before = env.first_poll(entries)
     edited = [
         Item(("tag:" if n % 2 else "") + e.guid, e.title + ", edited", e.link, e.text, e.date)
         for n, e in enumerate(entries)
     ]
-    env.http.route("/f", Response(200, rss(edited)))
-    summary = env.poll(T0 + timedelta(hours=1))
+    summary = env.poll_again(edited)
     assert (summary.new_posts, summary.updated_posts) == (0, 900)
     after = env.posts("/f")
     assert {p.link: p.id for p in after} == before
@@ -220,10 +220,7 @@ def test_a_long_feed_changed_and_rekeyed_is_matched_in_batches(env: Setup) -> No
 
 def test_a_move_to_https_is_not_a_flood_of_new_posts(env: Setup) -> None:
     entries = items(3, site="http://blog.example")
-    env.http.route("/f", Response(200, rss(entries, site="http://blog.example")))
-    env.feeds(("ML", "F", "/f"))
-    env.poll()
-    before = {p.id for p in env.posts("/f")}
+    before = set(env.first_poll(entries, site="http://blog.example").values())
     moved = [
         Item(
             e.guid.replace("http:", "https:"),
@@ -234,9 +231,7 @@ def test_a_move_to_https_is_not_a_flood_of_new_posts(env: Setup) -> None:
         )
         for e in entries
     ]
-    env.http.route("/f", Response(200, rss(moved, site="https://blog.example")))
-    summary = env.poll(T0 + timedelta(hours=1))
-    assert summary.new_posts == 0
+    assert env.poll_again(moved).new_posts == 0
     after = env.posts("/f")
     assert {p.id for p in after} == before
     assert all(p.link and p.link.startswith("https://") for p in after)
