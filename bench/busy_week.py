@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import insert, select
+
 from digest.models import Feed, Post
 from digest.storage import Database
 
@@ -44,3 +46,27 @@ def fill_week(db: Database, blogs: int, posts: int) -> None:
                 )  # fmt: skip
                 for k in range(posts)
             )
+
+
+def fill_years(db: Database, years: int, per_week: int = 4) -> int:
+    """``years`` of history before the week for every blog fill_week made: ``per_week`` posts
+    a week each, dated back from a week before END, each linking to the next blog's (planning
+    reads them as each blog's history and for the links between blogs). Returns the posts
+    added. ANALYZEs after: a database that has lived that long has its statistics."""
+    with db.session() as s:
+        feeds = list(s.scalars(select(Feed.id).order_by(Feed.id)))
+    rows = [
+        {"feed_id": feed, "key": f"old-{feed}-{n}", "title": f"Old post {n}",
+         "link": f"https://b{feed}.example/old/{n}", "canonical_url": f"https://b{feed}.example/old/{n}",
+         "date": END - timedelta(days=8) - timedelta(hours=n * 168 // per_week),
+         "first_seen": END - timedelta(days=8) - timedelta(hours=n * 168 // per_week),
+         "from_first_poll": False, "text": "", "words": 900, "content_hash": f"old-{feed}-{n}",
+         "links": f"https://b{(feed + 1) % len(feeds) + 1}.example/old/{n}"}
+        for feed in feeds for n in range(years * 52 * per_week)
+    ]  # fmt: skip
+    for start in range(0, len(rows), 20_000):
+        with db.session() as s:
+            s.execute(insert(Post), rows[start : start + 20_000])
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE")
+    return len(rows)
