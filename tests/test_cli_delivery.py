@@ -20,10 +20,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from digest.models import Delivery
-from digest.storage import Database
+from digest.lockholder import LockHolder, new_token
+from digest.metakeys import SENDER, lock_key
+from digest.models import Delivery, Meta
+from digest.storage import Database, utcnow
 from tests.conftest import cli_json, digest_env, free_port, run_cli, run_digest
 from tests.issue_helpers import SAT, add_feed, add_post
 from tests.smtp_helpers import FlakySMTP
@@ -215,6 +217,59 @@ def test_kill_9_mid_send_then_send_again(workdir: Path, db_url: str, sink: Flaky
     duplicates = sum(got.values()) - len(got)
     assert duplicates <= in_flight  # at most the message in flight at the kill
     assert delivery_counts(db_url) == {"sent": 300}
+
+
+def test_a_send_whose_lock_was_taken_from_a_live_run_leaves_its_message_in_flight(
+    workdir: Path, db_url: str, sink: FlakySMTP
+) -> None:
+    """A run's lock taken over while it still lives (its heartbeat late: a frozen VM, another
+    host): the newcomer sends the rest, not the message the old run has with the server; the
+    old run finishes that one and the list gets each message once. (A kill -9 on this host is
+    found dead and its message goes again at once: test_kill_9_mid_send_then_send_again.)"""
+    env = {**env_for(db_url, sink), "DIGEST_SMTP_CONNECTIONS": "1"}
+    everyone = [f"reader{i:02d}@example.com" for i in range(10)]
+    (workdir / "list.txt").write_text("\n".join(everyone) + "\n")
+    assert "10 added" in cli(["subscribers", "import", "list.txt"], env)
+    week_of_posts(db_url)
+    sink.handler.hold_after(3)  # the old run's 4th message stays with the server
+    send = ["send", "--as-of", "2026-01-10T08:00Z"]
+    pipes: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    run = [sys.executable, "-m", "digest", *send]
+    old = subprocess.Popen(run, env=digest_env(env), cwd=workdir, **pipes)
+    try:
+        assert sink.handler.held.wait(60), "the old run never reached its 4th message"
+        as_if_its_heartbeat_stopped_two_minutes_ago(db_url)
+        sink.handler.hold_after(100)  # the held message stays held; the newcomer's go through
+        newcomer = run_digest([*send, "--json"], env, workdir)
+        summary = json.loads(newcomer.stdout)
+        assert (summary["sent"], summary["already"], summary["waiting"]) == (6, 3, 1)
+        assert (summary["resent"], summary["left"]) == (0, 1)
+        assert (
+            "1 message in flight under a run that may still be sending them" in (summary["reason"])
+        )
+        assert delivery_counts(db_url) == {"sent": 9, "sending": 1}
+    finally:
+        sink.handler.release()  # the old run's message gets its answer
+        out, err = old.communicate(timeout=60)
+    # Its heartbeat (every 10 s) never came round: it ended as it would have, 4 sent.
+    assert (old.returncode, out.split(",")[0]) == (0, "issue #1: 4 sent"), err
+    assert Counter(sink.recipients()) == Counter(everyone)  # each once
+    assert delivery_counts(db_url) == {"sent": 10}  # the old run wrote down what it finished
+    last = json.loads(digest([*send, "--json"], env, workdir))
+    assert (last["issue"], last["sent"], last["already"], last["left"]) == (1, 0, 10, 0)
+    assert Counter(sink.recipients()) == Counter(everyone)
+
+
+def as_if_its_heartbeat_stopped_two_minutes_ago(db_url: str) -> None:
+    """The send lock's row as a run on another host left it two minutes ago: stale, taken
+    over by the next send, and not known to be dead."""
+    now = utcnow()
+    frozen = LockHolder(4242, "frozen-vm.example", now - 3 * WEEK, now - timedelta(minutes=2),
+                        new_token())  # fmt: skip
+    db = Database(db_url)
+    with db.session() as s:
+        s.execute(update(Meta).where(Meta.key == lock_key(SENDER)).values(value=frozen.to_json()))
+    db.dispose()
 
 
 def test_two_overlapping_sends_deliver_each_message_once(

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from digest.errors import LockedError
-from digest.locks import LOCK_KEY, DaemonLock, LockHolder, is_stale, read_holder
+from digest.locks import LOCK_KEY, DaemonLock, LockHolder, is_stale, known_dead, read_holder
 from digest.storage import Database, utcnow
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -36,6 +36,21 @@ def test_is_stale_rules() -> None:
     # Our own pid: alive in this process, or a previous life of the pid (container restart).
     assert not stale(holder(pid=42), here=True)
     assert stale(holder(pid=42), here=False)
+
+
+def test_a_holder_is_known_dead_only_on_this_host() -> None:
+    """Its 'sending' rows go again at once only then; a stale heartbeat alone may be a frozen
+    VM's or another host's run that wakes and finishes its message (deliverylog)."""
+
+    def dead(h: LockHolder | None, *, alive: bool = True, here: bool = False) -> bool:
+        return known_dead(h, host="here", pid=42, pid_alive=alive, held_here=here)
+
+    assert dead(holder(), alive=False)  # its process is gone
+    assert dead(holder(pid=42), here=False)  # a previous life of our pid
+    assert not dead(holder(age_s=61))  # stale, but its pid runs (frozen? reused?)
+    assert not dead(holder(host="other", age_s=61), alive=False)  # can't see other hosts
+    assert not dead(holder(pid=42, age_s=61), here=True)  # another thread of ours
+    assert not dead(None)  # an unreadable row says nothing
 
 
 def test_second_lock_is_refused_naming_the_holder(db: Database) -> None:

@@ -107,13 +107,19 @@ class StopOrLost(threading.Event):
 class Held:
     """A lock held for a block (see locks.holding): ``stop`` is what the holder checks, set when
     its caller asks it to stop or the moment the heartbeat finds the lock taken over; ``lost``
-    then says by whom. A holder that lost its lock must write nothing more: the newcomer
-    takes its unfinished work for a dead run's (a send's 'sending' rows go again)."""
+    then says by whom. A holder that lost its lock starts nothing more (a send still writes
+    down the message it had with the server: the newcomer left it alone). ``predecessor_dead``:
+    the lock was taken over from a process known to be gone (its pid, on this host), so its
+    unfinished work is a dead run's at once (a send's 'sending' rows go again); otherwise a
+    previous holder may still live (a stale heartbeat: another host, a frozen VM)."""
 
-    def __init__(self, holder: LockHolder, stop: threading.Event | None) -> None:
+    def __init__(
+        self, holder: LockHolder, stop: threading.Event | None, predecessor_dead: bool = False
+    ) -> None:
         self.holder = holder
         self.stop = StopOrLost(stop)
         self.lost: str | None = None
+        self.predecessor_dead = predecessor_dead
 
     def lose(self, why: str) -> None:
         self.lost = why

@@ -68,6 +68,19 @@ def is_stale(
     return not pid_alive
 
 
+def known_dead(
+    holder: LockHolder | None, *, host: str, pid: int, pid_alive: bool, held_here: bool
+) -> bool:
+    """Is ``holder`` a process that is gone for sure? Only on this host: its pid no longer
+    runs, or it is our pid without our token (a previous life). A stale heartbeat alone is not
+    proof: another host's process, or a frozen VM's, may wake and finish what it had begun."""
+    if holder is None or holder.host != host:
+        return False
+    if holder.pid == pid:
+        return not held_here
+    return not pid_alive
+
+
 class DatabaseLock:
     """A named lock row of one database, as held (or wanted) by this process."""
 
@@ -82,6 +95,7 @@ class DatabaseLock:
         self.pid = os.getpid()
         self.token = new_token()
         self.held = False
+        self.predecessor_dead = False  # acquire took the row of a process known to be gone
 
     def acquire(self) -> LockHolder:
         """Take the lock, or raise LockedError naming the process that holds it."""
@@ -144,6 +158,9 @@ class DatabaseLock:
         if not stale:
             assert holder is not None
             raise self._locked(holder)
+        self.predecessor_dead = known_dead(
+            holder, host=self.host, pid=self.pid, pid_alive=alive, held_here=here
+        )
         if holder is not None:
             what = WHAT.get(self.name, self.name)
             log.warning("taking over the %s lock of a dead %s (%s)", what, what, holder.describe())
@@ -210,7 +227,7 @@ def holding(
         lock.adopt(adopt.holder)
         held = adopt
     else:
-        held = Held(_acquire(lock, wait), stop)
+        held = Held(_acquire(lock, wait), stop, lock.predecessor_dead)
     end = threading.Event()
     beat = threading.Thread(target=_beat, args=(lock, end, held), name=f"digest-{name}-lock")
     beat.daemon = True

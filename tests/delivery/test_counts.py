@@ -64,7 +64,12 @@ def test_the_counts_follow_every_move_of_the_log(db: Database) -> None:
     assert (
         kept(db, issue) == counted_from_rows(db, issue) == {**expected, DeliveryStatus.SENDING: 1}
     )
-    assert deliverylog.recover_in_flight(db, issue) == 1
+    # Not known dead, claimed moments ago: left in flight (deliverylog.IN_FLIGHT_GRACE).
+    recent = utcnow() - deliverylog.IN_FLIGHT_GRACE
+    assert deliverylog.recover_in_flight(db, issue, recent) == deliverylog.InFlight(0, 1)
+    assert kept(db, issue) == counted_from_rows(db, issue)
+    later = utcnow() + deliverylog.IN_FLIGHT_GRACE  # as ten minutes on
+    assert deliverylog.recover_in_flight(db, issue, later) == deliverylog.InFlight(1, 0)
     assert (
         kept(db, issue) == counted_from_rows(db, issue) == {**expected, DeliveryStatus.PENDING: 1}
     )

@@ -412,10 +412,15 @@ def test_a_resumed_send_says_what_it_did_then_that_nothing_is_new(
     add(db, *(f"reader{i}@example.com" for i in range(4)))
     settings = settings_for(sink)
     assert send_issue(db, settings, as_of=SAT).sent == 4
-    with db.session() as s:  # as a kill -9 leaves it: one in flight, two not yet tried
+    with db.session() as s:  # as a kill -9 an hour ago left it: one in flight, two not tried
         ids = s.scalars(select(Delivery.id).order_by(Delivery.id)).all()
         s.execute(update(Delivery).where(Delivery.id.in_(ids[1:3])).values(status="pending"))
-        s.execute(update(Delivery).where(Delivery.id == ids[3]).values(status="sending"))
+        an_hour_ago = utcnow() - timedelta(hours=1)
+        s.execute(
+            update(Delivery)
+            .where(Delivery.id == ids[3])
+            .values(status="sending", updated_at=an_hour_ago)
+        )
         s.execute(update(Issue).values(status="recorded"))
     summary = send_issue(db, settings, now=SAT + timedelta(days=3))
     assert (summary.mode, summary.issue, summary.sent, summary.already) == ("resumed", 1, 3, 1)

@@ -16,10 +16,10 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, insert, literal, select, update
+from sqlalchemy import Select, and_, bindparam, func, insert, literal, select, update
 
 from digest.config import Settings
 from digest.delivery import counts
@@ -225,21 +225,53 @@ def snapshot(db: Database, issue_id: int) -> None:
         counts.add(s, issue_id, {"pending": added or 0})
 
 
-def recover_in_flight(db: Database, issue_id: int) -> int:
-    """Rows a dead run left 'sending': they go again (each may already have arrived)."""
+# A claim this recent may be a live run's whose lock was taken over (its heartbeat stalled
+# past locks.STALE_AFTER: another host, a frozen VM): its message may be with the server now,
+# and sending it again would deliver it twice. RFC 5321 (4.5.3.2.6) has a server wait 10
+# minutes at most for the end of a message; our side gives up after smtp.timeout (30 s) a step.
+IN_FLIGHT_GRACE = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """What recover_in_flight found 'sending'."""
+
+    resent: int = 0  # made pending again: they go again (each may already have arrived)
+    waiting: int = 0  # claimed too recently by a run that may live: left for a later run
+
+
+def recover_in_flight(
+    db: Database, issue_id: int, claimed_before: datetime | None = None
+) -> InFlight:
+    """Rows a dead run left 'sending' go again; with ``claimed_before``, only those claimed
+    before it (the previous run is not known to be gone: see IN_FLIGHT_GRACE)."""
+    in_flight = and_(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.SENDING)
+    old = (
+        in_flight
+        if claimed_before is None
+        else and_(in_flight, Delivery.updated_at < claimed_before)
+    )
     with db.session() as s:
         result = s.execute(
             update(Delivery)
-            .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.SENDING)
+            .where(old)
             .values(
                 status=DeliveryStatus.PENDING, last_error="in flight when a run stopped; sent again"
             )
         )
         count = int(getattr(result, "rowcount", 0) or 0)
         counts.add(s, issue_id, {"sending": -count, "pending": count})
+        waiting = s.scalar(select(func.count()).select_from(Delivery).where(in_flight)) or 0
     if count:
         log.warning("send: %d message(s) were in flight when a run died; sending them again", count)
-    return count
+    if waiting:
+        log.warning(
+            "send: %d message(s) were claimed less than %d minutes ago by a run that may still "
+            "be sending them (its lock was taken over, not found dead): a later run sends them",
+            waiting,
+            IN_FLIGHT_GRACE.total_seconds() // 60,
+        )
+    return InFlight(count, int(waiting))
 
 
 # Pending deliveries read at a time, each page in a short transaction of its own: a send

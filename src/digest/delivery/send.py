@@ -69,7 +69,7 @@ def send_issue(
     with holding(db, SENDER, wait=wait, stop=stop) as held:
         # held.stop: the caller's stop, or the lock lost (then stop before another message:
         # the newcomer sends again what we left 'sending').
-        resumed = _finish_unfinished(db, settings, newsletter, held.stop)
+        resumed = _finish_unfinished(db, settings, newsletter, held)
         if resumed is None:
             return _send_new(db, settings, newsletter, end, held)
         # The summary says what this run did: that issue's deliveries, then what came next.
@@ -96,8 +96,16 @@ def _send_new(
     def render_for(sections: frozenset[str] | None) -> RenderedEmail | None:
         return render_recording(db, newsletter, recording, sections)
 
-    summary = deliver(db, settings, recording.issue.id, render_for, stop=held.stop)
+    summary = deliver(
+        db, settings, recording.issue.id, render_for, stop=held.stop, claimed_before=_cutoff(held)
+    )
     return _lost(summary, held.lost)
+
+
+def _cutoff(held: Held) -> datetime | None:
+    """The 'sending' rows to send again: all when the lock's previous holder is known to be
+    gone (or there was none), else only those claimed IN_FLIGHT_GRACE ago."""
+    return None if held.predecessor_dead else utcnow() - deliverylog.IN_FLIGHT_GRACE
 
 
 def _lost(summary: SendSummary, why: str | None) -> SendSummary:
@@ -108,7 +116,7 @@ def _lost(summary: SendSummary, why: str | None) -> SendSummary:
 
 
 def _finish_unfinished(
-    db: Database, settings: Settings, newsletter: Newsletter, stop: threading.Event | None
+    db: Database, settings: Settings, newsletter: Newsletter, held: Held
 ) -> SendSummary | None:
     """An issue recorded and not yet delivered to everyone (a crash, a stop, a failing
     server): its deliveries first, before any new issue."""
@@ -120,7 +128,7 @@ def _finish_unfinished(
         )
     if issue_id is None:
         return None
-    summary = _deliver_recorded(db, settings, newsletter, issue_id, stop)
+    summary = _deliver_recorded(db, settings, newsletter, issue_id, held)
     summary.mode = "resumed"
     return summary
 
@@ -130,12 +138,12 @@ def _deliver_recorded(
     settings: Settings,
     newsletter: Newsletter,
     issue_id: int,
-    stop: threading.Event | None,
+    held: Held,
 ) -> SendSummary:
     def render_for(sections: frozenset[str] | None) -> RenderedEmail | None:
         return render_recorded(db, newsletter, issue_id, sections)
 
-    return deliver(db, settings, issue_id, render_for, stop=stop)
+    return deliver(db, settings, issue_id, render_for, stop=held.stop, claimed_before=_cutoff(held))
 
 
 def _try_out(
@@ -198,11 +206,14 @@ def deliver(
     render_for: RenderFor,
     *,
     stop: threading.Event | None = None,
+    claimed_before: datetime | None = None,
     transport: SmtpTransport | None = None,
     attempts: int = 4,
     backoff: float = 1.0,
 ) -> SendSummary:
-    """Deliver a recorded issue to its subscribers, resuming where an earlier run stopped."""
+    """Deliver a recorded issue to its subscribers, resuming where an earlier run stopped.
+    Rows left 'sending' go again: all of them, or with ``claimed_before`` those claimed before
+    it (send_issue: the lock's previous holder may still live; see deliverylog)."""
     started = time.monotonic()
     summary = SendSummary()
     with db.session() as s:
@@ -213,7 +224,8 @@ def deliver(
         ids = (issue.id, issue.number)
         summary.window_start, summary.window_end = issue.window_start, issue.window_end
     deliverylog.snapshot(db, issue_id)
-    summary.resent = deliverylog.recover_in_flight(db, issue_id)
+    in_flight = deliverylog.recover_in_flight(db, issue_id, claimed_before)
+    summary.resent, summary.waiting = in_flight.resent, in_flight.waiting
     to_send = deliverylog.count(db, issue_id, DeliveryStatus.PENDING)
     summary.already = deliverylog.count(db, issue_id, DeliveryStatus.SENT)
     if to_send:

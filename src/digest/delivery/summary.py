@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from digest.delivery.deliverylog import IN_FLIGHT_GRACE
 from digest.words import counted, show_span, show_time
 
 
@@ -25,6 +26,9 @@ class SendSummary:
     pending: int = 0  # left for the next run (transient failures, a stop)
     already: int = 0  # delivered by an earlier run
     resent: int = 0  # in flight when a run died: sent again, may be duplicates
+    # In flight under a run that may still live (its lock taken over, not found dead): left
+    # 'sending' until deliverylog.IN_FLIGHT_GRACE has passed since their claim.
+    waiting: int = 0
     renders: int = 0  # distinct section choices rendered
     bounced: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # why each failed one failed
@@ -68,6 +72,8 @@ class SendSummary:
         line = f"{name}: " + ", ".join(parts) + f" in {self.seconds:.1f}s"
         if self.resent:
             line += f"; {self.resent} in flight at a crash were sent again"
+        if self.waiting:
+            line += f"; {self._waiting_line()}"
         if self.failures:
             more = f" (and {len(self.failures) - 3} more)" if len(self.failures) > 3 else ""
             line += f"; failed: {'; '.join(self.failures[:3])}{more}"
@@ -89,7 +95,16 @@ class SendSummary:
             return self.aborted
         if self.stopped:
             return "stopped on request"
-        return self.last_error if self.pending else None
+        if self.pending and self.last_error:
+            return self.last_error
+        return self._waiting_line() if self.waiting else None
+
+    def _waiting_line(self) -> str:
+        minutes = int(IN_FLIGHT_GRACE.total_seconds() // 60)
+        return (
+            f"{counted(self.waiting, 'message')} in flight under a run that may still be "
+            f"sending them (its lock was taken over) wait {minutes} minutes from their claim"
+        )
 
     def left(self) -> int:
         """The deliveries left for a later run, this issue's and what followed's."""
