@@ -251,8 +251,9 @@ def test_a_send_whose_lock_was_taken_from_a_live_run_leaves_its_message_in_fligh
     finally:
         sink.handler.release()  # the old run's message gets its answer
         out, err = old.communicate(timeout=60)
-    # Its heartbeat (every 10 s) never came round: it ended as it would have, 4 sent.
-    assert (old.returncode, out.split(",")[0]) == (0, "issue #1: 4 sent"), err
+    # Whether or not its heartbeat (every 10 s) came round to see the takeover before it
+    # ended, it sent and wrote down 4.
+    assert out.startswith("issue #1: 4 sent,"), (old.returncode, out, err)
     assert Counter(sink.recipients()) == Counter(everyone)  # each once
     assert delivery_counts(db_url) == {"sent": 10}  # the old run wrote down what it finished
     last = json.loads(digest([*send, "--json"], env, workdir))
