@@ -7,11 +7,11 @@ import logging
 import os
 import pwd
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     Column,
@@ -249,6 +249,16 @@ class Database:
 # Seconds to wait for a PostgreSQL server to accept a connection (overridden by a
 # connect_timeout in database.url).
 CONNECT_TIMEOUT_S = 10
+
+
+_T = TypeVar("_T")
+
+
+def in_pieces(values: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    """``values`` ``size`` at a time: the IN lists of one lookup or update, each under SQLite's
+    oldest limit of 999 parameters a statement."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def utcnow() -> datetime:

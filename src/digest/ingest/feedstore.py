@@ -21,7 +21,7 @@ from digest import metakeys
 from digest.columns import fit
 from digest.errors import StorageError
 from digest.ingest import policy, tally
-from digest.storage import Database
+from digest.storage import Database, in_pieces
 from digest.tables import FEEDS, FETCHES, POSTS
 from digest.types import (
     FeedJob,
@@ -311,7 +311,7 @@ def merge_posts(
     return new, updated
 
 
-# Keys or links a query names at most: well under SQLite's oldest limit of 999 parameters.
+# Keys or links a query names at most (storage.in_pieces).
 _LOOKUP_BATCH = 400
 
 
@@ -333,10 +333,8 @@ def _existing(
     conn: Connection, feed_id: int, column: Column[str], wanted: set[str]
 ) -> dict[int, policy.Existing]:
     """The feed's stored posts whose ``column`` is one of ``wanted``, by id."""
-    values = list(wanted)
     found: dict[int, policy.Existing] = {}
-    for start in range(0, len(values), _LOOKUP_BATCH):
-        batch = values[start : start + _LOOKUP_BATCH]
+    for batch in in_pieces(list(wanted), _LOOKUP_BATCH):
         query = _EXISTING.where(POSTS.c.feed_id == feed_id, column.in_(batch))
         found.update((r.id, policy.Existing(*r)) for r in conn.execute(query))
     return found

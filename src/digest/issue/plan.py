@@ -39,7 +39,7 @@ from digest.issue.render import IssueMeta
 from digest.issue.signals import load_signals
 from digest.issue.stored import candidates, claimed_posts, texts_of
 from digest.models import POSTED, Feed, Issue, Post
-from digest.storage import Database, utcnow
+from digest.storage import Database, in_pieces, utcnow
 from digest.types import (
     IssueStatus,
     RenderedEmail,
@@ -228,7 +228,7 @@ def record(db: Database, config: Config, plan: IssuePlan) -> Recording | None:
         s.flush()
         ids = [p.id for p in (*plan.posts, *plan.skipped)] + list(plan.duplicate_ids)
         claimed = 0
-        for chunk in _chunks(ids, 500):
+        for chunk in in_pieces(ids, 500):
             # Only unclaimed posts: a post goes into exactly one issue.
             result = s.execute(
                 update(Post)
@@ -399,7 +399,3 @@ def _meta(
         web=web,
         desk=desk,
     )
-
-
-def _chunks(items: list[int], size: int) -> list[list[int]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]

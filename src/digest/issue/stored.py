@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from digest.issue.compose import LATE_GRACE, Window
 from digest.issue.rules import apply_rules
 from digest.models import POSTED, Feed, Issue, Post
+from digest.storage import in_pieces
 from digest.types import FeedRules, StoredPost
 
 # A post's length in words as far as it is known: a teaser's is its page's once counted
@@ -136,8 +137,7 @@ def texts_of(s: Session, ids: Iterable[int]) -> dict[int, str]:
     """The texts of the posts ``ids`` (a planned post's text is left empty: see _PLAN_TEXT)."""
     wanted = sorted(set(ids))
     texts: dict[int, str] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
+    for chunk in in_pieces(wanted, 500):
         rows = s.execute(select(Post.id, Post.text).where(Post.id.in_(chunk)))
         texts.update((post_id, text or "") for post_id, text in rows)
     return texts
