@@ -61,11 +61,7 @@ def is_stale(
     """
     if holder is None or now - holder.heartbeat > stale_after:
         return True
-    if holder.host != host:
-        return False
-    if holder.pid == pid:
-        return not held_here
-    return not pid_alive
+    return known_dead(holder, host=host, pid=pid, pid_alive=pid_alive, held_here=held_here)
 
 
 def known_dead(
