@@ -29,6 +29,7 @@ from digest.errors import PermanentSendError
 from digest.models import BounceEvent, Delivery, Issue, Subscriber
 from digest.storage import Database, utcnow, wrap_db_errors
 from digest.types import BounceKind, DeliveryStatus, IssueStatus, SubscriberStatus
+from digest.words import counted
 
 # The source of the bounce events of refusals while sending (the others: imap, ses, postmark).
 SMTP_SOURCE = "smtp"
@@ -259,19 +260,25 @@ def recover_in_flight(
                 status=DeliveryStatus.PENDING, last_error="in flight when a run stopped; sent again"
             )
         )
-        count = int(getattr(result, "rowcount", 0) or 0)
-        counts.add(s, issue_id, {"sending": -count, "pending": count})
-        waiting = s.scalar(select(func.count()).select_from(Delivery).where(in_flight)) or 0
-    if count:
-        log.warning("send: %d message(s) were in flight when a run died; sending them again", count)
-    if waiting:
+        resent = int(getattr(result, "rowcount", 0) or 0)
+        counts.add(s, issue_id, {"sending": -resent, "pending": resent})
+    if resent:
         log.warning(
-            "send: %d message(s) were claimed less than %d minutes ago by a run that may still "
-            "be sending them (its lock was taken over, not found dead): a later run sends them",
-            waiting,
-            IN_FLIGHT_GRACE.total_seconds() // 60,
+            "send: %d message(s) were in flight when a run died; sending them again", resent
         )
-    return InFlight(count, int(waiting))
+    waiting = count(db, issue_id, DeliveryStatus.SENDING)
+    if waiting:
+        log.warning("send: %s", left_in_flight(waiting))
+    return InFlight(resent, waiting)
+
+
+def left_in_flight(waiting: int) -> str:
+    """What recover_in_flight left 'sending', in a line (the log's and the send summary's)."""
+    minutes = int(IN_FLIGHT_GRACE.total_seconds() // 60)
+    return (
+        f"{counted(waiting, 'message')} in flight under a run that may still be sending them "
+        f"(its lock was taken over) wait {minutes} minutes from their claim"
+    )
 
 
 # Pending deliveries read at a time, each page in a short transaction of its own: a send

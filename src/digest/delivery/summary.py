@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from digest.delivery.deliverylog import IN_FLIGHT_GRACE
+from digest.delivery.deliverylog import left_in_flight
 from digest.words import counted, show_span, show_time
 
 
@@ -73,7 +73,7 @@ class SendSummary:
         if self.resent:
             line += f"; {self.resent} in flight at a crash were sent again"
         if self.waiting:
-            line += f"; {self._waiting_line()}"
+            line += f"; {left_in_flight(self.waiting)}"
         if self.failures:
             more = f" (and {len(self.failures) - 3} more)" if len(self.failures) > 3 else ""
             line += f"; failed: {'; '.join(self.failures[:3])}{more}"
@@ -97,14 +97,7 @@ class SendSummary:
             return "stopped on request"
         if self.pending and self.last_error:
             return self.last_error
-        return self._waiting_line() if self.waiting else None
-
-    def _waiting_line(self) -> str:
-        minutes = int(IN_FLIGHT_GRACE.total_seconds() // 60)
-        return (
-            f"{counted(self.waiting, 'message')} in flight under a run that may still be "
-            f"sending them (its lock was taken over) wait {minutes} minutes from their claim"
-        )
+        return left_in_flight(self.waiting) if self.waiting else None
 
     def left(self) -> int:
         """The deliveries left for a later run, this issue's and what followed's."""
