@@ -20,11 +20,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from digest.lockholder import LockHolder, new_token
 from digest.metakeys import SENDER, lock_key
-from digest.models import Delivery, Meta
+from digest.models import Delivery
 from digest.storage import Database, utcnow
 from tests.conftest import cli_json, digest_env, free_port, run_cli, run_digest
 from tests.issue_helpers import SAT, add_feed, add_post
@@ -268,8 +268,7 @@ def as_if_its_heartbeat_stopped_two_minutes_ago(db_url: str) -> None:
     frozen = LockHolder(4242, "frozen-vm.example", now - 3 * WEEK, now - timedelta(minutes=2),
                         new_token())  # fmt: skip
     db = Database(db_url)
-    with db.session() as s:
-        s.execute(update(Meta).where(Meta.key == lock_key(SENDER)).values(value=frozen.to_json()))
+    db.set_meta(lock_key(SENDER), frozen.to_json())
     db.dispose()
 
 
