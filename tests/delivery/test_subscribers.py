@@ -144,6 +144,20 @@ def test_import_plain_lines(db: Database) -> None:
     assert names == {"old@example.com": None, "one@example.com": None, "two@example.com": "Two"}
 
 
+def test_a_csv_without_its_header_row_says_so(db: Database) -> None:
+    """A new user's first list: rows of address and name, no header. Each row says what is
+    missing, not that a comma is an invalid character; plain lines around them still count."""
+    text = "ada@example.com,Ada\nlinus@example.com,Linus\nplain@example.com\n"
+    summary = import_subscribers(db, text, now=NOW)
+    assert (summary.added, [n for n, _t, _why in summary.invalid]) == (1, [1, 2])
+    for _n, row, why in summary.invalid:
+        assert row.endswith((",Ada", ",Linus"))
+        assert why == (
+            "a CSV row, but the file's first line names no email column: a CSV starts with a "
+            "header row, e.g. `email,name`"
+        )
+
+
 def test_import_csv_with_header(db: Database) -> None:
     text = (
         "Name,E-mail,Sections\n"

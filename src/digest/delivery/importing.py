@@ -264,7 +264,20 @@ def _plain(
             if line is None:
                 yield n, "", why
             elif line.strip() and not line.lstrip().startswith("#"):
-                yield n, _cut(line), {"email": line}
+                yield n, _cut(line), _headerless_row(line) or {"email": line}
+
+
+def _headerless_row(line: str) -> str | None:
+    """Why ``line``, an address then more after a comma, is refused: a CSV row in a file whose
+    first line names no email column (else None). Without this its reason was the address
+    checker's "invalid characters: ','", which says nothing of the header it lacks."""
+    first, comma, _rest = line.partition(",")
+    if not comma or "@" not in first or "<" in first or line.count("@") > 1:
+        return None
+    return (
+        "a CSV row, but the file's first line names no email column: a CSV starts with a "
+        "header row, e.g. `email,name`"
+    )
 
 
 def _cells(line: str) -> list[str]:
