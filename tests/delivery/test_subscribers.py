@@ -153,8 +153,8 @@ def test_a_csv_without_its_header_row_says_so(db: Database) -> None:
     for _n, row, why in summary.invalid:
         assert row.endswith((",Ada", ",Linus"))
         assert why == (
-            "a CSV row, but the file's first line names no email column: a CSV starts with a "
-            "header row, e.g. `email,name`"
+            f"{row!r}: a CSV row, but the file's first line names no email column: a CSV "
+            "starts with a header row, e.g. `email,name`"
         )
 
 

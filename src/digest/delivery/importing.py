@@ -275,8 +275,8 @@ def _headerless_row(line: str) -> str | None:
     if not comma or "@" not in first or "<" in first or line.count("@") > 1:
         return None
     return (
-        "a CSV row, but the file's first line names no email column: a CSV starts with a "
-        "header row, e.g. `email,name`"
+        f"{_cut(line)!r}: a CSV row, but the file's first line names no email column: a CSV "
+        "starts with a header row, e.g. `email,name`"
     )
 
 
